@@ -1,0 +1,37 @@
+# dihya-realtime — the two commands a user needs: `make run` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test install install-test services lint docs bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(BIN)/dihya-realtime migrate --dev
+	$(BIN)/dihya-realtime serve --dev
+
+services:
+	bash scripts/ensure_services.sh
+
+test: install services
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+
+lint: install
+	$(BIN)/ruff check src tests
+	$(BIN)/mypy src/dihya_realtime
+
+docs: install
+	$(BIN)/dihya-realtime docs
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info

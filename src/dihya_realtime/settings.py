@@ -1,0 +1,270 @@
+"""One validated configuration object for the whole service.
+
+Values come, highest priority first, from keyword arguments (tests, embedding apps),
+``DIHYA_RT_*`` environment variables, the TOML file named by ``DIHYA_RT_CONFIG`` and the
+defaults below. A bad value stops start-up with :class:`SettingsError`, whose message names
+the setting (``DIHYA_RT_MAX_PAYLOAD_BYTES: Input should be a valid integer``).
+
+Lists given through the environment are comma separated
+(``DIHYA_RT_ALLOWED_ORIGINS=https://a.example,https://b.example``); nested tables
+(``roles``, ``namespaces``) come from the TOML file or as JSON in the environment.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+ENV_PREFIX = "DIHYA_RT_"
+
+DEFAULT_REDACT_KEYS = [
+    "password",
+    "passwd",
+    "secret",
+    "client_secret",
+    "token",
+    "access_token",
+    "refresh_token",
+    "id_token",
+    "api_key",
+    "apikey",
+    "authorization",
+    "cookie",
+    "set-cookie",
+    "private_key",
+    "session",
+    "jwt_secret",
+]
+
+DEFAULT_ROLES: dict[str, list[str]] = {
+    "admin": ["*"],
+    "moderator": [
+        "chat:moderate",
+        "chat:write",
+        "notifications:send",
+        "live:read",
+        "doc:edit",
+        "doc:read",
+    ],
+    "user": ["chat:write", "live:read", "doc:edit", "doc:read"],
+}
+
+
+class SettingsError(Exception):
+    """Raised when the configuration is invalid; the message names each bad setting."""
+
+
+def _split_csv(value: Any) -> Any:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+CsvList = Annotated[list[str], NoDecode]
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+
+
+def parse_duration(value: Any) -> float:
+    """``"24h"`` → 86400.0; numbers are seconds. Raises ``ValueError`` on anything else."""
+    if isinstance(value, int | float):
+        return float(value)
+    match = _DURATION.match(str(value))
+    if not match:
+        raise ValueError(f"not a duration: {value!r} (use e.g. 30s, 5m, 24h)")
+    return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+
+
+class HistoryPolicy(BaseModel):
+    """How much of a channel's past the broker keeps for history and recovery."""
+
+    size: int = Field(default=0, ge=0, le=100_000)
+    ttl: float = 86400.0
+
+    _parse_ttl = field_validator("ttl", mode="before")(lambda cls, v: parse_duration(v))
+
+
+class NamespacePolicy(BaseModel):
+    """The policy of one channel namespace (``[namespaces.chat]`` in ``realtime.toml``).
+
+    ``subscribe`` / ``publish`` name the permission needed; ``publish = None`` means only the
+    server publishes there (live updates). ``personal`` channels are ``ns:#<user_id>`` and
+    only that user may subscribe.
+    """
+
+    model_config = {"extra": "forbid"}
+
+    subscribe: str | None = None
+    publish: str | None = None
+    presence: bool = False
+    history: HistoryPolicy = Field(default_factory=HistoryPolicy)
+    anonymous: bool = False
+    personal: bool = False
+
+
+def default_namespaces() -> dict[str, NamespacePolicy]:
+    return {
+        "chat": NamespacePolicy(
+            subscribe="chat:write",
+            publish="chat:write",
+            presence=True,
+            history=HistoryPolicy(size=200, ttl=86400),
+        ),
+        "live": NamespacePolicy(
+            subscribe="live:read", publish=None, history=HistoryPolicy(size=100, ttl=3600)
+        ),
+        "user": NamespacePolicy(personal=True, history=HistoryPolicy(size=100, ttl=86400)),
+    }
+
+
+class RateLimit(BaseModel):
+    """A token bucket: ``rate`` tokens per second, at most ``burst`` saved up."""
+
+    rate: float = Field(gt=0)
+    burst: int = Field(ge=1)
+
+
+class Settings(BaseSettings):
+    """Every setting of dihya-realtime. See the README's configuration table."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        extra="forbid",
+        case_sensitive=False,
+        validate_default=True,
+    )
+
+    # -- running
+    dev: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(default=5000, ge=0, le=65535)
+    async_mode: Literal["gevent", "threading"] = "gevent"
+    secret_key: SecretStr | None = None  # Flask session signing key of the standalone app
+
+    # -- authentication
+    jwt_secret: SecretStr | None = None
+    jwt_public_key_file: Path | None = None
+    jwt_private_key_file: Path | None = None  # only to mint tokens (`dihya-realtime token`)
+    jwt_algorithms: CsvList = Field(default_factory=list)
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_leeway: float = Field(default=0, ge=0, le=300)
+    allow_query_token: bool = False
+    session_auth: bool = False
+    session_user_key: str = "user_id"
+    session_roles_key: str = "roles"
+    session_name_key: str = "name"
+    anonymous: bool = False
+    expiry_warning_seconds: float = Field(default=60, ge=0)
+    expiry_grace_seconds: float = Field(default=25, ge=0)
+
+    # -- transport
+    allowed_origins: CsvList = Field(default_factory=list)
+    max_payload_bytes: int = Field(default=65536, ge=1024, le=16 * 1024 * 1024)
+    ping_interval: float = Field(default=25, gt=0)
+    ping_timeout: float = Field(default=20, gt=0)
+
+    # -- storage and scale
+    database_url: str = "sqlite:///dihya_realtime.db"
+    redis_url: str | None = None
+    redis_prefix: str = "dihya"
+
+    # -- HTTP API
+    api_keys: CsvList = Field(default_factory=list)
+
+    # -- audit
+    audit_log: str = "-"  # "-" = stdout, "off", or a file path
+    audit_db: bool = True
+
+    # -- rate limits
+    rate_limit_event: RateLimit = Field(default_factory=lambda: RateLimit(rate=50, burst=100))
+    rate_limit_user: RateLimit = Field(default_factory=lambda: RateLimit(rate=200, burst=400))
+    rate_limit_connect_ip: RateLimit = Field(default_factory=lambda: RateLimit(rate=20, burst=60))
+    rate_limit_abuse_strikes: int = Field(default=50, ge=1)
+
+    # -- redaction
+    redact_keys: CsvList = Field(default_factory=lambda: list(DEFAULT_REDACT_KEYS))
+
+    # -- authorization and channels
+    roles: dict[str, list[str]] = Field(default_factory=lambda: dict(DEFAULT_ROLES))
+    namespaces: dict[str, NamespacePolicy] = Field(default_factory=default_namespaces)
+    idempotency_ttl: float = Field(default=300, gt=0)
+    presence_ttl: float = Field(default=30, gt=0)
+
+    _split = field_validator("jwt_algorithms", "allowed_origins", "api_keys", "redact_keys",
+                             mode="before")(lambda cls, v: _split_csv(v))
+
+    @field_validator("namespaces")
+    @classmethod
+    def _namespace_names(cls, value: dict[str, NamespacePolicy]) -> dict[str, NamespacePolicy]:
+        for name in value:
+            if not re.fullmatch(r"[a-z][a-z0-9_]{0,31}", name):
+                raise ValueError(f"namespace name {name!r} must match [a-z][a-z0-9_]{{0,31}}")
+        return value
+
+    @model_validator(mode="after")
+    def _derive(self) -> Settings:
+        if not self.jwt_algorithms:
+            if self.jwt_public_key_file is not None:
+                self.jwt_algorithms = ["RS256", "ES256"]
+            else:
+                self.jwt_algorithms = ["HS256"]
+        bad = [a for a in self.jwt_algorithms if a.lower() == "none"]
+        if bad:
+            raise ValueError("jwt_algorithms: 'none' is never accepted")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get(ENV_PREFIX + "CONFIG")
+        if config_file:
+            if not Path(config_file).is_file():
+                raise SettingsError(f"{ENV_PREFIX}CONFIG: no such file: {config_file}")
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+        return tuple(sources)
+
+    # -- derived views
+    @property
+    def jwt_configured(self) -> bool:
+        return self.jwt_secret is not None or self.jwt_public_key_file is not None
+
+    def require_production_ready(self) -> None:
+        """Refuse to serve in production mode without a way to verify tokens."""
+        if not self.dev and not self.jwt_configured:
+            raise SettingsError(
+                f"{ENV_PREFIX}JWT_SECRET or {ENV_PREFIX}JWT_PUBLIC_KEY_FILE is required "
+                "outside dev mode (use --dev for a local demo)"
+            )
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings, turning pydantic's errors into one message naming each bad setting."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err["loc"]) or "settings"
+            name = ENV_PREFIX + loc.upper() if "." not in loc else loc
+            lines.append(f"{name}: {err['msg']}")
+        raise SettingsError("invalid configuration:\n  " + "\n  ".join(lines)) from None
