@@ -1,0 +1,196 @@
+"""``dihya-realtime serve | token | migrate | audit verify | docs | hash-api-key``.
+
+Imports stay inside the commands: ``serve`` must monkey-patch the standard library for
+gevent before anything else imports ``socket`` or ``threading``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import sys
+from pathlib import Path
+from typing import Any
+
+DEV_SECRET_FILE = ".dihya-dev-secret"
+
+
+def _settings(dev: bool = False, **overrides: Any):  # noqa: ANN202 - Settings
+    from dihya_realtime.settings import SettingsError, load_settings
+
+    try:
+        settings = load_settings(**overrides) if not dev else load_settings(dev=True, **overrides)
+    except SettingsError as exc:
+        sys.exit(f"dihya-realtime: {exc}")
+    if settings.dev and not settings.jwt_configured:
+        settings.jwt_secret = _dev_secret()  # type: ignore[assignment]
+    return settings
+
+
+def _dev_secret() -> Any:
+    """A per-checkout random secret for dev mode, kept so `token` and `serve` agree."""
+    from pydantic import SecretStr
+
+    path = Path(DEV_SECRET_FILE)
+    if not path.exists():
+        path.write_text(secrets.token_hex(32))
+        path.chmod(0o600)
+    return SecretStr(path.read_text().strip())
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from gevent import monkey
+
+    monkey.patch_all()
+    import logging
+
+    from gevent.pywsgi import WSGIServer
+
+    from dihya_realtime.auth import mint_token
+    from dihya_realtime.server import create_app
+    from dihya_realtime.settings import SettingsError
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    overrides: dict[str, Any] = {"async_mode": "gevent"}
+    if args.host:
+        overrides["host"] = args.host
+    if args.port is not None:
+        overrides["port"] = args.port
+    settings = _settings(dev=args.dev, **overrides)
+    try:
+        settings.require_production_ready()
+    except SettingsError as exc:
+        sys.exit(f"dihya-realtime: {exc}")
+    app = create_app(settings)
+    rt = app.extensions["dihya_realtime"]
+    if settings.dev:
+        rt.db.migrate()
+    server = WSGIServer((settings.host, settings.port), app, log=None,
+                        error_log=logging.getLogger("dihya_realtime.wsgi"))
+    server.start()
+    host, port = server.address[:2]
+    broker = "redis" if settings.redis_url else "memory"
+    mode = "dev" if settings.dev else "production"
+    print(f"dihya-realtime ready on http://{host}:{port} ({mode} mode, database "
+          f"{settings.database_url.split('://')[0]}, {broker} broker, pid {os.getpid()})",
+          flush=True)
+    if settings.dev:
+        for user, roles in (("alice", ["user", "moderator"]), ("bob", ["user"])):
+            token = mint_token(settings, user, roles, name=user.capitalize(), ttl=8 * 3600)
+            print(f"demo token for {user} ({','.join(roles)}): {token}", flush=True)
+        print(f"connect: io('http://{host}:{port}', {{auth: {{token: '<token>'}}}})", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        rt.close()
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    from dihya_realtime.auth import mint_token
+
+    settings = _settings(dev=args.dev)
+    roles = [r for r in (args.roles or "").split(",") if r]
+    print(mint_token(settings, args.user, roles, name=args.name, ttl=args.ttl))
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from dihya_realtime.store import Database
+
+    settings = _settings(dev=args.dev)
+    Database(settings.database_url).migrate()
+    print(f"database migrated: {settings.database_url.split('://')[0]}")
+    return 0
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from dihya_realtime.audit import verify
+    from dihya_realtime.store import Database
+
+    settings = _settings(dev=args.dev)
+    result = verify(Database(settings.database_url))
+    if result.ok:
+        print(f"audit trail intact: {result.rows} rows")
+        return 0
+    print(f"audit trail TAMPERED: {result.reason}", file=sys.stderr)
+    return 1
+
+
+def cmd_docs(args: argparse.Namespace) -> int:
+    import dihya_realtime.events  # noqa: F401 - declares every event
+    from dihya_realtime.docs import write_docs
+    from dihya_realtime.registry import registry
+
+    stale = write_docs(registry, Path(args.root), check=args.check)
+    if args.check:
+        if stale:
+            print("stale generated docs: " + ", ".join(stale), file=sys.stderr)
+            return 1
+        print("generated docs are current")
+        return 0
+    print("wrote " + (", ".join(stale) if stale else "nothing (already current)"))
+    return 0
+
+
+def cmd_hash_api_key(args: argparse.Namespace) -> int:
+    from dihya_realtime.auth import hash_api_key
+
+    key = args.key or secrets.token_urlsafe(32)
+    if not args.key:
+        print(f"key (give it to the caller, keep it secret): {key}")
+    print(f"hash (put it in DIHYA_RT_API_KEYS): {hash_api_key(key)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dihya-realtime",
+                                     description="Realtime (Socket.IO) backend for Flask apps")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def with_dev(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--dev", action="store_true",
+                       help="dev mode: SQLite file, memory broker, a local dev JWT secret")
+        return p
+
+    p = with_dev(sub.add_parser("serve", help="run the server (gevent)"))
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.set_defaults(func=cmd_serve)
+
+    p = with_dev(sub.add_parser("token", help="mint a JWT with the configured key"))
+    p.add_argument("--user", required=True)
+    p.add_argument("--roles", default="user")
+    p.add_argument("--name")
+    p.add_argument("--ttl", type=float, default=3600)
+    p.set_defaults(func=cmd_token)
+
+    p = with_dev(sub.add_parser("migrate", help="create or upgrade the database schema"))
+    p.set_defaults(func=cmd_migrate)
+
+    audit = sub.add_parser("audit", help="audit trail tools")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
+    p = with_dev(audit_sub.add_parser("verify", help="check the hash chain; exit 1 if tampered"))
+    p.set_defaults(func=cmd_audit_verify)
+
+    p = sub.add_parser("docs", help="generate the events reference and the AsyncAPI document")
+    p.add_argument("--check", action="store_true", help="exit 1 if the generated files are stale")
+    p.add_argument("--root", default=".")
+    p.set_defaults(func=cmd_docs)
+
+    p = sub.add_parser("hash-api-key", help="make an API key and the hash to configure")
+    p.add_argument("--key", help="hash this key instead of making a new one")
+    p.set_defaults(func=cmd_hash_api_key)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

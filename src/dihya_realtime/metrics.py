@@ -1,0 +1,45 @@
+"""Prometheus metrics of one Realtime instance (its own registry, so apps and tests never clash)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.connections = Gauge(
+            "dihya_rt_connections", "Open Socket.IO connections", registry=self.registry
+        )
+        self.events = Counter(
+            "dihya_rt_events_total",
+            "Client events handled, by event name and outcome (ok or an error code)",
+            ["event", "outcome"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "dihya_rt_event_seconds",
+            "Time to handle a client event",
+            ["event"],
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+            registry=self.registry,
+        )
+        self.auth_failures = Counter(
+            "dihya_rt_auth_failures_total",
+            "Refused connections, by reason",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.rate_limited = Counter(
+            "dihya_rt_rate_limited_total",
+            "Rate-limited events and connections, by scope",
+            ["scope"],
+            registry=self.registry,
+        )
+        self.publications = Counter(
+            "dihya_rt_publications_total", "Publications made through this process",
+            registry=self.registry,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

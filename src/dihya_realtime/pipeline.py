@@ -1,0 +1,211 @@
+"""The event pipeline: every client event goes through here, once.
+
+    rate limit → validation → permission → handler → redaction → audit → metrics
+
+A handler only holds its feature's logic. Every failure becomes a value from the wire
+contract (:mod:`dihya_realtime.errors`): a reply envelope when the client asked for an ack,
+else an ``error`` event. A handler's exception is logged with an error id and answered with
+``internal``; the connection stays usable.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ValidationError
+
+from dihya_realtime.connections import Connection
+from dihya_realtime.errors import ErrorCode, RealtimeError, fail, ok
+from dihya_realtime.ratelimit import TokenBucket
+from dihya_realtime.registry import EventSpec
+
+if TYPE_CHECKING:
+    from dihya_realtime.server import Realtime
+
+log = logging.getLogger("dihya_realtime.events")
+
+_call = threading.local()
+"""Per event call: did the client ask for an ack, and what runs after the reply is sent.
+
+Under gevent this is greenlet-local; python-socketio runs each event in its own task.
+"""
+
+
+class EventContext:
+    """What a handler gets besides its payload: who called, and ways to answer."""
+
+    __slots__ = ("rt", "conn", "event")
+
+    def __init__(self, rt: Realtime, conn: Connection, event: str) -> None:
+        self.rt = rt
+        self.conn = conn
+        self.event = event
+
+    @property
+    def user_id(self) -> str:
+        return self.conn.principal.user_id
+
+    @property
+    def sid(self) -> str:
+        return self.conn.sid
+
+    def emit(self, event: str, data: Any, to: str | None = None) -> None:
+        """Emit to this connection (default) or to a room, through the redaction filter."""
+        self.rt.emit(event, data, to=to or self.conn.sid)
+
+    def require(self, permission: str) -> None:
+        """Raise ``forbidden`` unless the caller holds ``permission`` (for per-object checks)."""
+        if not self.conn.can(permission):
+            raise RealtimeError(ErrorCode.FORBIDDEN, f"missing permission {permission!r}",
+                                {"permission": permission})
+
+    def after_reply(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` once the reply has been sent (e.g. to start live delivery after it)."""
+        hooks = getattr(_call, "after", None)
+        if hooks is None:
+            fn()
+        else:
+            hooks.append(fn)
+
+    def audit(self, type_: str, outcome: str = "ok", **details: Any) -> None:
+        self.rt.audit.record(type_, event=self.event, outcome=outcome, details=details or None,
+                             **self.conn.audit_fields())
+
+
+def validation_details(exc: ValidationError) -> list[dict[str, str]]:
+    """Name each bad field: ``[{"field": "since.offset", "message": …, "type": …}]``."""
+    details = []
+    for err in exc.errors(include_url=False, include_context=False, include_input=False):
+        field = ".".join(str(p) for p in err["loc"]) or "payload"
+        details.append({"field": field, "message": err["msg"], "type": err["type"]})
+    return details
+
+
+class Pipeline:
+    """Runs declared events for one :class:`~dihya_realtime.server.Realtime`."""
+
+    def __init__(self, rt: Realtime) -> None:
+        self.rt = rt
+        settings = rt.settings
+        self.event_limit = settings.rate_limit_event
+        self.abuse_strikes = settings.rate_limit_abuse_strikes
+
+    # -- hooks into python-socketio's event call, to know about acks
+    def around_event_call(self, original: Callable[..., Any]) -> Callable[..., Any]:
+        """Wrap ``Server._handle_event_internal`` to learn whether the client wants an ack.
+
+        python-socketio does not tell the handler; the ack id is only known one level up.
+        """
+
+        def handle_event_internal(server: Any, sid: str, eio_sid: str, data: Any,
+                                  namespace: str, id: Any) -> Any:
+            _call.ack = id is not None
+            _call.after = []
+            try:
+                return original(server, sid, eio_sid, data, namespace, id)
+            finally:
+                hooks, _call.after = _call.after, None
+                for hook in hooks:
+                    try:
+                        hook()
+                    except Exception:
+                        log.exception("after-reply hook failed")
+
+        return handle_event_internal
+
+    # -- the pipeline
+    def dispatch(self, spec: EventSpec | None, name: str, sid: str, args: tuple) -> Any:
+        """Handle one event; returns the ack envelope (or ``None`` when no ack was asked)."""
+        started = time.perf_counter()
+        rt = self.rt
+        conn = rt.connections.get(sid)
+        outcome = "ok"
+        try:
+            if conn is None:
+                raise RealtimeError(ErrorCode.UNAUTHENTICATED, "connection is not authenticated")
+            if spec is None:
+                rt.audit.record("unknown_event", event=name, outcome="not_found",
+                                **conn.audit_fields())
+                raise RealtimeError(ErrorCode.NOT_FOUND, f"unknown event {name!r}",
+                                    {"event": name})
+            self._check_rate(spec, conn)
+            payload = self._validate(spec, conn, args)
+            if spec.permission is not None and not conn.can(spec.permission):
+                rt.audit.record("permission_denied", event=name, outcome="forbidden",
+                                details={"permission": spec.permission},
+                                **conn.audit_fields())
+                raise RealtimeError(ErrorCode.FORBIDDEN,
+                                    f"missing permission {spec.permission!r}",
+                                    {"permission": spec.permission})
+            result = spec.handler(EventContext(rt, conn, name), payload)
+            if isinstance(result, BaseModel):
+                result = result.model_dump(mode="json", by_alias=True)
+            envelope = ok(rt.redact(result, event=name, conn=conn))
+        except RealtimeError as exc:
+            outcome = exc.code.value
+            if exc.code is ErrorCode.FORBIDDEN and conn is not None and spec is not None \
+                    and exc.details != {"permission": spec.permission}:
+                rt.audit.record("permission_denied", event=name, outcome="forbidden",
+                                details={"message": exc.message}, **conn.audit_fields())
+            envelope = fail(exc)
+        except Exception:
+            outcome = "internal"
+            error_id = uuid.uuid4().hex[:12]
+            log.exception("handler for %r failed (error id %s)", name, error_id)
+            if conn is not None:
+                rt.audit.record("handler_error", event=name, outcome="internal",
+                                details={"error_id": error_id}, **conn.audit_fields())
+            envelope = fail(RealtimeError(ErrorCode.INTERNAL,
+                                          f"internal error (error id {error_id})",
+                                          {"error_id": error_id}))
+        rt.metrics.events.labels(name if spec else "<unknown>", outcome).inc()
+        rt.metrics.latency.labels(name if spec else "<unknown>").observe(
+            time.perf_counter() - started)
+        if getattr(_call, "ack", True):
+            return envelope
+        if not envelope["ok"]:
+            rt.emit("error", {"event": name, "error": envelope["error"]}, to=sid)
+        return None
+
+    def _check_rate(self, spec: EventSpec, conn: Connection) -> None:
+        bucket = conn.buckets.get(spec.name)
+        if bucket is None:
+            bucket = conn.buckets[spec.name] = TokenBucket(spec.rate or self.event_limit)
+        wait = bucket.take()
+        scope = "connection"
+        if not wait:
+            wait = self.rt.user_buckets.take(conn.user_id)
+            scope = "user"
+        if not wait:
+            return
+        conn.strikes += 1
+        rt = self.rt
+        rt.metrics.rate_limited.labels(scope).inc()
+        rt.audit.record("rate_limited", event=spec.name, outcome="rate_limited",
+                        details={"scope": scope, "retry_after": round(wait, 3),
+                                 "strikes": conn.strikes}, **conn.audit_fields())
+        if conn.strikes >= self.abuse_strikes:
+            rt.audit.record("disconnect_abuse", event=spec.name, outcome="disconnected",
+                            details={"strikes": conn.strikes}, **conn.audit_fields())
+            rt.socketio.server.start_background_task(rt.disconnect_sid, conn.sid)
+        raise RealtimeError(ErrorCode.RATE_LIMITED, f"too many {spec.name!r} events",
+                            {"scope": scope}, retry_after=wait)
+
+    def _validate(self, spec: EventSpec, conn: Connection, args: tuple) -> Any:
+        if spec.payload is None:
+            return args[0] if args else None
+        raw = args[0] if args else {}
+        try:
+            return spec.payload.model_validate(raw)
+        except ValidationError as exc:
+            details = validation_details(exc)
+            self.rt.audit.record(
+                "invalid_payload", event=spec.name, outcome="invalid_payload",
+                details={"fields": [d["field"] for d in details]}, **conn.audit_fields())
+            raise RealtimeError(ErrorCode.INVALID_PAYLOAD,
+                                f"invalid payload for {spec.name!r}", details) from None

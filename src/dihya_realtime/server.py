@@ -1,0 +1,333 @@
+"""Flask-SocketIO set-up and the :class:`Realtime` extension object.
+
+``Realtime(app)`` (or ``Realtime().init_app(app)``) gives a Flask app authenticated,
+validated, audited Socket.IO events, the HTTP API and the metrics. ``create_app()`` builds the
+standalone service that ``dihya-realtime serve`` runs.
+
+Two hooks into python-socketio (pinned ``>=5.16.2,<6``) make the pipeline possible:
+``Server._trigger_event`` is wrapped so that authentication runs before *any* connect handler
+(a host app's own ``@socketio.on('connect')`` cannot bypass it) and declared events reach the
+pipeline without Flask-SocketIO's per-event request context; ``Server._handle_event_internal``
+is wrapped so the pipeline knows whether the client asked for an ack.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from flask import Flask
+from flask_socketio import SocketIO
+from socketio.exceptions import ConnectionRefusedError as SioConnectionRefused
+
+from dihya_realtime.audit import AuditLog
+from dihya_realtime.auth import ApiKeyChecker, AuthError, TokenVerifier, authenticate_connection
+from dihya_realtime.broker import Broker, create_broker
+from dihya_realtime.connections import Connection, ConnectionTable
+from dihya_realtime.expiry import ExpiryWatch
+from dihya_realtime.metrics import Metrics
+from dihya_realtime.permissions import RolePolicy
+from dihya_realtime.pipeline import Pipeline
+from dihya_realtime.principal import Principal
+from dihya_realtime.ratelimit import KeyedBuckets
+from dihya_realtime.redaction import Redactor
+from dihya_realtime.registry import Registry, registry
+from dihya_realtime.settings import Settings, load_settings
+from dihya_realtime.store import Database
+
+log = logging.getLogger("dihya_realtime")
+
+ConnectHook = Callable[[Connection], None]
+DisconnectHook = Callable[[Connection, str], None]
+
+
+def user_room(user_id: str) -> str:
+    """The Socket.IO room holding every connection of one user, on every process."""
+    return f"user-sids:{user_id}"
+
+
+class Realtime:
+    """The dihya-realtime extension for one Flask app.
+
+    Attributes a host app uses: :attr:`settings`, :attr:`socketio`, :attr:`audit`,
+    :attr:`db`, :attr:`broker`, and the feature services that the event modules attach
+    (``rt.channels`` …). Declare your own events with :meth:`event`.
+    """
+
+    def __init__(
+        self,
+        app: Flask | None = None,
+        *,
+        settings: Settings | None = None,
+        socketio: SocketIO | None = None,
+        registry_: Registry | None = None,
+        **overrides: Any,
+    ) -> None:
+        self.settings = settings or load_settings(**overrides)
+        self.registry = registry_ or registry
+        self.socketio: SocketIO = socketio  # type: ignore[assignment]
+        self.app: Flask | None = None
+        self.connections = ConnectionTable()
+        self.metrics = Metrics()
+        self.redactor = Redactor(self.settings.redact_keys)
+        self.roles = RolePolicy(self.settings.roles)
+        self.verifier = TokenVerifier(self.settings)
+        self.api_keys = ApiKeyChecker(self.settings)
+        self.user_buckets = KeyedBuckets(self.settings.rate_limit_user)
+        self.ip_buckets = KeyedBuckets(self.settings.rate_limit_connect_ip)
+        self.db = Database(self.settings.database_url)
+        self.audit = AuditLog(self.db if self.settings.audit_db else None,
+                              self.settings.audit_log)
+        self.broker: Broker = create_broker(self.settings.redis_url, self.settings.redis_prefix)
+        self.pipeline = Pipeline(self)
+        self.expiry = ExpiryWatch(self)
+        self.broker_handlers: list[Callable[[Any], None]] = []
+        self.connect_hooks: list[ConnectHook] = []
+        self.disconnect_hooks: list[DisconnectHook] = []
+        self.started_at = time.time()
+        if app is not None:
+            self.init_app(app, socketio=socketio)
+
+    # -- Flask integration
+    def init_app(self, app: Flask, socketio: SocketIO | None = None) -> Realtime:
+        """Attach to ``app``: Socket.IO server, event pipeline, HTTP API, features."""
+        from dihya_realtime.api import create_blueprint
+        from dihya_realtime.events import setup_features
+
+        settings = self.settings
+        self.app = app
+        app.extensions["dihya_realtime"] = self
+        if socketio is None:
+            socketio = SocketIO(app, **self.socketio_options())
+        else:
+            self._adopt(socketio)
+        self.socketio = socketio
+        server = socketio.server
+        server._trigger_event = self._around_trigger(server._trigger_event)
+        server._handle_event_internal = self.pipeline.around_event_call(
+            server._handle_event_internal)
+        if settings.allowed_origins:
+            app.wsgi_app = CorsForAllowedOrigins(app.wsgi_app, settings.allowed_origins)
+        blueprint = create_blueprint(self)
+        setup_features(self)  # features add their hooks, services and HTTP routes
+        app.register_blueprint(blueprint)
+        self.broker.set_handler(self._on_broker_message)
+        self.broker.start()
+        return self
+
+    def socketio_options(self) -> dict[str, Any]:
+        s = self.settings
+        options: dict[str, Any] = {
+            "async_mode": s.async_mode,
+            # Origin is checked at connect by us, with a clear refusal reason; engine.io's
+            # own check would answer a bare HTTP 400. CORS headers: CorsForAllowedOrigins.
+            "cors_allowed_origins": [],
+            "max_http_buffer_size": s.max_payload_bytes,
+            "ping_interval": s.ping_interval,
+            "ping_timeout": s.ping_timeout,
+            "manage_session": False,
+            "logger": False,
+            "engineio_logger": False,
+        }
+        if s.redis_url:
+            options["message_queue"] = s.redis_url
+            options["channel"] = f"{s.redis_prefix}-socketio"
+        return options
+
+    def _adopt(self, socketio: SocketIO) -> None:
+        """Take over a host-made SocketIO (the seed's usage): our limits, our Origin check."""
+        eio = socketio.server.eio
+        if eio.cors_allowed_origins not in ([], None):
+            log.warning("cors_allowed_origins of the host SocketIO is replaced by "
+                        "DIHYA_RT_ALLOWED_ORIGINS (checked at connect)")
+        eio.cors_allowed_origins = []
+        eio.max_http_buffer_size = self.settings.max_payload_bytes
+
+    # -- declaring events (host apps use this for their own handlers)
+    def event(self, name: str, **kwargs: Any) -> Callable:
+        """Declare an event of the host app; it runs through the same pipeline."""
+        return self.registry.event(name, **kwargs)
+
+    # -- emitting
+    def emit(self, event: str, data: Any, to: str | None = None,
+             skip_sid: str | list[str] | None = None, local: bool = False) -> None:
+        """Emit through the redaction filter, to a sid or a room (every process)."""
+        clean = self.redact(data, event=event)
+        self.socketio.server.emit(event, clean, to=to, skip_sid=skip_sid, namespace="/",
+                                  ignore_queue=local)
+
+    def emit_to_user(self, user_id: str, event: str, data: Any,
+                     skip_sid: str | None = None) -> None:
+        """Emit to every connection of ``user_id``, on every process."""
+        self.emit(event, data, to=user_room(user_id), skip_sid=skip_sid)
+
+    def redact(self, value: Any, *, event: str, conn: Connection | None = None) -> Any:
+        clean, paths = self.redactor.redact(value)
+        if paths:
+            fields = conn.audit_fields() if conn else {}
+            self.audit.record("redaction", event=event, outcome="redacted",
+                              details={"paths": paths}, **fields)
+        return clean
+
+    # -- connections
+    def disconnect_sid(self, sid: str) -> None:
+        self.socketio.server.disconnect(sid, namespace="/")
+
+    def disconnect_user(self, user_id: str, reason: str = "disconnected by server") -> int:
+        """Disconnect every connection of ``user_id`` on this process; returns how many."""
+        conns = self.connections.of_user(user_id)
+        for conn in conns:
+            self.audit.record("disconnect_user", outcome="disconnected",
+                              details={"reason": reason}, **conn.audit_fields())
+            self.emit("disconnecting", {"reason": reason}, to=conn.sid, local=True)
+            self.disconnect_sid(conn.sid)
+        return len(conns)
+
+    def on_connect(self, fn: ConnectHook) -> ConnectHook:
+        """Run ``fn(conn)`` after a connection is authenticated (features push state here)."""
+        self.connect_hooks.append(fn)
+        return fn
+
+    def on_disconnect(self, fn: DisconnectHook) -> DisconnectHook:
+        self.disconnect_hooks.append(fn)
+        return fn
+
+    def principal_permissions(self, principal: Principal):  # noqa: ANN201 - PermissionSet
+        return self.roles.permissions_for(principal.roles)
+
+    # -- python-socketio hooks
+    def _around_trigger(self, original: Callable[..., Any]) -> Callable[..., Any]:
+        events = self.registry.events
+        dispatch = self.pipeline.dispatch
+
+        def trigger_event(event: str, namespace: str, *args: Any) -> Any:
+            if namespace != "/":
+                return original(event, namespace, *args)
+            spec = events.get(event)
+            if spec is not None:
+                return dispatch(spec, event, args[0], args[1:])
+            if event == "connect":
+                self._connect(args[0], args[1], args[2] if len(args) > 2 else None)
+                return original(event, namespace, *args)
+            if event == "disconnect":
+                try:
+                    return original(event, namespace, *args)
+                finally:
+                    self._disconnect(args[0], args[1] if len(args) > 1 else "unknown")
+            if original.__self__.handlers.get(namespace, {}).get(event):  # type: ignore
+                return original(event, namespace, *args)  # a host app's own handler
+            return dispatch(None, event, args[0], args[1:])
+
+        return trigger_event
+
+    def _connect(self, sid: str, environ: dict, auth: Any) -> None:
+        settings = self.settings
+        remote = environ.get("REMOTE_ADDR")
+        fields = {"sid": sid, "remote_addr": remote, "origin": environ.get("HTTP_ORIGIN"),
+                  "user_agent": environ.get("HTTP_USER_AGENT")}
+        wait = self.ip_buckets.take(remote or "?")
+        if wait:
+            self.metrics.rate_limited.labels("connect_ip").inc()
+            self.audit.record("connect_refused", outcome="rate_limited",
+                              details={"reason": "too_many_connections"}, **fields)
+            raise SioConnectionRefused({
+                "code": "rate_limited", "reason": "too_many_connections",
+                "message": "too many connection attempts from this address",
+                "retry_after": round(wait, 3)})
+        session = None
+        if settings.session_auth and self.app is not None:
+            with self.app.request_context(environ):
+                from flask import session as flask_session
+
+                session = dict(flask_session)
+        try:
+            principal = authenticate_connection(settings, self.verifier, environ, auth, session)
+        except AuthError as exc:
+            self.metrics.auth_failures.labels(exc.reason).inc()
+            self.audit.record("connect_refused", outcome="unauthenticated",
+                              details={"reason": exc.reason}, **fields)
+            raise SioConnectionRefused(exc.to_connect_error()) from None
+        conn = Connection(sid=sid, principal=principal,
+                          permissions=self.principal_permissions(principal),
+                          remote_addr=remote, origin=fields["origin"],
+                          user_agent=fields["user_agent"])
+        self.connections.add(conn)
+        self.socketio.server.enter_room(sid, user_room(principal.user_id), namespace="/")
+        self.metrics.connections.inc()
+        self.expiry.watch(conn)
+        self.audit.record("connect", outcome="ok",
+                          details={"method": principal.method, "roles": list(principal.roles)},
+                          **conn.audit_fields())
+        for hook in self.connect_hooks:
+            try:
+                hook(conn)
+            except Exception:
+                log.exception("connect hook %r failed", hook)
+
+    def _disconnect(self, sid: str, reason: Any) -> None:
+        conn = self.connections.remove(sid)
+        if conn is None:
+            return
+        self.metrics.connections.dec()
+        for hook in self.disconnect_hooks:
+            try:
+                hook(conn, str(reason))
+            except Exception:
+                log.exception("disconnect hook %r failed", hook)
+        self.audit.record("disconnect", outcome="ok",
+                          details={"reason": str(reason),
+                                   "duration": round(time.time() - conn.connected_at, 3)},
+                          **conn.audit_fields())
+
+    def _on_broker_message(self, message: Any) -> None:
+        for handler in self.broker_handlers:
+            handler(message)
+
+    def close(self) -> None:
+        """Stop background work and flush the audit trail (tests and shutdown)."""
+        self.expiry.stop()
+        self.broker.close()
+        self.audit.flush()
+        self.audit.close()
+        self.db.dispose()
+
+
+class CorsForAllowedOrigins:
+    """CORS headers on Socket.IO long-polling responses, for allowed origins only.
+
+    engine.io's own CORS handling is off (see :meth:`Realtime.socketio_options`) so that a
+    disallowed Origin gets a Socket.IO ``connect_error`` naming the reason rather than a bare
+    HTTP 400; this puts back the headers a cross-origin browser client needs.
+    """
+
+    def __init__(self, wsgi_app: Callable, allowed: Iterable[str]) -> None:
+        self.wsgi_app = wsgi_app
+        self.allowed = {o.rstrip("/") for o in allowed}
+
+    def __call__(self, environ: dict, start_response: Callable) -> Any:
+        origin = environ.get("HTTP_ORIGIN")
+        if not origin or origin.rstrip("/") not in self.allowed and "*" not in self.allowed:
+            return self.wsgi_app(environ, start_response)
+
+        def start(status: str, headers: list, exc_info: Any = None) -> Any:
+            names = {h[0].lower() for h in headers}
+            if "access-control-allow-origin" not in names:
+                headers = [*headers, ("Access-Control-Allow-Origin", origin),
+                           ("Access-Control-Allow-Credentials", "true"), ("Vary", "Origin")]
+            return start_response(status, headers, exc_info)
+
+        return self.wsgi_app(environ, start)
+
+
+def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
+    """The standalone dihya-realtime service (what ``dihya-realtime serve`` runs)."""
+    import secrets
+
+    settings = settings or load_settings(**overrides)
+    app = Flask("dihya_realtime")
+    app.config["SECRET_KEY"] = (settings.secret_key.get_secret_value() if settings.secret_key
+                                else secrets.token_hex(32))
+    Realtime(app, settings=settings)
+    return app
