@@ -139,14 +139,13 @@ class TokenVerifier:
         except jwt.PyJWTError:
             raise _invalid("malformed token") from None
         alg = header.get("alg")
-        key = self._keys.get(alg) if isinstance(alg, str) else None
-        if key is None:
+        if not isinstance(alg, str) or alg not in self._keys:
             shown = f" ({alg})" if isinstance(alg, str) and len(alg) <= 16 else ""
             raise _invalid(f"algorithm not allowed{shown}")
         try:
             claims = jwt.decode(
                 token,
-                key=key,
+                key=self._keys[alg],
                 algorithms=[alg],
                 issuer=self._issuer,
                 audience=self._audience,
@@ -310,9 +309,7 @@ def origin_allowed(settings: Settings, environ: Mapping[str, Any]) -> bool:
     return _origin_matches(settings, environ, str(origin), wildcard=True)
 
 
-def extract_token(
-    settings: Settings, environ: Mapping[str, Any], auth_payload: Any
-) -> str | None:
+def extract_token(settings: Settings, environ: Mapping[str, Any], auth_payload: Any) -> str | None:
     """Find the bearer token of a handshake, or ``None`` when there is none.
 
     Looks in the Socket.IO ``auth`` payload (``{"token": "…"}``), then the ``Authorization:
@@ -322,7 +319,7 @@ def extract_token(
     """
     if auth_payload is not None:
         if not isinstance(auth_payload, dict):
-            raise _invalid("auth payload must be an object like {\"token\": \"...\"}")
+            raise _invalid('auth payload must be an object like {"token": "..."}')
         token = auth_payload.get("token")
         if token is not None and not isinstance(token, str):
             raise _invalid("auth token must be a string")
