@@ -36,7 +36,7 @@ import weakref
 from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import orjson
 import sqlalchemy as sa
@@ -236,8 +236,9 @@ class AuditLog:
             self._thread = None
             atexit.unregister(self._atexit)
             if self.pending:
-                logger.error("audit: closed with %d events not written to the database",
-                             self.pending)
+                logger.error(
+                    "audit: closed with %d events not written to the database", self.pending
+                )
         if self._file is not None:
             self._file.close()
             self._file = None
@@ -265,8 +266,11 @@ class AuditLog:
                 self._dropped += 1
                 self._settled += 1
                 if self._dropped == 1 or self._dropped % 1000 == 0:
-                    logger.warning("audit: queue full (%d), dropped %d oldest events so far",
-                                   self._max_queue, self._dropped)
+                    logger.warning(
+                        "audit: queue full (%d), dropped %d oldest events so far",
+                        self._max_queue,
+                        self._dropped,
+                    )
             self._pending.append(fields)
             self._enqueued += 1
             if len(self._pending) >= self._batch_size:
@@ -283,9 +287,9 @@ class AuditLog:
                     self._cond.wait_for(lambda: self._urgent or self._closing, timeout=backoff)
                 elif len(self._pending) < self._batch_size and not self._urgent:
                     self._cond.wait_for(
-                        lambda: len(self._pending) >= self._batch_size
-                        or self._urgent
-                        or self._closing,
+                        lambda: (
+                            len(self._pending) >= self._batch_size or self._urgent or self._closing
+                        ),
                         timeout=self._batch_interval,
                     )
                 self._urgent = False
@@ -302,11 +306,16 @@ class AuditLog:
                         self._settled += 1
                     waiting = len(self._pending)
                 if not backoff:
-                    logger.error("audit: database write failed, %d events kept for retry: %s",
-                                 waiting, exc, exc_info=True)
+                    logger.error(
+                        "audit: database write failed, %d events kept for retry: %s",
+                        waiting,
+                        exc,
+                        exc_info=True,
+                    )
                 else:
-                    logger.warning("audit: database still failing (%d events waiting): %s",
-                                   waiting, exc)
+                    logger.warning(
+                        "audit: database still failing (%d events waiting): %s", waiting, exc
+                    )
                 backoff = min(max(backoff * 2, 0.25), 5.0)
                 if self._closing:
                     return
@@ -320,7 +329,7 @@ class AuditLog:
 
     def _write_batch(self, batch: list[dict[str, Any]]) -> None:
         assert self.database is not None
-        table = AuditEvent.__table__
+        table = cast(sa.Table, AuditEvent.__table__)
         with self.database.write_transaction() as conn:
             if self.database.is_postgres:
                 conn.execute(sa.select(sa.func.pg_advisory_xact_lock(AUDIT_LOCK_KEY)))
@@ -386,11 +395,15 @@ def verify(database: Database) -> VerifyResult:
             rows += 1
             if event.prev_hash != prev_hash:
                 if prev_id is None:
-                    reason = (f"row {event.id}: prev_hash is not the genesis value "
-                              "(rows before it were deleted)")
+                    reason = (
+                        f"row {event.id}: prev_hash is not the genesis value "
+                        "(rows before it were deleted)"
+                    )
                 else:
-                    reason = (f"row {event.id}: prev_hash does not match row {prev_id} "
-                              "(a row was deleted or inserted)")
+                    reason = (
+                        f"row {event.id}: prev_hash does not match row {prev_id} "
+                        "(a row was deleted or inserted)"
+                    )
                 return VerifyResult(False, rows, event.id, reason, prev_hash)
             if chain_hash(event.prev_hash, row_fields(event)) != event.hash:
                 reason = f"row {event.id}: hash mismatch (row changed)"
