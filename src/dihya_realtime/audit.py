@@ -1,0 +1,413 @@
+"""The audit trail: one JSON line per event, now, and a hash-chained database row, soon.
+
+Why two sinks: the JSON line is written synchronously (stdout or a file, flushed per line) so a
+log shipper sees every event at once; the database row is the queryable, tamper-evident copy,
+and writing it must never slow a Socket.IO handler down. So :meth:`AuditLog.record` only
+enqueues, and a background thread writes batches (every 100 ms or 200 events) in one
+transaction each. When the database is unreachable the writer logs the error and retries;
+nothing queued is lost meanwhile, but the queue is bounded: past 100,000 waiting events the
+oldest are dropped (counted in :attr:`AuditLog.dropped` and logged as a warning).
+
+**A crash can lose at most what's queued: the database rows of at most 100,000 events (in
+normal operation, at most the last 100 ms or 200 events); their JSON lines are already written.**
+
+Hash chain: ``hash = sha256(prev_hash + canonical_json(row))`` in hex, where canonical_json is
+the row's ``ts`` (the ISO string of the JSON line), ``type``, ``user_id``, ``sid``,
+``remote_addr``, ``origin``, ``user_agent``, ``event``, ``outcome`` and ``details``, with
+sorted keys and no whitespace; the first row's ``prev_hash`` is 64 zeros. Several processes may
+share one database, so each batch reads the last hash and appends inside one serialized
+transaction (``pg_advisory_xact_lock`` on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite).
+
+:func:`verify` detects a changed row, a row deleted from the middle (or the first row) and a
+forged row inserted among the others. It cannot, from the table alone, tell that the *last*
+rows were deleted, nor refuse a forged row appended with a correctly computed hash: compare
+``VerifyResult.rows`` / ``last_hash`` with an anchor kept elsewhere (the JSON-line log).
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import hashlib
+import logging
+import sys
+import threading
+import weakref
+from collections import deque
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import IO, Any, cast
+
+import orjson
+import sqlalchemy as sa
+
+from dihya_realtime.store.db import Database
+from dihya_realtime.store.models import AuditEvent
+
+logger = logging.getLogger("dihya_realtime.audit")
+
+GENESIS_HASH = "0" * 64
+# Serializes chain appends across processes on PostgreSQL ("dihyaaud").
+AUDIT_LOCK_KEY = 0x6469687961617564
+REDACTED = "[redacted]"
+REDACT_KEYS = frozenset({"token", "password", "data", "text", "body"})
+MAX_QUEUE = 100_000
+BATCH_SIZE = 200
+BATCH_INTERVAL = 0.1
+
+FIELDS = (
+    "ts",
+    "type",
+    "user_id",
+    "sid",
+    "remote_addr",
+    "origin",
+    "user_agent",
+    "event",
+    "outcome",
+    "details",
+)
+# Column widths: longer values are cut at record time so that one odd User-Agent can never
+# make a whole batch fail on PostgreSQL (and the hash covers exactly what is stored).
+_LIMITS = {
+    "type": 64,
+    "user_id": 128,
+    "sid": 64,
+    "remote_addr": 64,
+    "origin": 512,
+    "user_agent": 512,
+    "event": 128,
+    "outcome": 64,
+}
+
+
+def iso_ms(ts: datetime) -> str:
+    """``2026-11-24T08:00:00.123Z``: the one textual form of an audit timestamp."""
+    ts = ts.astimezone(UTC)
+    return ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
+
+
+def canonical_json(fields: dict[str, Any]) -> bytes:
+    """Sorted keys, no whitespace, UTF-8: the bytes the chain hashes."""
+    return orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)
+
+
+def chain_hash(prev_hash: str, fields: dict[str, Any]) -> str:
+    return hashlib.sha256(prev_hash.encode("ascii") + canonical_json(fields)).hexdigest()
+
+
+def _redact(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {
+            k: REDACTED if str(k).lower() in REDACT_KEYS else _redact(v) for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [_redact(v) for v in value]
+    return value
+
+
+def _clean_details(details: dict[str, Any] | None) -> Any:
+    """Redacted, and reduced to plain JSON values so that what is stored, re-read and hashed
+    is the same on both databases (PostgreSQL refuses NUL in text, so it is stripped)."""
+    if details is None:
+        return None
+    try:
+        raw = orjson.dumps(_redact(details), default=str, option=orjson.OPT_NON_STR_KEYS)
+    except TypeError:  # e.g. an integer beyond 64 bits
+        raw = orjson.dumps({"unserializable": str(_redact(details))})
+    return orjson.loads(raw.replace(b"\\u0000", b""))
+
+
+def _clean_str(name: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    return str(value).replace("\x00", "")[: _LIMITS[name]]
+
+
+class AuditLog:
+    """Records audit events to a JSON-line target and, off the hot path, to the database.
+
+    ``log_target`` is ``"-"`` (stdout), ``"off"`` or a file path (appended to). With
+    ``database=None`` only the JSON lines are written.
+    """
+
+    def __init__(
+        self,
+        database: Database | None,
+        log_target: str = "-",
+        *,
+        max_queue: int = MAX_QUEUE,
+        batch_size: int = BATCH_SIZE,
+        batch_interval: float = BATCH_INTERVAL,
+    ) -> None:
+        self.database = database
+        self._target = log_target
+        self._file: IO[bytes] | None = None
+        if log_target not in ("-", "off"):
+            # Unbuffered append: each line is one write(2), whole even with several processes.
+            self._file = open(log_target, "ab", buffering=0)  # noqa: SIM115
+        self._line_lock = threading.Lock()
+        self._max_queue = max_queue
+        self._batch_size = batch_size
+        self._batch_interval = batch_interval
+        self._cond = threading.Condition()
+        self._pending: deque[dict[str, Any]] = deque()
+        self._enqueued = 0  # events ever enqueued
+        self._settled = 0  # events written to the database or dropped
+        self._dropped = 0
+        self._urgent = False
+        self._closing = False
+        self._thread: threading.Thread | None = None
+        self._atexit = functools.partial(_close_at_exit, weakref.ref(self))
+        if database is not None:
+            self._thread = threading.Thread(
+                target=self._run, name="dihya-audit-writer", daemon=True
+            )
+            self._thread.start()
+            atexit.register(self._atexit)
+
+    @property
+    def dropped(self) -> int:
+        """Events dropped because the queue was full while the database was unreachable."""
+        return self._dropped
+
+    @property
+    def pending(self) -> int:
+        """Events waiting for the database."""
+        with self._cond:
+            return self._enqueued - self._settled
+
+    def record(
+        self,
+        type: str,
+        *,
+        user_id: str | None = None,
+        sid: str | None = None,
+        remote_addr: str | None = None,
+        origin: str | None = None,
+        user_agent: str | None = None,
+        event: str | None = None,
+        outcome: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        """Record one event. Never raises and never waits for the database."""
+        try:
+            now = datetime.now(UTC)
+            now = now.replace(microsecond=now.microsecond // 1000 * 1000)
+            fields = {
+                "ts": iso_ms(now),
+                "type": _clean_str("type", type),
+                "user_id": _clean_str("user_id", user_id),
+                "sid": _clean_str("sid", sid),
+                "remote_addr": _clean_str("remote_addr", remote_addr),
+                "origin": _clean_str("origin", origin),
+                "user_agent": _clean_str("user_agent", user_agent),
+                "event": _clean_str("event", event),
+                "outcome": _clean_str("outcome", outcome),
+                "details": _clean_details(details),
+            }
+            self._write_line(fields)
+            if self._thread is not None:
+                self._enqueue(fields)
+        except Exception:
+            logger.exception("audit: could not record a %r event", type)
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until every event recorded so far is in the database (or dropped).
+
+        Returns ``False`` if that did not happen within ``timeout`` seconds.
+        """
+        if self._thread is None:
+            return True
+        with self._cond:
+            target = self._enqueued
+            self._urgent = True
+            self._cond.notify_all()
+            return self._cond.wait_for(lambda: self._settled >= target, timeout=timeout)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Flush what can be flushed within ``timeout``, stop the writer, close the file."""
+        if self._thread is not None:
+            self.flush(timeout)
+            with self._cond:
+                self._closing = True
+                self._cond.notify_all()
+            self._thread.join(timeout)
+            self._thread = None
+            atexit.unregister(self._atexit)
+            if self.pending:
+                logger.error(
+                    "audit: closed with %d events not written to the database", self.pending
+                )
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    # -- JSON lines
+
+    def _write_line(self, fields: dict[str, Any]) -> None:
+        if self._target == "off":
+            return
+        line = orjson.dumps(fields) + b"\n"
+        with self._line_lock:
+            if self._file is not None:
+                self._file.write(line)
+            else:
+                stream = sys.stdout  # looked up each time: it may have been replaced
+                stream.write(line.decode("utf-8"))
+                stream.flush()
+
+    # -- database writer
+
+    def _enqueue(self, fields: dict[str, Any]) -> None:
+        with self._cond:
+            if len(self._pending) >= self._max_queue:
+                self._pending.popleft()
+                self._dropped += 1
+                self._settled += 1
+                if self._dropped == 1 or self._dropped % 1000 == 0:
+                    logger.warning(
+                        "audit: queue full (%d), dropped %d oldest events so far",
+                        self._max_queue,
+                        self._dropped,
+                    )
+            self._pending.append(fields)
+            self._enqueued += 1
+            if len(self._pending) >= self._batch_size:
+                self._cond.notify_all()
+
+    def _run(self) -> None:
+        backoff = 0.0
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._pending or self._closing)
+                if not self._pending:
+                    return  # closing, nothing left
+                if backoff:
+                    self._cond.wait_for(lambda: self._urgent or self._closing, timeout=backoff)
+                elif len(self._pending) < self._batch_size and not self._urgent:
+                    self._cond.wait_for(
+                        lambda: (
+                            len(self._pending) >= self._batch_size or self._urgent or self._closing
+                        ),
+                        timeout=self._batch_interval,
+                    )
+                self._urgent = False
+                count = min(len(self._pending), self._batch_size)
+                batch = [self._pending.popleft() for _ in range(count)]
+            try:
+                self._write_batch(batch)
+            except Exception as exc:
+                with self._cond:
+                    self._pending.extendleft(reversed(batch))
+                    while len(self._pending) > self._max_queue:
+                        self._pending.popleft()
+                        self._dropped += 1
+                        self._settled += 1
+                    waiting = len(self._pending)
+                if not backoff:
+                    logger.error(
+                        "audit: database write failed, %d events kept for retry: %s",
+                        waiting,
+                        exc,
+                        exc_info=True,
+                    )
+                else:
+                    logger.warning(
+                        "audit: database still failing (%d events waiting): %s", waiting, exc
+                    )
+                backoff = min(max(backoff * 2, 0.25), 5.0)
+                if self._closing:
+                    return
+                continue
+            if backoff:
+                logger.warning("audit: database writes resumed")
+                backoff = 0.0
+            with self._cond:
+                self._settled += len(batch)
+                self._cond.notify_all()
+
+    def _write_batch(self, batch: list[dict[str, Any]]) -> None:
+        assert self.database is not None
+        table = cast(sa.Table, AuditEvent.__table__)
+        with self.database.write_transaction() as conn:
+            if self.database.is_postgres:
+                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(AUDIT_LOCK_KEY)))
+            prev = conn.execute(
+                sa.select(table.c.hash).order_by(table.c.id.desc()).limit(1)
+            ).scalar()
+            prev = prev or GENESIS_HASH
+            rows = []
+            for fields in batch:
+                digest = chain_hash(prev, fields)
+                row = dict(fields, prev_hash=prev, hash=digest)
+                row["ts"] = datetime.strptime(fields["ts"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+                    tzinfo=UTC
+                )
+                rows.append(row)
+                prev = digest
+            # One row per statement keeps ids in chain order on every driver.
+            for row in rows:
+                conn.execute(sa.insert(table), row)
+
+
+def _close_at_exit(ref: weakref.ref[AuditLog]) -> None:
+    audit = ref()
+    if audit is not None:
+        audit.close()
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyResult:
+    """What :func:`verify` found. ``first_bad_id`` / ``reason`` are ``None`` when ``ok``."""
+
+    ok: bool
+    rows: int
+    first_bad_id: int | None = None
+    reason: str | None = None
+    last_hash: str | None = None
+
+
+def row_fields(row: Any) -> dict[str, Any]:
+    """The hashed fields of a stored row, rebuilt exactly as they were hashed."""
+    return {
+        "ts": iso_ms(row.ts),
+        "type": row.type,
+        "user_id": row.user_id,
+        "sid": row.sid,
+        "remote_addr": row.remote_addr,
+        "origin": row.origin,
+        "user_agent": row.user_agent,
+        "event": row.event,
+        "outcome": row.outcome,
+        "details": row.details,
+    }
+
+
+def verify(database: Database) -> VerifyResult:
+    """Walk the audit trail in id order, recompute every hash and check every link."""
+    prev_hash = GENESIS_HASH
+    prev_id: int | None = None
+    rows = 0
+    stmt = sa.select(AuditEvent).order_by(AuditEvent.id)
+    with database.session() as session:
+        for event in session.execute(stmt.execution_options(yield_per=1000)).scalars():
+            rows += 1
+            if event.prev_hash != prev_hash:
+                if prev_id is None:
+                    reason = (
+                        f"row {event.id}: prev_hash is not the genesis value "
+                        "(rows before it were deleted)"
+                    )
+                else:
+                    reason = (
+                        f"row {event.id}: prev_hash does not match row {prev_id} "
+                        "(a row was deleted or inserted)"
+                    )
+                return VerifyResult(False, rows, event.id, reason, prev_hash)
+            if chain_hash(event.prev_hash, row_fields(event)) != event.hash:
+                reason = f"row {event.id}: hash mismatch (row changed)"
+                return VerifyResult(False, rows, event.id, reason, prev_hash)
+            prev_hash = event.hash
+            prev_id = event.id
+    return VerifyResult(True, rows, None, None, prev_hash if rows else None)
