@@ -1,0 +1,50 @@
+"""Where realtime state lives: offsets, history, presence and fan-out.
+
+``create_broker(None, ...)`` gives the embedded :class:`MemoryBroker` (one process);
+a Redis URL gives :class:`RedisBroker` (many processes, workers included). Both honour the
+contracts written on :class:`Broker`.
+"""
+
+from __future__ import annotations
+
+from dihya_realtime.broker.base import (
+    Broker,
+    BrokerUnavailable,
+    Handler,
+    PresenceEvent,
+    Publication,
+    RecoveryResult,
+    StreamPosition,
+)
+from dihya_realtime.broker.memory import MemoryBroker
+
+__all__ = [
+    "Broker",
+    "BrokerUnavailable",
+    "Handler",
+    "MemoryBroker",
+    "PresenceEvent",
+    "Publication",
+    "RecoveryResult",
+    "RedisBroker",
+    "StreamPosition",
+    "create_broker",
+]
+
+
+def create_broker(redis_url: str | None, prefix: str = "dihya") -> Broker:
+    """The broker the settings ask for: Redis when a URL is given, else in-memory."""
+    if redis_url is None:
+        return MemoryBroker()
+    from dihya_realtime.broker.redis import RedisBroker
+
+    return RedisBroker(redis_url, prefix)
+
+
+def __getattr__(name: str) -> object:
+    # RedisBroker is imported lazily so the memory-only path never loads redis-py.
+    if name == "RedisBroker":
+        from dihya_realtime.broker.redis import RedisBroker
+
+        return RedisBroker
+    raise AttributeError(name)

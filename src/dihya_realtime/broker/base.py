@@ -1,0 +1,340 @@
+"""The broker interface and the value types of the channel protocol.
+
+The broker is where realtime state lives: per-channel offsets and epochs, history, presence
+and node liveness, plus the fan-out that tells every server process about every publication.
+It imports nothing from Flask or Socket.IO because worker processes (Celery, cron) use it with
+only a Redis URL, and because the same code runs under plain threads and under gevent.
+
+Modelled on centrifugal/centrifuge's ``Broker``: one documented interface, one in-memory and
+one Redis implementation, and one test suite (``tests/unit/test_broker.py``) run against both.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from dihya_realtime.errors import ErrorCode, RealtimeError
+from dihya_realtime.settings import HistoryPolicy
+
+log = logging.getLogger(__name__)
+
+
+class BrokerUnavailable(RealtimeError):
+    """The backend cannot be reached. Nothing was silently dropped: the caller decides.
+
+    A :class:`RealtimeError` with code ``unavailable`` so an event handler that lets it
+    propagate gives the client the contract's error reply rather than ``internal``.
+    """
+
+    def __init__(self, message: str = "realtime broker unavailable") -> None:
+        super().__init__(ErrorCode.UNAVAILABLE, message)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamPosition:
+    """Where a channel's stream stands: the last offset within one epoch.
+
+    An epoch names one unbroken run of offsets. When a channel's state is lost (expired, or
+    Redis restarted without persistence) a new epoch begins at offset 0, so a client holding
+    a position of the old epoch knows it cannot be recovered.
+    """
+
+    offset: int
+    epoch: str
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"offset": self.offset, "epoch": self.epoch}
+
+
+@dataclass(frozen=True, slots=True)
+class Publication:
+    """One message on a channel, as every subscriber receives it."""
+
+    channel: str
+    offset: int
+    epoch: str
+    id: str
+    ts: float  # UNIX seconds, taken by the publisher
+    data: Any  # JSON-able
+    from_: dict[str, Any] | None = None  # {"user_id", "name"} of a client publisher
+
+    def to_wire(self) -> dict[str, Any]:
+        """The client-facing form: ``{channel, offset, epoch, id, ts, data, from?}``."""
+        wire: dict[str, Any] = {
+            "channel": self.channel,
+            "offset": self.offset,
+            "epoch": self.epoch,
+            "id": self.id,
+            "ts": self.ts,
+            "data": self.data,
+        }
+        if self.from_ is not None:
+            wire["from"] = self.from_
+        return wire
+
+    @classmethod
+    def from_wire(cls, wire: dict[str, Any]) -> Publication:
+        return cls(
+            channel=wire["channel"],
+            offset=int(wire["offset"]),
+            epoch=wire["epoch"],
+            id=wire["id"],
+            ts=float(wire["ts"]),
+            data=wire.get("data"),
+            from_=wire.get("from"),
+        )
+
+
+@dataclass
+class RecoveryResult:
+    """What :meth:`Broker.history` found.
+
+    ``recovered`` is True only when ``publications`` is complete for the request; when it
+    is False the list is empty (never a partial recovery) and ``position`` tells the client
+    where the stream stands now.
+    """
+
+    recovered: bool
+    publications: list[Publication] = field(default_factory=list)
+    position: StreamPosition = field(default_factory=lambda: StreamPosition(0, ""))
+
+
+@dataclass
+class PresenceEvent:
+    """A user's first connection joined a channel, or their last one left it."""
+
+    channel: str
+    kind: Literal["join", "leave"]
+    user: dict[str, Any]  # {"user_id", "name"}
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"channel": self.channel, "kind": self.kind, "user": self.user}
+
+
+Handler = Callable[[Publication | PresenceEvent], None]
+
+
+def check_recovery(
+    since: StreamPosition,
+    top: StreamPosition,
+    publications: list[Publication],
+    limit: int | None,
+) -> RecoveryResult:
+    """All-or-nothing recovery: shared by both brokers so they decide it the same way.
+
+    ``publications`` are the retained ones after ``since.offset`` in ascending order. The
+    result is recovered only if they are exactly ``since.offset + 1 .. top.offset``.
+    """
+    missed = top.offset - since.offset
+    complete = (
+        since.epoch == top.epoch
+        and missed >= 0
+        and (limit is None or missed <= limit)
+        and len(publications) == missed
+        and (missed == 0 or publications[0].offset == since.offset + 1)
+    )
+    return RecoveryResult(complete, publications if complete else [], top)
+
+
+def public_user(user: dict[str, Any]) -> dict[str, Any]:
+    """The part of a user that presence shows to other subscribers."""
+    return {"user_id": str(user["user_id"]), "name": user.get("name")}
+
+
+def fold_members(entries: Iterable[tuple[dict[str, Any], float]]) -> list[dict[str, Any]]:
+    """Fold ``(user, since)`` pairs, one per connection, into one member per user."""
+    members: dict[str, dict[str, Any]] = {}
+    for user, since in entries:
+        user_id = str(user["user_id"])
+        member = members.get(user_id)
+        if member is None:
+            members[user_id] = {
+                "user_id": user_id,
+                "name": user.get("name"),
+                "connections": 1,
+                "since": since,
+            }
+        else:
+            member["connections"] += 1
+            member["since"] = min(member["since"], since)
+    return sorted(members.values(), key=lambda m: (m["since"], m["user_id"]))
+
+
+class Broker(ABC):
+    """Channel state and fan-out for one or many server processes.
+
+    Channel names are opaque here; namespace policy (history size and ttl) is passed in by
+    the caller as a :class:`HistoryPolicy` on every call that may create channel state.
+    """
+
+    def __init__(self) -> None:
+        self._handler: Handler | None = None
+        self._maintenance: threading.Thread | None = None
+        self._maintenance_stop = threading.Event()
+
+    # -- publications -------------------------------------------------------------------------
+
+    @abstractmethod
+    def publish(
+        self,
+        channel: str,
+        data: Any,
+        *,
+        history: HistoryPolicy,
+        from_: dict[str, Any] | None = None,
+        idempotency_key: str | None = None,
+        idempotency_ttl: float = 300,
+    ) -> tuple[Publication, bool]:
+        """Publish ``data`` on ``channel``; return ``(publication, created)``.
+
+        Assigning the offset (+1 per channel, 1 for the first publication of an epoch),
+        appending to history (at most ``history.size`` kept, all of it dropped after
+        ``history.ttl`` seconds without a publish, which also ends the epoch) and fanning
+        out to every process's handler are ONE atomic step per channel: every handler sees
+        a channel's publications in offset order with no gaps, even with concurrent
+        publishers in different processes. With ``history.size == 0`` offsets still advance
+        but nothing is stored.
+
+        The same ``idempotency_key`` on the same channel within ``idempotency_ttl`` seconds
+        returns the first publication with ``created=False`` and publishes nothing, so a
+        client resend or a worker retry is harmless.
+
+        Raises :class:`BrokerUnavailable` when the backend cannot be reached.
+        """
+
+    @abstractmethod
+    def position(self, channel: str, history: HistoryPolicy) -> StreamPosition:
+        """The channel's current top offset and epoch (creating an epoch if it has none)."""
+
+    @abstractmethod
+    def history(
+        self,
+        channel: str,
+        *,
+        history: HistoryPolicy,
+        since: StreamPosition | None = None,
+        limit: int | None = None,
+    ) -> RecoveryResult:
+        """Read a channel's retained publications, consistently with its position.
+
+        With ``since``: every publication after ``since.offset`` in order, exactly once,
+        ``recovered=True`` (empty when ``since`` is the top). ``recovered=False`` with an
+        empty list when the epoch differs, when history no longer reaches back to
+        ``since.offset + 1``, or when more than ``limit`` were missed - never a partial list.
+
+        Without ``since``: the latest ``limit`` publications (all retained when ``limit`` is
+        None), ascending by offset, ``recovered=True``.
+        """
+
+    # -- presence -----------------------------------------------------------------------------
+
+    @abstractmethod
+    def presence_add(
+        self, channel: str, conn_id: str, user: dict[str, Any], node_id: str
+    ) -> bool:
+        """Record that connection ``conn_id`` of ``user`` (served by ``node_id``) is here.
+
+        Returns True when it is the user's first connection in the channel; the broker then
+        fans out a ``PresenceEvent("join")`` to every process's handler. Adding a connection
+        that is already present changes nothing and returns False.
+        """
+
+    @abstractmethod
+    def presence_remove(self, channel: str, conn_id: str) -> bool:
+        """Forget connection ``conn_id`` in ``channel``.
+
+        Returns True when it was the user's last connection there; a ``PresenceEvent("leave")``
+        is then fanned out. Removing an unknown connection returns False.
+        """
+
+    @abstractmethod
+    def presence(self, channel: str) -> list[dict[str, Any]]:
+        """One entry per user: ``{"user_id", "name", "connections": int, "since": float}``.
+
+        ``since`` is the UNIX time of the user's oldest connection still present.
+        """
+
+    # -- node liveness ------------------------------------------------------------------------
+
+    @abstractmethod
+    def heartbeat(self, node_id: str) -> None:
+        """Record that ``node_id`` is alive now."""
+
+    @abstractmethod
+    def reap_dead_nodes(self, ttl: float) -> int:
+        """Remove every presence entry of nodes silent for more than ``ttl`` seconds.
+
+        Users who lose their last connection get a leave event. Exactly one reaper wins a
+        given dead node, however many processes reap at once. Returns the number of
+        connections removed.
+        """
+
+    def run_maintenance(self, node_id: str, interval: float, ttl: float) -> None:
+        """Heartbeat ``node_id`` and reap dead nodes every ``interval`` seconds.
+
+        Runs on a daemon thread (a greenlet under gevent) until :meth:`stop`; an unavailable
+        backend is logged and retried at the next tick, never fatal.
+        """
+        if self._maintenance is not None:
+            return
+        self._maintenance_stop.clear()
+
+        def loop() -> None:
+            while True:
+                try:
+                    self.heartbeat(node_id)
+                    self.reap_dead_nodes(ttl)
+                except Exception:
+                    log.warning("broker maintenance failed; retrying", exc_info=True)
+                if self._maintenance_stop.wait(interval):
+                    return
+
+        self._maintenance = threading.Thread(
+            target=loop, name=f"dihya-broker-maintenance-{node_id}", daemon=True
+        )
+        self._maintenance.start()
+
+    def stop(self) -> None:
+        """Stop the maintenance thread started by :meth:`run_maintenance`."""
+        self._maintenance_stop.set()
+        if self._maintenance is not None:
+            self._maintenance.join(timeout=5)
+            self._maintenance = None
+
+    # -- fan-out ------------------------------------------------------------------------------
+
+    def set_handler(self, fn: Handler) -> None:
+        """Receive every publication and presence event of every channel, from any process.
+
+        Calls for one channel arrive in order. The Redis broker calls it from its listener
+        thread; the memory broker calls it in the publishing thread, inside the channel's
+        critical section - so it must be quick and must not block on other channels.
+        """
+        self._handler = fn
+
+    def _dispatch(self, item: Publication | PresenceEvent) -> None:
+        handler = self._handler
+        if handler is None:
+            return
+        try:
+            handler(item)
+        except Exception:
+            # One bad handler call must not stop delivery of everything after it.
+            log.exception("broker handler failed for %s", item.channel)
+
+    @abstractmethod
+    def start(self) -> None:
+        """Begin receiving fan-out (publications from other processes)."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Stop receiving, stop maintenance, release connections."""
+
+    @abstractmethod
+    def ping(self) -> None:
+        """Raise :class:`BrokerUnavailable` if the backend is down (for ``/readyz``)."""

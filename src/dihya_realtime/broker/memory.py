@@ -1,0 +1,264 @@
+"""The embedded broker: all state in this process's memory.
+
+For one process (``make run``, unit tests). Each channel has a lock; publishing assigns the
+offset, appends history and calls the handler inside it, so order is guaranteed without any
+queue. Expiry uses monotonic timestamps checked lazily on access - no timer threads.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+import uuid
+from collections import OrderedDict, deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from dihya_realtime.broker.base import (
+    Broker,
+    PresenceEvent,
+    Publication,
+    RecoveryResult,
+    StreamPosition,
+    check_recovery,
+    fold_members,
+    public_user,
+)
+from dihya_realtime.settings import HistoryPolicy
+
+# Expired channels are swept once every this many publishes, so memory stays bounded by the
+# live channels without a background thread.
+_SWEEP_EVERY = 1000
+
+
+def new_epoch() -> str:
+    return secrets.token_hex(6)
+
+
+@dataclass
+class _Stream:
+    epoch: str
+    expires_at: float
+    offset: int = 0
+    publications: deque[Publication] = field(default_factory=deque)
+
+
+@dataclass
+class _Conn:
+    user: dict[str, Any]
+    node_id: str
+    since: float
+
+
+@dataclass
+class _Channel:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    stream: _Stream | None = None
+    idempotency: OrderedDict[str, tuple[Publication, float]] = field(default_factory=OrderedDict)
+    conns: dict[str, _Conn] = field(default_factory=dict)
+    user_counts: dict[str, int] = field(default_factory=dict)
+
+
+class MemoryBroker(Broker):
+    """One process's broker. The handler runs synchronously in the publisher's thread."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._channels: dict[str, _Channel] = {}
+        self._lock = threading.Lock()  # guards the dicts below, never held during a handler
+        self._node_conns: dict[str, set[tuple[str, str]]] = {}
+        self._heartbeats: dict[str, float] = {}
+        self._publishes = 0
+
+    @contextmanager
+    def _locked(self, name: str) -> Iterator[_Channel]:
+        """Hold the channel's lock. Re-checks after locking because a sweep may have dropped
+        the channel meanwhile; state written to a dropped channel would be lost."""
+        while True:
+            with self._lock:
+                state = self._channels.get(name)
+                if state is None:
+                    state = self._channels[name] = _Channel()
+            with state.lock:
+                if self._channels.get(name) is state:
+                    yield state
+                    return
+
+    @staticmethod
+    def _live_stream(channel: _Channel, history: HistoryPolicy, now: float) -> _Stream:
+        """The channel's stream, or a new epoch if it expired. Caller holds ``channel.lock``."""
+        stream = channel.stream
+        if stream is None or stream.expires_at <= now:
+            stream = channel.stream = _Stream(epoch=new_epoch(), expires_at=now + history.ttl)
+        return stream
+
+    # -- publications -------------------------------------------------------------------------
+
+    def publish(
+        self,
+        channel: str,
+        data: Any,
+        *,
+        history: HistoryPolicy,
+        from_: dict[str, Any] | None = None,
+        idempotency_key: str | None = None,
+        idempotency_ttl: float = 300,
+    ) -> tuple[Publication, bool]:
+        with self._locked(channel) as state:
+            now = time.monotonic()
+            if idempotency_key is not None:
+                _prune_idempotency(state.idempotency, now)
+                seen = state.idempotency.get(idempotency_key)
+                if seen is not None and seen[1] > now:
+                    return seen[0], False
+            stream = self._live_stream(state, history, now)
+            stream.offset += 1
+            stream.expires_at = now + history.ttl
+            pub = Publication(
+                channel=channel,
+                offset=stream.offset,
+                epoch=stream.epoch,
+                id=uuid.uuid4().hex,
+                ts=time.time(),
+                data=data,
+                from_=from_,
+            )
+            if history.size > 0:
+                stream.publications.append(pub)
+                while len(stream.publications) > history.size:
+                    stream.publications.popleft()
+            else:
+                stream.publications.clear()
+            if idempotency_key is not None:
+                state.idempotency[idempotency_key] = (pub, now + idempotency_ttl)
+            self._dispatch(pub)
+        self._maybe_sweep()
+        return pub, True
+
+    def _maybe_sweep(self) -> None:
+        with self._lock:
+            self._publishes += 1
+            if self._publishes % _SWEEP_EVERY:
+                return
+            now = time.monotonic()
+            for name, state in list(self._channels.items()):
+                stream_gone = state.stream is None or state.stream.expires_at <= now
+                idem_gone = all(exp <= now for _, exp in state.idempotency.values())
+                if stream_gone and idem_gone and not state.conns and not state.lock.locked():
+                    del self._channels[name]
+
+    def position(self, channel: str, history: HistoryPolicy) -> StreamPosition:
+        with self._locked(channel) as state:
+            stream = self._live_stream(state, history, time.monotonic())
+            return StreamPosition(stream.offset, stream.epoch)
+
+    def history(
+        self,
+        channel: str,
+        *,
+        history: HistoryPolicy,
+        since: StreamPosition | None = None,
+        limit: int | None = None,
+    ) -> RecoveryResult:
+        with self._locked(channel) as state:
+            stream = self._live_stream(state, history, time.monotonic())
+            top = StreamPosition(stream.offset, stream.epoch)
+            retained = list(stream.publications)
+        if since is None:
+            if limit is not None:
+                retained = retained[-limit:] if limit > 0 else []
+            return RecoveryResult(True, retained, top)
+        missed = [p for p in retained if p.offset > since.offset]
+        return check_recovery(since, top, missed, limit)
+
+    # -- presence -----------------------------------------------------------------------------
+
+    def presence_add(
+        self, channel: str, conn_id: str, user: dict[str, Any], node_id: str
+    ) -> bool:
+        user_id = str(user["user_id"])
+        with self._locked(channel) as state:
+            if conn_id in state.conns:
+                return False
+            state.conns[conn_id] = _Conn(user=dict(user), node_id=node_id, since=time.time())
+            with self._lock:
+                self._node_conns.setdefault(node_id, set()).add((channel, conn_id))
+                # A node that never heartbeats must still be reapable once it dies.
+                self._heartbeats.setdefault(node_id, time.monotonic())
+            count = state.user_counts.get(user_id, 0) + 1
+            state.user_counts[user_id] = count
+            if count == 1:
+                self._dispatch(PresenceEvent(channel, "join", public_user(user)))
+            return count == 1
+
+    def presence_remove(self, channel: str, conn_id: str) -> bool:
+        return self._remove(channel, conn_id) is True
+
+    def _remove(self, channel: str, conn_id: str) -> bool | None:
+        """True: the user's last connection left; False: others remain; None: not present."""
+        with self._locked(channel) as state:
+            conn = state.conns.pop(conn_id, None)
+            if conn is None:
+                return None
+            with self._lock:
+                node = self._node_conns.get(conn.node_id)
+                if node is not None:
+                    node.discard((channel, conn_id))
+            user_id = str(conn.user["user_id"])
+            count = state.user_counts.get(user_id, 1) - 1
+            if count > 0:
+                state.user_counts[user_id] = count
+                return False
+            state.user_counts.pop(user_id, None)
+            self._dispatch(PresenceEvent(channel, "leave", public_user(conn.user)))
+            return True
+
+    def presence(self, channel: str) -> list[dict[str, Any]]:
+        with self._locked(channel) as state:
+            conns = list(state.conns.values())
+        return fold_members((c.user, c.since) for c in conns)
+
+    # -- node liveness ------------------------------------------------------------------------
+
+    def heartbeat(self, node_id: str) -> None:
+        with self._lock:
+            self._heartbeats[node_id] = time.monotonic()
+
+    def reap_dead_nodes(self, ttl: float) -> int:
+        cutoff = time.monotonic() - ttl
+        with self._lock:
+            # Claiming under the lock is what makes exactly one reaper win a node.
+            dead = [n for n, seen in self._heartbeats.items() if seen < cutoff]
+            claimed = [(n, self._node_conns.pop(n, set())) for n in dead]
+            for node_id in dead:
+                del self._heartbeats[node_id]
+        removed = 0
+        for _node_id, conns in claimed:
+            for channel, conn_id in sorted(conns):
+                if self._remove(channel, conn_id) is not None:
+                    removed += 1
+        return removed
+
+    # -- fan-out ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Nothing to receive: every publisher is in this process."""
+
+    def close(self) -> None:
+        self.stop()
+
+    def ping(self) -> None:
+        """Always up: the state is in this process."""
+
+
+def _prune_idempotency(seen: OrderedDict[str, tuple[Publication, float]], now: float) -> None:
+    # Insertion order is expiry order when every caller uses the same ttl (the usual case);
+    # with mixed ttls an entry may outlive its ttl a little, which is harmless.
+    while seen:
+        key, (_, expires_at) = next(iter(seen.items()))
+        if expires_at > now:
+            return
+        del seen[key]

@@ -1,0 +1,144 @@
+"""The Lua scripts of :class:`~dihya_realtime.broker.redis.RedisBroker`.
+
+Each script is one atomic step on Redis: no other client's command runs in the middle, which
+is what makes offsets gap-free and presence counts exact across processes. Every key a script
+touches shares one channel's hash tag (``<prefix>:{<channel>}:...``), so they would run on
+Redis Cluster too; cross-channel state (node sets, heartbeats) is kept out of them on purpose.
+
+Fan-out messages on ``<prefix>:fanout`` are one type byte and a JSON body: ``p`` a
+publication, ``j`` a join, ``l`` a leave.
+"""
+
+# A new epoch empties the stream: entries of a lost epoch must never be served as the new one's
+# (and XADD needs IDs above the old ones). The meta hash holds ``e`` (epoch) and ``s`` (offset).
+_ENSURE_EPOCH = """
+local function ensure_epoch(meta, stream, new_epoch, ttl_ms)
+  local epoch = redis.call('HGET', meta, 'e')
+  if not epoch then
+    epoch = new_epoch
+    redis.call('DEL', stream)
+    redis.call('HSET', meta, 'e', epoch, 's', 0)
+    redis.call('PEXPIRE', meta, ttl_ms)
+  end
+  return epoch
+end
+"""
+
+# KEYS: meta, stream, idempotency key
+# ARGV: head (the publication's JSON without its closing brace, offset and epoch),
+#       history size, history ttl (ms), new epoch, fanout channel, idempotency ttl (ms, 0 = off)
+# -> {1, offset, epoch} when published, {0, body} for a repeated idempotency key
+PUBLISH = _ENSURE_EPOCH + """
+local idem_ttl = tonumber(ARGV[6])
+if idem_ttl > 0 then
+  local seen = redis.call('GET', KEYS[3])
+  if seen then return {0, seen} end
+end
+local epoch = ensure_epoch(KEYS[1], KEYS[2], ARGV[4], ARGV[3])
+local offset = redis.call('HINCRBY', KEYS[1], 's', 1)
+local body = ARGV[1] .. ',"offset":' .. string.format('%d', offset)
+  .. ',"epoch":"' .. epoch .. '"}'
+local size = tonumber(ARGV[2])
+if size > 0 then
+  redis.call('XADD', KEYS[2], 'MAXLEN', size, string.format('%d-0', offset), 'd', body)
+  redis.call('PEXPIRE', KEYS[2], ARGV[3])
+else
+  redis.call('DEL', KEYS[2])
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('PUBLISH', ARGV[5], 'p' .. body)
+if idem_ttl > 0 then
+  redis.call('SET', KEYS[3], body, 'PX', idem_ttl)
+end
+return {1, offset, epoch}
+"""
+
+# KEYS: meta, stream
+# ARGV: new epoch, history ttl (ms), since offset (-1 = latest mode), since epoch,
+#       limit (-1 = none)
+# -> {top offset, epoch, entries}; entries are empty when recovery is impossible
+HISTORY = _ENSURE_EPOCH + """
+local epoch = ensure_epoch(KEYS[1], KEYS[2], ARGV[1], ARGV[2])
+local top = tonumber(redis.call('HGET', KEYS[1], 's'))
+local since = tonumber(ARGV[3])
+local limit = tonumber(ARGV[5])
+if since >= 0 then
+  local missed = top - since
+  if epoch ~= ARGV[4] or missed <= 0 or (limit >= 0 and missed > limit) then
+    return {top, epoch, {}}
+  end
+  return {top, epoch, redis.call('XRANGE', KEYS[2], string.format('%d', since + 1), '+',
+                                 'COUNT', missed)}
+end
+if limit == 0 then return {top, epoch, {}} end
+if limit < 0 then return {top, epoch, redis.call('XRANGE', KEYS[2], '-', '+')} end
+return {top, epoch, redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', limit)}
+"""
+
+# KEYS: connections hash (conn_id -> entry JSON), user counts hash (user_id -> connections)
+# ARGV: conn_id, user_id, entry JSON, fanout channel, join event JSON
+# -> 1 when this is the user's first connection (a join was published), else 0
+PRESENCE_ADD = """
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[3]) == 0 then return 0 end
+if redis.call('HINCRBY', KEYS[2], ARGV[2], 1) == 1 then
+  redis.call('PUBLISH', ARGV[4], 'j' .. ARGV[5])
+  return 1
+end
+return 0
+"""
+
+# KEYS: connections hash, user counts hash
+# ARGV: conn_id, fanout channel, channel name
+# -> {code, node_id}: code 1 the user's last connection left (a leave was published),
+#    0 others remain, -1 unknown connection
+PRESENCE_REMOVE = """
+local entry = redis.call('HGET', KEYS[1], ARGV[1])
+if not entry then return {-1, ''} end
+redis.call('HDEL', KEYS[1], ARGV[1])
+local e = cjson.decode(entry)
+if redis.call('HINCRBY', KEYS[2], e.user_id, -1) > 0 then return {0, e.node} end
+redis.call('HDEL', KEYS[2], e.user_id)
+redis.call('PUBLISH', ARGV[2], 'l' .. cjson.encode(
+  {channel = ARGV[3], user = {user_id = e.user_id, name = e.name}}))
+return {1, e.node}
+"""
+
+# Heartbeats use the Redis clock so nodes with skewed clocks still agree on who is dead.
+# KEYS: nodes sorted set; ARGV: node_id, 'nx' to only register a node not yet known
+TOUCH_NODE = """
+local t = redis.call('TIME')
+local now = string.format('%d.%06d', t[1], t[2])
+if ARGV[2] == 'nx' then
+  redis.call('ZADD', KEYS[1], 'NX', now, ARGV[1])
+else
+  redis.call('ZADD', KEYS[1], now, ARGV[1])
+end
+return now
+"""
+
+# Claim every node silent for more than ttl seconds by moving its score to now: a lease.
+# Concurrent reapers get disjoint sets (exactly one wins a node); if the winner dies while
+# reaping, the lease runs out after ttl and another reaper takes the node over.
+# KEYS: nodes sorted set; ARGV: ttl (s) -> {lease score, node ids...}
+CLAIM_DEAD_NODES = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local lease = string.format('%.6f', now)
+local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. (now - tonumber(ARGV[1])))
+for _, node in ipairs(dead) do
+  redis.call('ZADD', KEYS[1], lease, node)
+end
+table.insert(dead, 1, lease)
+return dead
+"""
+
+# Forget a reaped node unless it heartbeated meanwhile (its score is no longer our lease).
+# KEYS: nodes sorted set; ARGV: node_id, lease score
+RELEASE_NODE = """
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if score and tonumber(score) == tonumber(ARGV[2]) then
+  redis.call('ZREM', KEYS[1], ARGV[1])
+  return 1
+end
+return 0
+"""
