@@ -43,6 +43,17 @@ ConnectHook = Callable[[Connection], None]
 DisconnectHook = Callable[[Connection, str], None]
 
 
+def refusal(error: dict[str, Any]) -> SioConnectionRefused:
+    """A connect refusal whose ``connect_error`` data is ``error`` itself.
+
+    The fields sit at the top level (what a python-socketio client's ``connect_error``
+    handler receives) and again under ``data`` (what socket.io-client exposes as ``err.data``).
+    """
+    exc = SioConnectionRefused(error["message"])
+    exc.error_args = {**error, "data": dict(error)}
+    return exc
+
+
 def user_room(user_id: str) -> str:
     """The Socket.IO room holding every connection of one user, on every process."""
     return f"user-sids:{user_id}"
@@ -232,10 +243,9 @@ class Realtime:
             self.metrics.rate_limited.labels("connect_ip").inc()
             self.audit.record("connect_refused", outcome="rate_limited",
                               details={"reason": "too_many_connections"}, **fields)
-            raise SioConnectionRefused({
-                "code": "rate_limited", "reason": "too_many_connections",
-                "message": "too many connection attempts from this address",
-                "retry_after": round(wait, 3)})
+            raise refusal({"code": "rate_limited", "reason": "too_many_connections",
+                           "message": "too many connection attempts from this address",
+                           "retry_after": round(wait, 3)})
         session = None
         if settings.session_auth and self.app is not None:
             with self.app.request_context(environ):
@@ -248,7 +258,7 @@ class Realtime:
             self.metrics.auth_failures.labels(exc.reason).inc()
             self.audit.record("connect_refused", outcome="unauthenticated",
                               details={"reason": exc.reason}, **fields)
-            raise SioConnectionRefused(exc.to_connect_error()) from None
+            raise refusal(exc.to_connect_error()) from None
         conn = Connection(sid=sid, principal=principal,
                           permissions=self.principal_permissions(principal),
                           remote_addr=remote, origin=fields["origin"],

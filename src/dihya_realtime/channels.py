@@ -1,0 +1,256 @@
+"""Channels: one model for every feature (chat, notifications, live updates, collaboration).
+
+A channel is ``namespace:name``; the namespace carries its policy from the configuration
+(:class:`~dihya_realtime.settings.NamespacePolicy`). The broker assigns offsets, keeps history
+and fans out; this service decides who may do what and delivers to the connections of this
+process.
+
+Loss-free subscribe: while a subscription is being set up, live publications for that
+connection are held back in a buffer; the reply carries history up to a position, and once the
+reply has been *sent*, the buffered publications past that position are delivered in order.
+So a client sees every offset once, in order, with no gap between its reply and the live stream.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from dihya_realtime.broker import (
+    BrokerUnavailable,
+    PresenceEvent,
+    Publication,
+    RecoveryResult,
+    StreamPosition,
+)
+from dihya_realtime.errors import ErrorCode, RealtimeError, forbidden, invalid, not_found
+from dihya_realtime.settings import HistoryPolicy, NamespacePolicy
+
+if TYPE_CHECKING:
+    from dihya_realtime.connections import Connection
+    from dihya_realtime.server import Realtime
+
+CHANNEL_RE = re.compile(r"^([a-z][a-z0-9_]{0,31}):([A-Za-z0-9_.#=@,-]{1,128})$")
+CONTROL_PREFIX = "__control:"
+"""Publications on these channels are instructions to every process, never delivered."""
+CONTROL_HISTORY = HistoryPolicy(size=0, ttl=60)
+
+
+def room_of(channel: str) -> str:
+    """The Socket.IO room of a channel's local subscribers."""
+    return "ch:" + channel
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelRef:
+    channel: str
+    namespace: str
+    name: str
+    policy: NamespacePolicy
+
+
+class ChannelService:
+    """Subscribe / publish / presence / history, with the namespace policies enforced."""
+
+    def __init__(self, rt: Realtime) -> None:
+        self.rt = rt
+        self.broker = rt.broker
+        self.node_id = uuid.uuid4().hex
+        self._lock = threading.RLock()
+        self._pending: dict[str, dict[str, list[Publication]]] = {}  # channel → sid → buffer
+        self._control_handlers: dict[str, Any] = {
+            "disconnect_user": self._control_disconnect_user,
+            "unsubscribe": self._control_unsubscribe,
+        }
+
+    # -- names and policies
+    def resolve(self, channel: str) -> ChannelRef:
+        match = CHANNEL_RE.match(channel) if isinstance(channel, str) else None
+        if not match:
+            raise invalid(
+                "bad channel name: expected namespace:name with namespace [a-z][a-z0-9_]{0,31} "
+                "and name [A-Za-z0-9_.#=@,-]{1,128}",
+                [{"field": "channel", "message": "bad channel name"}])
+        namespace, name = match.groups()
+        policy = self.rt.settings.namespaces.get(namespace)
+        if policy is None:
+            raise not_found(f"unknown channel namespace {namespace!r}",
+                            {"namespace": namespace})
+        return ChannelRef(channel, namespace, name, policy)
+
+    def check_read(self, conn: Connection, ref: ChannelRef) -> None:
+        """May ``conn`` subscribe to, read the history and presence of ``ref``?"""
+        policy = ref.policy
+        if conn.principal.anonymous and not policy.anonymous:
+            raise RealtimeError(ErrorCode.FORBIDDEN, "this namespace needs a signed-in user")
+        if policy.personal and ref.name != f"#{conn.user_id}":
+            raise forbidden("a personal channel is only for its owner",
+                            {"channel": ref.channel})
+        if policy.subscribe and not conn.can(policy.subscribe):
+            raise forbidden(f"missing permission {policy.subscribe!r}",
+                            {"permission": policy.subscribe})
+
+    def check_publish(self, conn: Connection, ref: ChannelRef) -> None:
+        policy = ref.policy
+        if policy.publish is None:
+            raise forbidden(f"only the server publishes on {ref.namespace!r} channels",
+                            {"namespace": ref.namespace})
+        if conn.principal.anonymous and not policy.anonymous:
+            raise forbidden("this namespace needs a signed-in user")
+        if policy.personal and ref.name != f"#{conn.user_id}":
+            raise forbidden("a personal channel is only for its owner")
+        if not conn.can(policy.publish):
+            raise forbidden(f"missing permission {policy.publish!r}",
+                            {"permission": policy.publish})
+
+    # -- client operations
+    def subscribe(self, conn: Connection, ref: ChannelRef,
+                  since: StreamPosition | None) -> tuple[dict[str, Any], Any]:
+        """Start a subscription; returns the reply and a callable to run once it is sent."""
+        channel = ref.channel
+        sid = conn.sid
+        server = self.rt.socketio.server
+        with self._lock:
+            self._pending.setdefault(channel, {})[sid] = []
+            server.enter_room(sid, room_of(channel), namespace="/")
+        try:
+            if since is not None:
+                result = self.broker.history(channel, history=ref.policy.history, since=since)
+            else:
+                position = self.broker.position(channel, ref.policy.history)
+                result = RecoveryResult(recovered=True, publications=[], position=position)
+            reply: dict[str, Any] = {
+                "channel": channel,
+                "offset": result.position.offset,
+                "epoch": result.position.epoch,
+                "recovered": result.recovered if since is not None else False,
+                "publications": [p.to_wire() for p in result.publications],
+            }
+            if ref.policy.presence:
+                user = {"user_id": conn.user_id, "name": conn.principal.display_name}
+                self.broker.presence_add(channel, sid, user, self.node_id)
+                reply["presence"] = {"members": self.broker.presence(channel)}
+        except BrokerUnavailable as exc:
+            self._abort(sid, channel)
+            raise RealtimeError(ErrorCode.UNAVAILABLE, "the broker is unavailable") from exc
+        except Exception:
+            self._abort(sid, channel)
+            raise
+        conn.channels.add(channel)
+        top = result.position
+
+        def go_live() -> None:
+            with self._lock:
+                buffered = self._pending.get(channel, {}).pop(sid, [])
+                if not self._pending.get(channel):
+                    self._pending.pop(channel, None)
+                for pub in buffered:
+                    if pub.epoch != top.epoch or pub.offset > top.offset:
+                        self.rt.emit("publication", pub.to_wire(), to=sid, local=True)
+
+        return reply, go_live
+
+    def _abort(self, sid: str, channel: str) -> None:
+        with self._lock:
+            self._pending.get(channel, {}).pop(sid, None)
+            self.rt.socketio.server.leave_room(sid, room_of(channel), namespace="/")
+
+    def unsubscribe(self, conn: Connection, channel: str) -> bool:
+        if channel not in conn.channels:
+            return False
+        conn.channels.discard(channel)
+        self.rt.socketio.server.leave_room(conn.sid, room_of(channel), namespace="/")
+        with self._lock:
+            self._pending.get(channel, {}).pop(conn.sid, None)
+        ref = self.resolve(channel)
+        if ref.policy.presence:
+            try:
+                self.broker.presence_remove(channel, conn.sid)
+            except BrokerUnavailable:
+                pass  # the node's entries are reaped once its heartbeat stops mattering
+        return True
+
+    def drop_connection(self, conn: Connection) -> None:
+        for channel in list(conn.channels):
+            try:
+                self.unsubscribe(conn, channel)
+            except RealtimeError:
+                conn.channels.discard(channel)
+
+    # -- publishing (clients and the server)
+    def publish(self, channel: str, data: Any, *, from_: dict | None = None,
+                idempotency_key: str | None = None, ref: ChannelRef | None = None
+                ) -> tuple[Publication, bool]:
+        ref = ref or self.resolve(channel)
+        try:
+            pub, created = self.broker.publish(
+                ref.channel, data, history=ref.policy.history, from_=from_,
+                idempotency_key=idempotency_key, idempotency_ttl=self.rt.settings.idempotency_ttl)
+        except BrokerUnavailable as exc:
+            raise RealtimeError(ErrorCode.UNAVAILABLE,
+                                "the broker is unavailable; nothing was published") from exc
+        if created:
+            self.rt.metrics.publications.inc()
+        return pub, created
+
+    def control(self, action: str, **args: Any) -> None:
+        """Ask every process (this one included) to do ``action``."""
+        try:
+            self.broker.publish(CONTROL_PREFIX + action, {"action": action, **args},
+                                history=CONTROL_HISTORY)
+        except BrokerUnavailable as exc:
+            raise RealtimeError(ErrorCode.UNAVAILABLE, "the broker is unavailable") from exc
+
+    def history(self, ref: ChannelRef, limit: int | None,
+                since: StreamPosition | None) -> RecoveryResult:
+        try:
+            return self.broker.history(ref.channel, history=ref.policy.history, since=since,
+                                       limit=limit)
+        except BrokerUnavailable as exc:
+            raise RealtimeError(ErrorCode.UNAVAILABLE, "the broker is unavailable") from exc
+
+    def presence(self, ref: ChannelRef) -> list[dict]:
+        if not ref.policy.presence:
+            raise RealtimeError(ErrorCode.NOT_FOUND,
+                                f"presence is off for {ref.namespace!r} channels")
+        try:
+            return self.broker.presence(ref.channel)
+        except BrokerUnavailable as exc:
+            raise RealtimeError(ErrorCode.UNAVAILABLE, "the broker is unavailable") from exc
+
+    # -- delivery of what the broker fans out (called in order, from one thread)
+    def on_broker_message(self, message: Publication | PresenceEvent) -> None:
+        if isinstance(message, PresenceEvent):
+            self.rt.emit(f"presence:{message.kind}",
+                         {"channel": message.channel, "user": message.user},
+                         to=room_of(message.channel), local=True)
+            return
+        if message.channel.startswith(CONTROL_PREFIX):
+            handler = self._control_handlers.get(message.data.get("action"))
+            if handler is not None:
+                handler(message.data)
+            return
+        wire = message.to_wire()
+        with self._lock:
+            waiting = self._pending.get(message.channel)
+            skip = None
+            if waiting:
+                skip = list(waiting)
+                for buffer in waiting.values():
+                    buffer.append(message)
+            self.rt.emit("publication", wire, to=room_of(message.channel), skip_sid=skip,
+                         local=True)
+
+    def _control_disconnect_user(self, data: dict) -> None:
+        self.rt.disconnect_user(str(data["user_id"]), str(data.get("reason") or "disconnected"))
+
+    def _control_unsubscribe(self, data: dict) -> None:
+        channel = str(data["channel"])
+        for conn in self.rt.connections.of_user(str(data["user_id"])):
+            if self.unsubscribe(conn, channel):
+                self.rt.emit("unsubscribed", {"channel": channel,
+                                              "reason": data.get("reason") or "server"},
+                             to=conn.sid, local=True)
