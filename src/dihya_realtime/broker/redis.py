@@ -12,6 +12,7 @@ new epoch and clients holding an old position get ``recovered=False`` - by desig
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 import threading
 import time
@@ -87,6 +88,8 @@ class RedisBroker(Broker):
             socket_connect_timeout=connect_timeout,
             retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
             health_check_interval=10,
+            # Named so an operator (or a test) can tell our connections apart in CLIENT LIST.
+            client_name="dihya-broker:" + re.sub(r"\s", "_", prefix),
         )
         self._publish = self._redis.register_script(lua.PUBLISH)
         self._history = self._redis.register_script(lua.HISTORY)
