@@ -39,12 +39,12 @@ class Received(list[Any]):
     """What the broker's handler was given, in order."""
 
     def publications(self, channel: str | None = None) -> list[Publication]:
-        return [
-            x for x in self if isinstance(x, Publication) and channel in (None, x.channel)
-        ]
+        return [x for x in self if isinstance(x, Publication) and channel in (None, x.channel)]
 
     def presence(self) -> list[tuple[str, str, str]]:
-        return [(e.channel, e.kind, e.user["user_id"]) for e in self if isinstance(e, PresenceEvent)]
+        return [
+            (e.channel, e.kind, e.user["user_id"]) for e in self if isinstance(e, PresenceEvent)
+        ]
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -67,7 +67,9 @@ def received(broker: Broker) -> Received:
     return items
 
 
-def publish_n(broker: Broker, channel: str, n: int, history: HistoryPolicy = KEEP) -> list[Publication]:
+def publish_n(
+    broker: Broker, channel: str, n: int, history: HistoryPolicy = KEEP
+) -> list[Publication]:
     return [broker.publish(channel, {"n": i}, history=history)[0] for i in range(1, n + 1)]
 
 
@@ -190,7 +192,9 @@ def test_zero_size_history_advances_offsets_but_stores_nothing(
 
     assert [p.offset for p in pubs] == [1, 2, 3]
     assert broker.history("live:x", history=live).publications == []
-    assert not broker.history("live:x", history=live, since=StreamPosition(1, pubs[0].epoch)).recovered
+    assert not broker.history(
+        "live:x", history=live, since=StreamPosition(1, pubs[0].epoch)
+    ).recovered
     wait_until(lambda: len(received.publications()) == 3)
 
 
