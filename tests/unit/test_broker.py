@@ -434,3 +434,20 @@ def test_start_with_redis_down_does_not_raise() -> None:
     broker = RedisBroker("redis://127.0.0.1:1/0", "x", connect_timeout=0.2)
     broker.start()
     broker.close()
+
+
+def test_lost_channel_meta_starts_a_clean_epoch(redis_url: str, redis_prefix: str) -> None:
+    """Meta gone but stream left (a partial loss): the old entries must not leak into it."""
+    broker = RedisBroker(redis_url, redis_prefix)
+    admin = redis_py.Redis.from_url(redis_url)
+    try:
+        old = [broker.publish("chat:a", i, history=KEEP)[0] for i in range(3)]
+        admin.delete(f"{redis_prefix}:{{chat:a}}:meta")
+
+        pub, _ = broker.publish("chat:a", "new", history=KEEP)
+
+        assert (pub.offset, pub.epoch != old[0].epoch) == (1, True)
+        assert broker.history("chat:a", history=KEEP).publications == [pub]
+    finally:
+        admin.close()
+        broker.close()
