@@ -234,9 +234,7 @@ class Broker(ABC):
     # -- presence -----------------------------------------------------------------------------
 
     @abstractmethod
-    def presence_add(
-        self, channel: str, conn_id: str, user: dict[str, Any], node_id: str
-    ) -> bool:
+    def presence_add(self, channel: str, conn_id: str, user: dict[str, Any], node_id: str) -> bool:
         """Record that connection ``conn_id`` of ``user`` (served by ``node_id``) is here.
 
         Returns True when it is the user's first connection in the channel; the broker then

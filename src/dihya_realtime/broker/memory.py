@@ -176,9 +176,7 @@ class MemoryBroker(Broker):
 
     # -- presence -----------------------------------------------------------------------------
 
-    def presence_add(
-        self, channel: str, conn_id: str, user: dict[str, Any], node_id: str
-    ) -> bool:
+    def presence_add(self, channel: str, conn_id: str, user: dict[str, Any], node_id: str) -> bool:
         user_id = str(user["user_id"])
         with self._locked(channel) as state:
             if conn_id in state.conns:

@@ -28,7 +28,9 @@ end
 # ARGV: head (the publication's JSON without its closing brace, offset and epoch),
 #       history size, history ttl (ms), new epoch, fanout channel, idempotency ttl (ms, 0 = off)
 # -> {1, offset, epoch} when published, {0, body} for a repeated idempotency key
-PUBLISH = _ENSURE_EPOCH + """
+PUBLISH = (
+    _ENSURE_EPOCH
+    + """
 local idem_ttl = tonumber(ARGV[6])
 if idem_ttl > 0 then
   local seen = redis.call('GET', KEYS[3])
@@ -52,12 +54,15 @@ if idem_ttl > 0 then
 end
 return {1, offset, epoch}
 """
+)
 
 # KEYS: meta, stream
 # ARGV: new epoch, history ttl (ms), since offset (-1 = latest mode), since epoch,
 #       limit (-1 = none)
 # -> {top offset, epoch, entries}; entries are empty when recovery is impossible
-HISTORY = _ENSURE_EPOCH + """
+HISTORY = (
+    _ENSURE_EPOCH
+    + """
 local epoch = ensure_epoch(KEYS[1], KEYS[2], ARGV[1], ARGV[2])
 local top = tonumber(redis.call('HGET', KEYS[1], 's'))
 local since = tonumber(ARGV[3])
@@ -74,6 +79,7 @@ if limit == 0 then return {top, epoch, {}} end
 if limit < 0 then return {top, epoch, redis.call('XRANGE', KEYS[2], '-', '+')} end
 return {top, epoch, redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', limit)}
 """
+)
 
 # KEYS: connections hash (conn_id -> entry JSON), user counts hash (user_id -> connections)
 # ARGV: conn_id, user_id, entry JSON, fanout channel, join event JSON
