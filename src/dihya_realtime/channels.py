@@ -13,6 +13,7 @@ So a client sees every offset once, in order, with no gap between its reply and 
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 import uuid
@@ -167,10 +168,9 @@ class ChannelService:
             self._pending.get(channel, {}).pop(conn.sid, None)
         ref = self.resolve(channel)
         if ref.policy.presence:
-            try:
+            # if the broker is down, the entry goes when this node's heartbeat is reaped
+            with contextlib.suppress(BrokerUnavailable):
                 self.broker.presence_remove(channel, conn.sid)
-            except BrokerUnavailable:
-                pass  # the node's entries are reaped once its heartbeat stops mattering
         return True
 
     def drop_connection(self, conn: Connection) -> None:
@@ -245,7 +245,8 @@ class ChannelService:
                          local=True)
 
     def _control_disconnect_user(self, data: dict) -> None:
-        self.rt.disconnect_user(str(data["user_id"]), str(data.get("reason") or "disconnected"))
+        self.rt.disconnect_user_here(str(data["user_id"]),
+                                     str(data.get("reason") or "disconnected"))
 
     def _control_unsubscribe(self, data: dict) -> None:
         channel = str(data["channel"])

@@ -24,7 +24,14 @@ from socketio.exceptions import ConnectionRefusedError as SioConnectionRefused
 
 from dihya_realtime.audit import AuditLog
 from dihya_realtime.auth import ApiKeyChecker, AuthError, TokenVerifier, authenticate_connection
-from dihya_realtime.broker import Broker, create_broker
+from dihya_realtime.broker import (
+    Broker,
+    Publication,
+    RecoveryResult,
+    StreamPosition,
+    create_broker,
+)
+from dihya_realtime.channels import ChannelService
 from dihya_realtime.connections import Connection, ConnectionTable
 from dihya_realtime.expiry import ExpiryWatch
 from dihya_realtime.metrics import Metrics
@@ -93,6 +100,7 @@ class Realtime:
                               self.settings.audit_log)
         self.broker: Broker = create_broker(self.settings.redis_url, self.settings.redis_prefix)
         self.pipeline = Pipeline(self)
+        self.channels = ChannelService(self)
         self.expiry = ExpiryWatch(self)
         self.broker_handlers: list[Callable[[Any], None]] = []
         self.connect_hooks: list[ConnectHook] = []
@@ -186,7 +194,46 @@ class Realtime:
     def disconnect_sid(self, sid: str) -> None:
         self.socketio.server.disconnect(sid, namespace="/")
 
-    def disconnect_user(self, user_id: str, reason: str = "disconnected by server") -> int:
+    # -- the server-side API (also from a worker with no sockets: only the broker is needed)
+    def publish(self, channel: str, data: Any, idempotency_key: str | None = None
+                ) -> tuple[Publication, bool]:
+        """Publish ``data`` on ``channel`` from the server; returns ``(publication, created)``.
+
+        Raises ``RealtimeError`` (``not_found`` for an unknown namespace, ``invalid_payload``
+        for a bad name, ``unavailable`` when the broker is down: never a silent loss).
+        """
+        pub, created = self.channels.publish(channel, data, idempotency_key=idempotency_key)
+        if created:
+            self.audit.record("publish", event="server", outcome="ok",
+                              details={"channel": pub.channel, "offset": pub.offset})
+        return pub, created
+
+    def broadcast(self, channels: Iterable[str], data: Any) -> list[Publication]:
+        """Publish the same ``data`` on several channels (every name is checked first)."""
+        names = list(channels)
+        for name in names:
+            self.channels.resolve(name)
+        return [self.publish(name, data)[0] for name in names]
+
+    def presence(self, channel: str) -> list[dict]:
+        return self.channels.presence(self.channels.resolve(channel))
+
+    def history(self, channel: str, limit: int | None = None,
+                since: StreamPosition | None = None) -> RecoveryResult:
+        return self.channels.history(self.channels.resolve(channel), limit, since)
+
+    def unsubscribe(self, user_id: str, channel: str, reason: str = "server") -> None:
+        """Remove every connection of ``user_id`` from ``channel``, on every process."""
+        self.channels.resolve(channel)
+        self.channels.control("unsubscribe", user_id=user_id, channel=channel, reason=reason)
+
+    def disconnect_user(self, user_id: str, reason: str = "disconnected by server") -> None:
+        """Disconnect every connection of ``user_id``, on every process."""
+        self.audit.record("disconnect_user_requested", outcome="ok", user_id=user_id,
+                          details={"reason": reason})
+        self.channels.control("disconnect_user", user_id=user_id, reason=reason)
+
+    def disconnect_user_here(self, user_id: str, reason: str = "disconnected by server") -> int:
         """Disconnect every connection of ``user_id`` on this process; returns how many."""
         conns = self.connections.of_user(user_id)
         for conn in conns:

@@ -98,7 +98,9 @@ def test_token_never_appears_in_the_audit_trail(rt, connect, make_token):
     connect(rt, token=token)
     good = make_token("alice")
     connect(rt, token=good)
-    text = open(rt.settings.audit_log).read()
+    rt.audit.flush()
+    with open(rt.settings.audit_log) as fh:
+        text = fh.read()
     assert token not in text and good not in text
 
 

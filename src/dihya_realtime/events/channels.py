@@ -259,7 +259,6 @@ def _model(model: type[BaseModel], data: Any) -> Any:
 
 
 def setup(rt: Realtime) -> None:
-    rt.channels = ChannelService(rt)  # type: ignore[attr-defined]
     rt.broker_handlers.append(rt.channels.on_broker_message)
     rt.on_disconnect(lambda conn, reason: rt.channels.drop_connection(conn))
     settings = rt.settings
@@ -313,5 +312,5 @@ def setup(rt: Realtime) -> None:
     @api_key
     def http_disconnect(user_id: str) -> Any:
         body = _model(HttpDisconnect, request.get_json(silent=True) or {})
-        rt.disconnect_user_everywhere(user_id, body.reason)
+        rt.disconnect_user(user_id, body.reason)
         return jsonify({"ok": True, "data": {"user_id": user_id}})
