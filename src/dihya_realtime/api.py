@@ -66,10 +66,12 @@ def create_blueprint(rt: Realtime) -> Blueprint:
 
     @bp.get("/healthz")
     def healthz() -> Any:
+        """Liveness: the process answers."""
         return jsonify({"status": "ok"})
 
     @bp.get("/readyz")
     def readyz() -> Any:
+        """Readiness: 200 when the database and the broker answer, else 503 naming what is down."""
         checks: dict[str, str] = {}
         for name, ping in (("database", rt.db.ping), ("broker", rt.broker.ping)):
             try:
@@ -85,10 +87,21 @@ def create_blueprint(rt: Realtime) -> Blueprint:
 
     @bp.get("/metrics")
     def metrics() -> Any:
+        """Prometheus metrics."""
         return Response(rt.metrics.render(), mimetype="text/plain; version=0.0.4")
+
+    @bp.get("/openapi.json")
+    def openapi() -> Any:
+        """The OpenAPI document of this HTTP API."""
+        from flask import current_app
+
+        from dihya_realtime.openapi import openapi_document
+
+        return jsonify(openapi_document(current_app))
 
     @bp.get("/asyncapi.json")
     def asyncapi() -> Any:
+        """The AsyncAPI 3.0 document of every Socket.IO event."""
         from dihya_realtime.docs import asyncapi_document
 
         return jsonify(asyncapi_document(rt.registry))

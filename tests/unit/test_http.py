@@ -43,3 +43,13 @@ def test_asyncapi_document_lists_every_declared_event(rt):
     assert set(rt.registry.events) <= addresses
     assert set(rt.registry.server_events) <= addresses
     assert doc["operations"]["auth_refresh"]["action"] == "receive"
+
+
+def test_openapi_document_lists_the_http_api_with_body_schemas(rt):
+    doc = rt.app.test_client().get("/openapi.json").json
+    assert doc["openapi"].startswith("3.")
+    publish = doc["paths"]["/api/v1/publish"]["post"]
+    assert publish["security"] and "requestBody" in publish
+    assert "channel" in doc["components"]["schemas"]["HttpPublish"]["properties"]
+    assert "/api/v1/channels/{channel}/presence" in doc["paths"]
+    assert "/healthz" in doc["paths"]

@@ -15,6 +15,7 @@ from dihya_realtime.api import json_body, require_api_key
 from dihya_realtime.broker import StreamPosition
 from dihya_realtime.channels import ChannelService
 from dihya_realtime.errors import invalid
+from dihya_realtime.openapi import body
 from dihya_realtime.pipeline import EventContext, validation_details
 from dihya_realtime.registry import event, server_event
 from dihya_realtime.settings import RateLimit
@@ -269,7 +270,12 @@ def setup(rt: Realtime) -> None:
 
     @bp.post("/api/v1/publish")
     @api_key
+    @body(HttpPublish)
     def http_publish() -> Any:
+        """Publish on a channel (any namespace: the server may publish everywhere).
+
+        Body: ``{"channel": "live:project-9", "data": {...}, "idempotency_key"?: "..."}``.
+        """
         body = _model(HttpPublish, json_body())
         pub, created = rt.publish(body.channel, body.data, idempotency_key=body.idempotency_key)
         return jsonify({"ok": True, "data": {"offset": pub.offset, "epoch": pub.epoch,
@@ -277,7 +283,9 @@ def setup(rt: Realtime) -> None:
 
     @bp.post("/api/v1/broadcast")
     @api_key
+    @body(HttpBroadcast)
     def http_broadcast() -> Any:
+        """Publish the same data on several channels (every name checked first)."""
         body = _model(HttpBroadcast, json_body())
         for channel in body.channels:
             rt.channels.resolve(channel)  # all or nothing: check every name first
@@ -289,11 +297,16 @@ def setup(rt: Realtime) -> None:
     @bp.get("/api/v1/channels/<path:channel>/presence")
     @api_key
     def http_presence(channel: str) -> Any:
+        """Who is in a channel: one entry per user."""
         return jsonify({"ok": True, "data": {"members": rt.presence(channel)}})
 
     @bp.get("/api/v1/channels/<path:channel>/history")
     @api_key
     def http_history(channel: str) -> Any:
+        """A channel's retained publications.
+
+        Query: ``?limit=1..100`` (the latest) or ``?since_offset=41&since_epoch=f3a9``.
+        """
         limit = request.args.get("limit", type=int)
         if limit is not None and not 1 <= limit <= 100:
             raise invalid("limit must be 1..100", [{"field": "limit",
@@ -310,7 +323,9 @@ def setup(rt: Realtime) -> None:
 
     @bp.post("/api/v1/users/<user_id>/disconnect")
     @api_key
+    @body(HttpDisconnect)
     def http_disconnect(user_id: str) -> Any:
+        """Disconnect every connection of a user, on every process. Body: ``{"reason"?}``."""
         body = _model(HttpDisconnect, request.get_json(silent=True) or {})
         rt.disconnect_user(user_id, body.reason)
         return jsonify({"ok": True, "data": {"user_id": user_id}})
