@@ -511,8 +511,8 @@ class NotificationService:
         """The user's push setting for every category they have, have set, or is critical."""
         t, p = self.table, self.prefs
         with self.db.engine.connect() as conn:
-            stored = dict(conn.execute(sa.select(p.c.category, p.c.push)
-                                       .where(p.c.user_id == user_id)).tuples())
+            stored = {category: bool(push) for category, push in conn.execute(
+                sa.select(p.c.category, p.c.push).where(p.c.user_id == user_id))}
             seen = set(conn.scalars(sa.select(t.c.category).where(t.c.user_id == user_id)
                                     .distinct()))
         categories = sorted(set(stored) | seen | self.critical)
