@@ -485,3 +485,11 @@ def test_purge_cli_uses_the_configured_retention(make_rt, tmp_path, monkeypatch,
     assert main(["purge", "--older-than", "4h"]) == 0
     assert "purged 1" in capsys.readouterr().out
     assert rt.notifications.page("bob", status="all")["items"] == []
+
+
+def test_anonymous_connections_have_no_inbox(make_rt, connect):
+    rt = make_rt(anonymous=True)
+    client = connect(rt, user=None)
+    assert client.is_connected()
+    assert client.call("notifications:counts")["error"]["code"] == "forbidden"
+    assert client.call("notifications:list", {})["error"]["code"] == "forbidden"
