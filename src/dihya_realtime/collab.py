@@ -66,9 +66,9 @@ AWARENESS_CONTROL = "__control:doc_awareness"
 """Broker channel asking every process to send its participants' awareness to a joiner."""
 _CONTROL_HISTORY = HistoryPolicy(size=0, ttl=60)
 
-_docs = DocRecord.__table__
-_updates = DocUpdate.__table__
-_snapshots = DocSnapshot.__table__
+_docs: sa.Table = DocRecord.__table__  # type: ignore[assignment]
+_updates: sa.Table = DocUpdate.__table__  # type: ignore[assignment]
+_snapshots: sa.Table = DocSnapshot.__table__  # type: ignore[assignment]
 
 
 def room_of(doc_id: str) -> str:
@@ -208,7 +208,7 @@ class DocService:
         if not self._insert(doc_id, created_by):
             raise conflict(f"document {doc_id!r} already exists", {"doc_id": doc_id})
         if text:
-            doc = Doc()
+            doc: Doc = Doc()
             doc[root] = Text(text)
             self._append(doc_id, doc.get_update(), created_by)
         self.rt.audit.record("doc_create", user_id=created_by, outcome="ok",
@@ -233,7 +233,7 @@ class DocService:
         state, seq = self.state(doc_id)
         content: dict[str, Any] = {}
         for name, kind in roots.items():
-            scratch = Doc()  # a fresh copy per root: naming a root's type must not leak
+            scratch: Doc = Doc()  # a fresh copy per root: naming a root's type must not leak
             scratch.apply_update(state)
             content[name] = _root_value(scratch, name, kind)
         text = content.get("text") if roots.get("text") == "text" else None
@@ -565,7 +565,7 @@ def _root_value(doc: Doc, name: str, kind: str) -> Any:
     if kind not in types:
         raise invalid(f"unknown root kind {kind!r} (text, map, array, xml)")
     if name not in set(doc.keys()):
-        return None
+        return {"text": "", "xml": "", "map": {}, "array": []}[kind]
     value = doc.get(name, type=types[kind])
     if kind in ("text", "xml"):
         return str(value)
