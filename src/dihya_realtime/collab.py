@@ -372,26 +372,28 @@ class DocService:
             self.leave(conn, doc_id, reason="disconnect")
 
     def participant(self, conn: Connection, doc_id: str) -> Participant:
+        return self._joined_room(conn, doc_id)[1]
+
+    def _joined_room(self, conn: Connection, doc_id: str) -> tuple[DocRoom, Participant]:
+        """The open document and this connection's place in it, or ``conflict``."""
         with self._lock:
             room = self._rooms.get(doc_id)
             participant = room.participants.get(conn.sid) if room else None
-        if participant is None:
+        if room is None or participant is None:
             raise conflict(f"join document {doc_id!r} first (doc:join)", {"doc_id": doc_id})
-        return participant
+        return room, participant
 
     def update(self, conn: Connection, doc_id: str, update: bytes) -> int:
         """Validate, store, apply and relay one Yjs update; returns the document's ``seq``.
 
         Nothing is stored or relayed unless the update decodes; the ack follows the commit.
         """
-        participant = self.participant(conn, doc_id)
+        room, participant = self._joined_room(conn, doc_id)
         if participant.mode != "edit":
             raise forbidden(f"read-only access to document {doc_id!r}", {"doc_id": doc_id})
         if len(update) > self.settings.max_payload_bytes:
             raise RealtimeError(ErrorCode.PAYLOAD_TOO_LARGE, "the update is too large",
                                 {"max_bytes": self.settings.max_payload_bytes})
-        with self._lock:
-            room = self._rooms[doc_id]
         if update == EMPTY_UPDATE:
             return room.seq
         validate_update(update)
@@ -412,9 +414,7 @@ class DocService:
         """Handle a y-protocols sync message: step 1 → our step 2; step 2 / update → stored."""
         kind, payload = parse_sync_message(message)
         if kind is YSyncMessageType.SYNC_STEP1:
-            self.participant(conn, doc_id)
-            with self._lock:
-                room = self._rooms[doc_id]
+            room, _ = self._joined_room(conn, doc_id)
             with room.lock:
                 self._catch_up(room)
                 try:
@@ -423,11 +423,9 @@ class DocService:
                     raise invalid("malformed state vector", [{"field": "message"}]) from None
                 return {"doc_id": doc_id, "message": sync_step2_message(diff), "seq": room.seq}
         update = payload
-        if update == EMPTY_UPDATE:
-            self.participant(conn, doc_id)
-            with self._lock:
-                seq = self._rooms[doc_id].seq
-            return {"doc_id": doc_id, "message": None, "seq": seq}
+        if update == EMPTY_UPDATE:  # nothing new (fine from a read-only participant too)
+            room, _ = self._joined_room(conn, doc_id)
+            return {"doc_id": doc_id, "message": None, "seq": room.seq}
         return {"doc_id": doc_id, "message": None, "seq": self.update(conn, doc_id, update)}
 
     def awareness(self, conn: Connection, doc_id: str, state: dict[str, Any] | None) -> int:
