@@ -26,7 +26,7 @@ Binary = Annotated[bytes, Strict(), Field(description="binary (a Socket.IO attac
 AWARENESS_MAX_BYTES = 8192
 
 
-class User(BaseModel):
+class DocUser(BaseModel):
     user_id: str
     name: str | None
 
@@ -41,7 +41,7 @@ class JoinPayload(BaseModel):
 class AwarenessState(BaseModel):
     doc_id: str
     client_id: int = Field(description="the participant's awareness key, chosen by the server")
-    user: User = Field(description="who it is, stamped by the server")
+    user: DocUser = Field(description="who it is, stamped by the server")
     state: dict[str, Any] | None = Field(description="null: the participant left")
 
 
