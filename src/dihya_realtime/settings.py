@@ -211,6 +211,11 @@ class Settings(BaseSettings):
     _notifications_split = field_validator("notifications_critical_categories", mode="before")(
         lambda cls, v: _split_csv(v))
 
+    # -- collab
+    docs_compact_every: int = Field(default=200, ge=1)  # updates merged into a snapshot
+    docs_compact_idle: float = Field(default=30, ge=0)  # seconds without updates; 0 = never
+    docs_create_on_join: bool = True  # doc:join of an unknown document by an editor creates it
+
     _split = field_validator("jwt_algorithms", "allowed_origins", "api_keys", "redact_keys",
                              mode="before")(lambda cls, v: _split_csv(v))
 

@@ -1,0 +1,259 @@
+"""Collaborative editing events: shared Yjs documents over the same Socket.IO connection.
+
+Binary values (``update``, ``sync_step1`` …) travel as Socket.IO binary attachments; see
+``docs/collab.md`` for the wire shape and how a ``yjs`` client speaks it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Any
+
+from flask import Response, jsonify, request
+from pydantic import BaseModel, Field, Strict, field_validator
+
+from dihya_realtime.api import json_body, require_api_key
+from dihya_realtime.collab import DOC_ID_RE, DocService
+from dihya_realtime.errors import invalid
+from dihya_realtime.pipeline import EventContext
+from dihya_realtime.registry import event, server_event
+from dihya_realtime.settings import RateLimit
+
+if TYPE_CHECKING:
+    from dihya_realtime.server import Realtime
+
+DocId = Annotated[str, Field(pattern=DOC_ID_RE.pattern, description="the document id")]
+Binary = Annotated[bytes, Strict(), Field(description="binary (a Socket.IO attachment)")]
+AWARENESS_MAX_BYTES = 8192
+
+
+class DocUser(BaseModel):
+    user_id: str
+    name: str | None
+
+
+class JoinPayload(BaseModel):
+    doc_id: DocId
+    sync_step1: Binary | None = Field(
+        default=None, description="optional: the client's sync step 1, so that the reply's "
+        "sync_step2 holds only what the client lacks")
+
+
+class AwarenessState(BaseModel):
+    doc_id: str
+    client_id: int = Field(description="the participant's awareness key, chosen by the server")
+    user: DocUser = Field(description="who it is, stamped by the server")
+    state: dict[str, Any] | None = Field(description="null: the participant left")
+
+
+class JoinReply(BaseModel):
+    doc_id: str
+    read_only: bool
+    client_id: int = Field(description="this participant's awareness key")
+    seq: int = Field(description="the last stored update included in the state")
+    sync_step1: Binary = Field(description="the server's state vector (y-protocols step 1)")
+    sync_step2: Binary = Field(description="the state the client lacks (y-protocols step 2)")
+    awareness: list[AwarenessState]
+
+
+@event("doc:join", payload=JoinPayload, reply=JoinReply, permission="doc:read",
+       emits=("doc:updated", "doc:awareness_changed"))
+def join(ctx: EventContext, payload: JoinPayload) -> dict:
+    """Join a document: the reply carries its state (Yjs sync step 1 and step 2).
+
+    Then answer the server's ``sync_step1`` with ``doc:sync`` (your step 2: what the server
+    lacks), and from then on send ``doc:update``. Editors may create a document by joining it
+    (``DIHYA_RT_DOCS_CREATE_ON_JOIN``); readers get ``read_only: true``. Payload example::
+
+        {"doc_id": "spec-42"}
+
+    Reply: ``{"ok": true, "data": {"doc_id": "spec-42", "read_only": false,
+    "client_id": 2718281828, "seq": 17, "sync_step1": <bytes>, "sync_step2": <bytes>,
+    "awareness": [{"doc_id": "spec-42", "client_id": 314159, "user": {"user_id": "17",
+    "name": "Alice"}, "state": {"cursor": {"anchor": 3, "head": 3}}}]}}``
+    """
+    docs: DocService = ctx.rt.docs  # type: ignore[attr-defined]
+    reply = docs.join(ctx.conn, payload.doc_id, payload.sync_step1)
+    ctx.audit("doc_join", doc_id=payload.doc_id, read_only=reply["read_only"],
+              seq=reply["seq"])
+    ctx.after_reply(lambda: docs.ask_peers_for_awareness(ctx.conn, payload.doc_id))
+    return reply
+
+
+class UpdatePayload(BaseModel):
+    doc_id: DocId
+    update: Binary = Field(description="a Yjs update (v1 encoding)")
+
+
+class UpdateReply(BaseModel):
+    doc_id: str
+    seq: int = Field(description="the document's sequence number after this update")
+
+
+@event("doc:update", payload=UpdatePayload, reply=UpdateReply, permission="doc:edit",
+       rate=RateLimit(rate=60, burst=200), emits=("doc:updated",))
+def update(ctx: EventContext, payload: UpdatePayload) -> dict:
+    """Apply a Yjs update to a joined document; acked once it is stored.
+
+    It is relayed to every other participant on every process as ``doc:updated``. Bytes that
+    are not a Yjs update → ``invalid_payload`` (nothing stored); a read-only participant →
+    ``forbidden``. Payload example: ``{"doc_id": "spec-42", "update": <bytes>}``;
+    reply ``{"ok": true, "data": {"doc_id": "spec-42", "seq": 18}}``.
+    """
+    docs: DocService = ctx.rt.docs  # type: ignore[attr-defined]
+    seq = docs.update(ctx.conn, payload.doc_id, payload.update)
+    ctx.audit("doc_update", doc_id=payload.doc_id, size=len(payload.update), seq=seq)
+    return {"doc_id": payload.doc_id, "seq": seq}
+
+
+class SyncPayload(BaseModel):
+    doc_id: DocId
+    message: Binary = Field(description="a y-protocols sync message (step 1, step 2 or update)")
+
+
+class SyncReply(BaseModel):
+    doc_id: str
+    message: Binary | None = Field(description="the server's step 2 when you sent a step 1")
+    seq: int
+
+
+@event("doc:sync", payload=SyncPayload, reply=SyncReply, permission="doc:read",
+       rate=RateLimit(rate=20, burst=50), emits=("doc:updated",))
+def sync(ctx: EventContext, payload: SyncPayload) -> dict:
+    """Send a y-protocols sync message for a joined document.
+
+    A step 2 (your answer to the join reply's ``sync_step1``) or an update is stored and
+    relayed like ``doc:update`` (an empty one from a read-only participant is fine); a step 1
+    gets the server's step 2 in the reply (e.g. after a reconnect).
+    Payload example: ``{"doc_id": "spec-42", "message": <bytes>}``.
+    """
+    docs: DocService = ctx.rt.docs  # type: ignore[attr-defined]
+    reply = docs.sync(ctx.conn, payload.doc_id, payload.message)
+    if reply["message"] is None:
+        ctx.audit("doc_update", doc_id=payload.doc_id, size=len(payload.message),
+                  seq=reply["seq"])
+    return reply
+
+
+class AwarenessPayload(BaseModel):
+    doc_id: DocId
+    state: dict[str, Any] | None = Field(
+        description="cursor, selection, display preferences …; null clears it")
+
+    @field_validator("state")
+    @classmethod
+    def _small(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        import orjson
+
+        if value is not None and len(orjson.dumps(value)) > AWARENESS_MAX_BYTES:
+            raise ValueError(f"awareness state larger than {AWARENESS_MAX_BYTES} bytes")
+        return value
+
+
+class AwarenessReply(BaseModel):
+    doc_id: str
+    client_id: int
+
+
+@event("doc:awareness", payload=AwarenessPayload, reply=AwarenessReply,
+       permission="doc:read", rate=RateLimit(rate=30, burst=60),
+       emits=("doc:awareness_changed",))
+def awareness(ctx: EventContext, payload: AwarenessPayload) -> dict:
+    """Share this participant's cursor, selection and the like with the others.
+
+    Relayed as ``doc:awareness_changed`` with the user identity stamped by the server.
+    Payload example: ``{"doc_id": "spec-42", "state": {"cursor": {"anchor": 3, "head": 7},
+    "color": "#f783ac"}}``.
+    """
+    docs: DocService = ctx.rt.docs  # type: ignore[attr-defined]
+    client_id = docs.awareness(ctx.conn, payload.doc_id, payload.state)
+    return {"doc_id": payload.doc_id, "client_id": client_id}
+
+
+class LeavePayload(BaseModel):
+    doc_id: DocId
+
+
+class LeaveReply(BaseModel):
+    doc_id: str
+    left: bool = Field(description="false if the connection had not joined it")
+
+
+@event("doc:leave", payload=LeavePayload, reply=LeaveReply, permission="doc:read",
+       emits=("doc:awareness_changed",))
+def leave(ctx: EventContext, payload: LeavePayload) -> dict:
+    """Stop taking part in a document; the others see this participant's awareness cleared.
+
+    Payload example: ``{"doc_id": "spec-42"}``.
+    """
+    docs: DocService = ctx.rt.docs  # type: ignore[attr-defined]
+    return {"doc_id": payload.doc_id, "left": docs.leave(ctx.conn, payload.doc_id)}
+
+
+class UpdatedEvent(BaseModel):
+    doc_id: str
+    update: Binary = Field(description="a Yjs update to apply")
+    seq: int
+
+
+server_event("doc:updated", UpdatedEvent, """
+    Another participant changed a document you joined: apply ``update`` (``Y.applyUpdate``).
+
+    Example: ``{"doc_id": "spec-42", "update": <bytes>, "seq": 18}``.
+""")
+server_event("doc:awareness_changed", AwarenessState, """
+    A participant's awareness changed; ``state: null`` means they left or disconnected.
+
+    ``user`` and ``client_id`` are set by the server. Example: ``{"doc_id": "spec-42",
+    "client_id": 314159, "user": {"user_id": "17", "name": "Alice"},
+    "state": {"cursor": {"anchor": 3, "head": 7}}}``.
+""")
+
+
+class CreateDoc(BaseModel):
+    doc_id: DocId
+    text: str | None = Field(default=None, max_length=1_000_000)
+    root: str = Field(default="text", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+def setup(rt: Realtime) -> None:
+    docs = DocService(rt)
+    rt.docs = docs  # type: ignore[attr-defined]
+    rt.on_disconnect(lambda conn, reason: docs.drop_connection(conn))
+    rt.broker_handlers.append(docs.on_broker_message)
+    bp = rt.blueprint  # type: ignore[attr-defined]
+    api_key = require_api_key(rt)
+
+    @bp.post("/api/v1/docs")
+    @api_key
+    def http_create_doc() -> Any:
+        """Create a document, optionally with initial text.
+
+        Body: ``{"doc_id": "spec-42", "text": "# Spec\\n"}`` → 201 with the document.
+        """
+        from pydantic import ValidationError
+
+        from dihya_realtime.pipeline import validation_details
+
+        try:
+            body = CreateDoc.model_validate(json_body())
+        except ValidationError as exc:
+            raise invalid("invalid document", validation_details(exc)) from None
+        return jsonify(docs.create(body.doc_id, body.text, root=body.root)), 201
+
+    @bp.get("/api/v1/docs/<doc_id>")
+    @api_key
+    def http_read_doc(doc_id: str) -> Any:
+        """A document as JSON, or its text with ``?format=text``.
+
+        ``?roots=text:text,meta:map`` names the roots to read (kinds: text, map, array, xml).
+        """
+        roots = None
+        if request.args.get("roots"):
+            roots = {}
+            for item in request.args["roots"].split(","):
+                name, _, kind = item.partition(":")
+                roots[name.strip()] = (kind or "text").strip()
+        doc = docs.read(doc_id, roots=roots)
+        if request.args.get("format") == "text":
+            return Response(doc["text"] or "", mimetype="text/plain; charset=utf-8")
+        return jsonify(doc)
