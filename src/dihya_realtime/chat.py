@@ -224,8 +224,9 @@ class ChatService:
         """Insert a membership unless it exists (two joins at once are not an error)."""
         stmt = self._insert()(ChatMember.__table__).values(
             room_id=room_id, user_id=user_id, role=role, joined_at=utcnow(),
-            last_read_seq=last_read_seq).on_conflict_do_nothing()
-        return bool(s.execute(stmt).rowcount)
+            last_read_seq=last_read_seq).on_conflict_do_nothing().returning(ChatMember.user_id)
+        # RETURNING, not rowcount: SQLAlchemy + psycopg report -1 for this INSERT
+        return s.execute(stmt).first() is not None
 
     # -- delivery
     def _push(self, user_ids: Iterable[str], event: str, data: Any,
@@ -772,7 +773,8 @@ class ChatService:
             if add:
                 changed = s.execute(self._insert()(table).values(
                     message_id=message_id, user_id=actor.user_id, emoji=emoji,
-                    created_at=utcnow()).on_conflict_do_nothing()).rowcount
+                    created_at=utcnow()).on_conflict_do_nothing()
+                    .returning(table.c.emoji)).first() is not None
             else:
                 changed = s.execute(sa.delete(table).where(
                     table.c.message_id == message_id, table.c.user_id == actor.user_id,

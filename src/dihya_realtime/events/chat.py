@@ -34,6 +34,7 @@ Id = Field(min_length=1, max_length=128)
 RoomId = Field(min_length=1, max_length=32, description="a room id")
 MessageId = Field(min_length=1, max_length=32, description="a message id")
 Seq = Field(ge=0, le=2**62)
+AnchorSeq = Field(None, ge=0, le=2**62, description="exclusive")
 
 
 # -- schemas: what the server sends
@@ -211,9 +212,9 @@ class SendPayload(BaseModel):
 
 class HistoryPayload(BaseModel):
     room_id: str = RoomId
-    before_seq: int | None = Seq
-    after_seq: int | None = Seq
-    around_seq: int | None = Seq
+    before_seq: int | None = AnchorSeq
+    after_seq: int | None = AnchorSeq
+    around_seq: int | None = Field(None, ge=0, le=2**62, description="a page centred here")
     limit: int | None = Field(None, ge=1, le=100)
 
     @model_validator(mode="after")
