@@ -25,10 +25,11 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -41,7 +42,7 @@ from dihya_realtime.store.chat import (
     ChatReaction,
     ChatRoom,
 )
-from dihya_realtime.store.models import User
+from dihya_realtime.store.models import Base, User
 
 if TYPE_CHECKING:
     from dihya_realtime.connections import Connection
@@ -113,10 +114,13 @@ class TypingTracker:
 
     def start(self, room_id: str, user_id: str, sid: str, now: float) -> bool:
         with self._lock:
-            current = self._active.get((room_id, user_id))
-            push = current is None or now - current[1] >= self.throttle
-            self._active[(room_id, user_id)] = (now + self.ttl, now if push else current[1], sid)
-            return push
+            key = (room_id, user_id)
+            current = self._active.get(key)
+            if current is None or now - current[1] >= self.throttle:
+                self._active[key] = (now + self.ttl, now, sid)
+                return True
+            self._active[key] = (now + self.ttl, current[1], sid)
+            return False
 
     def stop(self, room_id: str, user_id: str) -> bool:
         with self._lock:
@@ -222,7 +226,7 @@ class ChatService:
     def _add_member(self, s: Session, room_id: str, user_id: str, role: str,
                     last_read_seq: int) -> bool:
         """Insert a membership unless it exists (two joins at once are not an error)."""
-        stmt = self._insert()(ChatMember.__table__).values(
+        stmt = self._insert()(_table(ChatMember)).values(
             room_id=room_id, user_id=user_id, role=role, joined_at=utcnow(),
             last_read_seq=last_read_seq).on_conflict_do_nothing().returning(ChatMember.user_id)
         # RETURNING, not rowcount: SQLAlchemy + psycopg report -1 for this INSERT
@@ -570,7 +574,7 @@ class ChatService:
                                       [{"field": "reply_to", "message": "unknown message"}])
                 message, mentioned = self._store(s, room, author, actor.name, text,
                                                  client_msg_id, reply_to, mentions)
-                s.execute(sa.update(ChatMember.__table__)
+                s.execute(sa.update(_table(ChatMember))
                           .where(ChatMember.room_id == room_id, ChatMember.user_id == author,
                                  ChatMember.last_read_seq < message.seq)
                           .values(last_read_seq=message.seq))
@@ -597,7 +601,7 @@ class ChatService:
                data: Any = None) -> tuple[ChatMessage, list[str]]:
         """Allocate the next ``seq`` and insert the message and its mentions (one transaction)."""
         seq = s.execute(
-            sa.update(ChatRoom.__table__).where(ChatRoom.id == room.id)
+            sa.update(_table(ChatRoom)).where(ChatRoom.id == room.id)
             .values(last_seq=ChatRoom.last_seq + 1).returning(ChatRoom.last_seq)).scalar_one()
         room.last_seq = seq
         message = ChatMessage(id=uuid.uuid4().hex, room_id=room.id, seq=seq, kind=kind,
@@ -716,7 +720,7 @@ class ChatService:
             message.text = text
             message.edited_at = utcnow()
             wanted = self._mentionable(s, room.id, actor.user_id, parse_mentions(text))
-            s.execute(sa.delete(ChatMention.__table__).where(
+            s.execute(sa.delete(_table(ChatMention)).where(
                 ChatMention.message_id == message_id, ChatMention.user_id.not_in(wanted)))
             s.add_all(ChatMention(message_id=message_id, user_id=u, room_id=room.id,
                                   seq=message.seq) for u in wanted if u not in old)
@@ -750,9 +754,9 @@ class ChatService:
             message.deleted_by = actor.user_id
             message.text = None
             message.data = None
-            s.execute(sa.delete(ChatReaction.__table__)
+            s.execute(sa.delete(_table(ChatReaction))
                       .where(ChatReaction.message_id == message_id))
-            s.execute(sa.delete(ChatMention.__table__)
+            s.execute(sa.delete(_table(ChatMention))
                       .where(ChatMention.message_id == message_id))
             data = self._message_dict(message, {}, [])
             recipients = self._member_ids(s, room.id)
@@ -769,16 +773,16 @@ class ChatService:
             self._require_member(s, room, actor)
             if message.deleted_at is not None:
                 raise conflict("the message was deleted", {"message_id": message_id})
-            table = ChatReaction.__table__
+            table = _table(ChatReaction)
             if add:
                 changed = s.execute(self._insert()(table).values(
                     message_id=message_id, user_id=actor.user_id, emoji=emoji,
                     created_at=utcnow()).on_conflict_do_nothing()
                     .returning(table.c.emoji)).first() is not None
             else:
-                changed = s.execute(sa.delete(table).where(
+                changed = _rowcount(s.execute(sa.delete(table).where(
                     table.c.message_id == message_id, table.c.user_id == actor.user_id,
-                    table.c.emoji == emoji)).rowcount
+                    table.c.emoji == emoji))) > 0
             counts = dict(s.execute(
                 sa.select(ChatReaction.emoji, sa.func.count())
                 .where(ChatReaction.message_id == message_id)
@@ -800,9 +804,9 @@ class ChatService:
             room = self._room(s, room_id)
             self._require_member(s, room, actor)
             target = min(seq, room.last_seq)
-            moved = s.execute(sa.update(ChatMember.__table__).where(
+            moved = _rowcount(s.execute(sa.update(_table(ChatMember)).where(
                 ChatMember.room_id == room_id, ChatMember.user_id == actor.user_id,
-                ChatMember.last_read_seq < target).values(last_read_seq=target)).rowcount
+                ChatMember.last_read_seq < target).values(last_read_seq=target)))
             current = s.scalar(sa.select(ChatMember.last_read_seq).where(
                 ChatMember.room_id == room_id, ChatMember.user_id == actor.user_id))
             recipients = self._member_ids(s, room_id) if moved else []
@@ -914,7 +918,7 @@ class ChatService:
             self._require_manager(s, room, actor, target)
             if user_id == actor.user_id:
                 raise _forbidden("self", "you cannot do this to yourself")
-            s.execute(self._insert()(ChatBan.__table__).values(
+            s.execute(self._insert()(_table(ChatBan)).values(
                 room_id=room_id, user_id=user_id, banned_by=actor.user_id, reason=reason,
                 created_at=utcnow()).on_conflict_do_nothing())
             if target is not None:
@@ -938,6 +942,15 @@ class ChatService:
                 raise not_found("this user is not banned", {"user_id": user_id})
             s.delete(ban)
         return {"room_id": room_id, "user_id": user_id, "banned": False}
+
+
+def _table(model: type[Base]) -> sa.Table:
+    """A model's Core table, for statements that bypass the ORM unit of work."""
+    return cast(sa.Table, model.__table__)
+
+
+def _rowcount(result: Any) -> int:
+    return cast(CursorResult, result).rowcount
 
 
 def _active_mute(member: ChatMember | None) -> datetime | None:

@@ -560,3 +560,47 @@ def test_members_see_the_same_sequence_from_interleaved_senders(crt, users):
     a = [(m["seq"], m["text"]) for m in alice.events("chat:message")]
     b = [(m["seq"], m["text"]) for m in bob.events("chat:message")]
     assert a == b == [(i + 1, f"m{i}") for i in range(6)]
+
+
+def wait_for(predicate, timeout: float = 3.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    return predicate()
+
+
+def test_typing_lapses_by_itself_and_stops_when_the_typist_disconnects(make_rt, connect):
+    crt = make_rt(chat_typing_ttl=0.2, chat_typing_throttle=0)
+    alice, bob = (connect(crt, user=u) for u in ("alice", "bob"))
+    room = make_room(alice)
+    ok(bob.call("chat:join", {"room_id": room}))
+    drain(bob)
+    ok(alice.call("chat:typing", {"room_id": room, "typing": True}))
+    seen: list[bool] = []
+
+    def lapsed() -> bool:
+        seen.extend(t["typing"] for t in bob.events("chat:typing"))
+        return seen == [True, False]
+
+    assert wait_for(lapsed), seen
+    crt.chat.typing_state.ttl = 60  # only the disconnect can stop it now
+    ok(alice.call("chat:typing", {"room_id": room, "typing": True}))
+    alice.disconnect()
+    assert [t["typing"] for t in bob.events("chat:typing")][-1] is False
+
+
+def test_chat_migration_matches_the_models(database_url):
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from dihya_realtime.store import Base
+
+    db = Database(database_url)
+    db.migrate()
+    with db.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    db.dispose()
+    assert [d for d in diff if "chat_" in repr(d)] == []
