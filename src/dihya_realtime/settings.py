@@ -216,6 +216,11 @@ class Settings(BaseSettings):
     docs_compact_idle: float = Field(default=30, ge=0)  # seconds without updates; 0 = never
     docs_create_on_join: bool = True  # doc:join of an unknown document by an editor creates it
 
+    # -- chat
+    chat_typing_ttl: float = Field(default=6, gt=0)  # typing expires without renewal
+    chat_typing_throttle: float = Field(default=2, ge=0)  # min seconds between typing:true
+    chat_history_limit: int = Field(default=50, ge=1, le=100)  # chat:history default page
+
     _split = field_validator("jwt_algorithms", "allowed_origins", "api_keys", "redact_keys",
                              mode="before")(lambda cls, v: _split_csv(v))
 

@@ -1,0 +1,604 @@
+"""Chat: rooms, DMs, messages, history, receipts, typing, mentions and moderation.
+
+Every test runs against SQLite and PostgreSQL (the ``database_url`` fixture).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from dihya_realtime.auth import hash_api_key
+from dihya_realtime.chat import Actor, ChatService, parse_mentions
+from dihya_realtime.store import Database
+from tests.unit.test_pipeline import audit_lines
+
+API_KEY = "chat-test-key"
+
+
+@pytest.fixture
+def crt(make_rt, database_url):
+    return make_rt(database_url=database_url, api_keys=[hash_api_key(API_KEY)])
+
+
+@pytest.fixture
+def users(crt, connect):
+    """alice (owner of everything she creates), bob, carol; mod holds ``chat:moderate``."""
+
+    def make(*names: str, roles=("user",)):
+        return [connect(crt, user=n, roles=roles, name=n.title()) for n in names]
+
+    return make
+
+
+def ok(envelope):
+    assert envelope["ok"], envelope
+    return envelope["data"]
+
+
+def err(envelope, code: str):
+    assert not envelope["ok"], envelope
+    assert envelope["error"]["code"] == code, envelope
+    return envelope["error"]
+
+
+def cmid() -> str:
+    return str(uuid.uuid4())
+
+
+def send(client, room_id: str, text: str = "hello", **extra):
+    return client.call("chat:send", {"room_id": room_id, "text": text,
+                                     "client_msg_id": extra.pop("client_msg_id", cmid()),
+                                     **extra})
+
+
+def make_room(client, visibility: str = "public", name: str = "general") -> str:
+    return ok(client.call("chat:create_room", {"name": name, "visibility": visibility}))["id"]
+
+
+def drain(*clients) -> None:
+    for c in clients:
+        c.get_received()
+
+
+# -- rooms
+
+
+def test_creator_owns_the_new_room_and_bad_visibility_names_the_field(crt, users):
+    (alice,) = users("alice")
+    room = ok(alice.call("chat:create_room", {"name": "general", "topic": "all hands",
+                                              "visibility": "public"}))
+    assert room["role"] == "owner" and room["member_count"] == 1 and room["last_seq"] == 0
+    error = err(alice.call("chat:create_room", {"name": "x", "visibility": "secret"}),
+                "invalid_payload")
+    assert error["details"][0]["field"] == "visibility"
+
+
+def test_rooms_lists_public_rooms_and_mine_but_not_others_private_rooms(crt, users):
+    alice, bob = users("alice", "bob")
+    public = make_room(alice, "public", "general")
+    private = make_room(alice, "private", "secret")
+    bobs = {r["id"]: r for r in ok(bob.call("chat:rooms"))["rooms"]}
+    assert public in bobs and private not in bobs
+    assert bobs[public]["role"] is None
+    alices = {r["id"] for r in ok(alice.call("chat:rooms"))["rooms"]}
+    assert alices == {public, private}
+
+
+def test_private_room_refuses_non_members_everything(crt, users):
+    alice, bob = users("alice", "bob")
+    room = make_room(alice, "private")
+    ok(send(alice, room))
+    drain(bob)
+    assert err(bob.call("chat:join", {"room_id": room}), "forbidden")["details"]["reason"] \
+        == "invite_only"
+    err(bob.call("chat:history", {"room_id": room}), "forbidden")
+    err(bob.call("chat:room", {"room_id": room}), "forbidden")
+    err(send(bob, room), "forbidden")
+    ok(send(alice, room, "still secret"))
+    assert bob.events("chat:message") == []
+
+
+def test_join_public_room_announces_member_and_unknown_room_is_not_found(crt, users):
+    alice, bob = users("alice", "bob")
+    room = make_room(alice)
+    drain(alice)
+    joined = ok(bob.call("chat:join", {"room_id": room}))
+    assert joined["role"] == "member"
+    assert alice.events("chat:member_joined") == [
+        {"room_id": room, "user_id": "bob", "role": "member", "name": "Bob", "by": None}]
+    details = ok(alice.call("chat:room", {"room_id": room}))
+    assert [(m["user_id"], m["role"]) for m in details["members"]] == [
+        ("alice", "owner"), ("bob", "member")]
+    err(bob.call("chat:join", {"room_id": "nope"}), "not_found")
+
+
+def test_invite_needs_owner_or_moderator_and_lets_the_invitee_read(crt, users):
+    alice, bob, carol = users("alice", "bob", "carol")
+    room = make_room(alice, "private")
+    ok(send(alice, room, "before"))
+    invited = ok(alice.call("chat:invite", {"room_id": room, "user_id": "bob"}))
+    assert invited["added"] is True
+    assert err(bob.call("chat:invite", {"room_id": room, "user_id": "carol"}),
+               "forbidden")["details"]["reason"] == "not_a_moderator"
+    ok(alice.call("chat:set_role", {"room_id": room, "user_id": "bob", "role": "moderator"}))
+    ok(bob.call("chat:invite", {"room_id": room, "user_id": "carol"}))
+    history = ok(carol.call("chat:history", {"room_id": room}))
+    assert [m["text"] for m in history["messages"]] == ["before"]
+    assert err(bob.call("chat:set_role", {"room_id": room, "user_id": "carol",
+                                          "role": "moderator"}), "forbidden")
+    assert [r["details"]["target"] for r in audit_lines(crt, "chat_invite")] == ["bob", "carol"]
+
+
+def test_remove_member_moderator_cannot_remove_a_moderator_or_the_owner(crt, users):
+    alice, bob, carol = users("alice", "bob", "carol")
+    room = make_room(alice, "private")
+    for u in ("bob", "carol"):
+        ok(alice.call("chat:invite", {"room_id": room, "user_id": u}))
+    ok(alice.call("chat:set_role", {"room_id": room, "user_id": "bob", "role": "moderator"}))
+    ok(alice.call("chat:set_role", {"room_id": room, "user_id": "carol", "role": "moderator"}))
+    assert err(bob.call("chat:remove_member", {"room_id": room, "user_id": "carol"}),
+               "forbidden")["details"]["reason"] == "target_is_moderator"
+    assert err(bob.call("chat:remove_member", {"room_id": room, "user_id": "alice"}),
+               "forbidden")["details"]["reason"] == "target_is_owner"
+    drain(carol)
+    ok(alice.call("chat:remove_member", {"room_id": room, "user_id": "carol"}))
+    assert carol.events("chat:member_left")[0]["reason"] == "removed"
+    err(carol.call("chat:history", {"room_id": room}), "forbidden")
+
+
+def test_owner_who_leaves_hands_the_room_to_a_moderator(crt, users):
+    alice, bob, carol = users("alice", "bob", "carol")
+    room = make_room(alice)
+    ok(bob.call("chat:join", {"room_id": room}))
+    ok(carol.call("chat:join", {"room_id": room}))
+    ok(alice.call("chat:set_role", {"room_id": room, "user_id": "carol", "role": "moderator"}))
+    ok(alice.call("chat:leave", {"room_id": room}))
+    members = {m["user_id"]: m["role"] for m in ok(bob.call("chat:room", {"room_id": room}))
+               ["members"]}
+    assert members == {"bob": "member", "carol": "owner"}
+    err(alice.call("chat:leave", {"room_id": room}), "forbidden")
+
+
+def test_dm_is_one_room_per_pair_and_private_to_it(crt, users):
+    alice, bob, carol = users("alice", "bob", "carol")
+    first = ok(alice.call("chat:dm", {"user_id": "bob"}))
+    again = ok(bob.call("chat:dm", {"user_id": "alice"}))
+    assert first["id"] == again["id"] and first["kind"] == "dm" and again["peer"] == "alice"
+    ok(send(bob, first["id"], "psst"))
+    assert alice.events("chat:message")[0]["text"] == "psst"
+    err(carol.call("chat:history", {"room_id": first["id"]}), "forbidden")
+    err(alice.call("chat:dm", {"user_id": "alice"}), "invalid_payload")
+    err(alice.call("chat:leave", {"room_id": first["id"]}), "conflict")
+    rooms = [r for r in ok(alice.call("chat:rooms"))["rooms"] if r["kind"] == "dm"]
+    assert [(r["peer"], r["unread_count"]) for r in rooms] == [("bob", 1)]
+
+
+# -- messages
+
+
+def test_send_acks_the_stored_message_and_pushes_it_to_members_only(crt, users):
+    alice, bob, carol = users("alice", "bob", "carol")
+    room = make_room(alice)
+    ok(bob.call("chat:join", {"room_id": room}))
+    drain(alice, bob, carol)
+    message = ok(send(alice, room, "first"))
+    assert message["seq"] == 1 and message["author"] == {"user_id": "alice", "name": "Alice"}
+    assert message["id"] and message["created_at"].endswith("Z")
+    assert message["duplicate"] is False and message["deleted"] is False
+    pushed = bob.events("chat:message")
+    assert len(pushed) == 1
+    assert {k: pushed[0][k] for k in ("id", "seq", "text", "room_id")} == {
+        "id": message["id"], "seq": 1, "text": "first", "room_id": room}
+    assert alice.events("chat:message")[0]["id"] == message["id"]
+    assert carol.events("chat:message") == []  # a public room, but carol never joined
+    err(send(carol, room), "forbidden")
+    reply = ok(send(bob, room, "second", reply_to=message["id"]))
+    assert reply["seq"] == 2 and reply["reply_to"] == message["id"]
+
+
+def test_send_refuses_invalid_payloads_naming_the_field(crt, users):
+    (alice,) = users("alice")
+    room = make_room(alice)
+    cases = [({"text": ""}, "text"), ({"text": "x" * 4001}, "text"), ({"text": "   "}, "text"),
+             ({"client_msg_id": "not-a-uuid"}, "client_msg_id"), ({"room_id": ""}, "room_id"),
+             ({"mentions": ["x"] * 51}, "mentions")]
+    for payload, field in cases:
+        body = {"room_id": room, "text": "hi", "client_msg_id": cmid(), **payload}
+        error = err(alice.call("chat:send", body), "invalid_payload")
+        assert [d["field"] for d in error["details"]] == [field], payload
+    assert ok(alice.call("chat:history", {"room_id": room}))["messages"] == []
+
+
+def test_send_needs_chat_write_and_reply_to_must_be_in_the_room(crt, users, connect):
+    alice, = users("alice")
+    guest = connect(crt, user="guest", roles=("guest",))
+    room = make_room(alice)
+    other = make_room(alice, name="other")
+    err(send(guest, room), "forbidden")
+    foreign = ok(send(alice, other))
+    error = err(send(alice, room, reply_to=foreign["id"]), "invalid_payload")
+    assert error["details"][0]["field"] == "reply_to"
+
+
+def test_resending_a_client_msg_id_returns_the_original_and_creates_nothing(crt, users):
+    alice, bob = users("alice", "bob")
+    room = make_room(alice)
+    ok(bob.call("chat:join", {"room_id": room}))
+    key = cmid()
+    first = ok(send(alice, room, "once", client_msg_id=key))
+    drain(bob)
+    again = ok(send(alice, room, "twice?", client_msg_id=key.upper()))
+    assert again["id"] == first["id"] and again["text"] == "once" and again["duplicate"]
+    assert bob.events("chat:message") == []
+    assert ok(alice.call("chat:history", {"room_id": room}))["last_seq"] == 1
+    # the key is per author: bob's message with the same key is his own
+    assert ok(send(bob, room, "mine", client_msg_id=key))["seq"] == 2
+
+
+def test_history_pages_latest_before_after_and_around(crt, users):
+    (alice,) = users("alice")
+    room = make_room(alice)
+    for i in range(1, 26):  # through the service: chat:send is rate limited to a burst of 20
+        crt.chat.send(Actor("alice"), room, f"m{i}", cmid())
+
+    def page(**q):
+        data = ok(alice.call("chat:history", {"room_id": room, **q}))
+        return [m["seq"] for m in data["messages"]], data
+
+    seqs, data = page(limit=10)
+    assert seqs == list(range(16, 26)) and data["has_more"] and not data["has_more_after"]
+    seqs, data = page(before_seq=16, limit=10)
+    assert seqs == list(range(6, 16)) and data["has_more"]
+    seqs, data = page(before_seq=6, limit=10)
+    assert seqs == [1, 2, 3, 4, 5] and not data["has_more"]
+    seqs, data = page(after_seq=20, limit=10)
+    assert seqs == [21, 22, 23, 24, 25] and not data["has_more"]
+    seqs, data = page(after_seq=0, limit=10)
+    assert seqs == list(range(1, 11)) and data["has_more"]
+    seqs, data = page(around_seq=13, limit=5)
+    assert seqs == [11, 12, 13, 14, 15]
+    assert data["has_more_before"] and data["has_more_after"] and data["has_more"]
+    seqs, data = page(around_seq=2, limit=6)
+    assert seqs == [1, 2, 3, 4, 5, 6] and not data["has_more_before"]
+    err(alice.call("chat:history", {"room_id": room, "before_seq": 3, "after_seq": 1}),
+        "invalid_payload")
+    err(alice.call("chat:history", {"room_id": room, "limit": 101}), "invalid_payload")
+    err(alice.call("chat:history", {"room_id": room, "limit": 0}), "invalid_payload")
+
+
+def test_only_the_author_edits_and_the_edit_is_pushed(crt, users):
+    alice, bob = users("alice", "bob")
+    room = make_room(alice)
+    ok(bob.call("chat:join", {"room_id": room}))
+    message = ok(send(bob, room, "typo"))
+    drain(alice)
+    assert err(alice.call("chat:edit", {"message_id": message["id"], "text": "x"}),
+               "forbidden")["details"]["reason"] == "not_the_author"
+    edited = ok(bob.call("chat:edit", {"message_id": message["id"], "text": "fixed"}))
+    assert edited["text"] == "fixed" and edited["edited_at"] and edited["seq"] == message["seq"]
+    assert alice.events("chat:message_edited")[0]["text"] == "fixed"
+    err(bob.call("chat:edit", {"message_id": "missing", "text": "x"}), "not_found")
+    err(bob.call("chat:edit", {"message_id": message["id"], "text": ""}), "invalid_payload")
+
+
+def test_delete_leaves_a_tombstone_that_keeps_its_seq(crt, users):
+    alice, bob, carol = users("alice", "bob", "carol")
+    room = make_room(alice)
+    ok(bob.call("chat:join", {"room_id": room}))
+    ok(carol.call("chat:join", {"room_id": room}))
+    own = ok(send(bob, room, "mine"))
+    other = ok(send(carol, room, "carol's"))
+    ok(send(bob, room, "after"))
+    assert err(bob.call("chat:delete", {"message_id": other["id"]}), "forbidden")
+    drain(carol)
+    tomb = ok(bob.call("chat:delete", {"message_id": own["id"]}))
+    assert tomb["deleted"] and tomb["text"] is None and tomb["seq"] == own["seq"]
+    pushed = carol.events("chat:message_deleted")[0]
+    assert pushed["deleted_by"] == "bob" and pushed["seq"] == own["seq"]
+    ok(alice.call("chat:delete", {"message_id": other["id"]}))  # the owner moderates
+    history = ok(carol.call("chat:history", {"room_id": room}))["messages"]
+    assert [(m["seq"], m["deleted"], m["text"]) for m in history] == [
+        (1, True, None), (2, True, None), (3, False, "after")]
+    assert [r["details"]["target"] for r in audit_lines(crt, "chat_moderate_delete")] == ["carol"]
+    err(bob.call("chat:edit", {"message_id": own["id"], "text": "back"}), "conflict")
+
+
+def test_reactions_are_counted_per_emoji_and_pushed(crt, users):
+    alice, bob = users("alice", "bob")
+    room = make_room(alice)
+    ok(bob.call("chat:join", {"room_id": room}))
+    message = ok(send(alice, room))
+    ok(alice.call("chat:react", {"message_id": message["id"], "emoji": "🎉"}))
+    drain(alice)
+    reply = ok(bob.call("chat:react", {"message_id": message["id"], "emoji": "🎉"}))
+    assert reply["reactions"] == {"🎉": 2} and reply["changed"]
+    assert alice.events("chat:reaction")[0]["reactions"] == {"🎉": 2}
+    assert not ok(bob.call("chat:react", {"message_id": message["id"], "emoji": "🎉"}))[
+        "changed"]
+    ok(bob.call("chat:react", {"message_id": message["id"], "emoji": ":+1:"}))
+    reply = ok(alice.call("chat:unreact", {"message_id": message["id"], "emoji": "🎉"}))
+    assert reply["reactions"] == {":+1:": 1, "🎉": 1}
+    stored = ok(alice.call("chat:history", {"room_id": room}))["messages"][0]
+    assert stored["reactions"] == {":+1:": 1, "🎉": 1}
+    err(bob.call("chat:react", {"message_id": message["id"], "emoji": "a b"}),
+        "invalid_payload")
+
+
+def test_typing_goes_to_the_others_is_throttled_and_expires(make_rt, database_url, connect):
+    crt = make_rt(database_url=database_url, chat_typing_ttl=60, chat_typing_throttle=60)
+    alice, bob = (connect(crt, user=u) for u in ("alice", "bob"))
+    room = make_room(alice)
+    ok(bob.call("chat:join", {"room_id": room}))
+    drain(alice, bob)
+    assert ok(alice.call("chat:typing", {"room_id": room, "typing": True}))["sent"]
+    assert not ok(alice.call("chat:typing", {"room_id": room, "typing": True}))["sent"]
+    typing = bob.events("chat:typing")
+    assert [(t["user_id"], t["typing"]) for t in typing] == [("alice", True)]
+    assert alice.events("chat:typing") == []  # never to the typist
+    assert crt.chat.expire_typing(now=time.monotonic() + 61) == 1
+    assert [t["typing"] for t in bob.events("chat:typing")] == [False]
+    ok(alice.call("chat:typing", {"room_id": room, "typing": True}))
+    ok(send(alice, room))  # sending stops typing
+    assert [t["typing"] for t in bob.events("chat:typing")] == [True, False]
+    outsider = connect(crt, user="carol")
+    err(outsider.call("chat:typing", {"room_id": room, "typing": True}), "forbidden")
+
+
+def test_read_marker_never_moves_backwards_and_drives_unread_counts(crt, users):
+    alice, bob = users("alice", "bob")
+    room = make_room(alice)
+    ok(bob.call("chat:join", {"room_id": room}))
+    for i in range(5):
+        ok(send(alice, room, f"m{i}"))
+    summary = next(r for r in ok(bob.call("chat:rooms"))["rooms"] if r["id"] == room)
+    assert summary["unread_count"] == 5 and summary["last_read_seq"] == 0
+    drain(alice)
+    marker = ok(bob.call("chat:read", {"room_id": room, "seq": 3}))
+    assert marker["seq"] == 3 and marker["moved"] and marker["unread_count"] == 2
+    assert alice.events("chat:read") == [{"room_id": room, "user_id": "bob", "seq": 3}]
+    back = ok(bob.call("chat:read", {"room_id": room, "seq": 1}))
+    assert back["seq"] == 3 and not back["moved"] and back["unread_count"] == 2
+    assert alice.events("chat:read") == []
+    assert ok(bob.call("chat:read", {"room_id": room, "seq": 999}))["seq"] == 5  # clamped
+    summary = next(r for r in ok(bob.call("chat:rooms"))["rooms"] if r["id"] == room)
+    assert summary["unread_count"] == 0
+    # my own messages are never unread
+    assert next(r for r in ok(alice.call("chat:rooms"))["rooms"]
+                if r["id"] == room)["unread_count"] == 0
+    err(bob.call("chat:read", {"room_id": room, "seq": -1}), "invalid_payload")
+
+
+def test_mentions_are_stored_counted_and_notified(crt, users):
+    alice, bob, carol = users("alice", "bob", "carol")
+    room = make_room(alice)
+    ok(bob.call("chat:join", {"room_id": room}))
+    notified = []
+    crt.notify = lambda **kw: notified.append(kw)
+    message = ok(send(alice, room, "hey @bob and @nobody, thanks @alice.", mentions=["carol"]))
+    assert message["mentions"] == ["bob"]  # members only, never the author
+    assert notified[0]["user_ids"] == ["bob"] and notified[0]["category"] == "chat.mention"
+    assert notified[0]["data"] == {"room_id": room, "message_id": message["id"], "seq": 1}
+    ok(send(alice, room, "no mention"))
+    summary = next(r for r in ok(bob.call("chat:rooms"))["rooms"] if r["id"] == room)
+    assert (summary["unread_count"], summary["mention_count"]) == (2, 1)
+    ok(bob.call("chat:read", {"room_id": room, "seq": 1}))
+    summary = next(r for r in ok(bob.call("chat:rooms"))["rooms"] if r["id"] == room)
+    assert (summary["unread_count"], summary["mention_count"]) == (1, 0)
+    second = ok(send(alice, room, "plain"))
+    edited = ok(alice.call("chat:edit", {"message_id": second["id"], "text": "now @bob"}))
+    assert edited["mentions"] == ["bob"] and notified[-1]["user_ids"] == ["bob"]
+
+
+def test_a_failing_notification_hook_never_fails_the_send(crt, users):
+    alice, bob = users("alice", "bob")
+    room = make_room(alice)
+    ok(bob.call("chat:join", {"room_id": room}))
+
+    def broken(**kw):
+        raise RuntimeError("notifications down")
+
+    crt.notify = broken
+    assert ok(send(alice, room, "@bob hi"))["mentions"] == ["bob"]
+
+
+def test_parse_mentions_reads_user_ids_and_skips_emails():
+    assert parse_mentions("@bob, @carol. mail a@b.c @bob @x-1") == ["bob", "carol", "x-1"]
+
+
+# -- moderation
+
+
+def test_muted_member_cannot_send_until_the_mute_ends(crt, users):
+    alice, bob = users("alice", "bob")
+    room = make_room(alice)
+    ok(bob.call("chat:join", {"room_id": room}))
+    until = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    assert err(bob.call("chat:mute", {"room_id": room, "user_id": "alice", "until": until}),
+               "forbidden")
+    drain(bob)
+    muted = ok(alice.call("chat:mute", {"room_id": room, "user_id": "bob", "until": until}))
+    assert muted["muted_until"]
+    assert bob.events("chat:member_updated")[0]["muted_until"] == muted["muted_until"]
+    error = err(send(bob, room), "forbidden")
+    assert error["details"]["reason"] == "muted"
+    err(alice.call("chat:mute", {"room_id": room, "user_id": "bob",
+                                 "until": "2030-01-01T00:00:00"}), "invalid_payload")  # naive
+    ok(alice.call("chat:mute", {"room_id": room, "user_id": "bob", "until": None}))
+    ok(send(bob, room))
+    assert [r["details"]["target"] for r in audit_lines(crt, "chat_mute")] == ["bob", "bob"]
+
+
+def test_banned_user_cannot_join_until_unbanned_and_kick_allows_rejoin(crt, users):
+    alice, bob = users("alice", "bob")
+    room = make_room(alice)
+    ok(bob.call("chat:join", {"room_id": room}))
+    drain(bob)
+    ok(alice.call("chat:kick", {"room_id": room, "user_id": "bob"}))
+    assert bob.events("chat:member_left")[0]["reason"] == "kicked"
+    err(send(bob, room), "forbidden")
+    ok(bob.call("chat:join", {"room_id": room}))
+    ban = ok(alice.call("chat:ban", {"room_id": room, "user_id": "bob", "reason": "spam"}))
+    assert ban["was_member"]
+    error = err(bob.call("chat:join", {"room_id": room}), "forbidden")
+    assert error["details"]["reason"] == "banned"
+    err(alice.call("chat:invite", {"room_id": room, "user_id": "bob"}), "conflict")
+    err(bob.call("chat:unban", {"room_id": room, "user_id": "bob"}), "forbidden")
+    ok(alice.call("chat:unban", {"room_id": room, "user_id": "bob"}))
+    err(alice.call("chat:unban", {"room_id": room, "user_id": "bob"}), "not_found")
+    ok(bob.call("chat:join", {"room_id": room}))
+    types = [r["type"] for r in audit_lines(crt) if r["type"].startswith("chat_")
+             and r["type"] not in ("chat_room_created",)]
+    assert types == ["chat_kick", "chat_ban", "chat_unban"]
+
+
+def test_global_chat_moderate_permission_moderates_any_room(crt, users, connect):
+    alice, bob = users("alice", "bob")
+    mod = connect(crt, user="mod", roles=("moderator",))
+    room = make_room(alice)
+    ok(bob.call("chat:join", {"room_id": room}))
+    message = ok(send(bob, room, "spam"))
+    ok(mod.call("chat:delete", {"message_id": message["id"]}))
+    ok(mod.call("chat:ban", {"room_id": room, "user_id": "bob"}))
+    err(bob.call("chat:join", {"room_id": room}), "forbidden")
+    err(bob.call("chat:ban", {"room_id": room, "user_id": "alice"}), "forbidden")
+
+
+# -- server side
+
+
+def test_system_message_and_http_api(crt, users):
+    alice, bob = users("alice", "bob")
+    room = make_room(alice)
+    ok(send(alice, room, "user message"))
+    drain(alice)
+    system = crt.chat.send_system_message(room, "Deploy started", {"build": 42})
+    assert system["seq"] == 2 and system["kind"] == "system" and system["author"] is None
+    assert alice.events("chat:message")[0]["data"] == {"build": 42}
+    http = crt.app.test_client()
+    headers = {"X-API-Key": API_KEY}
+    response = http.post(f"/api/v1/chat/rooms/{room}/messages", json={"text": "Deploy done"},
+                         headers=headers)
+    assert response.status_code == 201 and response.json["data"]["seq"] == 3
+    assert http.post(f"/api/v1/chat/rooms/{room}/messages", json={"text": ""},
+                     headers=headers).status_code == 400
+    assert http.post("/api/v1/chat/rooms/nope/messages", json={"text": "x"},
+                     headers=headers).status_code == 404
+    assert http.post(f"/api/v1/chat/rooms/{room}/messages", json={"text": "x"}).status_code \
+        == 401
+    page = http.get(f"/api/v1/chat/rooms/{room}/messages?before_seq=3&limit=1",
+                    headers=headers).json["data"]
+    assert [m["text"] for m in page["messages"]] == ["Deploy started"] and page["has_more"]
+    assert http.get(f"/api/v1/chat/rooms/{room}/messages?limit=abc",
+                    headers=headers).status_code == 400
+
+
+# -- ordering
+
+
+def test_concurrent_sends_from_two_processes_give_one_gap_free_order(crt, users, database_url):
+    """Two ``Database`` objects on one URL stand in for two server processes."""
+    alice, bob = users("alice", "bob")
+    room = make_room(alice)
+    ok(bob.call("chat:join", {"room_id": room}))
+    drain(alice, bob)
+
+    class Process:
+        def __init__(self) -> None:
+            self.db = Database(database_url)
+            self.settings = crt.settings
+            self.emitted: list[dict] = []
+
+        def emit(self, event, data, to=None, skip_sid=None):
+            self.emitted.append(data)
+
+    processes = [Process(), Process()]
+    services = [ChatService(p) for p in processes]  # type: ignore[arg-type]
+    per_thread, threads_per_process = 15, 3
+    errors: list[BaseException] = []
+
+    def hammer(service: ChatService, author: str) -> None:
+        try:
+            for _ in range(per_thread):
+                service.send(Actor(author), room, "x", cmid())
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=hammer, args=(services[i % 2], ("alice", "bob")[i % 2]))
+               for i in range(2 * threads_per_process)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for p in processes:
+        p.db.dispose()
+    assert not errors, errors
+    total = per_thread * 2 * threads_per_process
+    pushed = sorted(m["seq"] for p in processes for m in p.emitted)
+    assert pushed == list(range(1, total + 1))
+    seen = []
+    for client in (alice, bob):
+        page = ok(client.call("chat:history", {"room_id": room, "after_seq": 0, "limit": 100}))
+        seen.append([(m["seq"], m["id"]) for m in page["messages"]])
+    assert [s for s, _ in seen[0]] == list(range(1, total + 1))
+    assert seen[0] == seen[1]
+
+
+def test_members_see_the_same_sequence_from_interleaved_senders(crt, users):
+    alice, bob = users("alice", "bob")
+    room = make_room(alice)
+    ok(bob.call("chat:join", {"room_id": room}))
+    drain(alice, bob)
+    for i in range(6):
+        ok(send((alice, bob)[i % 2], room, f"m{i}"))
+    a = [(m["seq"], m["text"]) for m in alice.events("chat:message")]
+    b = [(m["seq"], m["text"]) for m in bob.events("chat:message")]
+    assert a == b == [(i + 1, f"m{i}") for i in range(6)]
+
+
+def wait_for(predicate, timeout: float = 3.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    return predicate()
+
+
+def test_typing_lapses_by_itself_and_stops_when_the_typist_disconnects(make_rt, connect):
+    crt = make_rt(chat_typing_ttl=0.2, chat_typing_throttle=0)
+    alice, bob = (connect(crt, user=u) for u in ("alice", "bob"))
+    room = make_room(alice)
+    ok(bob.call("chat:join", {"room_id": room}))
+    drain(bob)
+    ok(alice.call("chat:typing", {"room_id": room, "typing": True}))
+    seen: list[bool] = []
+
+    def lapsed() -> bool:
+        seen.extend(t["typing"] for t in bob.events("chat:typing"))
+        return seen == [True, False]
+
+    assert wait_for(lapsed), seen
+    crt.chat.typing_state.ttl = 60  # only the disconnect can stop it now
+    ok(alice.call("chat:typing", {"room_id": room, "typing": True}))
+    alice.disconnect()
+    assert [t["typing"] for t in bob.events("chat:typing")][-1] is False
+
+
+def test_chat_migration_matches_the_models(database_url):
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from dihya_realtime.store import Base
+
+    db = Database(database_url)
+    db.migrate()
+    with db.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    db.dispose()
+    assert [d for d in diff if "chat_" in repr(d)] == []
