@@ -28,10 +28,13 @@ def require_api_key(rt: Realtime) -> Callable:
     def decorate(view: Callable) -> Callable:
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            fields = {"remote_addr": request.remote_addr, "origin": request.headers.get("Origin"),
-                      "user_agent": request.headers.get("User-Agent"),
-                      "event": f"{request.method} {request.path}"}
-            key = rt.api_keys.from_headers(request.headers)
+            fields: dict[str, Any] = {
+                "remote_addr": request.remote_addr,
+                "origin": request.headers.get("Origin"),
+                "user_agent": request.headers.get("User-Agent"),
+                "event": f"{request.method} {request.path}",
+            }
+            key = rt.api_keys.from_headers(request.headers)  # type: ignore[arg-type]
             if not rt.api_keys.check(key):
                 rt.metrics.auth_failures.labels("api_key").inc()
                 rt.audit.record("api_refused", outcome="unauthenticated", **fields)
@@ -73,6 +76,7 @@ def create_blueprint(rt: Realtime) -> Blueprint:
     def readyz() -> Any:
         """Readiness: 200 when the database and the broker answer, else 503 naming what is down."""
         checks: dict[str, str] = {}
+        body: dict[str, Any]
         for name, ping in (("database", rt.db.ping), ("broker", rt.broker.ping)):
             try:
                 ping()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from dihya_realtime.permissions import PermissionSet
 from dihya_realtime.principal import Principal
@@ -34,7 +35,7 @@ class Connection:
     def can(self, permission: str | None) -> bool:
         return self.permissions.allows(permission)
 
-    def audit_fields(self) -> dict[str, str | None]:
+    def audit_fields(self) -> dict[str, Any]:
         return {
             "user_id": self.principal.user_id,
             "sid": self.sid,

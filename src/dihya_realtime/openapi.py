@@ -37,7 +37,7 @@ def openapi_document(app: Flask, blueprint: str = "dihya_realtime") -> dict[str,
         path = re.sub(r"<(?:[a-z]+:)?([a-z_]+)>", r"{\1}", rule.rule)
         doc = inspect.getdoc(view) or ""
         summary, _, description = doc.partition("\n")
-        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
             op: dict[str, Any] = {"summary": summary.strip() or rule.endpoint,
                                   "operationId": rule.endpoint.split(".", 1)[1] + "_" +
                                   method.lower(),

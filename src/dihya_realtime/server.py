@@ -124,11 +124,13 @@ class Realtime:
             self._adopt(socketio)
         self.socketio = socketio
         server = socketio.server
-        server._trigger_event = self._around_trigger(server._trigger_event)
-        server._handle_event_internal = self.pipeline.around_event_call(
-            server._handle_event_internal)
+        # instance attributes shadowing python-socketio's methods: see the module docstring
+        setattr(server, "_trigger_event", self._around_trigger(server._trigger_event))  # noqa: B010
+        setattr(server, "_handle_event_internal",  # noqa: B010
+                self.pipeline.around_event_call(server._handle_event_internal))
         if settings.allowed_origins:
-            app.wsgi_app = CorsForAllowedOrigins(app.wsgi_app, settings.allowed_origins)
+            app.wsgi_app = CorsForAllowedOrigins(  # type: ignore[method-assign]
+                app.wsgi_app, settings.allowed_origins)
         blueprint = create_blueprint(self)
         setup_features(self)  # features add their hooks, services and HTTP routes
         app.register_blueprint(blueprint)
