@@ -1,4 +1,4 @@
-"""``dihya-realtime serve | token | migrate | audit verify | docs | hash-api-key``.
+"""``dihya-realtime serve | token | migrate | audit verify | purge | docs | hash-api-key``.
 
 Imports stay inside the commands: ``serve`` must monkey-patch the standard library for
 gevent before anything else imports ``socket`` or ``threading``.
@@ -120,6 +120,29 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     return 1
 
 
+def cmd_purge(args: argparse.Namespace) -> int:
+    from dihya_realtime.audit import AuditLog
+    from dihya_realtime.notifications import purge_notifications
+    from dihya_realtime.settings import parse_duration
+    from dihya_realtime.store import Database
+
+    settings = _settings(dev=args.dev)
+    try:
+        age = (parse_duration(args.older_than) if args.older_than
+               else settings.notifications_retention)
+    except ValueError as exc:
+        sys.exit(f"dihya-realtime: --older-than: {exc}")
+    db = Database(settings.database_url)
+    deleted = purge_notifications(db, age)
+    audit = AuditLog(db if settings.audit_db else None, settings.audit_log)
+    audit.record("notifications_purged", outcome="ok",
+                 details={"deleted": deleted, "older_than_seconds": age})
+    audit.close()
+    db.dispose()
+    print(f"purged {deleted} read or archived notifications older than {age:g}s")
+    return 0
+
+
 def cmd_docs(args: argparse.Namespace) -> int:
     import dihya_realtime.events  # noqa: F401 - declares every event
     from dihya_realtime.docs import write_docs
@@ -175,6 +198,12 @@ def build_parser() -> argparse.ArgumentParser:
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
     p = with_dev(audit_sub.add_parser("verify", help="check the hash chain; exit 1 if tampered"))
     p.set_defaults(func=cmd_audit_verify)
+
+    p = with_dev(sub.add_parser(
+        "purge", help="delete read or archived notifications older than the retention"))
+    p.add_argument("--older-than", help="an age such as 30d or 12h "
+                   "(default: DIHYA_RT_NOTIFICATIONS_RETENTION, 30d)")
+    p.set_defaults(func=cmd_purge)
 
     p = sub.add_parser("docs", help="generate the events reference and the AsyncAPI document")
     p.add_argument("--check", action="store_true", help="exit 1 if the generated files are stale")

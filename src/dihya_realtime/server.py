@@ -192,6 +192,20 @@ class Realtime:
                               details={"paths": paths}, **fields)
         return clean
 
+    # -- notifications
+    def notify(self, **fields: Any) -> list[dict[str, Any]]:
+        """Create in-app notifications: see :meth:`NotificationService.notify`.
+
+        Works without a Flask app too (a worker's ``Realtime()``): it stores, then delivers
+        through the Redis message queue when one is configured.
+        """
+        service = getattr(self, "notifications", None)
+        if service is None:
+            from dihya_realtime.notifications import NotificationService
+
+            service = self.notifications = NotificationService(self)  # type: ignore[attr-defined]
+        return service.notify(**fields)
+
     # -- connections
     def disconnect_sid(self, sid: str) -> None:
         self.socketio.server.disconnect(sid, namespace="/")

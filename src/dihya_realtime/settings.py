@@ -203,6 +203,14 @@ class Settings(BaseSettings):
     idempotency_ttl: float = Field(default=300, gt=0)
     presence_ttl: float = Field(default=30, gt=0)
 
+    # -- notifications
+    notifications_retention: float = Field(default=30 * 86400, gt=0)  # `purge` default age
+    notifications_critical_categories: CsvList = Field(default_factory=lambda: ["security"])
+    _notifications_retention = field_validator("notifications_retention", mode="before")(
+        lambda cls, v: parse_duration(v))
+    _notifications_split = field_validator("notifications_critical_categories", mode="before")(
+        lambda cls, v: _split_csv(v))
+
     _split = field_validator("jwt_algorithms", "allowed_origins", "api_keys", "redact_keys",
                              mode="before")(lambda cls, v: _split_csv(v))
 

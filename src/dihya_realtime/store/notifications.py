@@ -1,0 +1,53 @@
+"""The notification tables: one row per notification per user, and per-category preferences.
+
+Why ``(user_id, idempotency_key)`` is unique: a sender that retries (a worker after a timeout,
+an HTTP client after a dropped response) must not give the user the same notification twice;
+NULL keys never collide, so notifications without a key are never deduplicated. The index on
+``(user_id, created_at, id)`` serves both the inbox page (newest first, keyset cursor) and the
+per-user counts.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
+
+from dihya_realtime.store.models import Base, UTCDateTime
+
+
+class Notification(Base):
+    """One in-app notification of one user (written by :mod:`dihya_realtime.notifications`)."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (
+        sa.UniqueConstraint("user_id", "idempotency_key", name="uq_notifications_idempotency"),
+        sa.Index("ix_notifications_user_created", "user_id", "created_at", "id"),
+    )
+
+    id: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    user_id: Mapped[str] = mapped_column(sa.String(128), nullable=False)
+    category: Mapped[str] = mapped_column(sa.String(64), nullable=False)
+    title: Mapped[str] = mapped_column(sa.String(200), nullable=False)
+    body: Mapped[str] = mapped_column(sa.Text, nullable=False, default="")
+    data: Mapped[Any] = mapped_column(sa.JSON, nullable=False, default=dict)
+    action_url: Mapped[str | None] = mapped_column(sa.String(2048), nullable=True)
+    severity: Mapped[str] = mapped_column(sa.String(16), nullable=False, default="info")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    read_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    archived_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    idempotency_key: Mapped[str | None] = mapped_column(sa.String(128), nullable=True)
+
+
+class NotificationPreference(Base):
+    """A user's choice for one category: live push on or off (absent row: on)."""
+
+    __tablename__ = "notification_preferences"
+
+    user_id: Mapped[str] = mapped_column(sa.String(128), primary_key=True)
+    category: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    push: Mapped[bool] = mapped_column(sa.Boolean, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
