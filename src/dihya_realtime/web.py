@@ -88,7 +88,7 @@ def _type_of(schema: dict[str, Any]) -> str:
     if "$ref" in schema:
         return schema["$ref"].rsplit("/", 1)[-1]
     if "anyOf" in schema or "oneOf" in schema:
-        options = [_type_of(s) for s in schema.get("anyOf") or schema.get("oneOf")]
+        options = [_type_of(s) for s in schema.get("anyOf") or schema.get("oneOf") or []]
         return " | ".join(dict.fromkeys(options))
     if schema.get("type") == "array":
         return f"list[{_type_of(schema.get('items') or {})}]"
