@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install install-test services lint docs bench clean
+.PHONY: run test install install-test services browser web lint docs bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -14,7 +14,20 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[test]'
 	touch $(STAMP)
 
-install: $(STAMP)
+# The demo web client: npm packages from the lockfile, bundled by esbuild into the package's
+# static/ folder. Make skips both steps when their outputs are newer than their inputs.
+WEB_MODULES := web/node_modules/.package-lock.json
+BUNDLE := src/dihya_realtime/static/app.js
+
+$(WEB_MODULES): web/package.json web/package-lock.json
+	cd web && npm ci --ignore-scripts --no-audit --no-fund
+
+$(BUNDLE): $(WEB_MODULES) $(wildcard web/src/*)
+	cd web && npm run --silent build
+
+web: $(BUNDLE)
+
+install: $(STAMP) web
 
 run: install
 	$(BIN)/dihya-realtime migrate --dev
@@ -23,7 +36,10 @@ run: install
 services:
 	bash scripts/ensure_services.sh
 
-test: install services
+browser:
+	bash scripts/ensure_browser.sh
+
+test: install services browser
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
 
 lint: install
@@ -34,4 +50,4 @@ docs: install
 	$(BIN)/dihya-realtime docs
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info
+	rm -rf $(VENV) build dist src/*.egg-info web/node_modules $(BUNDLE) $(BUNDLE).map src/dihya_realtime/static/app.css*

@@ -402,5 +402,8 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     app = Flask("dihya_realtime")
     app.config["SECRET_KEY"] = (settings.secret_key.get_secret_value() if settings.secret_key
                                 else secrets.token_hex(32))
-    Realtime(app, settings=settings)
+    rt = Realtime(app, settings=settings)
+    from dihya_realtime.web import create_web_blueprint
+
+    app.register_blueprint(create_web_blueprint(rt))  # the demo client and /docs/events
     return app

@@ -1,0 +1,109 @@
+// One Socket.IO connection with the wire contract of dihya-realtime:
+// - the token travels in the handshake `auth` (re-read at every reconnect);
+// - every client event is emitted with an ack and answered {ok, data} | {ok: false, error};
+// - the state (connecting / connected / reconnecting / offline) is published to listeners;
+// - `auth:expiring` is answered with `auth:refresh` and a fresh token.
+import { io } from "socket.io-client";
+
+const ACK_TIMEOUT_MS = 10000;
+
+export class Connection {
+  /**
+   * @param {() => Promise<string|null>} freshToken  returns a new token (dev mode mints one)
+   */
+  constructor(token, freshToken) {
+    this.token = token;
+    this.freshToken = freshToken;
+    this.state = "offline";
+    this.stateListeners = new Set();
+    this.connectListeners = new Set();
+    this.everConnected = false;
+    this.socket = io({
+      // a function, so a reconnect after a refresh presents the new token
+      auth: (cb) => cb({ token: this.token }),
+      autoConnect: false,
+    });
+    this.wire();
+  }
+
+  wire() {
+    const socket = this.socket;
+    socket.on("connect", () => {
+      const reconnect = this.everConnected;
+      this.everConnected = true;
+      this.setState("connected");
+      for (const fn of this.connectListeners) fn({ reconnect });
+    });
+    socket.on("disconnect", (reason) => {
+      // "io client disconnect" is ours (sign out); anything else is retried by socket.io
+      this.setState(reason === "io client disconnect" ? "offline" : "reconnecting");
+      if (reason === "io server disconnect") socket.connect(); // the server kicked us: retry
+    });
+    socket.io.on("reconnect_attempt", () => this.setState("reconnecting"));
+    socket.on("connect_error", async (err) => {
+      // A refusal by the server (err.data set) is not retried by socket.io-client by itself.
+      if (!err.data) {
+        this.setState(navigator.onLine ? "reconnecting" : "offline");
+        return;
+      }
+      if (err.data.code === "unauthenticated" && this.freshToken) {
+        const token = await this.freshToken();
+        if (token && token !== this.token) {
+          this.token = token;
+          socket.connect();
+          return;
+        }
+      }
+      this.setState("offline", `${err.data.code}: ${err.message}`);
+    });
+    socket.on("auth:expiring", () => this.refresh());
+    window.addEventListener("offline", () => this.setState("offline"));
+    window.addEventListener("online", () => {
+      if (!socket.connected) this.setState("reconnecting");
+    });
+  }
+
+  async refresh() {
+    const token = this.freshToken ? await this.freshToken() : null;
+    if (!token) return;
+    this.token = token;
+    await this.call("auth:refresh", { token });
+  }
+
+  start() {
+    this.setState("connecting");
+    this.socket.connect();
+  }
+
+  stop() {
+    this.socket.disconnect();
+  }
+
+  setState(state, detail = "") {
+    this.state = state;
+    for (const fn of this.stateListeners) fn(state, detail);
+  }
+
+  onState(fn) {
+    this.stateListeners.add(fn);
+    fn(this.state, "");
+  }
+
+  /** Runs fn({reconnect}) at every (re)connection: subscriptions are made again there. */
+  onConnect(fn) {
+    this.connectListeners.add(fn);
+  }
+
+  on(event, fn) {
+    this.socket.on(event, fn);
+  }
+
+  /** Emit with an ack; always resolves to an envelope (a timeout becomes an error envelope). */
+  async call(event, payload = {}) {
+    try {
+      return await this.socket.timeout(ACK_TIMEOUT_MS).emitWithAck(event, payload);
+    } catch {
+      return { ok: false, error: { code: "timeout", message: `no reply to ${event}` } };
+    }
+  }
+}
