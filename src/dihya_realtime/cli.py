@@ -45,7 +45,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     monkey.patch_all()
     import logging
 
-    from gevent.pywsgi import WSGIServer
+    from gevent.pywsgi import WSGIHandler, WSGIServer
 
     from dihya_realtime.auth import mint_token
     from dihya_realtime.server import create_app
@@ -67,7 +67,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if settings.dev:
         rt.db.migrate()
     server = WSGIServer((settings.host, settings.port), app, log=None,
-                        error_log=logging.getLogger("dihya_realtime.wsgi"))
+                        error_log=logging.getLogger("dihya_realtime.wsgi"),
+                        handler_class=_closing_handler(WSGIHandler))
     server.start()
     host, port = server.address[:2]
     broker = "redis" if settings.redis_url else "memory"
@@ -87,6 +88,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
     finally:
         rt.close()
     return 0
+
+
+def _closing_handler(base: type) -> type:
+    """A pywsgi handler that closes the TCP connection once a WebSocket session ends.
+
+    Without gevent-websocket, engine.io runs WebSockets through simple-websocket on the raw
+    socket; when the session ends pywsgi would keep the connection alive and parse the
+    client's WebSocket close frame as a new HTTP request ("Invalid HTTP method" in the error
+    log, a 400 written into the stream) while the client waits seconds for its close reply.
+    """
+
+    class ClosingHandler(base):  # type: ignore[misc, valid-type]
+        def run_application(self) -> None:
+            try:
+                super().run_application()
+            finally:
+                if str(self.environ.get("HTTP_UPGRADE", "")).lower() == "websocket":
+                    self.close_connection = True
+
+    return ClosingHandler
 
 
 def cmd_token(args: argparse.Namespace) -> int:
