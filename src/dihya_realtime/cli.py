@@ -44,7 +44,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     monkey.patch_all()
     import logging
+    import signal
 
+    import gevent
     from gevent.pywsgi import WSGIHandler, WSGIServer
 
     from dihya_realtime.auth import mint_token
@@ -81,6 +83,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             token = mint_token(settings, user, roles, name=user.capitalize(), ttl=8 * 3600)
             print(f"demo token for {user} ({','.join(roles)}): {token}", flush=True)
         print(f"connect: io('http://{host}:{port}', {{auth: {{token: '<token>'}}}})", flush=True)
+    # SIGTERM (systemd, Kubernetes, `docker stop`) is a normal stop, not a crash: leave
+    # serve_forever so that `rt.close()` flushes the queued audit rows to the database.
+    gevent.signal_handler(signal.SIGTERM, server.stop, 2)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
