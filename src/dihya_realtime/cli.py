@@ -83,9 +83,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
             token = mint_token(settings, user, roles, name=user.capitalize(), ttl=8 * 3600)
             print(f"demo token for {user} ({','.join(roles)}): {token}", flush=True)
         print(f"connect: io('http://{host}:{port}', {{auth: {{token: '<token>'}}}})", flush=True)
-    # SIGTERM (systemd, Kubernetes, `docker stop`) is a normal stop, not a crash: leave
-    # serve_forever so that `rt.close()` flushes the queued audit rows to the database.
-    gevent.signal_handler(signal.SIGTERM, server.stop, 2)
+    def shutdown() -> None:
+        # SIGTERM (systemd, Kubernetes, `docker stop`) is a normal stop, not a crash: stop
+        # accepting, tell every client (they see a server disconnect, the audit trail gets
+        # their disconnect), then leave serve_forever so `rt.close()` flushes the audit rows.
+        server.close()
+        for conn in list(rt.connections):
+            rt.disconnect_sid(conn.sid)
+        server.stop(timeout=2)
+
+    gevent.signal_handler(signal.SIGTERM, shutdown)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -264,6 +264,25 @@ def test_dev_mode_prints_ready_line_and_demo_tokens_that_connect(start_server, s
     assert (server.workdir / "dihya_realtime.db").exists()
 
 
+def test_sigterm_disconnects_clients_cleanly_and_flushes_the_audit_trail(
+        start_server, sio_client, token):
+    server = start_server()
+    client = sio_client(server, token=token("alice"))
+    sid = client.sid
+    client.call("nope:nothing")  # an audit row recorded just before the stop
+
+    started = time.monotonic()
+    assert server.stop() == 0
+
+    assert time.monotonic() - started < 2
+    assert client.wait_disconnected(timeout=1) == "server disconnect"
+    disconnect = server.wait_audit("disconnect", lambda e: e["sid"] == sid)
+    assert disconnect["details"]["reason"] == "server disconnect"
+    result = server.cli("audit", "verify")
+    assert result.returncode == 0, result.stderr
+    assert f"{len(server.audit_lines())} rows" in result.stdout
+
+
 def test_restart_keeps_the_port_and_clients_reconnect(start_server, sio_client, token):
     server = start_server()
     first = sio_client(server, token=token("alice"))
