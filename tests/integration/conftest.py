@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -105,11 +106,20 @@ class ServerProcess:
     # -- lifetime
     def start(self, timeout: float = START_TIMEOUT) -> ServerProcess:
         """Start and wait for the ready line; fail the test with stderr if it never comes."""
+        self.launch()
+        return self.wait_ready(timeout)
+
+    def launch(self) -> ServerProcess:
+        """Start the process without waiting (to start several at once, then ``wait_ready``)."""
         self.starts += 1
         cmd = [*cli_command(), "serve", "--port", str(self.port), *self.args]
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
             self.proc = subprocess.Popen(cmd, cwd=self.workdir, env=self.env, stdout=out,
                                          stderr=err, stdin=subprocess.DEVNULL)
+        return self
+
+    def wait_ready(self, timeout: float = START_TIMEOUT) -> ServerProcess:
+        assert self.proc is not None, "server not launched"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for line in self.stdout().splitlines():
@@ -320,15 +330,32 @@ def server_env(jwt_secret: str) -> dict[str, str]:
     }
 
 
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated once by ``dihya-realtime migrate``; servers start from a copy.
+
+    Copying saves an interpreter start and an Alembic run per server.
+    """
+    path = tmp_path_factory.mktemp("template") / "realtime.db"
+    env = {**clean_environ(), "DIHYA_RT_DATABASE_URL": f"sqlite:///{path}"}
+    result = subprocess.run([*cli_command(), "migrate"], cwd=path.parent, env=env,
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, f"migrate failed:\n{result.stderr}"
+    return path
+
+
 @pytest.fixture
-def start_server(tmp_path: Path,
-                 server_env: dict[str, str]) -> Iterator[Callable[..., ServerProcess]]:
+def start_server(tmp_path: Path, server_env: dict[str, str],
+                 migrated_sqlite: Path) -> Iterator[Callable[..., ServerProcess]]:
     """``start_server(**env)`` → a ready :class:`ServerProcess`; all are stopped at teardown.
 
     Keyword names are settings without the prefix (``MAX_PAYLOAD_BYTES="4096"``) or full
     variable names; ``None`` removes a variable (``JWT_SECRET=None``). Extra options:
-    ``args=("--dev",)``, ``migrate=False`` (skip ``dihya-realtime migrate``),
-    ``start=False`` (return it unstarted, e.g. to check a start-up failure).
+    ``args=("--dev",)``, ``migrate=False`` (an unmigrated database; by default the server's
+    own SQLite file is a copy of one migrated by ``dihya-realtime migrate``, and a
+    ``DATABASE_URL`` override is migrated with that command),
+    ``start=False`` (return it unstarted: to check a start-up failure, or to ``launch()``
+    several and then ``wait_ready()`` each).
     """
     servers: list[ServerProcess] = []
 
@@ -348,7 +375,11 @@ def start_server(tmp_path: Path,
                 env[name] = value if isinstance(value, str) else json.dumps(value)
         server = ServerProcess(workdir, env, free_port(), args)
         servers.append(server)
-        if migrate:
+        own_sqlite = "DATABASE_URL" not in {k.upper().removeprefix("DIHYA_RT_")
+                                            for k in overrides}
+        if migrate and own_sqlite:
+            shutil.copyfile(migrated_sqlite, workdir / "realtime.db")
+        elif migrate:
             result = server.cli("migrate")
             assert result.returncode == 0, f"migrate failed:\n{result.stderr}"
         return server.start() if start else server
@@ -443,6 +474,8 @@ def two_servers(start_server: Callable[..., ServerProcess], redis_url: str, redi
     reset_postgres(postgres_url)
     shared = {"REDIS_URL": redis_url, "REDIS_PREFIX": redis_prefix,
               "DATABASE_URL": postgres_url}
-    first = start_server(**shared)  # migrates the shared database once
-    second = start_server(migrate=False, **shared)
-    return first, second
+    first = start_server(start=False, **shared)  # migrates the shared database once
+    second = start_server(start=False, migrate=False, **shared)
+    first.launch()
+    second.launch()
+    return first.wait_ready(), second.wait_ready()
