@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -179,6 +180,19 @@ class ServerProcess:
                 types = [line["type"] for line in self.audit_lines()]
                 raise AssertionError(f"no audit line {type_!r} within {timeout} s; got {types}")
             time.sleep(0.05)
+
+    def wait_output(self, pattern: str, count: int = 1, timeout: float = 5.0) -> list[str]:
+        """Stdout lines matching the regex ``pattern`` once there are ``count`` of them."""
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while True:
+            lines = [line for line in self.stdout().splitlines() if regex.search(line)]
+            if len(lines) >= count:
+                return lines
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{count} x {pattern!r} not in stdout within {timeout} s:"
+                                     f"\n{self.stdout()}")
+            time.sleep(0.02)
 
     def cli(self, *args: str, timeout: float = 30.0,
             env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 import time
@@ -9,6 +10,17 @@ import time
 import jwt
 import pytest
 import socketio
+import websocket
+
+
+def peak_rss_kb(pid: int) -> int:
+    """The process's peak resident memory (VmHWM) in kB."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmHWM")
+
 
 # -- authentication at the handshake
 
@@ -135,6 +147,24 @@ def test_oversized_frame_closes_only_that_connection(start_server, sio_client, t
     assert again.call("whoami", {"blob": "x" * 1000})["ok"] is True
 
 
+def test_oversized_frame_is_refused_while_it_arrives_not_after_buffering(start_server, token):
+    server = start_server(MAX_PAYLOAD_BYTES="4096")
+    before = peak_rss_kb(server.pid)
+    ws = websocket.create_connection(f"ws://127.0.0.1:{server.port}/socket.io/"
+                                     "?EIO=4&transport=websocket", timeout=10)
+    ws.recv()  # engine.io open
+    ws.send("40" + json.dumps({"token": token("mallory")}))  # Socket.IO connect with auth
+    assert ws.recv().startswith("40")
+
+    with pytest.raises((OSError, websocket.WebSocketException)):
+        ws.send("42" + "x" * (48 * 1024 * 1024))
+        ws.recv()
+
+    ws.close()
+    assert peak_rss_kb(server.pid) - before < 16 * 1024  # a 48 MB frame was never held
+    assert server.http("GET", "/healthz")[0] == 200
+
+
 def test_rate_limit_replies_rate_limited_with_retry_after(start_server, sio_client, token):
     server = start_server(RATE_LIMIT_EVENT='{"rate": 1, "burst": 2}')
     client = sio_client(server, token=token("alice"))
@@ -252,8 +282,9 @@ def test_dev_mode_prints_ready_line_and_demo_tokens_that_connect(start_server, s
     server = start_server(args=("--dev",), migrate=False, JWT_SECRET=None, API_KEYS=None,
                           DATABASE_URL=None)
 
-    out = server.stdout()
-    tokens = dict(re.findall(r"^demo token for (\w+) \([\w,]+\): (\S+)$", out, re.M))
+    lines = server.wait_output(r"^demo token for ", count=2)
+    tokens = dict(re.match(r"demo token for (\w+) \([\w,]+\): (\S+)$", line).groups()
+                  for line in lines)
 
     assert server.ready_line.startswith(f"dihya-realtime ready on http://127.0.0.1:{server.port}")
     assert "dev mode" in server.ready_line
