@@ -44,8 +44,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     monkey.patch_all()
     import logging
+    import signal
 
-    from gevent.pywsgi import WSGIServer
+    import gevent
+    from gevent.pywsgi import WSGIHandler, WSGIServer
 
     from dihya_realtime.auth import mint_token
     from dihya_realtime.server import create_app
@@ -67,7 +69,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if settings.dev:
         rt.db.migrate()
     server = WSGIServer((settings.host, settings.port), app, log=None,
-                        error_log=logging.getLogger("dihya_realtime.wsgi"))
+                        error_log=logging.getLogger("dihya_realtime.wsgi"),
+                        handler_class=_closing_handler(WSGIHandler))
     server.start()
     host, port = server.address[:2]
     broker = "redis" if settings.redis_url else "memory"
@@ -80,6 +83,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
             token = mint_token(settings, user, roles, name=user.capitalize(), ttl=8 * 3600)
             print(f"demo token for {user} ({','.join(roles)}): {token}", flush=True)
         print(f"connect: io('http://{host}:{port}', {{auth: {{token: '<token>'}}}})", flush=True)
+    def shutdown() -> None:
+        # SIGTERM (systemd, Kubernetes, `docker stop`) is a normal stop, not a crash: stop
+        # accepting, tell every client (they see a server disconnect, the audit trail gets
+        # their disconnect), then leave serve_forever so `rt.close()` flushes the audit rows.
+        server.close()
+        for conn in list(rt.connections):
+            rt.disconnect_sid(conn.sid)
+        server.stop(timeout=2)
+
+    gevent.signal_handler(signal.SIGTERM, shutdown)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -87,6 +100,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
     finally:
         rt.close()
     return 0
+
+
+def _closing_handler(base: type) -> type:
+    """A pywsgi handler that closes the TCP connection once a WebSocket session ends.
+
+    Without gevent-websocket, engine.io runs WebSockets through simple-websocket on the raw
+    socket; when the session ends pywsgi would keep the connection alive and parse the
+    client's WebSocket close frame as a new HTTP request ("Invalid HTTP method" in the error
+    log, a 400 written into the stream) while the client waits seconds for its close reply.
+    """
+
+    class ClosingHandler(base):  # type: ignore[misc, valid-type]
+        def run_application(self) -> None:
+            try:
+                super().run_application()
+            finally:
+                if str(self.environ.get("HTTP_UPGRADE", "")).lower() == "websocket":
+                    self.close_connection = True
+
+    return ClosingHandler
 
 
 def cmd_token(args: argparse.Namespace) -> int:

@@ -123,6 +123,7 @@ class Realtime:
         else:
             self._adopt(socketio)
         self.socketio = socketio
+        limit_websocket_messages(socketio.server.eio, settings.max_payload_bytes)
         server = socketio.server
         # instance attributes shadowing python-socketio's methods: see the module docstring
         setattr(server, "_trigger_event", self._around_trigger(server._trigger_event))  # noqa: B010
@@ -365,6 +366,30 @@ class Realtime:
         self.audit.flush()
         self.audit.close()
         self.db.dispose()
+
+
+def limit_websocket_messages(eio: Any, limit: int) -> None:
+    """Make simple-websocket refuse a WebSocket message over ``limit`` while it arrives.
+
+    engine.io checks ``max_http_buffer_size`` only once a whole message has been buffered, and
+    its gevent and threading drivers do not pass a limit to simple-websocket: one client
+    could make the server hold a 200 MB frame in memory before it is refused. With the limit,
+    simple-websocket closes that connection (1009, message too big) after ``limit`` bytes.
+    (gevent-websocket, when installed instead, is left as it is.)
+    """
+    from engineio.async_drivers._websocket_wsgi import SimpleWebSocketWSGI
+
+    base = eio._async.get("websocket")
+    if not (isinstance(base, type) and issubclass(base, SimpleWebSocketWSGI)):
+        return
+
+    class LimitedWebSocket(base):  # type: ignore[misc, valid-type]
+        def __init__(self, handler: Any, server: Any, **kwargs: Any) -> None:
+            super().__init__(handler, server, **kwargs)
+            self.server_args["max_message_size"] = limit
+
+    # a copy: the driver's dict is shared by every engine.io server in the process
+    eio._async = {**eio._async, "websocket": LimitedWebSocket}
 
 
 class CorsForAllowedOrigins:
