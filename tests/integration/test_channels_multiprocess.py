@@ -215,4 +215,4 @@ def test_redis_restart_is_survived_and_outage_is_reported(start_server, private_
         return any(p["data"] == "after" for p in sub.events("publication"))
 
     assert wait_until(delivered, timeout=20, interval=0.5)
-    assert a.running() and b.running()
+    assert a.running and b.running
