@@ -46,6 +46,16 @@ REDIS_URL = os.environ.get("DIHYA_RT_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0
 POSTGRES_URL = os.environ.get("DIHYA_RT_BENCH_POSTGRES_URL",
                               "postgresql+psycopg://postgres@127.0.0.1:5432/dihya_bench")
 GENEROUS = json.dumps({"rate": 100000, "burst": 100000})
+# Fan-out runs on a `bench` namespace without presence: with presence, each of the 1,000
+# subscribes replies with the member list and broadcasts presence:join to everyone already
+# there (O(N²) at join time), which measures a join storm, not delivery. `chat` keeps the
+# defaults so that the chat and acked scenarios pay for the real policy.
+NAMESPACES = json.dumps({
+    "chat": {"subscribe": "chat:write", "publish": "chat:write", "presence": True,
+             "history": {"size": 200, "ttl": 86400}},
+    "bench": {"subscribe": "chat:write", "publish": "chat:write", "presence": False,
+              "history": {"size": 200, "ttl": 86400}},
+})
 
 
 def log(msg: str) -> None:
@@ -159,7 +169,7 @@ class Bench:
             "DIHYA_RT_RATE_LIMIT_EVENT": GENEROUS,
             "DIHYA_RT_RATE_LIMIT_USER": GENEROUS,
             "DIHYA_RT_RATE_LIMIT_CONNECT_IP": GENEROUS,
-            "DIHYA_RT_ALLOWED_ORIGINS": "",
+            "DIHYA_RT_NAMESPACES": NAMESPACES,
         })
         if redis:
             env["DIHYA_RT_REDIS_URL"] = redis
@@ -247,6 +257,10 @@ class Bench:
         reasons = []
         if "error" in result:
             reasons.append("error: " + str(result["error"])[:300])
+        if result.get("join_errors"):
+            reasons.append(f"subscribe failed: {result['join_errors']}")
+        if result.get("failures") or result.get("connect_failures"):
+            reasons.append("connections failed")
         gen = result.get("gen_cpu")
         if isinstance(gen, int | float) and gen > GEN_CPU_LIMIT:
             reasons.append(f"generator saturated ({gen:.0%} of a core)")
@@ -302,7 +316,7 @@ def fanout_config(b: Bench, target: str, urls: list[str]) -> dict[str, Any]:
             "clients": b.args.subscribers, "publishers": 20, "rate": 5,
             "fixedSeconds": b.args.seconds, "maxSeconds": b.args.seconds,
             "window": 4, "concurrency": b.args.concurrency,
-            "channel": "chat:bench-fanout" if target == "dihya" else "bench"}
+            "channel": "bench:fanout" if target == "dihya" else "bench"}
 
 
 def run_fanout(b: Bench) -> None:
