@@ -27,7 +27,7 @@ pytestmark = pytest.mark.skipif(
 def test_quick_acked_bench_reports_a_positive_rate(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--scenario", "acked",
-         "--targets", "dihya", "--acked-clients", "10", "--seconds", "1",
+         "--targets", "dihya", "--acked-clients", "50", "--seconds", "1",
          "--out-dir", str(tmp_path),
          "--dihya", str(Path(sys.executable).parent / "dihya-realtime")],
         capture_output=True, text=True, timeout=50, cwd=ROOT,
@@ -42,6 +42,7 @@ def test_quick_acked_bench_reports_a_positive_rate(tmp_path: Path) -> None:
         assert key in row, key
     assert row["scenario"] == "acked" and row["target"] == "dihya"
     assert row["acks_per_s"] > 0
+    # 50 clients for one second stay inside publish's own limit (50/s, burst 100 each)
     assert row["errors"] == {}
     assert 0 < row["p50_ms"] <= row["p99_ms"]
     assert list(tmp_path.glob("*.md")), "the Markdown table is written too"
