@@ -49,5 +49,11 @@ lint: install
 docs: install
 	$(BIN)/dihya-realtime docs
 
+# Benchmarks (benchmarks/README.md): Node baselines and generator from the lockfile, then all
+# scenarios; BENCH_ARGS="--quick" for a smoke run.
+bench: install services
+	npm ci --prefix benchmarks/node --no-audit --no-fund
+	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info web/node_modules $(BUNDLE) $(BUNDLE).map src/dihya_realtime/static/app.css*

@@ -1,0 +1,321 @@
+// The load generator of `make bench`: one Node process driving thousands of Socket.IO
+// (WebSocket-only) clients, so that the generator is not the bottleneck of the figure.
+//
+// Usage: node loadgen.js '<json config>'   (benchmarks/run.py builds the config)
+// It prints JSON lines on stdout: {"phase": ...} progress lines, then {"result": {...}}.
+// Every result carries `gen_cpu`: the generator's own CPU time over the measured window, as a
+// fraction of one core; run.py marks the figure invalid when it passes 0.9.
+//
+// Flavors: "dihya" (JWT auth; subscribe/publish/publication), "bare" (Flask-SocketIO and
+// Node reference servers; join/broadcast/message and echo).
+"use strict";
+const crypto = require("crypto");
+const readline = require("readline");
+const { performance } = require("perf_hooks");
+const { io } = require("socket.io-client");
+
+const cfg = JSON.parse(process.argv[2]);
+const ACK_TIMEOUT_MS = cfg.ackTimeoutMs || 10000;
+const CONNECT_TIMEOUT_MS = cfg.connectTimeoutMs || 20000;
+
+function out(obj) {
+  process.stdout.write(JSON.stringify(obj) + "\n");
+}
+
+function b64url(buf) {
+  return Buffer.from(buf).toString("base64").replace(/=+$/, "").replace(/\+/g, "-").replace(/\//g, "_");
+}
+
+// HS256 JWT with sub/roles/exp, like `dihya-realtime token`.
+function token(user) {
+  const header = b64url(JSON.stringify({ alg: "HS256", typ: "JWT" }));
+  const now = Math.floor(Date.now() / 1000);
+  const body = b64url(JSON.stringify({ sub: user, roles: ["user"], name: user, iat: now, exp: now + 3600 }));
+  const sig = b64url(crypto.createHmac("sha256", cfg.secret).update(`${header}.${body}`).digest());
+  return `${header}.${body}.${sig}`;
+}
+
+function percentile(sorted, p) {
+  if (!sorted.length) return null;
+  const i = Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1);
+  return Math.round(sorted[Math.max(0, i)] * 1000) / 1000;
+}
+
+function latencyStats(lat) {
+  const s = Float64Array.from(lat).sort();
+  return { p50_ms: percentile(s, 50), p99_ms: percentile(s, 99), max_ms: s.length ? Math.round(s[s.length - 1] * 1000) / 1000 : null, samples: s.length };
+}
+
+// CPU of this process over a window, as a fraction of one core.
+function cpuMeter() {
+  const c0 = process.cpuUsage();
+  const t0 = performance.now();
+  return () => {
+    const c = process.cpuUsage(c0);
+    const wall = (performance.now() - t0) * 1000;
+    return Math.round(((c.user + c.system) / wall) * 1000) / 1000;
+  };
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// Open one client; resolves to the socket or rejects with the connect error.
+function connectOne(url, i) {
+  return new Promise((resolve, reject) => {
+    const opts = { transports: ["websocket"], reconnection: false, forceNew: true, timeout: CONNECT_TIMEOUT_MS };
+    if (cfg.flavor === "dihya") opts.auth = { token: token(`bench-${i}`) };
+    const sock = io(url, opts);
+    const timer = setTimeout(() => { sock.close(); reject(new Error("connect timeout")); }, CONNECT_TIMEOUT_MS);
+    sock.once("connect", () => { clearTimeout(timer); resolve(sock); });
+    sock.once("connect_error", (err) => { clearTimeout(timer); sock.close(); reject(err); });
+  });
+}
+
+// Open n clients over the target URLs (round robin), at most `concurrency` handshakes at once.
+async function connectMany(n, offset = 0) {
+  const urls = cfg.urls;
+  const socks = new Array(n);
+  const errors = {};
+  let failures = 0;
+  let next = 0;
+  const t0 = performance.now();
+  const worker = async () => {
+    while (next < n) {
+      const k = next++;
+      try {
+        socks[k] = await connectOne(urls[k % urls.length], offset + k);
+      } catch (err) {
+        failures++;
+        const msg = String((err && err.message) || err).slice(0, 120);
+        errors[msg] = (errors[msg] || 0) + 1;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(cfg.concurrency || 100, n) }, worker));
+  const seconds = (performance.now() - t0) / 1000;
+  return { socks: socks.filter(Boolean), failures, errors, seconds };
+}
+
+function call(sock, event, payload) {
+  return new Promise((resolve) => {
+    sock.timeout(ACK_TIMEOUT_MS).emit(event, payload, (err, reply) => {
+      if (err) resolve({ ok: false, error: { code: "timeout" } });
+      else resolve(reply || { ok: false, error: { code: "no_reply" } });
+    });
+  });
+}
+
+function closeAll(socks) {
+  for (const s of socks) s.close();
+}
+
+function countError(errors, reply) {
+  const code = (reply && reply.error && reply.error.code) || "unknown";
+  errors[code] = (errors[code] || 0) + 1;
+}
+
+// -- scenarios --------------------------------------------------------------------------
+
+async function idle() {
+  const meter = cpuMeter();
+  const c = await connectMany(cfg.clients);
+  const genCpu = meter();
+  out({ phase: "connected", ok: c.socks.length, failures: c.failures });
+  // run.py samples the server's RSS now, then writes a line on stdin to release us.
+  await new Promise((resolve) => {
+    const rl = readline.createInterface({ input: process.stdin });
+    const timer = setTimeout(resolve, cfg.holdMs || 30000);
+    rl.once("line", () => { clearTimeout(timer); resolve(); });
+  });
+  const alive = c.socks.filter((s) => s.connected).length;
+  closeAll(c.socks);
+  return {
+    clients: cfg.clients, connected: c.socks.length, failures: c.failures, still_connected: alive,
+    connect_seconds: Math.round(c.seconds * 1000) / 1000,
+    connects_per_s: Math.round(c.socks.length / c.seconds), errors: c.errors, gen_cpu: genCpu,
+  };
+}
+
+function eventsFor(flavor) {
+  return flavor === "dihya"
+    ? { join: (room) => ["subscribe", { channel: room }], pub: (room, data) => ["publish", { channel: room, data }], msg: "publication", unwrap: (p) => p.data }
+    : { join: (room) => ["join", { room }], pub: (room, data) => ["broadcast", { room, data }], msg: "message", unwrap: (p) => p };
+}
+
+async function fanout() {
+  const ev = eventsFor(cfg.flavor);
+  const room = cfg.channel || "chat:bench-fanout";
+  const subs = await connectMany(cfg.clients);
+  const pubs = await connectMany(cfg.publishers || 10, 1000000);
+  if (!subs.socks.length || !pubs.socks.length) throw new Error(`could not connect: ${JSON.stringify(subs.errors)} ${JSON.stringify(pubs.errors)}`);
+  const joinErrors = {};
+  await Promise.all(subs.socks.map(async (s) => {
+    const r = await call(s, ...ev.join(room));
+    if (!r || !r.ok) countError(joinErrors, r);
+  }));
+  const nsubs = subs.socks.length - Object.values(joinErrors).reduce((a, b) => a + b, 0);
+  out({ phase: "subscribed", subscribers: nsubs, failures: subs.failures });
+
+  let record = null; // (latency_ms, seq) during a measured phase
+  const pending = new Map(); // seq -> {left, done}
+  for (const s of subs.socks) {
+    s.on(ev.msg, (p) => {
+      const d = ev.unwrap(p);
+      if (record) record(performance.now() - d.t, d.seq);
+    });
+  }
+  let seq = 0;
+  let pubIdx = 0;
+  const pubErrors = {};
+  const publish = () => {
+    const sock = pubs.socks[pubIdx++ % pubs.socks.length];
+    const my = seq++;
+    const entry = { left: nsubs, resolve: null, sent: performance.now() };
+    const done = new Promise((r) => { entry.resolve = r; });
+    pending.set(my, entry);
+    call(sock, ...ev.pub(room, { t: performance.now(), seq: my })).then((r) => {
+      if (!r || !r.ok) { countError(pubErrors, r); pending.delete(my); entry.resolve(); }
+    });
+    return done;
+  };
+  const onDelivery = (lat, s, bucket) => {
+    bucket.push(lat);
+    const e = pending.get(s);
+    if (e && --e.left <= 0) { pending.delete(s); e.resolve(); }
+  };
+
+  // Warm-up: a few publications, each awaited, so that first-use costs (imports, caches,
+  // JIT) are not in the figures.
+  const warm = [];
+  record = (lat, s) => onDelivery(lat, s, warm);
+  for (let k = 0; k < (cfg.warmup ?? 3); k++) await Promise.race([publish(), sleep(5000)]);
+
+  // Phase 1: a fixed rate; latency from the timestamp in the payload.
+  const rate = cfg.rate || 5;
+  const fixedLat = [];
+  record = (lat, s) => onDelivery(lat, s, fixedLat);
+  let meter = cpuMeter();
+  const count = Math.max(1, Math.round(rate * (cfg.fixedSeconds || 5)));
+  const t0 = performance.now();
+  const waits = [];
+  for (let k = 0; k < count; k++) {
+    const due = t0 + (k * 1000) / rate;
+    const now = performance.now();
+    if (due > now) await sleep(due - now);
+    waits.push(publish());
+  }
+  await Promise.race([Promise.all(waits), sleep(5000)]);
+  const fixed = {
+    rate, published: count, expected: count * nsubs, delivered: fixedLat.length,
+    ...latencyStats(fixedLat), gen_cpu: meter(),
+  };
+  pending.clear();
+
+  // Phase 2: the maximum rate, closed loop: at most `window` publications not yet delivered
+  // to every subscriber (or 5 s old) — what the server sustains, without an unbounded queue.
+  const maxLat = [];
+  let delivered = 0;
+  let published = 0;
+  record = (lat, s) => { delivered++; onDelivery(lat, s, maxLat); };
+  const windowSize = cfg.window || 4;
+  const seconds = cfg.maxSeconds || 5;
+  meter = cpuMeter();
+  const tm = performance.now();
+  const end = tm + seconds * 1000;
+  const lane = async () => {
+    while (performance.now() < end) {
+      published++;
+      await Promise.race([publish(), sleep(5000)]);
+    }
+  };
+  await Promise.all(Array.from({ length: windowSize }, lane));
+  const elapsed = (performance.now() - tm) / 1000;
+  const max = {
+    seconds: Math.round(elapsed * 1000) / 1000, published, delivered,
+    deliveries_per_s: Math.round(delivered / elapsed), publishes_per_s: Math.round(published / elapsed),
+    ...latencyStats(maxLat), gen_cpu: meter(),
+  };
+  record = null;
+  const errorsSeen = { ...pubErrors }; // closing fails the acks still in flight: not counted
+  closeAll(subs.socks);
+  closeAll(pubs.socks);
+  return { subscribers: nsubs, connect_failures: subs.failures + pubs.failures, join_errors: joinErrors, publish_errors: errorsSeen, fixed, max, gen_cpu: Math.max(fixed.gen_cpu, max.gen_cpu) };
+}
+
+async function acked() {
+  const c = await connectMany(cfg.clients);
+  if (!c.socks.length) throw new Error(`could not connect: ${JSON.stringify(c.errors)}`);
+  const lat = [];
+  const errors = {};
+  let acks = 0;
+  const seconds = cfg.seconds || 5;
+  const meter = cpuMeter();
+  const t0 = performance.now();
+  const end = t0 + seconds * 1000;
+  const payloadOf = cfg.flavor === "dihya"
+    ? (i, n) => ["publish", { channel: cfg.channel || "chat:bench-acked", data: { text: "hello", n } }]
+    : (i, n) => ["echo", { text: "hello", n }];
+  await Promise.all(c.socks.map(async (s, i) => {
+    let n = 0;
+    while (performance.now() < end) {
+      const ts = performance.now();
+      const r = await call(s, ...payloadOf(i, n++));
+      if (r && r.ok) { acks++; lat.push(performance.now() - ts); } else countError(errors, r);
+    }
+  }));
+  const elapsed = (performance.now() - t0) / 1000;
+  const genCpu = meter();
+  const alive = c.socks.filter((s) => s.connected).length;
+  closeAll(c.socks);
+  return { clients: c.socks.length, still_connected: alive, connect_failures: c.failures, seconds: Math.round(elapsed * 1000) / 1000, acks, acks_per_s: Math.round(acks / elapsed), errors, ...latencyStats(lat), gen_cpu: genCpu };
+}
+
+// A fixed aggregate rate of one event with an ack, round robin over the clients.
+async function chat() {
+  const c = await connectMany(cfg.clients);
+  if (!c.socks.length) throw new Error(`could not connect: ${JSON.stringify(c.errors)}`);
+  const prepErrors = {};
+  for (const [event, payload] of cfg.prepare || []) {
+    await Promise.all(c.socks.map(async (s) => { const r = await call(s, event, payload); if (!r || !r.ok) countError(prepErrors, r); }));
+  }
+  const lat = [];
+  const errors = {};
+  const rate = cfg.rate || 1000;
+  const count = Math.round(rate * (cfg.seconds || 5));
+  const meter = cpuMeter();
+  const t0 = performance.now();
+  const waits = [];
+  let lastError = null;
+  for (let k = 0; k < count; k++) {
+    const due = t0 + (k * 1000) / rate;
+    const now = performance.now();
+    if (due > now + 1) await sleep(due - now);
+    const s = c.socks[k % c.socks.length];
+    const payload = JSON.parse(JSON.stringify(cfg.payload).replace(/__N__/g, String(k)));
+    const ts = performance.now();
+    waits.push(call(s, cfg.event, payload).then((r) => {
+      if (r && r.ok) lat.push(performance.now() - ts); else { countError(errors, r); lastError = r; }
+    }));
+  }
+  await Promise.all(waits);
+  const elapsed = (performance.now() - t0) / 1000;
+  const genCpu = meter();
+  closeAll(c.socks);
+  return { clients: c.socks.length, connect_failures: c.failures, rate, sent: count, acked: lat.length, achieved_per_s: Math.round(lat.length / elapsed), errors, prepare_errors: prepErrors, last_error: lastError, ...latencyStats(lat), gen_cpu: genCpu };
+}
+
+const scenarios = { idle, fanout, acked, chat };
+
+(async () => {
+  const killer = setTimeout(() => { out({ error: "loadgen timeout" }); process.exit(2); }, (cfg.timeoutS || 300) * 1000);
+  try {
+    const result = await scenarios[cfg.scenario]();
+    out({ result });
+  } catch (err) {
+    out({ error: String((err && err.stack) || err) });
+    process.exitCode = 1;
+  }
+  clearTimeout(killer);
+  // Sockets may hold the loop open for a moment after close.
+  setTimeout(() => process.exit(process.exitCode || 0), 200);
+})();

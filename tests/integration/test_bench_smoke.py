@@ -1,0 +1,49 @@
+"""`make bench` still runs: a tiny acked scenario against our server, through the real harness.
+
+Only our server is started (no Node baseline server), but the load generator is Node, so the
+test is skipped where Node or the generator's packages are missing.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+NODE_DIR = ROOT / "benchmarks" / "node"
+
+pytestmark = pytest.mark.skipif(
+    not shutil.which("node") or not (NODE_DIR / "node_modules" / "socket.io-client").is_dir(),
+    reason="needs node and `npm ci --prefix benchmarks/node`",
+)
+
+
+@pytest.mark.timeout(60)
+def test_quick_acked_bench_reports_a_positive_rate(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--scenario", "acked",
+         "--targets", "dihya", "--acked-clients", "50", "--seconds", "1",
+         "--out-dir", str(tmp_path),
+         "--dihya", str(Path(sys.executable).parent / "dihya-realtime")],
+        capture_output=True, text=True, timeout=50, cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = [json.loads(line) for f in tmp_path.glob("*.jsonl")
+             for line in f.read_text().splitlines()]
+    assert len(lines) == 1
+    row = lines[0]
+    for key in ("scenario", "target", "acks_per_s", "p50_ms", "p99_ms", "gen_cpu", "server_cpu",
+                "valid", "date", "commit", "machine", "pinned"):
+        assert key in row, key
+    assert row["scenario"] == "acked" and row["target"] == "dihya"
+    assert row["acks_per_s"] > 0
+    # 50 clients for one second stay inside publish's own limit (50/s, burst 100 each)
+    assert row["errors"] == {}
+    assert 0 < row["p50_ms"] <= row["p99_ms"]
+    assert list(tmp_path.glob("*.md")), "the Markdown table is written too"
+    assert "acks/s" in proc.stdout
