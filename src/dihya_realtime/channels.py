@@ -17,6 +17,7 @@ import contextlib
 import re
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +39,10 @@ CHANNEL_RE = re.compile(r"^([a-z][a-z0-9_]{0,31}):([A-Za-z0-9_.#=@,-]{1,128})$")
 CONTROL_PREFIX = "__control:"
 """Publications on these channels are instructions to every process, never delivered."""
 CONTROL_HISTORY = HistoryPolicy(size=0, ttl=60)
+
+
+AccessCheck = Callable[["Connection", "ChannelRef", str], None]
+"""``fn(conn, ref, action)`` with action ``"read"`` or ``"publish"``; raises to refuse."""
 
 
 def room_of(channel: str) -> str:
@@ -62,6 +67,7 @@ class ChannelService:
         self.node_id = uuid.uuid4().hex
         self._lock = threading.RLock()
         self._pending: dict[str, dict[str, list[Publication]]] = {}  # channel → sid → buffer
+        self._access_checks: dict[str, list[AccessCheck]] = {}
         self._control_handlers: dict[str, Any] = {
             "disconnect_user": self._control_disconnect_user,
             "unsubscribe": self._control_unsubscribe,
@@ -82,6 +88,17 @@ class ChannelService:
                             {"namespace": namespace})
         return ChannelRef(channel, namespace, name, policy)
 
+    def add_access_check(self, namespace: str, check: AccessCheck) -> None:
+        """Narrow a namespace's policy per channel (e.g. chat rooms: members only).
+
+        The namespace permission is checked first; ``check`` can only refuse more.
+        """
+        self._access_checks.setdefault(namespace, []).append(check)
+
+    def _run_access_checks(self, conn: Connection, ref: ChannelRef, action: str) -> None:
+        for check in self._access_checks.get(ref.namespace, ()):
+            check(conn, ref, action)
+
     def check_read(self, conn: Connection, ref: ChannelRef) -> None:
         """May ``conn`` subscribe to, read the history and presence of ``ref``?"""
         policy = ref.policy
@@ -93,6 +110,7 @@ class ChannelService:
         if policy.subscribe and not conn.can(policy.subscribe):
             raise forbidden(f"missing permission {policy.subscribe!r}",
                             {"permission": policy.subscribe})
+        self._run_access_checks(conn, ref, "read")
 
     def check_publish(self, conn: Connection, ref: ChannelRef) -> None:
         policy = ref.policy
@@ -106,6 +124,7 @@ class ChannelService:
         if not conn.can(policy.publish):
             raise forbidden(f"missing permission {policy.publish!r}",
                             {"permission": policy.publish})
+        self._run_access_checks(conn, ref, "publish")
 
     # -- client operations
     def subscribe(self, conn: Connection, ref: ChannelRef,

@@ -45,6 +45,7 @@ from dihya_realtime.store.chat import (
 from dihya_realtime.store.models import Base, User
 
 if TYPE_CHECKING:
+    from dihya_realtime.channels import ChannelRef
     from dihya_realtime.connections import Connection
     from dihya_realtime.server import Realtime
 
@@ -188,6 +189,16 @@ class ChatService:
             raise _forbidden("not_a_member", "you are not a member of this room",
                              room_id=room.id)
         return member
+
+    def check_channel(self, conn: Connection, ref: ChannelRef, action: str) -> None:
+        """A ``chat:<room id>`` channel is a room's: private rooms and DMs are for members.
+
+        Other ``chat:`` channels (``chat:general``) keep the namespace policy alone.
+        """
+        with self.rt.db.session() as s:
+            room = s.get(ChatRoom, ref.name)
+            if room is not None:
+                self._require_reader(s, room, Actor.of(conn))
 
     def _require_reader(self, s: Session, room: ChatRoom, actor: Actor) -> None:
         """Public rooms are readable by every chat user; private rooms and DMs by members."""

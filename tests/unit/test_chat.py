@@ -103,6 +103,22 @@ def test_private_room_refuses_non_members_everything(crt, users):
     assert bob.events("chat:message") == []
 
 
+def test_a_private_rooms_channel_is_for_its_members_only(crt, users):
+    """The room's ``chat:<room id>`` channel (presence) follows the room's membership."""
+    alice, bob = users("alice", "bob")
+    private = make_room(alice, "private", name="secret")
+    public = make_room(alice, "public", name="open")
+    assert ok(alice.call("subscribe", {"channel": f"chat:{private}"}))["presence"]
+    denied = err(bob.call("subscribe", {"channel": f"chat:{private}"}), "forbidden")
+    assert denied["details"]["reason"] == "not_a_member"
+    err(bob.call("presence", {"channel": f"chat:{private}"}), "forbidden")
+    err(bob.call("publish", {"channel": f"chat:{private}", "data": "x"}), "forbidden")
+    ok(bob.call("subscribe", {"channel": f"chat:{public}"}))
+    ok(bob.call("subscribe", {"channel": "chat:general"}))  # not a room: namespace policy
+    ok(alice.call("chat:invite", {"room_id": private, "user_id": "bob"}))
+    ok(bob.call("subscribe", {"channel": f"chat:{private}"}))
+
+
 def test_join_public_room_announces_member_and_unknown_room_is_not_found(crt, users):
     alice, bob = users("alice", "bob")
     room = make_room(alice)

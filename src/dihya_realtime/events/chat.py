@@ -619,6 +619,7 @@ def setup(rt: Realtime) -> None:
     service = ChatService(rt)
     rt.chat = service  # type: ignore[attr-defined]
     rt.on_disconnect(lambda conn, reason: service.connection_closed(conn.sid))
+    rt.channels.add_access_check("chat", service.check_channel)
 
     @rt.blueprint.post("/api/v1/chat/rooms/<room_id>/messages")  # type: ignore[attr-defined]
     @require_api_key(rt)
