@@ -17,7 +17,7 @@ Why the design looks like this:
   has no gaps. No extra broker subscription, no ordering problem: Yjs updates commute and
   applying one twice is harmless.
 - **Join enters the Socket.IO room before reading the state**, so an update committed during
-  the join reaches the client either in the state or as a relayed ``doc:updated`` (maybe
+  the join reaches the client either in the state or as a relayed ``doc:update`` (maybe
   both; harmless).
 - **A malformed update is caught before anything is stored**: it is decoded into a scratch
   ``Doc`` first; pycrdt raises ``ValueError`` on bytes that are not a Yjs update.
@@ -340,7 +340,7 @@ class DocService:
             states = [p.awareness(doc_id) for p in room.participants.values()
                       if p.state is not None] if room else []
         for wire in states:
-            self.rt.emit("doc:awareness_changed", wire, to=sid)
+            self.rt.emit("doc:awareness", wire, to=sid)
 
     def leave(self, conn: Connection, doc_id: str, reason: str = "leave") -> bool:
         """Leave a document: others see this participant's awareness cleared."""
@@ -358,7 +358,7 @@ class DocService:
             return False
         if reason == "leave":
             self.rt.socketio.server.leave_room(conn.sid, room_of(doc_id), namespace="/")
-        self.rt.emit("doc:awareness_changed", {**participant.awareness(doc_id), "state": None},
+        self.rt.emit("doc:awareness", {**participant.awareness(doc_id), "state": None},
                      to=room_of(doc_id), skip_sid=conn.sid)
         self.rt.audit.record("doc_leave", event="doc:leave", outcome="ok",
                              details={"doc_id": doc_id, "reason": reason},
@@ -405,7 +405,7 @@ class DocService:
                 log.exception("could not apply stored update %s#%d to the cache", doc_id, seq)
             if room.seq == seq - 1:
                 room.seq = seq
-        self.rt.emit("doc:updated", {"doc_id": doc_id, "update": update, "seq": seq},
+        self.rt.emit("doc:update", {"doc_id": doc_id, "update": update, "seq": seq},
                      to=room_of(doc_id), skip_sid=conn.sid)
         self._after_append(doc_id, seq)
         return seq
@@ -432,7 +432,7 @@ class DocService:
         """Store and relay this participant's awareness state; returns its ``client_id``."""
         participant = self.participant(conn, doc_id)
         participant.state = state
-        self.rt.emit("doc:awareness_changed", participant.awareness(doc_id),
+        self.rt.emit("doc:awareness", participant.awareness(doc_id),
                      to=room_of(doc_id), skip_sid=conn.sid)
         return participant.client_id
 

@@ -113,6 +113,8 @@ def asyncapi_document(registry: Registry) -> dict[str, Any]:
                              {"$ref": f"#/channels/{k}/messages/{k}_reply"}]}}
     for sev in registry.server_events.values():
         k = key(sev.name)
+        if k in channels:  # a relay under the client event's own name (doc:update)
+            k += "_relayed"
         messages[k] = {"name": sev.name, "title": sev.name, "summary": sev.summary,
                        "description": sev.description, "payload": add_schema(sev.schema)}
         channels[k] = {"address": sev.name,

@@ -54,7 +54,7 @@ class Editor:
 
     def receive(self) -> int:
         """Apply every relayed update; returns how many arrived."""
-        updates = [e for e in self.client.events("doc:updated") if e["doc_id"] == self.doc_id]
+        updates = [e for e in self.client.events("doc:update") if e["doc_id"] == self.doc_id]
         for e in updates:
             self.doc.apply_update(e["update"])
         return len(updates)
@@ -378,12 +378,12 @@ def test_awareness_carries_the_server_stamped_user(rt, editor, connect):
     reply = alice.client.call("doc:awareness", {"doc_id": "spec-42", "state": {
         "cursor": {"anchor": 1, "head": 1}, "user": {"user_id": "bob", "name": "Bob"}}})
     assert reply["ok"]
-    seen = bob.client.events("doc:awareness_changed")
+    seen = bob.client.events("doc:awareness")
     assert len(seen) == 1
     assert seen[0]["user"] == {"user_id": "alice", "name": "Alice"}
     assert seen[0]["client_id"] == alice.joined["client_id"] == reply["data"]["client_id"]
     assert seen[0]["state"]["cursor"] == {"anchor": 1, "head": 1}
-    assert alice.client.events("doc:awareness_changed") == []  # not echoed to the sender
+    assert alice.client.events("doc:awareness") == []  # not echoed to the sender
     # a late joiner finds the current states in its join reply
     carol = editor(rt, "carol")
     states = carol.join()["data"]["awareness"]
@@ -400,11 +400,11 @@ def test_awareness_is_cleared_on_disconnect_and_on_leave(rt, editor):
     for e in (alice, bob, carol):
         e.client.get_received()
     alice.client.disconnect()
-    gone = bob.client.events("doc:awareness_changed")
+    gone = bob.client.events("doc:awareness")
     assert gone == [{"doc_id": "spec-42", "client_id": alice.joined["client_id"],
                      "user": {"user_id": "alice", "name": "alice"}, "state": None}]
     assert carol.client.call("doc:leave", {"doc_id": "spec-42"})["data"]["left"] is True
-    left = bob.client.events("doc:awareness_changed")
+    left = bob.client.events("doc:awareness")
     assert [e["client_id"] for e in left] == [carol.joined["client_id"]]
     assert left[0]["state"] is None
     # carol left the room: she no longer receives updates

@@ -56,7 +56,7 @@ class JoinReply(BaseModel):
 
 
 @event("doc:join", payload=JoinPayload, reply=JoinReply, permission="doc:read",
-       emits=("doc:updated", "doc:awareness_changed"))
+       emits=("doc:update", "doc:awareness"))
 def join(ctx: EventContext, payload: JoinPayload) -> dict:
     """Join a document: the reply carries its state (Yjs sync step 1 and step 2).
 
@@ -90,11 +90,11 @@ class UpdateReply(BaseModel):
 
 
 @event("doc:update", payload=UpdatePayload, reply=UpdateReply, permission="doc:edit",
-       rate=RateLimit(rate=60, burst=200), emits=("doc:updated",))
+       rate=RateLimit(rate=60, burst=200), emits=("doc:update",))
 def update(ctx: EventContext, payload: UpdatePayload) -> dict:
     """Apply a Yjs update to a joined document; acked once it is stored.
 
-    It is relayed to every other participant on every process as ``doc:updated``. Bytes that
+    It is relayed to every other participant on every process as ``doc:update``. Bytes that
     are not a Yjs update → ``invalid_payload`` (nothing stored); a read-only participant →
     ``forbidden``. Payload example: ``{"doc_id": "spec-42", "update": <bytes>}``;
     reply ``{"ok": true, "data": {"doc_id": "spec-42", "seq": 18}}``.
@@ -117,7 +117,7 @@ class SyncReply(BaseModel):
 
 
 @event("doc:sync", payload=SyncPayload, reply=SyncReply, permission="doc:read",
-       rate=RateLimit(rate=20, burst=50), emits=("doc:updated",))
+       rate=RateLimit(rate=20, burst=50), emits=("doc:update",))
 def sync(ctx: EventContext, payload: SyncPayload) -> dict:
     """Send a y-protocols sync message for a joined document.
 
@@ -156,11 +156,11 @@ class AwarenessReply(BaseModel):
 
 @event("doc:awareness", payload=AwarenessPayload, reply=AwarenessReply,
        permission="doc:read", rate=RateLimit(rate=30, burst=60),
-       emits=("doc:awareness_changed",))
+       emits=("doc:awareness",))
 def awareness(ctx: EventContext, payload: AwarenessPayload) -> dict:
     """Share this participant's cursor, selection and the like with the others.
 
-    Relayed as ``doc:awareness_changed`` with the user identity stamped by the server.
+    Relayed as ``doc:awareness`` with the user identity stamped by the server.
     Payload example: ``{"doc_id": "spec-42", "state": {"cursor": {"anchor": 3, "head": 7},
     "color": "#f783ac"}}``.
     """
@@ -179,7 +179,7 @@ class LeaveReply(BaseModel):
 
 
 @event("doc:leave", payload=LeavePayload, reply=LeaveReply, permission="doc:read",
-       emits=("doc:awareness_changed",))
+       emits=("doc:awareness",))
 def leave(ctx: EventContext, payload: LeavePayload) -> dict:
     """Stop taking part in a document; the others see this participant's awareness cleared.
 
@@ -195,12 +195,12 @@ class UpdatedEvent(BaseModel):
     seq: int
 
 
-server_event("doc:updated", UpdatedEvent, """
+server_event("doc:update", UpdatedEvent, """
     Another participant changed a document you joined: apply ``update`` (``Y.applyUpdate``).
 
     Example: ``{"doc_id": "spec-42", "update": <bytes>, "seq": 18}``.
 """)
-server_event("doc:awareness_changed", AwarenessState, """
+server_event("doc:awareness", AwarenessState, """
     A participant's awareness changed; ``state: null`` means they left or disconnected.
 
     ``user`` and ``client_id`` are set by the server. Example: ``{"doc_id": "spec-42",
