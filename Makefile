@@ -20,6 +20,7 @@ WEB_MODULES := web/node_modules/.package-lock.json
 BUNDLE := src/dihya_realtime/static/app.js
 
 $(WEB_MODULES): web/package.json web/package-lock.json
+	bash scripts/ensure_node.sh
 	cd web && npm ci --ignore-scripts --no-audit --no-fund
 
 $(BUNDLE): $(WEB_MODULES) $(wildcard web/src/*)
