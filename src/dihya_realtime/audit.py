@@ -41,6 +41,8 @@ from typing import IO, Any, cast
 import orjson
 import sqlalchemy as sa
 
+from dihya_realtime.redaction import Redactor
+from dihya_realtime.settings import DEFAULT_REDACT_KEYS
 from dihya_realtime.store.db import Database
 from dihya_realtime.store.models import AuditEvent
 
@@ -49,8 +51,9 @@ logger = logging.getLogger("dihya_realtime.audit")
 GENESIS_HASH = "0" * 64
 # Serializes chain appends across processes on PostgreSQL ("dihyaaud").
 AUDIT_LOCK_KEY = 0x6469687961617564
-REDACTED = "[redacted]"
-REDACT_KEYS = frozenset({"token", "password", "data", "text", "body"})
+# Never in the audit trail: secrets (the outbound list) and message bodies.
+REDACT_KEYS = frozenset({*DEFAULT_REDACT_KEYS, "data", "text", "body"})
+_REDACTOR = Redactor(REDACT_KEYS)
 MAX_QUEUE = 100_000
 BATCH_SIZE = 200
 BATCH_INTERVAL = 0.1
@@ -97,13 +100,7 @@ def chain_hash(prev_hash: str, fields: dict[str, Any]) -> str:
 
 
 def _redact(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {
-            k: REDACTED if str(k).lower() in REDACT_KEYS else _redact(v) for k, v in value.items()
-        }
-    if isinstance(value, list | tuple):
-        return [_redact(v) for v in value]
-    return value
+    return _REDACTOR.redact(value)[0]
 
 
 def _clean_details(details: dict[str, Any] | None) -> Any:
