@@ -1,0 +1,577 @@
+"""Chat, notifications and collab against real server processes sharing Redis and PostgreSQL.
+
+The unit tests run each feature in one process with the Flask-SocketIO test client; what only
+shows with several real processes is here: one ``seq`` order under concurrent senders on two
+processes, membership changes made on one process taking effect on the other, idempotent
+resends through another process, pushes from HTTP, from another process and from a worker
+with no Socket.IO server, per-process state (typing, awareness, the Yjs cache) that must still
+look like one server to the clients, and documents surviving a restart of every process.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from pycrdt import Doc, Text, handle_sync_message
+
+from tests.integration.conftest import ServerProcess, SioClient, clean_environ, reset_postgres
+
+Pair = tuple[ServerProcess, ServerProcess]
+
+
+@pytest.fixture
+def make_pair(start_server, redis_url: str, redis_prefix: str,
+              postgres_url: str) -> Callable[..., Pair]:
+    """``make_pair(**env)``: like ``two_servers``, with extra settings for both processes."""
+
+    def make(**env: Any) -> Pair:
+        reset_postgres(postgres_url)
+        shared = {"REDIS_URL": redis_url, "REDIS_PREFIX": redis_prefix,
+                  "DATABASE_URL": postgres_url, **env}
+        first = start_server(start=False, **shared)  # migrates the shared database once
+        second = start_server(start=False, migrate=False, **shared)
+        first.launch()
+        second.launch()
+        return first.wait_ready(), second.wait_ready()
+
+    return make
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 10.0,
+               interval: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return bool(predicate())
+
+
+def ok(client: SioClient, event: str, data: Any = None) -> Any:
+    """The ``data`` of a successful call; fails the test with the envelope otherwise."""
+    reply = client.call(event, data, timeout=10)
+    assert reply["ok"], (event, reply)
+    return reply["data"]
+
+
+def settle() -> None:
+    """Time for an emit that should NOT arrive to arrive anyway, once a later one did.
+
+    Every assertion of absence first waits for a later event on the same process (the queue
+    delivers in order); this covers the remaining thread hand-over in the client.
+    """
+    time.sleep(0.3)
+
+
+# -- chat ---------------------------------------------------------------------------------
+
+
+def room_messages(client: SioClient, room_id: str) -> list[dict]:
+    return [m for m in client.events("chat:message") if m["room_id"] == room_id]
+
+
+def texts(client: SioClient, room_id: str) -> list[str]:
+    return [m["text"] for m in room_messages(client, room_id)]
+
+
+def send(client: SioClient, room_id: str, text: str, cid: str | None = None) -> dict:
+    return ok(client, "chat:send", {"room_id": room_id, "text": text,
+                                    "client_msg_id": cid or str(uuid.uuid4())})
+
+
+def wait_text(client: SioClient, room_id: str, text: str, timeout: float = 5.0) -> dict:
+    return client.wait_for("chat:message",
+                           lambda m: m["room_id"] == room_id and m["text"] == text, timeout)
+
+
+def test_chat_concurrent_senders_on_two_processes_give_one_gap_free_order(
+        two_servers: Pair, sio_client, token) -> None:
+    a, b = two_servers
+    alice = sio_client(a, token("alice"))  # a member connected only to a
+    bob = sio_client(b, token("bob"))  # a member connected only to b
+    room = ok(alice, "chat:create_room", {"name": "busy", "visibility": "public"})["id"]
+    ok(bob, "chat:join", {"room_id": room})
+    # chat:send allows a burst of 20 per connection: 2 senders per process x 20 = 80
+    senders = [sio_client(server, token(f"s{i}")) for i, server in enumerate((a, a, b, b))]
+    for s in senders:
+        ok(s, "chat:join", {"room_id": room})
+    per_sender = 20
+    total = per_sender * len(senders)
+    acks: list[dict] = []
+    errors: list[Any] = []
+    start = threading.Barrier(len(senders))
+
+    def run(client: SioClient, tag: int) -> None:
+        start.wait()
+        for i in range(per_sender):
+            reply = client.call("chat:send", {"room_id": room, "text": f"{tag}-{i}",
+                                              "client_msg_id": str(uuid.uuid4())}, timeout=15)
+            (acks if reply["ok"] else errors).append(reply.get("data") or reply)
+
+    threads = [threading.Thread(target=run, args=(s, n)) for n, s in enumerate(senders)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    assert sorted(m["seq"] for m in acks) == list(range(1, total + 1))
+    for member in (alice, bob):
+        assert wait_until(lambda m=member: len(room_messages(m, room)) >= total), \
+            len(room_messages(member, room))
+    settle()
+    by_seq = {m["seq"]: m["id"] for m in acks}
+    for member in (alice, bob):
+        got = room_messages(member, room)
+        assert len(got) == total  # nothing twice
+        assert sorted(m["seq"] for m in got) == list(range(1, total + 1))
+        assert {m["seq"]: m["id"] for m in got} == by_seq
+    # history is the same order, whichever process answers
+    pages = [ok(c, "chat:history", {"room_id": room, "limit": 100}) for c in (alice, bob)]
+    for page in pages:
+        assert [m["seq"] for m in page["messages"]] == list(range(1, total + 1))
+        assert [m["id"] for m in page["messages"]] == [by_seq[s] for s in range(1, total + 1)]
+        assert page["last_seq"] == total and page["has_more"] is False
+    # every sender's own messages are in its sending order
+    for tag in range(len(senders)):
+        mine = [m["text"] for m in pages[0]["messages"] if m["text"].startswith(f"{tag}-")]
+        assert mine == [f"{tag}-{i}" for i in range(per_sender)]
+
+
+def test_chat_membership_changes_on_one_process_apply_on_the_other(
+        two_servers: Pair, sio_client, token) -> None:
+    a, b = two_servers
+    alice = sio_client(a, token("alice"))  # the owner, acting through process a
+    bob, eve, dave, frank = (sio_client(b, token(u)) for u in ("bob", "eve", "dave", "frank"))
+    room = ok(alice, "chat:create_room", {"name": "ops", "visibility": "private"})["id"]
+    for user in ("bob", "eve", "dave"):
+        ok(alice, "chat:invite", {"room_id": room, "user_id": user})
+    send(alice, room, "m1")
+    for member in (bob, eve, dave):
+        wait_text(member, room, "m1")
+
+    kicked = ok(alice, "chat:kick", {"room_id": room, "user_id": "bob"})
+    assert kicked["removed"] is True
+    assert bob.wait_for("chat:member_left", lambda e: e["user_id"] == "bob")["reason"] == "kicked"
+    banned = ok(alice, "chat:ban", {"room_id": room, "user_id": "eve", "reason": "spam"})
+    assert banned["was_member"] is True
+    assert eve.wait_for("chat:member_left", lambda e: e["user_id"] == "eve")["reason"] == "banned"
+
+    send(alice, room, "m2")
+    wait_text(dave, room, "m2")  # dave is on b too: b has delivered m2
+    settle()
+    assert texts(bob, room) == ["m1"]
+    assert texts(eve, room) == ["m1"]
+    assert texts(frank, room) == []
+    refused = eve.call("chat:join", {"room_id": room})
+    assert refused["ok"] is False and refused["error"]["code"] == "forbidden"
+    refused = bob.call("chat:send", {"room_id": room, "text": "still here?",
+                                     "client_msg_id": str(uuid.uuid4())})
+    assert refused["ok"] is False and refused["error"]["details"]["reason"] == "not_a_member"
+
+    invited = ok(alice, "chat:invite", {"room_id": room, "user_id": "frank"})
+    assert invited["added"] is True
+    assert frank.wait_for("chat:member_joined", lambda e: e["user_id"] == "frank")["by"] == \
+        "alice"
+    send(alice, room, "m3")
+    assert wait_text(frank, room, "m3")["seq"] == 3
+    wait_text(dave, room, "m3")
+    settle()
+    assert texts(frank, room) == ["m3"]
+    assert texts(bob, room) == ["m1"] and texts(eve, room) == ["m1"]
+    assert texts(dave, room) == ["m1", "m2", "m3"]
+
+
+def test_chat_resend_through_the_other_process_returns_the_original(
+        two_servers: Pair, sio_client, token) -> None:
+    a, b = two_servers
+    alice_a = sio_client(a, token("alice"))
+    alice_b = sio_client(b, token("alice"))  # the same user, reconnected to the other process
+    bob = sio_client(b, token("bob"))
+    room = ok(alice_a, "chat:create_room", {"name": "retry", "visibility": "public"})["id"]
+    ok(bob, "chat:join", {"room_id": room})
+    cid = str(uuid.uuid4())
+    first = send(alice_a, room, "once", cid)
+    assert first["duplicate"] is False and first["seq"] == 1
+    again = send(alice_b, room, "once (resent)", cid)
+    assert again["duplicate"] is True
+    assert {k: again[k] for k in ("id", "seq", "text", "created_at")} == \
+        {k: first[k] for k in ("id", "seq", "text", "created_at")}
+    marker = send(alice_b, room, "marker")
+    assert marker["seq"] == 2  # the resend took no seq
+    for client in (alice_a, alice_b, bob):
+        wait_text(client, room, "marker")
+    settle()
+    for client in (alice_a, alice_b, bob):
+        assert [m["id"] for m in room_messages(client, room)] == [first["id"], marker["id"]]
+    page = ok(bob, "chat:history", {"room_id": room})
+    assert [m["text"] for m in page["messages"]] == ["once", "marker"]
+
+
+def test_chat_http_message_on_one_process_reaches_members_on_the_other(
+        two_servers: Pair, sio_client, token) -> None:
+    a, b = two_servers
+    alice = sio_client(a, token("alice"))
+    bob = sio_client(b, token("bob"))
+    outsider = sio_client(b, token("olga"))
+    room = ok(alice, "chat:create_room", {"name": "deploys", "visibility": "public"})["id"]
+    ok(bob, "chat:join", {"room_id": room})
+    status, body = a.http("POST", f"/api/v1/chat/rooms/{room}/messages",
+                          {"text": "Deploy finished", "data": {"build": 42}}, api_key=True)
+    assert status == 201, body
+    posted = body["data"]
+    got = wait_text(bob, room, "Deploy finished")
+    assert got["id"] == posted["id"] and got["seq"] == 1
+    assert got["kind"] == "system" and got["author"] is None and got["data"] == {"build": 42}
+    assert wait_text(alice, room, "Deploy finished")["id"] == posted["id"]
+    settle()
+    assert outsider.events("chat:message") == []
+    status, page = b.http("GET", f"/api/v1/chat/rooms/{room}/messages", api_key=True)
+    assert status == 200 and [m["id"] for m in page["data"]["messages"]] == [posted["id"]]
+    status, _ = b.http("POST", "/api/v1/chat/rooms/nope/messages", {"text": "x"}, api_key=True)
+    assert status == 404
+
+
+def test_chat_typing_reaches_the_others_expires_and_stops_on_disconnect(
+        make_pair, sio_client, token) -> None:
+    ttl = 2.0
+    a, b = make_pair(CHAT_TYPING_TTL=str(ttl))
+    alice = sio_client(a, token("alice"))  # the typist, on a
+    carol = sio_client(a, token("carol"))  # another member on the typist's process
+    bob = sio_client(b, token("bob"))  # a member on the other process
+    room = ok(alice, "chat:create_room", {"name": "typing", "visibility": "public"})["id"]
+    ok(bob, "chat:join", {"room_id": room})
+    ok(carol, "chat:join", {"room_id": room})
+
+    def typing_events(client: SioClient) -> list[tuple[str, bool]]:
+        return [(e["user_id"], e["typing"]) for e in client.events("chat:typing")
+                if e["room_id"] == room]
+
+    started = time.monotonic()
+    assert ok(alice, "chat:typing", {"room_id": room, "typing": True})["sent"] is True
+    for other in (bob, carol):
+        event = other.wait_for("chat:typing", lambda e: e["typing"] is True)
+        assert event["user_id"] == "alice" and event["expires_in"] == ttl
+    stopped = bob.wait_for("chat:typing", lambda e: e["typing"] is False, timeout=ttl + 3)
+    lapsed = time.monotonic() - started
+    assert stopped["user_id"] == "alice"
+    assert ttl - 0.2 <= lapsed <= ttl + 2.5, lapsed  # the expiry, not an immediate stop
+    carol.wait_for("chat:typing", lambda e: e["typing"] is False)
+    assert typing_events(alice) == []  # never to the typist
+
+    assert ok(alice, "chat:typing", {"room_id": room, "typing": True})["sent"] is True
+    assert wait_until(lambda: typing_events(bob).count(("alice", True)) == 2)
+    gone = time.monotonic()
+    alice.disconnect()
+    assert wait_until(lambda: typing_events(bob).count(("alice", False)) == 2, timeout=ttl)
+    assert time.monotonic() - gone < ttl - 0.5  # the disconnect stopped it, not the expiry
+    assert wait_until(lambda: typing_events(carol).count(("alice", False)) == 2, timeout=ttl)
+    assert typing_events(bob) == [("alice", True), ("alice", False)] * 2
+
+
+# -- notifications ------------------------------------------------------------------------
+
+
+def counts_after_new(client: SioClient, notification_id: str, timeout: float = 5.0) -> dict:
+    """The ``notifications:counts`` that follows ``notifications:new`` of ``notification_id``."""
+    client.wait_for("notifications:new", lambda n: n["id"] == notification_id, timeout)
+
+    def later_counts() -> dict | None:
+        seen_new = False
+        for name, data in list(client.received):
+            if name == "notifications:new" and data["id"] == notification_id:
+                seen_new = True
+            elif seen_new and name == "notifications:counts":
+                return data
+        return None
+
+    assert wait_until(later_counts, timeout), [name for name, _ in client.received]
+    return later_counts()  # type: ignore[return-value]
+
+
+def connected(client: SioClient) -> SioClient:
+    """Wait for the connect-time counts, so that later counts are told apart from them."""
+    client.wait_for("notifications:counts")
+    return client
+
+
+def test_notification_over_http_reaches_every_tab_on_both_processes_and_nobody_else(
+        two_servers: Pair, sio_client, token) -> None:
+    a, b = two_servers
+    tab_a = connected(sio_client(a, token("alice")))
+    tab_b = connected(sio_client(b, token("alice")))
+    others = [connected(sio_client(a, token("bob"))), connected(sio_client(b, token("bob")))]
+    status, body = a.http("POST", "/api/v1/notifications",
+                          {"user_id": "alice", "category": "builds", "title": "Build 42 finished",
+                           "data": {"build": 42}, "action_url": "/builds/42",
+                           "severity": "success"}, api_key=True)
+    assert status == 201, body
+    created = body["data"]["notifications"][0]
+    for tab in (tab_a, tab_b):
+        new = tab.wait_for("notifications:new")
+        assert new["id"] == created["id"] and new["data"] == {"build": 42}
+        assert new["title"] == "Build 42 finished" and new["user_id"] == "alice"
+        assert counts_after_new(tab, created["id"]) == {"unseen": 1, "unread": 1}
+    settle()
+    for tab in (tab_a, tab_b):
+        assert len(tab.events("notifications:new")) == 1
+    for other in others:
+        assert other.events("notifications:new") == []
+        assert other.events("notifications:counts") == [{"unseen": 0, "unread": 0}]
+
+
+def test_mark_read_in_a_tab_on_one_process_updates_the_tab_on_the_other(
+        two_servers: Pair, sio_client, token) -> None:
+    a, b = two_servers
+    tab_a = connected(sio_client(a, token("alice")))
+    tab_b = connected(sio_client(b, token("alice")))
+    status, body = b.http("POST", "/api/v1/notifications",
+                          {"user_ids": ["alice"], "title": "Review requested"}, api_key=True)
+    assert status == 201, body
+    nid = body["data"]["notifications"][0]["id"]
+    for tab in (tab_a, tab_b):
+        assert counts_after_new(tab, nid) == {"unseen": 1, "unread": 1}
+    reply = ok(tab_a, "notifications:mark_read", {"ids": [nid]})
+    assert reply == {"ids": [nid], "state": "read", "counts": {"unseen": 0, "unread": 0}}
+    updated = tab_b.wait_for("notifications:updated")
+    assert updated == {"ids": [nid], "state": "read"}
+    assert wait_until(lambda: tab_b.events("notifications:counts")[-1] == {"unseen": 0,
+                                                                           "unread": 0})
+    names = [name for name, _ in tab_b.received]
+    assert names.index("notifications:updated") < len(names) - 1 - names[::-1].index(
+        "notifications:counts")  # counts follow the update
+    settle()
+    assert tab_a.events("notifications:updated") == []  # the tab that acted has its reply
+    page = ok(tab_b, "notifications:list", {"status": "unread"})
+    assert page["items"] == []
+
+
+WORKER = """
+import json
+from dihya_realtime.server import Realtime
+
+rt = Realtime()
+assert rt.socketio is None and rt.app is None
+made = rt.notify(user_id="alice", category="builds", title="Nightly build failed",
+                 data={"build": 7}, severity="error")
+print(json.dumps([n["id"] for n in made]))
+"""
+
+
+def test_notify_from_a_worker_process_without_socketio_reaches_a_connected_client(
+        two_servers: Pair, sio_client, token, redis_url: str, redis_prefix: str,
+        postgres_url: str) -> None:
+    a, b = two_servers
+    alice = connected(sio_client(b, token("alice")))
+    bob = connected(sio_client(a, token("bob")))
+    env = clean_environ()
+    env.update({"DIHYA_RT_REDIS_URL": redis_url, "DIHYA_RT_DATABASE_URL": postgres_url,
+                # the prefix names the message-queue channel: the servers' own, not a default
+                "DIHYA_RT_REDIS_PREFIX": redis_prefix, "DIHYA_RT_AUDIT_LOG": "off"})
+    result = subprocess.run([sys.executable, "-c", WORKER], env=env, capture_output=True,
+                            text=True, timeout=30, check=False)
+    assert result.returncode == 0, result.stderr
+    (nid,) = __import__("json").loads(result.stdout.strip().splitlines()[-1])
+    new = alice.wait_for("notifications:new")
+    assert new["id"] == nid and new["severity"] == "error" and new["data"] == {"build": 7}
+    assert counts_after_new(alice, nid) == {"unseen": 1, "unread": 1}
+    settle()
+    assert bob.events("notifications:new") == []
+
+
+def test_connect_time_counts_reflect_stored_notifications(two_servers: Pair, sio_client,
+                                                          token) -> None:
+    a, b = two_servers
+    for title in ("one", "two", "three"):
+        status, body = a.http("POST", "/api/v1/notifications",
+                              {"user_id": "zoe", "title": title}, api_key=True)
+        assert status == 201, body
+    first = sio_client(b, token("zoe"))
+    assert first.wait_for("notifications:counts") == {"unseen": 3, "unread": 3}
+    page = ok(first, "notifications:list", {})
+    assert [n["title"] for n in page["items"]] == ["three", "two", "one"]
+    ok(first, "notifications:mark_read", {"ids": [page["items"][0]["id"]]})
+    ok(first, "notifications:mark_seen", {"ids": [page["items"][1]["id"]]})
+    later = sio_client(a, token("zoe"))
+    assert later.wait_for("notifications:counts") == {"unseen": 1, "unread": 2}
+    stranger = sio_client(a, token("yann"))
+    assert stranger.wait_for("notifications:counts") == {"unseen": 0, "unread": 0}
+
+
+# -- collab -------------------------------------------------------------------------------
+
+
+class RemoteEditor:
+    """A client-side Yjs document over a real Socket.IO connection (what a JS provider does)."""
+
+    def __init__(self, client: SioClient, doc_id: str) -> None:
+        self.client = client
+        self.doc_id = doc_id
+        self.doc: Doc = Doc()
+        self.text = self.doc.get("text", type=Text)
+        self.applied = 0  # doc:updated events applied so far
+        self.acked: list[int] = []
+
+    def join(self) -> dict:
+        data = ok(self.client, "doc:join", {"doc_id": self.doc_id})
+        handle_sync_message(data["sync_step2"][1:], self.doc)
+        step2 = handle_sync_message(data["sync_step1"][1:], self.doc)
+        assert step2 is not None
+        ok(self.client, "doc:sync", {"doc_id": self.doc_id, "message": step2})
+        return data
+
+    def edit(self, index: int, chunk: str) -> int:
+        before = self.doc.get_state()
+        self.text.insert(index, chunk)
+        seq = ok(self.client, "doc:update", {"doc_id": self.doc_id,
+                                             "update": self.doc.get_update(before)})["seq"]
+        self.acked.append(seq)
+        return seq
+
+    def receive(self) -> int:
+        """Apply the relayed updates not applied yet; returns how many have arrived in all."""
+        updates = [e for e in self.client.events("doc:updated") if e["doc_id"] == self.doc_id]
+        for e in updates[self.applied:]:
+            self.doc.apply_update(e["update"])
+        self.applied = len(updates)
+        return self.applied
+
+    @property
+    def content(self) -> str:
+        return str(self.text)
+
+
+def concurrent_edits(editors: list[RemoteEditor], per_editor: int) -> list[str]:
+    """Each editor appends its tokens to its own copy at once; returns every token."""
+    start = threading.Barrier(len(editors))
+    errors: list[BaseException] = []
+
+    def run(editor: RemoteEditor, tag: str) -> None:
+        start.wait()
+        try:
+            for i in range(per_editor):
+                editor.edit(len(editor.content), f"<{tag}{i}>")
+        except BaseException as exc:  # surfaced below, with the thread's cause
+            errors.append(exc)
+
+    tags = [chr(ord("a") + n) for n in range(len(editors))]
+    threads = [threading.Thread(target=run, args=(e, t)) for e, t in zip(editors, tags,
+                                                                        strict=True)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    return [f"<{t}{i}>" for t in tags for i in range(per_editor)]
+
+
+def converge(editors: list[RemoteEditor], tokens: list[str], base: str = "") -> str:
+    """Apply relayed updates until every editor holds every token; the common content.
+
+    ``base`` is the text the document held before the edits.
+    """
+
+    def done() -> bool:
+        for e in editors:
+            e.receive()
+        return all(all(t in e.content for t in tokens) for e in editors)
+
+    assert wait_until(done, timeout=15), [e.content for e in editors]
+    contents = {e.content for e in editors}
+    assert len(contents) == 1, contents
+    content = contents.pop()
+    assert len(content) == len(base) + sum(len(t) for t in tokens)  # nothing twice
+    return content
+
+
+def test_collab_concurrent_edits_on_two_processes_converge_and_late_joiners_catch_up(
+        two_servers: Pair, sio_client, token) -> None:
+    a, b = two_servers
+    doc_id = "spec-x"
+    alice = RemoteEditor(sio_client(a, token("alice")), doc_id)
+    bob = RemoteEditor(sio_client(b, token("bob")), doc_id)
+    alice.join()
+    bob.join()
+    tokens = concurrent_edits([alice, bob], per_editor=25)
+    content = converge([alice, bob], tokens)
+    acked = alice.acked + bob.acked
+    assert sorted(acked) == list(range(1, len(acked) + 1))  # one seq order for both processes
+    for server in (a, b):
+        for editor_server in (a, b):  # a late joiner on either process gets the full state
+            late = RemoteEditor(sio_client(editor_server, token("carol")), doc_id)
+            joined = late.join()
+            assert late.content == content
+            assert joined["seq"] == len(acked)
+        status, body = server.http("GET", f"/api/v1/docs/{doc_id}", api_key=True)
+        assert status == 200 and body["text"] == content and body["seq"] == len(acked)
+
+
+def test_collab_state_survives_a_restart_of_both_processes(make_pair, sio_client,
+                                                           token) -> None:
+    # compaction every 7 updates: snapshots are written by both processes while they edit
+    a, b = make_pair(DOCS_COMPACT_EVERY="7")
+    doc_id = "durable"
+    status, body = a.http("POST", "/api/v1/docs", {"doc_id": doc_id, "text": "# Title\n"},
+                          api_key=True)
+    assert status == 201, body
+    alice = RemoteEditor(sio_client(a, token("alice")), doc_id)
+    bob = RemoteEditor(sio_client(b, token("bob")), doc_id)
+    assert alice.join()["seq"] == 1
+    bob.join()
+    assert alice.content == bob.content == "# Title\n"
+    tokens = concurrent_edits([alice, bob], per_editor=15)
+    content = converge([alice, bob], tokens, base="# Title\n")
+    assert content.startswith("# Title\n")
+    last = max(alice.acked + bob.acked)
+    assert wait_until(lambda: any(line["type"] == "doc_compact"
+                                  for server in (a, b) for line in server.audit_lines()))
+    alice.client.disconnect()
+    bob.client.disconnect()
+    a.stop()
+    b.stop()
+    a.start()
+    b.start()
+    for server in (a, b):
+        status, body = server.http("GET", f"/api/v1/docs/{doc_id}", api_key=True)
+        assert status == 200, body
+        assert body["text"] == content and body["seq"] == last
+    again = RemoteEditor(sio_client(b, token("carol")), doc_id)
+    again.join()
+    assert again.content == content
+    assert again.edit(len(content), "!") == last + 1
+
+
+def test_collab_awareness_crosses_processes_and_clears_on_disconnect(
+        two_servers: Pair, sio_client, token) -> None:
+    a, b = two_servers
+    doc_id = "aware"
+    alice = RemoteEditor(sio_client(a, token("alice", name="Alice")), doc_id)
+    alice.join()
+    cursor = {"cursor": {"anchor": 3, "head": 7}, "color": "#f783ac"}
+    mine = ok(alice.client, "doc:awareness", {"doc_id": doc_id, "state": cursor})["client_id"]
+    bob = RemoteEditor(sio_client(b, token("bob")), doc_id)
+    bob.join()
+    seen = bob.client.wait_for("doc:awareness_changed", lambda e: e["client_id"] == mine)
+    assert seen["state"] == cursor and seen["user"]["user_id"] == "alice"
+    assert seen["doc_id"] == doc_id
+    # a change made on a is relayed to b live as well
+    moved = {"cursor": {"anchor": 9, "head": 9}}
+    ok(alice.client, "doc:awareness", {"doc_id": doc_id, "state": moved})
+    bob.client.wait_for("doc:awareness_changed", lambda e: e["state"] == moved)
+    alice.client.disconnect()
+    cleared = bob.client.wait_for("doc:awareness_changed",
+                                  lambda e: e["client_id"] == mine and e["state"] is None)
+    assert cleared["user"]["user_id"] == "alice"
+    # and a later joiner on b does not see the gone participant
+    carol = RemoteEditor(sio_client(b, token("carol")), doc_id)
+    joined = carol.join()
+    assert all(s["client_id"] != mine for s in joined["awareness"])
+    settle()
+    assert [e for e in carol.client.events("doc:awareness_changed")
+            if e["client_id"] == mine] == []
