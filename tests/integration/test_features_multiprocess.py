@@ -70,6 +70,29 @@ def settle() -> None:
     time.sleep(0.3)
 
 
+def counts_after_new(client: SioClient, notification_id: str, timeout: float = 5.0) -> dict:
+    """The ``notifications:counts`` that follows ``notifications:new`` of ``notification_id``."""
+    client.wait_for("notifications:new", lambda n: n["id"] == notification_id, timeout)
+
+    def later_counts() -> dict | None:
+        seen_new = False
+        for name, data in list(client.received):
+            if name == "notifications:new" and data["id"] == notification_id:
+                seen_new = True
+            elif seen_new and name == "notifications:counts":
+                return data
+        return None
+
+    assert wait_until(later_counts, timeout), [name for name, _ in client.received]
+    return later_counts()  # type: ignore[return-value]
+
+
+def connected(client: SioClient) -> SioClient:
+    """Wait for the connect-time counts, so that later counts are told apart from them."""
+    client.wait_for("notifications:counts")
+    return client
+
+
 # -- chat ---------------------------------------------------------------------------------
 
 
@@ -238,6 +261,39 @@ def test_chat_http_message_on_one_process_reaches_members_on_the_other(
     assert status == 404
 
 
+def test_chat_dm_opened_at_once_on_both_processes_is_one_room_and_mentions_notify(
+        two_servers: Pair, sio_client, token) -> None:
+    a, b = two_servers
+    alice = connected(sio_client(a, token("alice")))
+    bob = connected(sio_client(b, token("bob")))
+    start = threading.Barrier(2)
+    replies: list[Any] = [None, None]
+
+    def open_dm(n: int, client: SioClient, peer: str) -> None:
+        start.wait()
+        replies[n] = client.call("chat:dm", {"user_id": peer}, timeout=10)
+
+    threads = [threading.Thread(target=open_dm, args=(0, alice, "bob")),
+               threading.Thread(target=open_dm, args=(1, bob, "alice"))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(15)
+    assert all(r and r["ok"] for r in replies), replies
+    room = replies[0]["data"]["id"]
+    assert replies[1]["data"]["id"] == room  # one room, whoever created it
+    assert replies[0]["data"]["peer"] == "bob" and replies[1]["data"]["peer"] == "alice"
+    sent = send(alice, room, "can you look, @bob?")
+    assert sent["mentions"] == ["bob"]
+    assert wait_text(bob, room, "can you look, @bob?")["id"] == sent["id"]
+    mention = bob.wait_for("notifications:new", lambda n: n["category"] == "chat.mention")
+    assert mention["data"] == {"room_id": room, "message_id": sent["id"], "seq": 1}
+    listed = ok(bob, "chat:rooms")["rooms"]
+    assert [(r["id"], r["unread_count"], r["mention_count"]) for r in listed] == [(room, 1, 1)]
+    settle()
+    assert alice.events("notifications:new") == []
+
+
 def test_chat_typing_reaches_the_others_expires_and_stops_on_disconnect(
         make_pair, sio_client, token) -> None:
     ttl = 2.0
@@ -276,29 +332,6 @@ def test_chat_typing_reaches_the_others_expires_and_stops_on_disconnect(
 
 
 # -- notifications ------------------------------------------------------------------------
-
-
-def counts_after_new(client: SioClient, notification_id: str, timeout: float = 5.0) -> dict:
-    """The ``notifications:counts`` that follows ``notifications:new`` of ``notification_id``."""
-    client.wait_for("notifications:new", lambda n: n["id"] == notification_id, timeout)
-
-    def later_counts() -> dict | None:
-        seen_new = False
-        for name, data in list(client.received):
-            if name == "notifications:new" and data["id"] == notification_id:
-                seen_new = True
-            elif seen_new and name == "notifications:counts":
-                return data
-        return None
-
-    assert wait_until(later_counts, timeout), [name for name, _ in client.received]
-    return later_counts()  # type: ignore[return-value]
-
-
-def connected(client: SioClient) -> SioClient:
-    """Wait for the connect-time counts, so that later counts are told apart from them."""
-    client.wait_for("notifications:counts")
-    return client
 
 
 def test_notification_over_http_reaches_every_tab_on_both_processes_and_nobody_else(
@@ -350,6 +383,37 @@ def test_mark_read_in_a_tab_on_one_process_updates_the_tab_on_the_other(
     assert tab_a.events("notifications:updated") == []  # the tab that acted has its reply
     page = ok(tab_b, "notifications:list", {"status": "unread"})
     assert page["items"] == []
+
+
+def test_idempotent_notification_posted_to_both_processes_at_once_is_created_once(
+        two_servers: Pair, sio_client, token) -> None:
+    a, b = two_servers
+    tab = connected(sio_client(b, token("alice")))
+    body = {"user_ids": ["alice", "bob"], "title": "Invoice 7 paid", "category": "billing",
+            "idempotency_key": "invoice-7-paid"}
+    start = threading.Barrier(2)
+    results: list[Any] = [None, None]
+
+    def post(n: int, server: ServerProcess) -> None:
+        start.wait()
+        results[n] = server.http("POST", "/api/v1/notifications", body, api_key=True,
+                                 timeout=10)
+
+    threads = [threading.Thread(target=post, args=(n, s)) for n, s in enumerate((a, b))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(15)
+    assert sorted(status for status, _ in results) == [200, 201], results
+    ids = [[n["id"] for n in reply["data"]["notifications"]] for _, reply in results]
+    assert ids[0] == ids[1] and len(set(ids[0])) == 2  # the same two, whichever answered
+    assert sorted(reply["data"]["created"] for _, reply in results) == [0, 2]
+    new = tab.wait_for("notifications:new")
+    assert new["id"] == ids[0][0]
+    assert counts_after_new(tab, new["id"]) == {"unseen": 1, "unread": 1}
+    settle()
+    assert len(tab.events("notifications:new")) == 1
+    assert ok(tab, "notifications:counts") == {"unseen": 1, "unread": 1}
 
 
 WORKER = """
