@@ -10,20 +10,108 @@ look like one server to the clients, and documents surviving a restart of every 
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from pycrdt import Doc, Text, handle_sync_message
 
-from tests.integration.conftest import ServerProcess, SioClient, clean_environ, reset_postgres
+from dihya_realtime.auth import hash_api_key
+from tests.conftest import POSTGRES_ADMIN_URL, REDIS_URL, free_port
+from tests.integration.conftest import (
+    TEST_API_KEY,
+    ServerProcess,
+    SioClient,
+    clean_environ,
+    reset_postgres,
+)
 
 Pair = tuple[ServerProcess, ServerProcess]
+TYPING_TTL = 2.0
+SHARED_SETTINGS = {
+    "DIHYA_RT_CHAT_TYPING_TTL": str(TYPING_TTL),  # short, to see typing lapse
+    "DIHYA_RT_DOCS_COMPACT_EVERY": "7",  # snapshots written by both processes while editing
+}
+
+
+@pytest.fixture(scope="module")
+def jwt_secret() -> str:
+    """One secret for the module: the shared servers outlive any one test's fixtures."""
+    return "xproc-secret-" + "x" * 32
+
+
+@pytest.fixture(scope="module")
+def shared_db() -> Iterator[str]:
+    """A PostgreSQL database of this module's own (tests with their own servers reset the
+    session's database, which must not pull the tables from under the shared servers)."""
+    import sqlalchemy as sa
+
+    name = f"dihya_xproc_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="module")
+def shared_prefix() -> Iterator[str]:
+    import redis
+
+    prefix = f"dihya-test-{uuid.uuid4().hex[:10]}"
+    yield prefix
+    client = redis.Redis.from_url(REDIS_URL)
+    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def shared_pair(tmp_path_factory: pytest.TempPathFactory, jwt_secret: str, shared_db: str,
+                shared_prefix: str) -> Iterator[Pair]:
+    """Two processes on one Redis and one PostgreSQL, started once for the module.
+
+    Starting a pair costs seconds (more on a loaded machine); tests sharing it stay apart by
+    using their own user ids (the ``u`` fixture), rooms and documents.
+    """
+    root = tmp_path_factory.mktemp("shared-pair")
+    servers: list[ServerProcess] = []
+    for n in (1, 2):
+        workdir = root / f"server{n}"
+        workdir.mkdir()
+        env = clean_environ()
+        env.update({"DIHYA_RT_JWT_SECRET": jwt_secret,
+                    "DIHYA_RT_API_KEYS": hash_api_key(TEST_API_KEY),
+                    "DIHYA_RT_DATABASE_URL": shared_db, "DIHYA_RT_REDIS_URL": REDIS_URL,
+                    "DIHYA_RT_REDIS_PREFIX": shared_prefix,
+                    "DIHYA_RT_AUDIT_LOG": str(workdir / "audit.log"), **SHARED_SETTINGS})
+        servers.append(ServerProcess(Path(workdir), env, free_port()))
+    migrated = servers[0].cli("migrate")
+    assert migrated.returncode == 0, migrated.stderr
+    try:
+        for server in servers:
+            server.launch()
+        yield servers[0].wait_ready(), servers[1].wait_ready()
+    finally:
+        for server in servers:
+            server.stop()
+
+
+@pytest.fixture
+def u() -> Callable[[str], str]:
+    """``u("alice")``: a user id of this test's own (the shared servers keep users' state)."""
+    tag = uuid.uuid4().hex[:6]
+    return lambda name: f"{name}-{tag}"
 
 
 @pytest.fixture
@@ -115,14 +203,14 @@ def wait_text(client: SioClient, room_id: str, text: str, timeout: float = 5.0) 
 
 
 def test_chat_concurrent_senders_on_two_processes_give_one_gap_free_order(
-        two_servers: Pair, sio_client, token) -> None:
-    a, b = two_servers
-    alice = sio_client(a, token("alice"))  # a member connected only to a
-    bob = sio_client(b, token("bob"))  # a member connected only to b
+        shared_pair: Pair, u: Callable[[str], str], sio_client, token) -> None:
+    a, b = shared_pair
+    alice = sio_client(a, token(u("alice")))  # a member connected only to a
+    bob = sio_client(b, token(u("bob")))  # a member connected only to b
     room = ok(alice, "chat:create_room", {"name": "busy", "visibility": "public"})["id"]
     ok(bob, "chat:join", {"room_id": room})
     # chat:send allows a burst of 20 per connection: 2 senders per process x 20 = 80
-    senders = [sio_client(server, token(f"s{i}")) for i, server in enumerate((a, a, b, b))]
+    senders = [sio_client(server, token(u(f"s{i}"))) for i, server in enumerate((a, a, b, b))]
     for s in senders:
         ok(s, "chat:join", {"room_id": room})
     per_sender = 20
@@ -168,23 +256,26 @@ def test_chat_concurrent_senders_on_two_processes_give_one_gap_free_order(
 
 
 def test_chat_membership_changes_on_one_process_apply_on_the_other(
-        two_servers: Pair, sio_client, token) -> None:
-    a, b = two_servers
-    alice = sio_client(a, token("alice"))  # the owner, acting through process a
-    bob, eve, dave, frank = (sio_client(b, token(u)) for u in ("bob", "eve", "dave", "frank"))
+        shared_pair: Pair, u: Callable[[str], str], sio_client, token) -> None:
+    a, b = shared_pair
+    alice = sio_client(a, token(u("alice")))  # the owner, acting through process a
+    bob, eve, dave, frank = (sio_client(b, token(u(who)))
+                             for who in ("bob", "eve", "dave", "frank"))
     room = ok(alice, "chat:create_room", {"name": "ops", "visibility": "private"})["id"]
-    for user in ("bob", "eve", "dave"):
+    for user in (u("bob"), u("eve"), u("dave")):
         ok(alice, "chat:invite", {"room_id": room, "user_id": user})
     send(alice, room, "m1")
     for member in (bob, eve, dave):
         wait_text(member, room, "m1")
 
-    kicked = ok(alice, "chat:kick", {"room_id": room, "user_id": "bob"})
+    kicked = ok(alice, "chat:kick", {"room_id": room, "user_id": u("bob")})
     assert kicked["removed"] is True
-    assert bob.wait_for("chat:member_left", lambda e: e["user_id"] == "bob")["reason"] == "kicked"
-    banned = ok(alice, "chat:ban", {"room_id": room, "user_id": "eve", "reason": "spam"})
+    left = bob.wait_for("chat:member_left", lambda e: e["user_id"] == u("bob"))
+    assert left["reason"] == "kicked"
+    banned = ok(alice, "chat:ban", {"room_id": room, "user_id": u("eve"), "reason": "spam"})
     assert banned["was_member"] is True
-    assert eve.wait_for("chat:member_left", lambda e: e["user_id"] == "eve")["reason"] == "banned"
+    left = eve.wait_for("chat:member_left", lambda e: e["user_id"] == u("eve"))
+    assert left["reason"] == "banned"
 
     send(alice, room, "m2")
     wait_text(dave, room, "m2")  # dave is on b too: b has delivered m2
@@ -198,10 +289,10 @@ def test_chat_membership_changes_on_one_process_apply_on_the_other(
                                      "client_msg_id": str(uuid.uuid4())})
     assert refused["ok"] is False and refused["error"]["details"]["reason"] == "not_a_member"
 
-    invited = ok(alice, "chat:invite", {"room_id": room, "user_id": "frank"})
+    invited = ok(alice, "chat:invite", {"room_id": room, "user_id": u("frank")})
     assert invited["added"] is True
-    assert frank.wait_for("chat:member_joined", lambda e: e["user_id"] == "frank")["by"] == \
-        "alice"
+    assert frank.wait_for("chat:member_joined", lambda e: e["user_id"] == u("frank"))["by"] == \
+        u("alice")
     send(alice, room, "m3")
     assert wait_text(frank, room, "m3")["seq"] == 3
     wait_text(dave, room, "m3")
@@ -212,11 +303,11 @@ def test_chat_membership_changes_on_one_process_apply_on_the_other(
 
 
 def test_chat_resend_through_the_other_process_returns_the_original(
-        two_servers: Pair, sio_client, token) -> None:
-    a, b = two_servers
-    alice_a = sio_client(a, token("alice"))
-    alice_b = sio_client(b, token("alice"))  # the same user, reconnected to the other process
-    bob = sio_client(b, token("bob"))
+        shared_pair: Pair, u: Callable[[str], str], sio_client, token) -> None:
+    a, b = shared_pair
+    alice_a = sio_client(a, token(u("alice")))
+    alice_b = sio_client(b, token(u("alice")))  # the same user, reconnected to the other process
+    bob = sio_client(b, token(u("bob")))
     room = ok(alice_a, "chat:create_room", {"name": "retry", "visibility": "public"})["id"]
     ok(bob, "chat:join", {"room_id": room})
     cid = str(uuid.uuid4())
@@ -238,11 +329,11 @@ def test_chat_resend_through_the_other_process_returns_the_original(
 
 
 def test_chat_http_message_on_one_process_reaches_members_on_the_other(
-        two_servers: Pair, sio_client, token) -> None:
-    a, b = two_servers
-    alice = sio_client(a, token("alice"))
-    bob = sio_client(b, token("bob"))
-    outsider = sio_client(b, token("olga"))
+        shared_pair: Pair, u: Callable[[str], str], sio_client, token) -> None:
+    a, b = shared_pair
+    alice = sio_client(a, token(u("alice")))
+    bob = sio_client(b, token(u("bob")))
+    outsider = sio_client(b, token(u("olga")))
     room = ok(alice, "chat:create_room", {"name": "deploys", "visibility": "public"})["id"]
     ok(bob, "chat:join", {"room_id": room})
     status, body = a.http("POST", f"/api/v1/chat/rooms/{room}/messages",
@@ -262,10 +353,10 @@ def test_chat_http_message_on_one_process_reaches_members_on_the_other(
 
 
 def test_chat_dm_opened_at_once_on_both_processes_is_one_room_and_mentions_notify(
-        two_servers: Pair, sio_client, token) -> None:
-    a, b = two_servers
-    alice = connected(sio_client(a, token("alice")))
-    bob = connected(sio_client(b, token("bob")))
+        shared_pair: Pair, u: Callable[[str], str], sio_client, token) -> None:
+    a, b = shared_pair
+    alice = connected(sio_client(a, token(u("alice"))))
+    bob = connected(sio_client(b, token(u("bob"))))
     start = threading.Barrier(2)
     replies: list[Any] = [None, None]
 
@@ -273,8 +364,8 @@ def test_chat_dm_opened_at_once_on_both_processes_is_one_room_and_mentions_notif
         start.wait()
         replies[n] = client.call("chat:dm", {"user_id": peer}, timeout=10)
 
-    threads = [threading.Thread(target=open_dm, args=(0, alice, "bob")),
-               threading.Thread(target=open_dm, args=(1, bob, "alice"))]
+    threads = [threading.Thread(target=open_dm, args=(0, alice, u("bob"))),
+               threading.Thread(target=open_dm, args=(1, bob, u("alice")))]
     for t in threads:
         t.start()
     for t in threads:
@@ -282,25 +373,26 @@ def test_chat_dm_opened_at_once_on_both_processes_is_one_room_and_mentions_notif
     assert all(r and r["ok"] for r in replies), replies
     room = replies[0]["data"]["id"]
     assert replies[1]["data"]["id"] == room  # one room, whoever created it
-    assert replies[0]["data"]["peer"] == "bob" and replies[1]["data"]["peer"] == "alice"
-    sent = send(alice, room, "can you look, @bob?")
-    assert sent["mentions"] == ["bob"]
-    assert wait_text(bob, room, "can you look, @bob?")["id"] == sent["id"]
+    assert replies[0]["data"]["peer"] == u("bob") and replies[1]["data"]["peer"] == u("alice")
+    text = f"can you look, @{u('bob')}?"
+    sent = send(alice, room, text)
+    assert sent["mentions"] == [u("bob")]
+    assert wait_text(bob, room, text)["id"] == sent["id"]
     mention = bob.wait_for("notifications:new", lambda n: n["category"] == "chat.mention")
     assert mention["data"] == {"room_id": room, "message_id": sent["id"], "seq": 1}
-    listed = ok(bob, "chat:rooms")["rooms"]
+    listed = [r for r in ok(bob, "chat:rooms")["rooms"] if r["kind"] == "dm"]
     assert [(r["id"], r["unread_count"], r["mention_count"]) for r in listed] == [(room, 1, 1)]
     settle()
     assert alice.events("notifications:new") == []
 
 
 def test_chat_typing_reaches_the_others_expires_and_stops_on_disconnect(
-        make_pair, sio_client, token) -> None:
-    ttl = 2.0
-    a, b = make_pair(CHAT_TYPING_TTL=str(ttl))
-    alice = sio_client(a, token("alice"))  # the typist, on a
-    carol = sio_client(a, token("carol"))  # another member on the typist's process
-    bob = sio_client(b, token("bob"))  # a member on the other process
+        shared_pair: Pair, u: Callable[[str], str], sio_client, token) -> None:
+    ttl = TYPING_TTL
+    a, b = shared_pair
+    alice = sio_client(a, token(u("alice")))  # the typist, on a
+    carol = sio_client(a, token(u("carol")))  # another member on the typist's process
+    bob = sio_client(b, token(u("bob")))  # a member on the other process
     room = ok(alice, "chat:create_room", {"name": "typing", "visibility": "public"})["id"]
     ok(bob, "chat:join", {"room_id": room})
     ok(carol, "chat:join", {"room_id": room})
@@ -313,43 +405,43 @@ def test_chat_typing_reaches_the_others_expires_and_stops_on_disconnect(
     assert ok(alice, "chat:typing", {"room_id": room, "typing": True})["sent"] is True
     for other in (bob, carol):
         event = other.wait_for("chat:typing", lambda e: e["typing"] is True)
-        assert event["user_id"] == "alice" and event["expires_in"] == ttl
+        assert event["user_id"] == u("alice") and event["expires_in"] == ttl
     stopped = bob.wait_for("chat:typing", lambda e: e["typing"] is False, timeout=ttl + 3)
     lapsed = time.monotonic() - started
-    assert stopped["user_id"] == "alice"
+    assert stopped["user_id"] == u("alice")
     assert ttl - 0.2 <= lapsed <= ttl + 2.5, lapsed  # the expiry, not an immediate stop
     carol.wait_for("chat:typing", lambda e: e["typing"] is False)
     assert typing_events(alice) == []  # never to the typist
 
     assert ok(alice, "chat:typing", {"room_id": room, "typing": True})["sent"] is True
-    assert wait_until(lambda: typing_events(bob).count(("alice", True)) == 2)
+    assert wait_until(lambda: typing_events(bob).count((u("alice"), True)) == 2)
     gone = time.monotonic()
     alice.disconnect()
-    assert wait_until(lambda: typing_events(bob).count(("alice", False)) == 2, timeout=ttl)
+    assert wait_until(lambda: typing_events(bob).count((u("alice"), False)) == 2, timeout=ttl)
     assert time.monotonic() - gone < ttl - 0.5  # the disconnect stopped it, not the expiry
-    assert wait_until(lambda: typing_events(carol).count(("alice", False)) == 2, timeout=ttl)
-    assert typing_events(bob) == [("alice", True), ("alice", False)] * 2
+    assert wait_until(lambda: typing_events(carol).count((u("alice"), False)) == 2, timeout=ttl)
+    assert typing_events(bob) == [(u("alice"), True), (u("alice"), False)] * 2
 
 
 # -- notifications ------------------------------------------------------------------------
 
 
 def test_notification_over_http_reaches_every_tab_on_both_processes_and_nobody_else(
-        two_servers: Pair, sio_client, token) -> None:
-    a, b = two_servers
-    tab_a = connected(sio_client(a, token("alice")))
-    tab_b = connected(sio_client(b, token("alice")))
-    others = [connected(sio_client(a, token("bob"))), connected(sio_client(b, token("bob")))]
+        shared_pair: Pair, u: Callable[[str], str], sio_client, token) -> None:
+    a, b = shared_pair
+    tab_a = connected(sio_client(a, token(u("alice"))))
+    tab_b = connected(sio_client(b, token(u("alice"))))
+    others = [connected(sio_client(server, token(u("bob")))) for server in (a, b)]
     status, body = a.http("POST", "/api/v1/notifications",
-                          {"user_id": "alice", "category": "builds", "title": "Build 42 finished",
-                           "data": {"build": 42}, "action_url": "/builds/42",
-                           "severity": "success"}, api_key=True)
+                          {"user_id": u("alice"), "category": "builds",
+                           "title": "Build 42 finished", "data": {"build": 42},
+                           "action_url": "/builds/42", "severity": "success"}, api_key=True)
     assert status == 201, body
     created = body["data"]["notifications"][0]
     for tab in (tab_a, tab_b):
         new = tab.wait_for("notifications:new")
         assert new["id"] == created["id"] and new["data"] == {"build": 42}
-        assert new["title"] == "Build 42 finished" and new["user_id"] == "alice"
+        assert new["title"] == "Build 42 finished" and new["user_id"] == u("alice")
         assert counts_after_new(tab, created["id"]) == {"unseen": 1, "unread": 1}
     settle()
     for tab in (tab_a, tab_b):
@@ -360,12 +452,12 @@ def test_notification_over_http_reaches_every_tab_on_both_processes_and_nobody_e
 
 
 def test_mark_read_in_a_tab_on_one_process_updates_the_tab_on_the_other(
-        two_servers: Pair, sio_client, token) -> None:
-    a, b = two_servers
-    tab_a = connected(sio_client(a, token("alice")))
-    tab_b = connected(sio_client(b, token("alice")))
+        shared_pair: Pair, u: Callable[[str], str], sio_client, token) -> None:
+    a, b = shared_pair
+    tab_a = connected(sio_client(a, token(u("alice"))))
+    tab_b = connected(sio_client(b, token(u("alice"))))
     status, body = b.http("POST", "/api/v1/notifications",
-                          {"user_ids": ["alice"], "title": "Review requested"}, api_key=True)
+                          {"user_ids": [u("alice")], "title": "Review requested"}, api_key=True)
     assert status == 201, body
     nid = body["data"]["notifications"][0]["id"]
     for tab in (tab_a, tab_b):
@@ -386,10 +478,10 @@ def test_mark_read_in_a_tab_on_one_process_updates_the_tab_on_the_other(
 
 
 def test_idempotent_notification_posted_to_both_processes_at_once_is_created_once(
-        two_servers: Pair, sio_client, token) -> None:
-    a, b = two_servers
-    tab = connected(sio_client(b, token("alice")))
-    body = {"user_ids": ["alice", "bob"], "title": "Invoice 7 paid", "category": "billing",
+        shared_pair: Pair, u: Callable[[str], str], sio_client, token) -> None:
+    a, b = shared_pair
+    tab = connected(sio_client(b, token(u("alice"))))
+    body = {"user_ids": [u("alice"), u("bob")], "title": "Invoice 7 paid", "category": "billing",
             "idempotency_key": "invoice-7-paid"}
     start = threading.Barrier(2)
     results: list[Any] = [None, None]
@@ -418,30 +510,34 @@ def test_idempotent_notification_posted_to_both_processes_at_once_is_created_onc
 
 WORKER = """
 import json
+import sys
+
 from dihya_realtime.server import Realtime
 
 rt = Realtime()
 assert rt.socketio is None and rt.app is None
-made = rt.notify(user_id="alice", category="builds", title="Nightly build failed",
+made = rt.notify(user_id=sys.argv[1], category="builds", title="Nightly build failed",
                  data={"build": 7}, severity="error")
 print(json.dumps([n["id"] for n in made]))
 """
 
 
 def test_notify_from_a_worker_process_without_socketio_reaches_a_connected_client(
-        two_servers: Pair, sio_client, token, redis_url: str, redis_prefix: str,
-        postgres_url: str) -> None:
-    a, b = two_servers
-    alice = connected(sio_client(b, token("alice")))
-    bob = connected(sio_client(a, token("bob")))
+        shared_pair: Pair, u: Callable[[str], str], sio_client, token) -> None:
+    a, b = shared_pair
+    alice = connected(sio_client(b, token(u("alice"))))
+    bob = connected(sio_client(a, token(u("bob"))))
     env = clean_environ()
-    env.update({"DIHYA_RT_REDIS_URL": redis_url, "DIHYA_RT_DATABASE_URL": postgres_url,
+    env.update({"DIHYA_RT_REDIS_URL": a.env["DIHYA_RT_REDIS_URL"],
+                "DIHYA_RT_DATABASE_URL": a.env["DIHYA_RT_DATABASE_URL"],
                 # the prefix names the message-queue channel: the servers' own, not a default
-                "DIHYA_RT_REDIS_PREFIX": redis_prefix, "DIHYA_RT_AUDIT_LOG": "off"})
-    result = subprocess.run([sys.executable, "-c", WORKER], env=env, capture_output=True,
+                "DIHYA_RT_REDIS_PREFIX": a.env["DIHYA_RT_REDIS_PREFIX"],
+                "DIHYA_RT_AUDIT_LOG": "off"})
+    result = subprocess.run([sys.executable, "-c", WORKER, u("alice")], env=env,
+                            capture_output=True,
                             text=True, timeout=30, check=False)
     assert result.returncode == 0, result.stderr
-    (nid,) = __import__("json").loads(result.stdout.strip().splitlines()[-1])
+    (nid,) = json.loads(result.stdout.strip().splitlines()[-1])
     new = alice.wait_for("notifications:new")
     assert new["id"] == nid and new["severity"] == "error" and new["data"] == {"build": 7}
     assert counts_after_new(alice, nid) == {"unseen": 1, "unread": 1}
@@ -449,22 +545,22 @@ def test_notify_from_a_worker_process_without_socketio_reaches_a_connected_clien
     assert bob.events("notifications:new") == []
 
 
-def test_connect_time_counts_reflect_stored_notifications(two_servers: Pair, sio_client,
-                                                          token) -> None:
-    a, b = two_servers
+def test_connect_time_counts_reflect_stored_notifications(
+        shared_pair: Pair, u: Callable[[str], str], sio_client, token) -> None:
+    a, b = shared_pair
     for title in ("one", "two", "three"):
         status, body = a.http("POST", "/api/v1/notifications",
-                              {"user_id": "zoe", "title": title}, api_key=True)
+                              {"user_id": u("zoe"), "title": title}, api_key=True)
         assert status == 201, body
-    first = sio_client(b, token("zoe"))
+    first = sio_client(b, token(u("zoe")))
     assert first.wait_for("notifications:counts") == {"unseen": 3, "unread": 3}
     page = ok(first, "notifications:list", {})
     assert [n["title"] for n in page["items"]] == ["three", "two", "one"]
     ok(first, "notifications:mark_read", {"ids": [page["items"][0]["id"]]})
     ok(first, "notifications:mark_seen", {"ids": [page["items"][1]["id"]]})
-    later = sio_client(a, token("zoe"))
+    later = sio_client(a, token(u("zoe")))
     assert later.wait_for("notifications:counts") == {"unseen": 1, "unread": 2}
-    stranger = sio_client(a, token("yann"))
+    stranger = sio_client(a, token(u("yann")))
     assert stranger.wait_for("notifications:counts") == {"unseen": 0, "unread": 0}
 
 
@@ -555,11 +651,11 @@ def converge(editors: list[RemoteEditor], tokens: list[str], base: str = "") -> 
 
 
 def test_collab_concurrent_edits_on_two_processes_converge_and_late_joiners_catch_up(
-        two_servers: Pair, sio_client, token) -> None:
-    a, b = two_servers
+        shared_pair: Pair, u: Callable[[str], str], sio_client, token) -> None:
+    a, b = shared_pair
     doc_id = "spec-x"
-    alice = RemoteEditor(sio_client(a, token("alice")), doc_id)
-    bob = RemoteEditor(sio_client(b, token("bob")), doc_id)
+    alice = RemoteEditor(sio_client(a, token(u("alice"))), doc_id)
+    bob = RemoteEditor(sio_client(b, token(u("bob"))), doc_id)
     alice.join()
     bob.join()
     tokens = concurrent_edits([alice, bob], per_editor=25)
@@ -568,7 +664,7 @@ def test_collab_concurrent_edits_on_two_processes_converge_and_late_joiners_catc
     assert sorted(acked) == list(range(1, len(acked) + 1))  # one seq order for both processes
     for server in (a, b):
         for editor_server in (a, b):  # a late joiner on either process gets the full state
-            late = RemoteEditor(sio_client(editor_server, token("carol")), doc_id)
+            late = RemoteEditor(sio_client(editor_server, token(u("carol"))), doc_id)
             joined = late.join()
             assert late.content == content
             assert joined["seq"] == len(acked)
@@ -576,16 +672,15 @@ def test_collab_concurrent_edits_on_two_processes_converge_and_late_joiners_catc
         assert status == 200 and body["text"] == content and body["seq"] == len(acked)
 
 
-def test_collab_state_survives_a_restart_of_both_processes(make_pair, sio_client,
-                                                           token) -> None:
-    # compaction every 7 updates: snapshots are written by both processes while they edit
-    a, b = make_pair(DOCS_COMPACT_EVERY="7")
+def test_collab_state_survives_a_restart_of_both_processes(
+        make_pair, u: Callable[[str], str], sio_client, token) -> None:
+    a, b = make_pair(**SHARED_SETTINGS)  # a pair of its own: restarting it disturbs nobody
     doc_id = "durable"
     status, body = a.http("POST", "/api/v1/docs", {"doc_id": doc_id, "text": "# Title\n"},
                           api_key=True)
     assert status == 201, body
-    alice = RemoteEditor(sio_client(a, token("alice")), doc_id)
-    bob = RemoteEditor(sio_client(b, token("bob")), doc_id)
+    alice = RemoteEditor(sio_client(a, token(u("alice"))), doc_id)
+    bob = RemoteEditor(sio_client(b, token(u("bob"))), doc_id)
     assert alice.join()["seq"] == 1
     bob.join()
     assert alice.content == bob.content == "# Title\n"
@@ -605,24 +700,24 @@ def test_collab_state_survives_a_restart_of_both_processes(make_pair, sio_client
         status, body = server.http("GET", f"/api/v1/docs/{doc_id}", api_key=True)
         assert status == 200, body
         assert body["text"] == content and body["seq"] == last
-    again = RemoteEditor(sio_client(b, token("carol")), doc_id)
+    again = RemoteEditor(sio_client(b, token(u("carol"))), doc_id)
     again.join()
     assert again.content == content
     assert again.edit(len(content), "!") == last + 1
 
 
 def test_collab_awareness_crosses_processes_and_clears_on_disconnect(
-        two_servers: Pair, sio_client, token) -> None:
-    a, b = two_servers
+        shared_pair: Pair, u: Callable[[str], str], sio_client, token) -> None:
+    a, b = shared_pair
     doc_id = "aware"
-    alice = RemoteEditor(sio_client(a, token("alice", name="Alice")), doc_id)
+    alice = RemoteEditor(sio_client(a, token(u("alice"), name="Alice")), doc_id)
     alice.join()
     cursor = {"cursor": {"anchor": 3, "head": 7}, "color": "#f783ac"}
     mine = ok(alice.client, "doc:awareness", {"doc_id": doc_id, "state": cursor})["client_id"]
-    bob = RemoteEditor(sio_client(b, token("bob")), doc_id)
+    bob = RemoteEditor(sio_client(b, token(u("bob"))), doc_id)
     bob.join()
     seen = bob.client.wait_for("doc:awareness_changed", lambda e: e["client_id"] == mine)
-    assert seen["state"] == cursor and seen["user"]["user_id"] == "alice"
+    assert seen["state"] == cursor and seen["user"]["user_id"] == u("alice")
     assert seen["doc_id"] == doc_id
     # a change made on a is relayed to b live as well
     moved = {"cursor": {"anchor": 9, "head": 9}}
@@ -631,9 +726,9 @@ def test_collab_awareness_crosses_processes_and_clears_on_disconnect(
     alice.client.disconnect()
     cleared = bob.client.wait_for("doc:awareness_changed",
                                   lambda e: e["client_id"] == mine and e["state"] is None)
-    assert cleared["user"]["user_id"] == "alice"
+    assert cleared["user"]["user_id"] == u("alice")
     # and a later joiner on b does not see the gone participant
-    carol = RemoteEditor(sio_client(b, token("carol")), doc_id)
+    carol = RemoteEditor(sio_client(b, token(u("carol"))), doc_id)
     joined = carol.join()
     assert all(s["client_id"] != mine for s in joined["awareness"])
     settle()
