@@ -575,7 +575,7 @@ class RemoteEditor:
         self.doc_id = doc_id
         self.doc: Doc = Doc()
         self.text = self.doc.get("text", type=Text)
-        self.applied = 0  # doc:updated events applied so far
+        self.applied = 0  # doc:update events applied so far
         self.acked: list[int] = []
 
     def join(self) -> dict:
@@ -596,7 +596,7 @@ class RemoteEditor:
 
     def receive(self) -> int:
         """Apply the relayed updates not applied yet; returns how many have arrived in all."""
-        updates = [e for e in self.client.events("doc:updated") if e["doc_id"] == self.doc_id]
+        updates = [e for e in self.client.events("doc:update") if e["doc_id"] == self.doc_id]
         for e in updates[self.applied:]:
             self.doc.apply_update(e["update"])
         self.applied = len(updates)
@@ -716,15 +716,15 @@ def test_collab_awareness_crosses_processes_and_clears_on_disconnect(
     mine = ok(alice.client, "doc:awareness", {"doc_id": doc_id, "state": cursor})["client_id"]
     bob = RemoteEditor(sio_client(b, token(u("bob"))), doc_id)
     bob.join()
-    seen = bob.client.wait_for("doc:awareness_changed", lambda e: e["client_id"] == mine)
+    seen = bob.client.wait_for("doc:awareness", lambda e: e["client_id"] == mine)
     assert seen["state"] == cursor and seen["user"]["user_id"] == u("alice")
     assert seen["doc_id"] == doc_id
     # a change made on a is relayed to b live as well
     moved = {"cursor": {"anchor": 9, "head": 9}}
     ok(alice.client, "doc:awareness", {"doc_id": doc_id, "state": moved})
-    bob.client.wait_for("doc:awareness_changed", lambda e: e["state"] == moved)
+    bob.client.wait_for("doc:awareness", lambda e: e["state"] == moved)
     alice.client.disconnect()
-    cleared = bob.client.wait_for("doc:awareness_changed",
+    cleared = bob.client.wait_for("doc:awareness",
                                   lambda e: e["client_id"] == mine and e["state"] is None)
     assert cleared["user"]["user_id"] == u("alice")
     # and a later joiner on b does not see the gone participant
@@ -732,5 +732,5 @@ def test_collab_awareness_crosses_processes_and_clears_on_disconnect(
     joined = carol.join()
     assert all(s["client_id"] != mine for s in joined["awareness"])
     settle()
-    assert [e for e in carol.client.events("doc:awareness_changed")
+    assert [e for e in carol.client.events("doc:awareness")
             if e["client_id"] == mine] == []
