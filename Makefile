@@ -41,6 +41,8 @@ browser:
 	bash scripts/ensure_browser.sh
 
 test: install services browser
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy src/dihya_realtime
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
 
 lint: install
