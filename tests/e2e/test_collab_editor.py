@@ -16,7 +16,14 @@ from pathlib import Path
 import pytest
 
 from dihya_realtime.settings import DEFAULT_ROLES
-from tests.e2e.conftest import API_KEY, Browsers, ServerProcess, expect, feature_available
+from tests.e2e.conftest import (
+    API_KEY,
+    ARTIFACTS,
+    Browsers,
+    ServerProcess,
+    expect,
+    feature_available,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(30),
               pytest.mark.skipif(not feature_available("doc:join"),
@@ -24,6 +31,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(30),
 
 READER = [p for p in DEFAULT_ROLES["user"] if p != "doc:edit"]
 DOC = "demo"
+# while the server is down the browser logs its failed connection attempts as errors
+CONNECTION_REFUSED = r"ERR_CONNECTION_REFUSED|ERR_INTERNET_DISCONNECTED|WebSocket connection to"
 
 
 @pytest.fixture
@@ -136,6 +145,8 @@ def test_two_editors_type_concurrently_and_converge_a_reader_cannot_edit(
     expect(peers.filter(has_text="carol")).to_have_count(1)
     expect(peers.filter(has_text="bob")).to_contain_text("line 1, column")
     expect(peers.filter(has_text="alice")).to_have_count(0)  # not myself
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    carol.screenshot(path=str(ARTIFACTS / "collab-reader.png"), full_page=True)
     carol.close()
     expect(peers.filter(has_text="carol")).to_have_count(0)
 
@@ -152,3 +163,32 @@ def test_an_editor_reloading_the_page_gets_the_stored_text(
     open_doc(alice, "notes")
     expect(alice.locator("#doc-text")).to_have_value("line one\nline two")
     expect(alice.locator("#doc-mode")).to_have_attribute("data-mode", "editing")
+
+
+def test_edits_made_while_the_server_is_down_are_sent_on_reconnect(
+        browsers: Browsers, server: ServerProcess) -> None:
+    alice = browsers.sign_in("alice")
+    bob = browsers.sign_in("bob")
+    for page in (alice, bob):
+        browsers.tolerate(page, CONNECTION_REFUSED)
+        open_doc(page)
+    alice.click("#doc-text")
+    alice.keyboard.type("online. ")
+    expect(bob.locator("#doc-text")).to_have_value("online. ")
+
+    server.stop()
+    expect(alice.locator("#conn-state")).to_have_text("reconnecting")
+    expect(alice.locator("#doc-mode")).to_contain_text("offline")
+    alice.keyboard.type("offline alice. ")  # kept in her Y.Doc meanwhile
+    bob.click("#doc-text")
+    bob.keyboard.press("Control+Home")
+    bob.keyboard.type("bob: ")
+    server.start()
+
+    # each rejoin answers the server's state vector with what it lacks: both offline edits
+    expected = "bob: online. offline alice. "
+    for page in (alice, bob):
+        expect(page.locator("#conn-state")).to_have_text("connected", timeout=15_000)
+        expect(page.locator("#doc-text")).to_have_value(expected)
+        expect(page.locator("#doc-mode")).to_have_attribute("data-mode", "editing")
+    assert wait_server_text(server, DOC, expected) == expected
