@@ -22,6 +22,7 @@ const AWARENESS_THROTTLE_MS = 100;
 const AWARENESS_RENEW_MS = 15000; // as y-protocols: renew before the others time us out
 const AWARENESS_TIMEOUT_MS = 30000; // drop a participant not heard of for that long
 const RETRYABLE = new Set(["timeout", "conflict", "unavailable", "internal"]);
+const RATE_LIMITED_RETRY_MS = 1000;
 
 /** Feed a server sync message (`[0, type, …]`) to doc; returns our answer message or null. */
 function readSync(doc, bytes) {
@@ -154,7 +155,8 @@ export class DocProvider {
     if (!reply.ok) {
       this.onError(reply.error);
       // Perhaps not stored: a rejoin answers the server's state vector with all it lacks.
-      if (RETRYABLE.has(reply.error.code) && this.conn.state === "connected") this.join();
+      if (reply.error.code === "rate_limited") setTimeout(() => this.join(), RATE_LIMITED_RETRY_MS);
+      else if (RETRYABLE.has(reply.error.code) && this.conn.state === "connected") this.join();
       return;
     }
     this.flush();
