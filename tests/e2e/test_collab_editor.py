@@ -63,7 +63,6 @@ def wait_server_text(server: ServerProcess, doc_id: str, expected: str) -> str:
 
 
 def open_doc(page, doc_id: str = DOC) -> None:
-    expect(page.locator("#doc-id")).to_have_value("demo")  # the default
     page.fill("#doc-id", doc_id)
     page.press("#doc-id", "Enter")  # the form submits from the keyboard
     expect(page.locator("#doc-mode")).not_to_contain_text("joining")
@@ -88,6 +87,7 @@ def test_two_editors_type_concurrently_and_converge_a_reader_cannot_edit(
     bob = browsers.sign_in("bob")
     carol = browsers.sign_in("carol", roles=("reader",))
     for page in (alice, bob, carol):
+        expect(page.locator("#doc-id")).to_have_value("demo")  # the default
         open_doc(page)
         expect(page.locator("#doc-text")).to_have_value("|")
     for page in (alice, bob):
@@ -151,7 +151,7 @@ def test_two_editors_type_concurrently_and_converge_a_reader_cannot_edit(
     expect(peers.filter(has_text="carol")).to_have_count(0)
 
 
-def test_an_editor_reloading_the_page_gets_the_stored_text(
+def test_an_editor_reloading_the_page_gets_the_stored_text_a_reader_cannot_create(
         browsers: Browsers, server: ServerProcess) -> None:
     alice = browsers.sign_in("alice")
     open_doc(alice, "notes")  # an editor creates it by joining
@@ -163,6 +163,16 @@ def test_an_editor_reloading_the_page_gets_the_stored_text(
     open_doc(alice, "notes")
     expect(alice.locator("#doc-text")).to_have_value("line one\nline two")
     expect(alice.locator("#doc-mode")).to_have_attribute("data-mode", "editing")
+
+    # a reader cannot create a document by opening it: the panel says why
+    dave = browsers.sign_in("dave", roles=("reader",))
+    open_doc(dave, "nope")
+    expect(dave.locator("#doc-error")).to_contain_text("not_found")
+    expect(dave.locator("#doc-mode")).to_have_attribute("data-mode", "refused")
+    expect(dave.locator("#doc-text")).to_have_attribute("readonly", "")
+    open_doc(dave, "notes")
+    expect(dave.locator("#doc-text")).to_have_value("line one\nline two")
+    expect(dave.locator("#doc-error")).to_have_text("")
 
 
 def test_edits_made_while_the_server_is_down_are_sent_on_reconnect(

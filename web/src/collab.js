@@ -23,6 +23,7 @@ const AWARENESS_RENEW_MS = 15000; // as y-protocols: renew before the others tim
 const AWARENESS_TIMEOUT_MS = 30000; // drop a participant not heard of for that long
 const RETRYABLE = new Set(["timeout", "conflict", "unavailable", "internal"]);
 const RATE_LIMITED_RETRY_MS = 1000;
+const JOIN_RETRY_MAX_MS = 10000;
 
 /** Feed a server sync message (`[0, type, …]`) to doc; returns our answer message or null. */
 function readSync(doc, bytes) {
@@ -47,7 +48,7 @@ export class DocProvider {
    * @param {import("./connection.js").Connection} conn
    * @param {string} docId
    * @param {{onStatus?: Function, onPeers?: Function, onError?: Function}} callbacks
-   *   onStatus({synced, readOnly, offline}), onPeers(Map client_id → {user, state}),
+   *   onStatus({synced, readOnly, offline, refused?}), onPeers(Map client_id → {user, state}),
    *   onError(error envelope | null)
    */
   constructor(conn, docId, { onStatus = () => {}, onPeers = () => {}, onError = () => {} } = {}) {
@@ -69,6 +70,9 @@ export class DocProvider {
     this.awarenessTimer = null;
     this.lastAwarenessSent = 0;
     this.destroyed = false;
+    this.attempt = 0; // joins started
+    this.retries = 0; // failed joins in a row
+    this.retryTimer = null;
 
     this.onUpdate = (update, origin) => {
       if (origin === REMOTE || this.readOnly) return;
@@ -111,14 +115,13 @@ export class DocProvider {
   /** Join (or rejoin) the document; resolves to true once in sync. */
   async join() {
     if (this.destroyed || this.conn.state !== "connected") return false;
+    const attempt = ++this.attempt; // a newer join makes this one's outcome moot
+    clearTimeout(this.retryTimer);
     const payload = { doc_id: this.docId };
     if (this.joinedOnce) payload.sync_step1 = syncStep1(this.doc); // only what we lack
     const reply = await this.conn.call("doc:join", payload);
-    if (this.destroyed) return false;
-    if (!reply.ok) {
-      this.onError(reply.error);
-      return false;
-    }
+    if (this.destroyed || attempt !== this.attempt) return false;
+    if (!reply.ok) return this.joinFailed(reply.error);
     const data = reply.data;
     this.readOnly = data.read_only;
     this.clientId = data.client_id;
@@ -127,11 +130,10 @@ export class DocProvider {
     const answer = this.readOnly ? null : readSync(this.doc, data.sync_step1);
     if (answer) {
       const sent = await this.conn.call("doc:sync", { doc_id: this.docId, message: answer });
-      if (!sent.ok) {
-        this.onError(sent.error);
-        return false;
-      }
+      if (this.destroyed || attempt !== this.attempt) return false;
+      if (!sent.ok) return this.joinFailed(sent.error);
     }
+    this.retries = 0;
     this.joinedOnce = this.synced = true;
     this.peers = new Map(data.awareness.filter((a) => a.state !== null)
       .map((a) => [a.client_id, { user: a.user, state: a.state, seen: Date.now() }]));
@@ -141,6 +143,19 @@ export class DocProvider {
     if (this.localState) this.sendAwareness();
     this.flush();
     return true;
+  }
+
+  /** A refusal is shown; a transient failure (e.g. a server going down) is retried. */
+  joinFailed(error) {
+    this.onError(error);
+    if (!RETRYABLE.has(error.code) && error.code !== "rate_limited") {
+      this.onStatus({ synced: false, readOnly: true, offline: false, refused: true });
+      return false;
+    }
+    // while disconnected, the reconnect joins again (join() does nothing offline)
+    const delay = Math.min(JOIN_RETRY_MAX_MS, 500 * 2 ** this.retries++);
+    this.retryTimer = setTimeout(() => this.join(), delay);
+    return false;
   }
 
   /** Send the pending local updates, merged, one call at a time (acked after the commit). */
@@ -155,8 +170,12 @@ export class DocProvider {
     if (!reply.ok) {
       this.onError(reply.error);
       // Perhaps not stored: a rejoin answers the server's state vector with all it lacks.
-      if (reply.error.code === "rate_limited") setTimeout(() => this.join(), RATE_LIMITED_RETRY_MS);
-      else if (RETRYABLE.has(reply.error.code) && this.conn.state === "connected") this.join();
+      if (reply.error.code === "rate_limited") {
+        clearTimeout(this.retryTimer);
+        this.retryTimer = setTimeout(() => this.join(), RATE_LIMITED_RETRY_MS);
+      } else if (RETRYABLE.has(reply.error.code)) {
+        this.join();
+      }
       return;
     }
     this.flush();
@@ -183,6 +202,7 @@ export class DocProvider {
   destroy() {
     this.destroyed = true;
     clearInterval(this.renew);
+    clearTimeout(this.retryTimer);
     clearTimeout(this.awarenessTimer);
     this.stopConnect();
     this.stopState();
@@ -295,15 +315,16 @@ export function startEditor(conn) {
   let provider = null;
   let unbind = () => {};
 
-  const renderStatus = ({ synced, readOnly, offline }) => {
+  const renderStatus = ({ synced, readOnly, offline, refused }) => {
     textarea.readOnly = readOnly || !synced && !provider?.joinedOnce;
     textarea.setAttribute("aria-readonly", String(textarea.readOnly));
     textarea.classList.toggle("read-only", readOnly);
     const id = provider.docId;
     if (offline) mode.textContent = readOnly ? `${id}: offline` : `${id}: offline, your edits will be sent on reconnect`;
+    else if (refused) mode.textContent = `${id}: not open`;
     else if (!synced) mode.textContent = `${id}: joining…`;
     else mode.textContent = readOnly ? `${id}: read-only (you may read, not edit)` : `${id}: editing`;
-    mode.dataset.mode = !synced ? "joining" : readOnly ? "read-only" : "editing";
+    mode.dataset.mode = refused ? "refused" : !synced ? "joining" : readOnly ? "read-only" : "editing";
   };
 
   const renderPeers = (peers) => {
