@@ -73,6 +73,7 @@ export class DocProvider {
     this.attempt = 0; // joins started
     this.retries = 0; // failed joins in a row
     this.retryTimer = null;
+    this.connection = 0; // bumped at each disconnect: a reply from before is moot
 
     this.onUpdate = (update, origin) => {
       if (origin === REMOTE || this.readOnly) return;
@@ -96,6 +97,8 @@ export class DocProvider {
       if (state === "connected" || !this.synced) return;
       // until the rejoin, edits stay in the Y.Doc; the rejoin's step 2 sends them
       this.synced = false;
+      this.inflight = false; // its ack may never come; the rejoin covers what it carried
+      this.connection++;
       this.peers.clear();
       this.onPeers(this.peers);
       this.status();
@@ -164,9 +167,10 @@ export class DocProvider {
     const update = this.pending.length === 1 ? this.pending[0] : Y.mergeUpdates(this.pending);
     this.pending = [];
     this.inflight = true;
+    const connection = this.connection;
     const reply = await this.conn.call("doc:update", { doc_id: this.docId, update });
+    if (this.destroyed || connection !== this.connection) return;
     this.inflight = false;
-    if (this.destroyed) return;
     if (!reply.ok) {
       this.onError(reply.error);
       // Perhaps not stored: a rejoin answers the server's state vector with all it lacks.
