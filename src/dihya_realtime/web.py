@@ -160,7 +160,8 @@ def create_web_blueprint(rt: Realtime) -> Blueprint:
                   "roles": sorted(settings.roles), "live_channel": "live:demo",
                   # the page hides what this server does not offer (a feature not installed)
                   "features": {"chat": "chat:send" in events,
-                               "notifications": "notifications:list" in events}}
+                               "notifications": "notifications:list" in events,
+                               "docs": "doc:join" in events}}
         return render_template("index.html", config=config, asset_version=asset_version())
 
     @bp.get("/docs/events")

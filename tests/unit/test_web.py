@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -95,3 +97,16 @@ def test_doc_html_escapes_and_keeps_code_spans() -> None:
     assert "<code>{&quot;a&quot;: 1}</code>" in html or '<code>{"a": 1}</code>' in html
     assert "&lt;b&gt;now&lt;/b&gt;" in html
     assert html.count("<p>") == 2
+
+
+def test_page_offers_the_document_editor_when_collab_is_installed(make_app) -> None:
+    body = make_app(dev=True).test_client().get("/").get_data(as_text=True)
+    config = json.loads(re.search(
+        r'<script type="application/json" id="dihya-config">(.*?)</script>', body, re.S)[1])
+    assert config["features"]["docs"] is True  # the collab feature is on this server
+    assert 'id="doc-panel"' in body
+    # the editor is labelled, starts read-only until the server says otherwise, and the
+    # document id defaults to the demo document
+    assert '<label for="doc-text">' in body and '<label for="doc-id">' in body
+    assert re.search(r'<textarea id="doc-text"[^>]*\breadonly\b', body)
+    assert re.search(r'<input id="doc-id" value="demo"', body)

@@ -1,8 +1,10 @@
-// The dihya-realtime demo: sign in, then chat, notifications and live updates over one
+// The dihya-realtime demo: sign in, then chat, notifications, live updates and a shared
+// document over one
 // standard socket.io-client connection. A reference for front-end teams: see docs/web-client.md.
 import "./app.css";
 import { Channels } from "./channels.js";
 import { startChat } from "./chat.js";
+import { startEditor } from "./collab.js";
 import { Connection } from "./connection.js";
 import { $ } from "./dom.js";
 import { startLive } from "./live.js";
@@ -33,6 +35,8 @@ async function start(session) {
   else $("main").classList.add("no-chat");
   if (config.features.notifications) startNotifications(conn);
   else $("bell").hidden = true;
+  if (config.features.docs) startEditor(conn);
+  else $("doc-panel").hidden = true;
   conn.onConnect(({ reconnect }) => {
     if (!reconnect) startLive(conn, channels, config.live_channel);
   });

@@ -84,18 +84,28 @@ export class Connection {
     for (const fn of this.stateListeners) fn(state, detail);
   }
 
+  /** Calls fn(state, detail) now and at every change; returns a function that stops it. */
   onState(fn) {
     this.stateListeners.add(fn);
     fn(this.state, "");
+    return () => this.stateListeners.delete(fn);
   }
 
-  /** Runs fn({reconnect}) at every (re)connection: subscriptions are made again there. */
+  /**
+   * Runs fn({reconnect}) at every (re)connection: subscriptions are made again there.
+   * Returns a function that stops it.
+   */
   onConnect(fn) {
     this.connectListeners.add(fn);
+    return () => this.connectListeners.delete(fn);
   }
 
   on(event, fn) {
     this.socket.on(event, fn);
+  }
+
+  off(event, fn) {
+    this.socket.off(event, fn);
   }
 
   /** Emit with an ack; always resolves to an envelope (a timeout becomes an error envelope). */
