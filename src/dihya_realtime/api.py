@@ -7,6 +7,7 @@ Feature modules add their routes to the blueprint through :func:`route` helpers 
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -66,6 +67,17 @@ def json_body() -> dict:
 def create_blueprint(rt: Realtime) -> Blueprint:
     bp = Blueprint("dihya_realtime", __name__)
     rt.blueprint = bp  # type: ignore[attr-defined]
+
+    @bp.after_request
+    def redact_json(response: Response) -> Response:
+        """The HTTP API is on the wire too: its JSON passes the same redaction filter."""
+        if request.path.startswith("/api/") and response.is_json \
+                and not response.direct_passthrough:
+            data = response.get_json(silent=True)
+            clean = rt.redact(data, event=f"{request.method} {request.path}")
+            if clean is not data:
+                response.set_data(json.dumps(clean))
+        return response
 
     @bp.get("/healthz")
     def healthz() -> Any:

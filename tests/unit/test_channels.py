@@ -220,3 +220,13 @@ def test_http_broadcast_presence_history_and_disconnect(rt, connect):
     with open(rt.settings.audit_log) as fh:
         calls = [line for line in fh if '"api_call"' in line]
     assert len(calls) >= 4
+
+
+def test_http_api_responses_are_redacted_too(rt):
+    r = api(rt).post("/api/v1/publish", json={"channel": "live:r", "data": {
+        "note": "ok", "password": "hunter2", "nested": {"api_key": "k"}}}, headers=auth())
+    assert r.status_code == 200
+    history = api(rt).get("/api/v1/channels/live:r/history", headers=auth())
+    assert history.json["data"]["publications"][0]["data"] == {
+        "note": "ok", "password": "[redacted]", "nested": {"api_key": "[redacted]"}}
+    assert b"hunter2" not in history.get_data()

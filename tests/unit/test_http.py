@@ -53,3 +53,10 @@ def test_openapi_document_lists_the_http_api_with_body_schemas(rt):
     assert "channel" in doc["components"]["schemas"]["HttpPublish"]["properties"]
     assert "/api/v1/channels/{channel}/presence" in doc["paths"]
     assert "/healthz" in doc["paths"]
+
+
+def test_published_documents_keep_their_token_fields(rt):
+    """Redaction is for data on the wire, not for the schemas that describe ``auth:refresh``."""
+    doc = rt.app.test_client().get("/asyncapi.json").json
+    props = doc["components"]["schemas"]["RefreshPayload"]["properties"]
+    assert props["token"]["type"] == "string"
