@@ -154,8 +154,10 @@ class Realtime:
             "engineio_logger": False,
         }
         if s.redis_url:
+            from dihya_realtime.broker.redis import socketio_queue
+
             options["message_queue"] = s.redis_url
-            options["channel"] = f"{s.redis_prefix}-socketio"
+            options["client_manager"] = socketio_queue(s.redis_url, f"{s.redis_prefix}-socketio")
         return options
 
     def _adopt(self, socketio: SocketIO) -> None:
