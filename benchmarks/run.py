@@ -41,6 +41,11 @@ BENCH = ROOT / "benchmarks"
 NODE_DIR = BENCH / "node"
 SCENARIOS = ("idle", "fanout", "acked", "chat", "redis")
 TARGETS = ("dihya", "bare", "node")
+# The same two Python servers on simple-websocket instead of gevent-websocket (issue 2:
+# "measure both, pick, say why"); not in the default targets.
+EXTRA_TARGETS = ("dihya-simplews", "bare-simplews")
+HIDE_GEVENT_WEBSOCKET = ("import sys; sys.modules['geventwebsocket'] = None; "
+                         "from dihya_realtime.cli import main; sys.exit(main())")
 GEN_CPU_LIMIT = 0.9
 REDIS_URL = os.environ.get("DIHYA_RT_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 POSTGRES_URL = os.environ.get("DIHYA_RT_BENCH_POSTGRES_URL",
@@ -184,14 +189,17 @@ class Bench:
         port = free_port()
         logfile = self.workdir / f"{target}-{port}.log"
         env = dict(os.environ)
-        if target == "dihya":
+        if target in ("dihya", "dihya-simplews"):
             db = database_url or self.sqlite_url()
             env = self.dihya_env(db, redis, prefix)
             subprocess.run([self.args.dihya, "migrate"], env=env, check=True, timeout=120,
                            capture_output=True, cwd=self.workdir)
-            cmd = [self.args.dihya, "serve", "--host", "127.0.0.1", "--port", str(port)]
-        elif target == "bare":
-            cmd = [sys.executable, str(BENCH / "bare_server.py"), "--port", str(port)]
+            serve = [self.args.dihya] if target == "dihya" else [
+                sys.executable, "-c", HIDE_GEVENT_WEBSOCKET]
+            cmd = [*serve, "serve", "--host", "127.0.0.1", "--port", str(port)]
+        elif target in ("bare", "bare-simplews"):
+            cmd = [sys.executable, str(BENCH / "bare_server.py"), "--port", str(port),
+                   "--ws", "gevent-websocket" if target == "bare" else "simple-websocket"]
         elif target == "node":
             cmd = ["node", str(NODE_DIR / "server.js"), str(port)]
         else:
@@ -308,7 +316,7 @@ def run_idle(b: Bench) -> None:
 
 
 def flavor(target: str) -> str:
-    return "dihya" if target == "dihya" else "bare"
+    return "dihya" if target.startswith("dihya") else "bare"
 
 
 def fanout_config(b: Bench, target: str, urls: list[str]) -> dict[str, Any]:
@@ -316,7 +324,7 @@ def fanout_config(b: Bench, target: str, urls: list[str]) -> dict[str, Any]:
             "clients": b.args.subscribers, "publishers": 20, "rate": 5,
             "fixedSeconds": b.args.seconds, "maxSeconds": b.args.seconds,
             "window": 4, "concurrency": b.args.concurrency,
-            "channel": "bench:fanout" if target == "dihya" else "bench"}
+            "channel": "bench:fanout" if flavor(target) == "dihya" else "bench"}
 
 
 def run_fanout(b: Bench) -> None:
@@ -335,7 +343,7 @@ def run_acked(b: Bench) -> None:
                                 "clients": b.args.acked_clients, "seconds": b.args.seconds,
                                 "concurrency": b.args.concurrency}, [srv])
         b.record("acked", target, result, clients=b.args.acked_clients,
-                 event="publish" if target == "dihya" else "echo")
+                 event="publish" if flavor(target) == "dihya" else "echo")
 
 
 def chat_event(url: str) -> dict[str, Any] | None:

@@ -371,27 +371,101 @@ class Realtime:
 
 
 def limit_websocket_messages(eio: Any, limit: int) -> None:
-    """Make simple-websocket refuse a WebSocket message over ``limit`` while it arrives.
+    """Make the WebSocket layer refuse a message over ``limit`` bytes while it arrives.
 
     engine.io checks ``max_http_buffer_size`` only once a whole message has been buffered, and
-    its gevent and threading drivers do not pass a limit to simple-websocket: one client
-    could make the server hold a 200 MB frame in memory before it is refused. With the limit,
-    simple-websocket closes that connection (1009, message too big) after ``limit`` bytes.
-    (gevent-websocket, when installed instead, is left as it is.)
+    its gevent drivers pass no limit to the WebSocket library: one client could make the
+    server hold a 200 MB frame in memory before it is refused. With the limit, the connection
+    is closed (1009, message too big) as soon as a frame header announces more than ``limit``
+    bytes in the message, before its payload is read. Both drivers engine.io may pick under
+    gevent are covered: gevent-websocket (what ``serve`` uses, see :func:`_limited_gevent_ws`)
+    and simple-websocket (when gevent-websocket is not installed).
     """
+    base = eio._async.get("websocket")
+    if not isinstance(base, type):
+        return
     from engineio.async_drivers._websocket_wsgi import SimpleWebSocketWSGI
 
-    base = eio._async.get("websocket")
-    if not (isinstance(base, type) and issubclass(base, SimpleWebSocketWSGI)):
+    if issubclass(base, SimpleWebSocketWSGI):
+
+        class LimitedWebSocket(base):  # type: ignore[misc, valid-type]
+            def __init__(self, handler: Any, server: Any, **kwargs: Any) -> None:
+                super().__init__(handler, server, **kwargs)
+                self.server_args["max_message_size"] = limit
+
+        driver: type = LimitedWebSocket
+    elif base.__module__ == "engineio.async_drivers.gevent":  # the gevent-websocket driver
+        limited = _limited_gevent_ws(limit)
+
+        class LimitedGeventWebSocket(base):  # type: ignore[misc, valid-type]
+            def __call__(self, environ: dict, start_response: Any) -> Any:
+                ws = environ.get("wsgi.websocket")
+                if ws is not None:
+                    ws.__class__ = limited
+                return super().__call__(environ, start_response)
+
+        driver = LimitedGeventWebSocket
+    else:
         return
-
-    class LimitedWebSocket(base):  # type: ignore[misc, valid-type]
-        def __init__(self, handler: Any, server: Any, **kwargs: Any) -> None:
-            super().__init__(handler, server, **kwargs)
-            self.server_args["max_message_size"] = limit
-
     # a copy: the driver's dict is shared by every engine.io server in the process
-    eio._async = {**eio._async, "websocket": LimitedWebSocket}
+    eio._async = {**eio._async, "websocket": driver}
+
+
+def _limited_gevent_ws(limit: int) -> type:
+    """A gevent-websocket ``WebSocket`` whose messages may not exceed ``limit`` bytes.
+
+    gevent-websocket has no size limit of its own: ``read_frame`` reads whatever length a
+    frame header announces, and ``read_message`` joins fragments without bound. This class
+    (swapped onto each connection's socket object, same slots) checks the announced length
+    against what is left of the message's budget *before* reading the payload, and answers
+    an overrun with close code 1009; ``receive()`` then returns ``None`` and engine.io ends
+    the session.
+    """
+    from geventwebsocket.exceptions import ProtocolError, WebSocketError
+    from geventwebsocket.websocket import Header, WebSocket
+
+    data_opcodes = (WebSocket.OPCODE_TEXT, WebSocket.OPCODE_BINARY,
+                    WebSocket.OPCODE_CONTINUATION)
+    left: dict[int, int] = {}  # id(websocket) → bytes the current message may still add
+
+    class TooBig(ProtocolError):
+        pass
+
+    class LimitedGeventWS(WebSocket):
+        __slots__ = ()
+
+        def read_message(self) -> Any:
+            left[id(self)] = limit
+            try:
+                return super().read_message()
+            except TooBig:
+                self.close(1009, b"message too big")
+                return None
+            finally:
+                left.pop(id(self), None)
+
+        def read_frame(self) -> Any:
+            header = Header.decode_header(self.stream)
+            if header.flags:
+                raise ProtocolError
+            if header.opcode in data_opcodes:
+                budget = left.get(id(self), limit) - header.length
+                if budget < 0:
+                    raise TooBig(f"message over {limit} bytes")
+                left[id(self)] = budget
+            if not header.length:
+                return header, b""
+            try:
+                payload = self.raw_read(header.length)
+            except OSError:
+                payload = b""
+            if len(payload) != header.length:
+                raise WebSocketError("Unexpected EOF reading frame payload")
+            if header.mask:
+                payload = header.unmask_payload(payload)
+            return header, payload
+
+    return LimitedGeventWS
 
 
 class CorsForAllowedOrigins:
