@@ -127,6 +127,13 @@ def rss_kb(pid: int) -> int:
     return 0
 
 
+def open_fds(pid: int) -> int:
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return 0
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -174,6 +181,8 @@ class Bench:
             "DIHYA_RT_RATE_LIMIT_EVENT": GENEROUS,
             "DIHYA_RT_RATE_LIMIT_USER": GENEROUS,
             "DIHYA_RT_RATE_LIMIT_CONNECT_IP": GENEROUS,
+            # `publish` declares its own 50/s per connection; the per-event override lifts it
+            "DIHYA_RT_RATE_LIMIT_EVENTS": json.dumps({"publish": json.loads(GENEROUS)}),
             "DIHYA_RT_NAMESPACES": NAMESPACES,
         })
         if redis:
@@ -292,7 +301,7 @@ def run_idle(b: Bench) -> None:
         for size in b.args.idle_sizes:
             log(f"idle: {target} × {size}")
             with b.server(target) as srv:
-                base = rss_kb(srv.pid)
+                base, base_fds = rss_kb(srv.pid), open_fds(srv.pid)
                 sample: dict[str, int] = {}
 
                 def on_phase(msg: dict[str, Any], proc: subprocess.Popen, srv: Server = srv,
@@ -300,6 +309,7 @@ def run_idle(b: Bench) -> None:
                     if msg.get("phase") == "connected":
                         time.sleep(1.0)  # let the last handshakes settle
                         sample["rss"] = rss_kb(srv.pid)
+                        sample["fds"] = open_fds(srv.pid)
                         sample["ok"] = msg.get("ok", 0)
                         assert proc.stdin is not None
                         proc.stdin.write("release\n")
@@ -312,6 +322,7 @@ def run_idle(b: Bench) -> None:
                     result["server_rss_base_kb"] = base
                     result["server_rss_kb"] = sample["rss"]
                     result["rss_per_conn_kb"] = round((sample["rss"] - base) / sample["ok"], 2)
+                    result["fds_per_conn"] = round((sample["fds"] - base_fds) / sample["ok"], 2)
                 b.record("idle", target, result, size=size)
 
 
@@ -499,6 +510,8 @@ def markdown(b: Bench) -> str:
             size = r.get("size")
             fig = (f"{_fmt(r.get('connects_per_s'))} connects/s, "
                    f"{_fmt(r.get('rss_per_conn_kb'))} KB RSS/conn")
+            if r.get("fds_per_conn") is not None:
+                fig += f", {_fmt(r.get('fds_per_conn'))} fds/conn"
             err = f"{r.get('failures', '–')} failed"
         elif sc in ("fanout", "redis"):
             size = f"{r.get('subscribers')} subs" + (f", {r['processes']} proc"
@@ -569,7 +582,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--scenario", action="append", choices=SCENARIOS,
                    help="run only this scenario (repeatable); default: all")
     p.add_argument("--targets", default=",".join(TARGETS),
-                   help="comma separated among dihya,bare,node (default: all three)")
+                   help="comma separated among dihya,bare,node (default: all three) and "
+                        "dihya-simplews,bare-simplews (the Python servers on simple-websocket)")
     p.add_argument("--quick", action="store_true", help="tiny counts: a smoke run < 1 min")
     p.add_argument("--idle-sizes", default="1000,5000,10000")
     p.add_argument("--subscribers", type=int, default=1000)

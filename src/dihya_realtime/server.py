@@ -13,11 +13,13 @@ is wrapped so the pipeline knows whether the client asked for an ack.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import orjson
 from flask import Flask
 from flask_socketio import SocketIO
 from socketio.exceptions import ConnectionRefusedError as SioConnectionRefused
@@ -152,6 +154,7 @@ class Realtime:
             "manage_session": False,
             "logger": False,
             "engineio_logger": False,
+            "json": PacketJSON,
         }
         if s.redis_url:
             from dihya_realtime.broker.redis import socketio_queue
@@ -368,6 +371,30 @@ class Realtime:
         self.audit.flush()
         self.audit.close()
         self.db.dispose()
+
+
+class PacketJSON:
+    """The JSON module python-socketio / engine.io use for packets: orjson, stdlib as fallback.
+
+    Packet encoding and decoding was ~5% of the acked path's profile with the stdlib. orjson
+    is several times faster; wherever it would refuse what the stdlib accepts (integers past
+    64 bits, NaN literals on input) the stdlib does the job, so the wire accepts the same
+    documents as before. (It is a process-wide setting of python-socketio's packet class.)
+    """
+
+    @staticmethod
+    def dumps(obj: Any, **kwargs: Any) -> str:
+        try:
+            return orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS).decode()
+        except (TypeError, orjson.JSONEncodeError):
+            return json.dumps(obj, **kwargs)
+
+    @staticmethod
+    def loads(data: str | bytes, **kwargs: Any) -> Any:
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return json.loads(data, **kwargs)
 
 
 def limit_websocket_messages(eio: Any, limit: int) -> None:
