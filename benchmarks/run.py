@@ -41,6 +41,11 @@ BENCH = ROOT / "benchmarks"
 NODE_DIR = BENCH / "node"
 SCENARIOS = ("idle", "fanout", "acked", "chat", "redis")
 TARGETS = ("dihya", "bare", "node")
+# The same two Python servers on simple-websocket instead of gevent-websocket (issue 2:
+# "measure both, pick, say why"); not in the default targets.
+EXTRA_TARGETS = ("dihya-simplews", "bare-simplews")
+HIDE_GEVENT_WEBSOCKET = ("import sys; sys.modules['geventwebsocket'] = None; "
+                         "from dihya_realtime.cli import main; sys.exit(main())")
 GEN_CPU_LIMIT = 0.9
 REDIS_URL = os.environ.get("DIHYA_RT_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 POSTGRES_URL = os.environ.get("DIHYA_RT_BENCH_POSTGRES_URL",
@@ -122,6 +127,13 @@ def rss_kb(pid: int) -> int:
     return 0
 
 
+def open_fds(pid: int) -> int:
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return 0
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -169,6 +181,8 @@ class Bench:
             "DIHYA_RT_RATE_LIMIT_EVENT": GENEROUS,
             "DIHYA_RT_RATE_LIMIT_USER": GENEROUS,
             "DIHYA_RT_RATE_LIMIT_CONNECT_IP": GENEROUS,
+            # `publish` declares its own 50/s per connection; the per-event override lifts it
+            "DIHYA_RT_RATE_LIMIT_EVENTS": json.dumps({"publish": json.loads(GENEROUS)}),
             "DIHYA_RT_NAMESPACES": NAMESPACES,
         })
         if redis:
@@ -184,14 +198,17 @@ class Bench:
         port = free_port()
         logfile = self.workdir / f"{target}-{port}.log"
         env = dict(os.environ)
-        if target == "dihya":
+        if target in ("dihya", "dihya-simplews"):
             db = database_url or self.sqlite_url()
             env = self.dihya_env(db, redis, prefix)
             subprocess.run([self.args.dihya, "migrate"], env=env, check=True, timeout=120,
                            capture_output=True, cwd=self.workdir)
-            cmd = [self.args.dihya, "serve", "--host", "127.0.0.1", "--port", str(port)]
-        elif target == "bare":
-            cmd = [sys.executable, str(BENCH / "bare_server.py"), "--port", str(port)]
+            serve = [self.args.dihya] if target == "dihya" else [
+                sys.executable, "-c", HIDE_GEVENT_WEBSOCKET]
+            cmd = [*serve, "serve", "--host", "127.0.0.1", "--port", str(port)]
+        elif target in ("bare", "bare-simplews"):
+            cmd = [sys.executable, str(BENCH / "bare_server.py"), "--port", str(port),
+                   "--ws", "gevent-websocket" if target == "bare" else "simple-websocket"]
         elif target == "node":
             cmd = ["node", str(NODE_DIR / "server.js"), str(port)]
         else:
@@ -284,7 +301,7 @@ def run_idle(b: Bench) -> None:
         for size in b.args.idle_sizes:
             log(f"idle: {target} × {size}")
             with b.server(target) as srv:
-                base = rss_kb(srv.pid)
+                base, base_fds = rss_kb(srv.pid), open_fds(srv.pid)
                 sample: dict[str, int] = {}
 
                 def on_phase(msg: dict[str, Any], proc: subprocess.Popen, srv: Server = srv,
@@ -292,6 +309,7 @@ def run_idle(b: Bench) -> None:
                     if msg.get("phase") == "connected":
                         time.sleep(1.0)  # let the last handshakes settle
                         sample["rss"] = rss_kb(srv.pid)
+                        sample["fds"] = open_fds(srv.pid)
                         sample["ok"] = msg.get("ok", 0)
                         assert proc.stdin is not None
                         proc.stdin.write("release\n")
@@ -304,11 +322,12 @@ def run_idle(b: Bench) -> None:
                     result["server_rss_base_kb"] = base
                     result["server_rss_kb"] = sample["rss"]
                     result["rss_per_conn_kb"] = round((sample["rss"] - base) / sample["ok"], 2)
+                    result["fds_per_conn"] = round((sample["fds"] - base_fds) / sample["ok"], 2)
                 b.record("idle", target, result, size=size)
 
 
 def flavor(target: str) -> str:
-    return "dihya" if target == "dihya" else "bare"
+    return "dihya" if target.startswith("dihya") else "bare"
 
 
 def fanout_config(b: Bench, target: str, urls: list[str]) -> dict[str, Any]:
@@ -316,7 +335,7 @@ def fanout_config(b: Bench, target: str, urls: list[str]) -> dict[str, Any]:
             "clients": b.args.subscribers, "publishers": 20, "rate": 5,
             "fixedSeconds": b.args.seconds, "maxSeconds": b.args.seconds,
             "window": 4, "concurrency": b.args.concurrency,
-            "channel": "bench:fanout" if target == "dihya" else "bench"}
+            "channel": "bench:fanout" if flavor(target) == "dihya" else "bench"}
 
 
 def run_fanout(b: Bench) -> None:
@@ -335,7 +354,7 @@ def run_acked(b: Bench) -> None:
                                 "clients": b.args.acked_clients, "seconds": b.args.seconds,
                                 "concurrency": b.args.concurrency}, [srv])
         b.record("acked", target, result, clients=b.args.acked_clients,
-                 event="publish" if target == "dihya" else "echo")
+                 event="publish" if flavor(target) == "dihya" else "echo")
 
 
 def chat_event(url: str) -> dict[str, Any] | None:
@@ -491,6 +510,8 @@ def markdown(b: Bench) -> str:
             size = r.get("size")
             fig = (f"{_fmt(r.get('connects_per_s'))} connects/s, "
                    f"{_fmt(r.get('rss_per_conn_kb'))} KB RSS/conn")
+            if r.get("fds_per_conn") is not None:
+                fig += f", {_fmt(r.get('fds_per_conn'))} fds/conn"
             err = f"{r.get('failures', '–')} failed"
         elif sc in ("fanout", "redis"):
             size = f"{r.get('subscribers')} subs" + (f", {r['processes']} proc"
@@ -561,7 +582,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--scenario", action="append", choices=SCENARIOS,
                    help="run only this scenario (repeatable); default: all")
     p.add_argument("--targets", default=",".join(TARGETS),
-                   help="comma separated among dihya,bare,node (default: all three)")
+                   help="comma separated among dihya,bare,node (default: all three) and "
+                        "dihya-simplews,bare-simplews (the Python servers on simple-websocket)")
     p.add_argument("--quick", action="store_true", help="tiny counts: a smoke run < 1 min")
     p.add_argument("--idle-sizes", default="1000,5000,10000")
     p.add_argument("--subscribers", type=int, default=1000)

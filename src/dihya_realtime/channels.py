@@ -252,6 +252,13 @@ class ChannelService:
             if handler is not None:
                 handler(message.data)
             return
+        room = room_of(message.channel)
+        if not self._has_local_members(room):
+            # Nobody on this process subscribes: skip the redaction and the emit, which were
+            # a tenth of the acked `publish` path's profile (issue 6). Subscribers being set
+            # up are in the room already (they enter it before their reply), so no buffer
+            # misses the publication.
+            return
         wire = message.to_wire()
         with self._lock:
             waiting = self._pending.get(message.channel)
@@ -260,8 +267,12 @@ class ChannelService:
                 skip = list(waiting)
                 for buffer in waiting.values():
                     buffer.append(message)
-            self.rt.emit("publication", wire, to=room_of(message.channel), skip_sid=skip,
-                         local=True)
+            self.rt.emit("publication", wire, to=room, skip_sid=skip, local=True)
+
+    def _has_local_members(self, room: str) -> bool:
+        """Is any connection of this process in ``room``? (python-socketio drops empty rooms.)"""
+        rooms = self.rt.socketio.server.manager.rooms.get("/")
+        return bool(rooms and rooms.get(room))
 
     def _control_disconnect_user(self, data: dict) -> None:
         self.rt.disconnect_user_here(str(data["user_id"]),

@@ -70,7 +70,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         rt.db.migrate()
     server = WSGIServer((settings.host, settings.port), app, log=None,
                         error_log=logging.getLogger("dihya_realtime.wsgi"),
-                        handler_class=_closing_handler(WSGIHandler))
+                        handler_class=_closing_handler(_websocket_handler(WSGIHandler)))
     server.start()
     host, port = server.address[:2]
     broker = "redis" if settings.redis_url else "memory"
@@ -102,13 +102,28 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _websocket_handler(fallback: type) -> type:
+    """gevent-websocket's pywsgi handler, or ``fallback`` when it is not importable.
+
+    engine.io uses gevent-websocket under gevent whenever it can import it, and that driver
+    needs this handler (it performs the upgrade and puts the socket in ``wsgi.websocket``).
+    Chosen over simple-websocket for speed and memory: see benchmarks/README.md. Without it,
+    engine.io falls back to simple-websocket on the plain handler.
+    """
+    try:
+        from geventwebsocket.handler import WebSocketHandler
+    except ImportError:
+        return fallback
+    return WebSocketHandler
+
+
 def _closing_handler(base: type) -> type:
     """A pywsgi handler that closes the TCP connection once a WebSocket session ends.
 
-    Without gevent-websocket, engine.io runs WebSockets through simple-websocket on the raw
-    socket; when the session ends pywsgi would keep the connection alive and parse the
-    client's WebSocket close frame as a new HTTP request ("Invalid HTTP method" in the error
-    log, a 400 written into the stream) while the client waits seconds for its close reply.
+    Once a WebSocket session ends (normally, or refused for an oversized message whose rest
+    is still arriving) pywsgi would keep the connection alive and parse what follows - the
+    client's close frame, the remains of the frame - as a new HTTP request ("Invalid HTTP
+    method" in the error log, a 400 written into the stream). Same for both WebSocket stacks.
     """
 
     class ClosingHandler(base):  # type: ignore[misc, valid-type]

@@ -221,6 +221,11 @@ class Settings(BaseSettings):
     chat_typing_throttle: float = Field(default=2, ge=0)  # min seconds between typing:true
     chat_history_limit: int = Field(default=50, ge=1, le=100)  # chat:history default page
 
+    # -- perf
+    # Per-event limits by event name ({"publish": {"rate": 500, "burst": 1000}}), consulted
+    # before an event's declared `rate=` and the DIHYA_RT_RATE_LIMIT_EVENT default.
+    rate_limit_events: dict[str, RateLimit] = Field(default_factory=dict)
+
     _split = field_validator("jwt_algorithms", "allowed_origins", "api_keys", "redact_keys",
                              mode="before")(lambda cls, v: _split_csv(v))
 
