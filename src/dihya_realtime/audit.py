@@ -111,14 +111,17 @@ def _clean_details(details: dict[str, Any] | None) -> Any:
     try:
         raw = orjson.dumps(_redact(details), default=str, option=orjson.OPT_NON_STR_KEYS)
     except TypeError:  # e.g. an integer beyond 64 bits
-        raw = orjson.dumps({"unserializable": str(_redact(details))})
+        text = str(_redact(details)).encode("utf-8", "replace").decode("utf-8")
+        raw = orjson.dumps({"unserializable": text})
     return orjson.loads(raw.replace(b"\\u0000", b""))
 
 
 def _clean_str(name: str, value: Any) -> str | None:
     if value is None:
         return None
-    return str(value).replace("\x00", "")[: _LIMITS[name]]
+    # NUL: PostgreSQL refuses it; lone surrogates (a client can send "\ud800"): no UTF-8
+    text = str(value).replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
+    return text[: _LIMITS[name]]
 
 
 class AuditLog:

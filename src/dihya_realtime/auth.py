@@ -290,6 +290,11 @@ def _origin_matches(
     return presented in allowed or presented == _request_origin(environ)
 
 
+def origin_listed(settings: Settings, environ: Mapping[str, Any], origin: str) -> bool:
+    """Is ``origin`` listed in ``allowed_origins`` (or the request's own)? ``*`` does not count."""
+    return _origin_matches(settings, environ, origin, wildcard=False)
+
+
 def origin_allowed(settings: Settings, environ: Mapping[str, Any]) -> bool:
     """May the page (or program) behind this handshake connect at all?
 

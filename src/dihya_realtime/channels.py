@@ -160,6 +160,11 @@ class ChannelService:
             self._abort(sid, channel)
             raise
         conn.channels.add(channel)
+        if self.rt.connections.get(sid) is not conn:
+            # the connection closed while the broker answered: its disconnect hook has run
+            # already, so undo here or the presence entry would outlive it
+            self.unsubscribe(conn, channel)
+            raise RealtimeError(ErrorCode.UNAVAILABLE, "the connection closed")
         top = result.position
 
         def go_live() -> None:

@@ -313,6 +313,10 @@ class DocService:
                 raise invalid("malformed state vector in sync_step1",
                               [{"field": "sync_step1"}]) from None
             seq = room.seq
+        if self.rt.connections.get(conn.sid) is not conn:
+            # closed while the state was read: the disconnect hook has run, undo the join
+            self.leave(conn, doc_id, reason="disconnect")
+            raise RealtimeError(ErrorCode.UNAVAILABLE, "the connection closed")
         return {"doc_id": doc_id, "read_only": mode == "read", "client_id":
                 participant.client_id, "seq": seq, "sync_step1": step1,
                 "sync_step2": sync_step2_message(diff), "awareness": others}

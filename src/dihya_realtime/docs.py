@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import re
+import types
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -30,14 +32,30 @@ def _schema(model: type[BaseModel] | None) -> dict[str, Any] | None:
     return model.model_json_schema(ref_template="#/components/schemas/{model}")
 
 
+def type_name(ann: Any) -> str:
+    """A readable, stable name for a field's type (``list[str] | None``, ``Any``)."""
+    origin, args = typing.get_origin(ann), typing.get_args(ann)
+    if origin is typing.Annotated:
+        return type_name(args[0])
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(type_name(a) for a in args)
+    if origin is typing.Literal:
+        return " | ".join(json.dumps(a) for a in args)
+    if origin is not None:
+        inner = ", ".join(type_name(a) for a in args)
+        return f"{getattr(origin, '__name__', str(origin))}[{inner}]"
+    if ann is type(None):
+        return "None"
+    return getattr(ann, "__name__", None) or str(ann).replace("typing.", "")
+
+
 def _fields(model: type[BaseModel] | None) -> str:
     if model is None:
         return "none"
     parts = []
     for name, info in model.model_fields.items():
         key = info.alias or name
-        ann = getattr(info.annotation, "__name__", None) or str(info.annotation)
-        ann = ann.replace("typing.", "")
+        ann = type_name(info.annotation)
         opt = "" if info.is_required() else "?"
         parts.append(f"`{key}{opt}`: {ann}")
     return ", ".join(parts) or "none"

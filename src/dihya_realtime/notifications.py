@@ -38,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sqlalchemy.dialects import postgresql, sqlite
 
 from dihya_realtime.errors import forbidden, invalid, not_found
+from dihya_realtime.payloads import JsonValue
 from dihya_realtime.pipeline import validation_details
 from dihya_realtime.store.models import User, UTCDateTime, upsert_user
 from dihya_realtime.store.notifications import Notification, NotificationPreference
@@ -87,7 +88,8 @@ class NotificationIn(BaseModel):
     category: Category = DEFAULT_CATEGORY
     title: str = Field(min_length=1, max_length=200)
     body: str = Field(default="", max_length=2000)
-    data: dict[str, Any] = Field(default_factory=dict, description="any JSON object ≤ 8 KB")
+    data: dict[str, JsonValue] = Field(default_factory=dict,
+                                       description="any JSON object ≤ 8 KB")
     action_url: str | None = Field(default=None, max_length=2048,
                                    description="http(s) URL or a path starting with /")
     severity: Severity = "info"

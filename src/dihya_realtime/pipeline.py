@@ -37,6 +37,18 @@ Under gevent this is greenlet-local; python-socketio runs each event in its own 
 """
 
 
+UNKNOWN = "<unknown>"
+"""The bucket and metric label that every unknown event name shares."""
+
+RESERVED_EVENTS = frozenset({"connect", "disconnect", "connect_error"})
+"""Lifecycle event names a client must not be able to trigger with an EVENT packet."""
+
+
+def client_event() -> bool:
+    """True while a client's EVENT packet is being handled (not connect/disconnect)."""
+    return getattr(_call, "client", False)
+
+
 class EventContext:
     """What a handler gets besides its payload: who called, and ways to answer."""
 
@@ -126,9 +138,11 @@ class Pipeline:
                                   namespace: str, id: Any) -> Any:
             _call.ack = id is not None
             _call.after = []
+            _call.client = True
             try:
                 return original(server, sid, eio_sid, data, namespace, id)
             finally:
+                _call.client = False
                 hooks, _call.after = _call.after, None
                 for hook in hooks:
                     try:
@@ -149,11 +163,12 @@ class Pipeline:
             if conn is None:
                 raise RealtimeError(ErrorCode.UNAUTHENTICATED, "connection is not authenticated")
             if spec is None:
+                self._check_rate(None, conn, name)
                 rt.audit.record("unknown_event", event=name, outcome="not_found",
                                 **conn.audit_fields())
                 raise RealtimeError(ErrorCode.NOT_FOUND, f"unknown event {name!r}",
                                     {"event": name})
-            self._check_rate(spec, conn)
+            self._check_rate(spec, conn, name)
             payload = self._validate(spec, conn, args)
             if spec.permission is not None and not conn.can(spec.permission):
                 rt.audit.record("permission_denied", event=name, outcome="forbidden",
@@ -184,17 +199,20 @@ class Pipeline:
                                           f"internal error (error id {error_id})",
                                           {"error_id": error_id}))
         # unknown names share one label: a client must not grow the metric's cardinality
-        self._observe(name if spec else "<unknown>", outcome, time.perf_counter() - started)
+        self._observe(name if spec else UNKNOWN, outcome, time.perf_counter() - started)
         if getattr(_call, "ack", True):
             return envelope
         if not envelope["ok"]:
             rt.emit("error", {"event": name, "error": envelope["error"]}, to=sid)
         return None
 
-    def _check_rate(self, spec: EventSpec, conn: Connection) -> None:
-        bucket = conn.buckets.get(spec.name)
+    def _check_rate(self, spec: EventSpec | None, conn: Connection, name: str) -> None:
+        """Per connection and event (unknown names share one bucket), then per user."""
+        key = spec.name if spec is not None else UNKNOWN
+        bucket = conn.buckets.get(key)
         if bucket is None:
-            bucket = conn.buckets[spec.name] = TokenBucket(self.limit_for(spec))
+            limit = self.limit_for(spec) if spec is not None else self.event_limit
+            bucket = conn.buckets[key] = TokenBucket(limit)
         wait = bucket.take()
         scope = "connection"
         if not wait:
@@ -205,14 +223,14 @@ class Pipeline:
         conn.strikes += 1
         rt = self.rt
         rt.metrics.rate_limited.labels(scope).inc()
-        rt.audit.record("rate_limited", event=spec.name, outcome="rate_limited",
+        rt.audit.record("rate_limited", event=name, outcome="rate_limited",
                         details={"scope": scope, "retry_after": round(wait, 3),
                                  "strikes": conn.strikes}, **conn.audit_fields())
         if conn.strikes >= self.abuse_strikes:
-            rt.audit.record("disconnect_abuse", event=spec.name, outcome="disconnected",
+            rt.audit.record("disconnect_abuse", event=name, outcome="disconnected",
                             details={"strikes": conn.strikes}, **conn.audit_fields())
             rt.socketio.server.start_background_task(rt.disconnect_sid, conn.sid)
-        raise RealtimeError(ErrorCode.RATE_LIMITED, f"too many {spec.name!r} events",
+        raise RealtimeError(ErrorCode.RATE_LIMITED, f"too many {name!r} events",
                             {"scope": scope}, retry_after=wait)
 
     def _validate(self, spec: EventSpec, conn: Connection, args: tuple) -> Any:

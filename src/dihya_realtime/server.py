@@ -25,7 +25,13 @@ from flask_socketio import SocketIO
 from socketio.exceptions import ConnectionRefusedError as SioConnectionRefused
 
 from dihya_realtime.audit import AuditLog
-from dihya_realtime.auth import ApiKeyChecker, AuthError, TokenVerifier, authenticate_connection
+from dihya_realtime.auth import (
+    ApiKeyChecker,
+    AuthError,
+    TokenVerifier,
+    authenticate_connection,
+    origin_listed,
+)
 from dihya_realtime.broker import (
     Broker,
     Publication,
@@ -38,7 +44,7 @@ from dihya_realtime.connections import Connection, ConnectionTable
 from dihya_realtime.expiry import ExpiryWatch
 from dihya_realtime.metrics import Metrics
 from dihya_realtime.permissions import RolePolicy
-from dihya_realtime.pipeline import Pipeline
+from dihya_realtime.pipeline import RESERVED_EVENTS, Pipeline, client_event
 from dihya_realtime.principal import Principal
 from dihya_realtime.ratelimit import KeyedBuckets
 from dihya_realtime.redaction import Redactor
@@ -133,7 +139,7 @@ class Realtime:
                 self.pipeline.around_event_call(server._handle_event_internal))
         if settings.allowed_origins:
             app.wsgi_app = CorsForAllowedOrigins(  # type: ignore[method-assign]
-                app.wsgi_app, settings.allowed_origins)
+                app.wsgi_app, settings)
         blueprint = create_blueprint(self)
         setup_features(self)  # features add their hooks, services and HTTP routes
         app.register_blueprint(blueprint)
@@ -288,9 +294,20 @@ class Realtime:
             spec = events.get(event)
             if spec is not None:
                 return dispatch(spec, event, args[0], args[1:])
+            if event in RESERVED_EVENTS and client_event():
+                # a client EVENT packet named like a lifecycle event: never the real thing
+                return dispatch(None, event, args[0], args[1:])
             if event == "connect":
-                self._connect(args[0], args[1], args[2] if len(args) > 2 else None)
-                return original(event, namespace, *args)
+                sid = args[0]
+                self._connect(sid, args[1], args[2] if len(args) > 2 else None)
+                try:
+                    accepted = original(event, namespace, *args)
+                except BaseException:
+                    self._disconnect(sid, "refused by the host app")
+                    raise
+                if accepted is False:  # python-socketio sends no disconnect event then
+                    self._disconnect(sid, "refused by the host app")
+                return accepted
             if event == "disconnect":
                 try:
                     return original(event, namespace, *args)
@@ -500,23 +517,31 @@ class CorsForAllowedOrigins:
 
     engine.io's own CORS handling is off (see :meth:`Realtime.socketio_options`) so that a
     disallowed Origin gets a Socket.IO ``connect_error`` naming the reason rather than a bare
-    HTTP 400; this puts back the headers a cross-origin browser client needs.
+    HTTP 400; this puts back the headers a cross-origin browser client needs — on the
+    Socket.IO path only (the host app's other routes keep their own CORS policy), and with
+    credentials only for a listed origin, never for one admitted by ``*``.
     """
 
-    def __init__(self, wsgi_app: Callable, allowed: Iterable[str]) -> None:
+    def __init__(self, wsgi_app: Callable, settings: Settings,
+                 path: str = "/socket.io/") -> None:
         self.wsgi_app = wsgi_app
-        self.allowed = {o.rstrip("/") for o in allowed}
+        self.settings = settings
+        self.path = path
 
     def __call__(self, environ: dict, start_response: Callable) -> Any:
         origin = environ.get("HTTP_ORIGIN")
-        if not origin or origin.rstrip("/") not in self.allowed and "*" not in self.allowed:
+        if not origin or not environ.get("PATH_INFO", "").startswith(self.path):
             return self.wsgi_app(environ, start_response)
+        listed = origin_listed(self.settings, environ, origin)
+        if not listed and "*" not in self.settings.allowed_origins:
+            return self.wsgi_app(environ, start_response)
+        extra = [("Access-Control-Allow-Origin", origin), ("Vary", "Origin")]
+        if listed:
+            extra.append(("Access-Control-Allow-Credentials", "true"))
 
         def start(status: str, headers: list, exc_info: Any = None) -> Any:
-            names = {h[0].lower() for h in headers}
-            if "access-control-allow-origin" not in names:
-                headers = [*headers, ("Access-Control-Allow-Origin", origin),
-                           ("Access-Control-Allow-Credentials", "true"), ("Vary", "Origin")]
+            if "access-control-allow-origin" not in {h[0].lower() for h in headers}:
+                headers = [*headers, *extra]
             return start_response(status, headers, exc_info)
 
         return self.wsgi_app(environ, start)

@@ -16,6 +16,7 @@ from dihya_realtime.broker import StreamPosition
 from dihya_realtime.channels import ChannelService
 from dihya_realtime.errors import invalid
 from dihya_realtime.openapi import body
+from dihya_realtime.payloads import JsonValue
 from dihya_realtime.pipeline import EventContext, validation_details
 from dihya_realtime.registry import event, server_event
 from dihya_realtime.settings import RateLimit
@@ -124,7 +125,7 @@ def unsubscribe(ctx: EventContext, payload: ChannelPayload) -> dict:
 
 class PublishPayload(BaseModel):
     channel: str = ChannelName
-    data: Any = Field(description="any JSON value")
+    data: JsonValue = Field(description="any JSON value")
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=128,
                                         description="same key within 5 min → same result")
 
@@ -152,10 +153,15 @@ def publish(ctx: EventContext, payload: PublishPayload) -> dict:
     pub, created = svc.publish(ref.channel, payload.data, ref=ref,
                                from_={"user_id": principal.user_id,
                                       "name": principal.display_name},
-                               idempotency_key=payload.idempotency_key)
+                               idempotency_key=_per_user(ctx.user_id, payload.idempotency_key))
     if created:
         ctx.audit("publish", channel=ref.channel, offset=pub.offset)
     return {"offset": pub.offset, "epoch": pub.epoch, "id": pub.id}
+
+
+def _per_user(user_id: str, key: str | None) -> str | None:
+    """A client's idempotency key is its own: another user's same key publishes anew."""
+    return None if key is None else f"u:{user_id}:{key}"
 
 
 @event("presence", payload=ChannelPayload, reply=PresenceReply)
@@ -239,13 +245,13 @@ server_event("unsubscribed", UnsubscribedEvent, """
 
 class HttpPublish(BaseModel):
     channel: str = ChannelName
-    data: Any
+    data: JsonValue
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=128)
 
 
 class HttpBroadcast(BaseModel):
     channels: list[str] = Field(min_length=1, max_length=1000)
-    data: Any
+    data: JsonValue
 
 
 class HttpDisconnect(BaseModel):

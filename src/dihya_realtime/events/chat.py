@@ -22,6 +22,7 @@ from pydantic import (
 
 from dihya_realtime.chat import Actor, ChatService
 from dihya_realtime.errors import invalid
+from dihya_realtime.payloads import JsonValue
 from dihya_realtime.pipeline import EventContext, validation_details
 from dihya_realtime.registry import event, server_event
 from dihya_realtime.settings import RateLimit
@@ -609,7 +610,7 @@ server_event("chat:member_updated", MemberUpdated, """
 
 class HttpMessage(BaseModel):
     text: str = Field(min_length=1, max_length=4000)
-    data: Any = None
+    data: JsonValue = None
 
 
 def setup(rt: Realtime) -> None:

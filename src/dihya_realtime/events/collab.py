@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field, Strict, field_validator
 from dihya_realtime.api import json_body, require_api_key
 from dihya_realtime.collab import DOC_ID_RE, DocService
 from dihya_realtime.errors import invalid
+from dihya_realtime.payloads import JsonValue
 from dihya_realtime.pipeline import EventContext
 from dihya_realtime.registry import event, server_event
 from dihya_realtime.settings import RateLimit
@@ -136,7 +137,7 @@ def sync(ctx: EventContext, payload: SyncPayload) -> dict:
 
 class AwarenessPayload(BaseModel):
     doc_id: DocId
-    state: dict[str, Any] | None = Field(
+    state: dict[str, JsonValue] | None = Field(
         description="cursor, selection, display preferences …; null clears it")
 
     @field_validator("state")
