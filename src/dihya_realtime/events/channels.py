@@ -141,8 +141,9 @@ def publish(ctx: EventContext, payload: PublishPayload) -> dict:
     """Publish on a channel whose namespace lets clients publish.
 
     Payload example: ``{"channel": "chat:general", "data": {"text": "hi"},
-    "idempotency_key": "c1-42"}``. The same ``idempotency_key`` on the channel within
-    ``DIHYA_RT_IDEMPOTENCY_TTL`` (5 min) returns the first result and publishes nothing new.
+    "idempotency_key": "c1-42"}``. The same user's same ``idempotency_key`` on the channel
+    within ``DIHYA_RT_IDEMPOTENCY_TTL`` (5 min) returns the first result and publishes nothing
+    new (keys are per user: another user's equal key is another publication).
     Server-only namespaces (``live``) and missing permissions → ``forbidden``; the broker down
     → ``unavailable`` (never a silent loss).
     """
