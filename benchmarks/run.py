@@ -182,7 +182,9 @@ class Bench:
             "DIHYA_RT_RATE_LIMIT_USER": GENEROUS,
             "DIHYA_RT_RATE_LIMIT_CONNECT_IP": GENEROUS,
             # `publish` declares its own 50/s per connection; the per-event override lifts it
-            "DIHYA_RT_RATE_LIMIT_EVENTS": json.dumps({"publish": json.loads(GENEROUS)}),
+            # `chat:send` its own 5/s: the per-event override lifts both
+            "DIHYA_RT_RATE_LIMIT_EVENTS": json.dumps({"publish": json.loads(GENEROUS),
+                                                      "chat:send": json.loads(GENEROUS)}),
             "DIHYA_RT_NAMESPACES": NAMESPACES,
         })
         if redis:
@@ -369,25 +371,33 @@ def chat_event(url: str) -> dict[str, Any] | None:
     return None
 
 
-def chat_payload(schema: dict[str, Any]) -> tuple[dict[str, Any], list[list[Any]]]:
-    """A small valid ``chat:send`` payload built from the schema's required fields, and the
-    calls that prepare each client (subscribing to the room's channel)."""
+def chat_payload(schema: dict[str, Any]) -> dict[str, Any]:
+    """A small valid ``chat:send`` payload: the room is the one the generator created
+    (``__ROOM__``), ``client_msg_id`` a fresh UUID per message (``__UUID__``; the field is
+    validated as a UUID, and a repeated one would be an idempotent resend, not a message)."""
+    payload: dict[str, Any] = {"room_id": "__ROOM__", "text": "hello __N__",
+                               "client_msg_id": "__UUID__"}
     props = schema.get("properties", {})
-    payload: dict[str, Any] = {}
-    for name in schema.get("required", list(props)):
-        kind = props.get(name, {}).get("type")
-        if name in ("channel", "room", "room_id", "conversation", "conversation_id"):
-            payload[name] = "chat:bench" if name == "channel" else "bench"
-        elif name in ("text", "body", "content", "message"):
-            payload[name] = "hello __N__"
-        elif name in ("client_id", "idempotency_key", "nonce", "client_msg_id"):
-            payload[name] = "bench-__N__"
-        elif kind == "integer":
-            payload[name] = 1
-        else:
-            payload[name] = "bench"
-    prepare = [["subscribe", {"channel": payload.get("channel", "chat:bench")}]]
-    return payload, prepare
+    missing = [n for n in schema.get("required", []) if n not in payload]
+    if missing or (props and not set(payload) <= set(props)):
+        raise RuntimeError(f"chat:send's schema changed: required {schema.get('required')}")
+    return payload
+
+
+def count_messages(url: str) -> int | None:
+    """Messages persisted by the run (the ack promises the row exists): a cross-check."""
+    try:
+        import sqlalchemy as sa
+
+        engine = sa.create_engine(url)
+        try:
+            with engine.connect() as conn:
+                return int(conn.execute(sa.text("SELECT count(*) FROM chat_messages")).scalar())
+        finally:
+            engine.dispose()
+    except Exception as exc:  # noqa: BLE001 - a cross-check, never fatal
+        log(f"chat: could not count messages: {exc!r}")
+        return None
 
 
 def reset_postgres(url: str) -> bool:
@@ -408,25 +418,53 @@ def reset_postgres(url: str) -> bool:
         return False
 
 
+def drop_postgres(url: str) -> None:
+    import psycopg
+
+    base = url.replace("postgresql+psycopg://", "postgresql://")
+    with contextlib.suppress(psycopg.Error), psycopg.connect(
+            base.rsplit("/", 1)[0] + "/postgres", autocommit=True, connect_timeout=5) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{base.rsplit("/", 1)[1]}" WITH (FORCE)')
+
+
 def run_chat(b: Bench) -> None:
+    """``chat:send`` at a fixed rate, persisted: one public room created by the first client,
+    joined by all (``--chat-rooms N`` spreads the clients over N rooms), a fresh UUID
+    ``client_msg_id`` per message; ``chat:send``'s declared 5/s per connection is lifted with
+    ``DIHYA_RT_RATE_LIMIT_EVENTS``. Latency is send→ack (the ack follows the commit)."""
     for db in ("sqlite", "postgres"):
         if db == "postgres" and not reset_postgres(POSTGRES_URL):
             b.record("chat", "dihya", {"skipped": "PostgreSQL unavailable"}, database=db)
             continue
         url = b.sqlite_url() if db == "sqlite" else POSTGRES_URL
-        with b.server("dihya", database_url=url) as srv:
-            schema = chat_event(srv.url)
-            if schema is None:
-                print("chat: skipped: chat:send not available", flush=True)
-                return
-            payload, prepare = chat_payload(schema)
-            log(f"chat: {db}, {b.args.chat_rate} msg/s over {b.args.acked_clients} clients")
-            result = b.loadgen({"scenario": "chat", "flavor": "dihya", "urls": [srv.url],
-                                "clients": b.args.acked_clients, "rate": b.args.chat_rate,
-                                "seconds": b.args.seconds, "event": "chat:send",
-                                "payload": payload, "prepare": prepare,
-                                "concurrency": b.args.concurrency}, [srv])
-        b.record("chat", "dihya", result, database=db, rate=b.args.chat_rate)
+        if db == "sqlite":
+            with contextlib.suppress(FileNotFoundError):
+                for suffix in ("", "-wal", "-shm"):
+                    Path(b.sqlite_url().removeprefix("sqlite:///") + suffix).unlink()
+        try:
+            with b.server("dihya", database_url=url) as srv:
+                schema = chat_event(srv.url)
+                if schema is None:
+                    print("chat: skipped: chat:send not available", flush=True)
+                    return
+                payload = chat_payload(schema)
+                log(f"chat: {db}, {b.args.chat_rate} msg/s over {b.args.acked_clients} clients"
+                    f" in {b.args.chat_rooms} room(s), {b.args.seconds} s")
+                result = b.loadgen({
+                    "scenario": "chat", "flavor": "dihya", "urls": [srv.url],
+                    "clients": b.args.acked_clients, "rooms": b.args.chat_rooms,
+                    "rate": b.args.chat_rate, "seconds": b.args.seconds, "event": "chat:send",
+                    "payload": payload, "pushEvent": "chat:message",
+                    "createRoom": ["chat:create_room",
+                                   {"name": "bench __N__", "visibility": "public"}],
+                    "prepare": [["chat:join", {"room_id": "__ROOM__"}]],
+                    "concurrency": b.args.concurrency}, [srv])
+            result["persisted"] = count_messages(url)
+        finally:
+            if db == "postgres":
+                drop_postgres(POSTGRES_URL)
+        b.record("chat", "dihya", result, database=db, rate=b.args.chat_rate,
+                 rooms=b.args.chat_rooms)
 
 
 def redis_alive() -> bool:
@@ -526,8 +564,11 @@ def markdown(b: Bench) -> str:
             p50, p99 = r.get("p50_ms"), r.get("p99_ms")
             err = json.dumps(r.get("errors")) if r.get("errors") else "0"
         elif sc == "chat":
-            size = f"{r.get('database')}, {r.get('rate')} msg/s"
-            fig = f"{_fmt(r.get('acked'))}/{_fmt(r.get('sent'))} acked"
+            size = (f"{r.get('database')}, {r.get('rate')} msg/s, {r.get('clients')} clients, "
+                    f"{r.get('rooms')} room(s)")
+            fig = (f"{_fmt(r.get('acked'))}/{_fmt(r.get('sent'))} acked, "
+                   f"{_fmt(r.get('persisted'))} stored, "
+                   f"{_fmt(r.get('pushes_received'))} chat:message pushes received")
             p50, p99 = r.get("p50_ms"), r.get("p99_ms")
             err = json.dumps(r.get("errors")) if r.get("errors") else "0"
         valid = "yes" if r.get("valid") else "NO: " + r.get("invalid_reason", "")
@@ -589,6 +630,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--subscribers", type=int, default=1000)
     p.add_argument("--acked-clients", type=int, default=100)
     p.add_argument("--chat-rate", type=int, default=1000)
+    p.add_argument("--chat-rooms", type=int, default=1,
+                   help="rooms the chat clients are spread over (1: all 100 in one room)")
     p.add_argument("--seconds", type=float, default=5.0, help="length of each measured phase")
     p.add_argument("--concurrency", type=int, default=100, help="handshakes in flight")
     p.add_argument("--timeout", type=int, default=180, help="upper bound of one generator run")

@@ -271,13 +271,39 @@ async function acked() {
 }
 
 // A fixed aggregate rate of one event with an ack, round robin over the clients.
+// With `createRoom` ([event, payload]), client r (r < rooms) first creates room r and every
+// client then calls each `prepare` step for its room (client k is in room k % rooms); in
+// payloads, "__ROOM__" becomes that room's id (the create reply's `data.id`), "__UUID__" a
+// fresh UUID and "__N__" the message's sequence number.
+function fill(template, vars) {
+  return JSON.parse(JSON.stringify(template).replace(/__(ROOM|UUID|N)__/g, (m, name) => (
+    name === "UUID" ? crypto.randomUUID() : String(vars[name]))));
+}
+
 async function chat() {
   const c = await connectMany(cfg.clients);
   if (!c.socks.length) throw new Error(`could not connect: ${JSON.stringify(c.errors)}`);
   const prepErrors = {};
-  for (const [event, payload] of cfg.prepare || []) {
-    await Promise.all(c.socks.map(async (s) => { const r = await call(s, event, payload); if (!r || !r.ok) countError(prepErrors, r); }));
+  const nrooms = Math.max(1, Math.min(cfg.rooms || 1, c.socks.length));
+  const roomIds = new Array(nrooms).fill("bench");
+  if (cfg.createRoom) {
+    const [event, payload] = cfg.createRoom;
+    for (let r = 0; r < nrooms; r++) {
+      const reply = await call(c.socks[r], event, fill(payload, { N: r }));
+      if (!reply || !reply.ok) throw new Error(`${event} failed: ${JSON.stringify(reply)}`);
+      roomIds[r] = reply.data.id;
+    }
   }
+  const roomOf = (k) => roomIds[k % nrooms];
+  for (const [event, payload] of cfg.prepare || []) {
+    await Promise.all(c.socks.map(async (s, k) => {
+      const r = await call(s, event, fill(payload, { ROOM: roomOf(k), N: k }));
+      if (!r || !r.ok) countError(prepErrors, r);
+    }));
+  }
+  let received = 0; // pushes of the sent event's broadcast (e.g. chat:message) seen by clients
+  if (cfg.pushEvent) for (const s of c.socks) s.on(cfg.pushEvent, () => { received++; });
+  await sleep(300); // let the join broadcasts drain before the clock starts
   const lat = [];
   const errors = {};
   const rate = cfg.rate || 1000;
@@ -286,22 +312,25 @@ async function chat() {
   const t0 = performance.now();
   const waits = [];
   let lastError = null;
+  let late = 0; // sends the generator issued more than 5 ms after their due time
   for (let k = 0; k < count; k++) {
     const due = t0 + (k * 1000) / rate;
     const now = performance.now();
     if (due > now + 1) await sleep(due - now);
-    const s = c.socks[k % c.socks.length];
-    const payload = JSON.parse(JSON.stringify(cfg.payload).replace(/__N__/g, String(k)));
+    else if (now - due > 5) late++;
+    const i = k % c.socks.length;
+    const payload = fill(cfg.payload, { ROOM: roomOf(i), N: k });
     const ts = performance.now();
-    waits.push(call(s, cfg.event, payload).then((r) => {
+    waits.push(call(c.socks[i], cfg.event, payload).then((r) => {
       if (r && r.ok) lat.push(performance.now() - ts); else { countError(errors, r); lastError = r; }
     }));
   }
   await Promise.all(waits);
   const elapsed = (performance.now() - t0) / 1000;
   const genCpu = meter();
+  await sleep(200);
   closeAll(c.socks);
-  return { clients: c.socks.length, connect_failures: c.failures, rate, sent: count, acked: lat.length, achieved_per_s: Math.round(lat.length / elapsed), errors, prepare_errors: prepErrors, last_error: lastError, ...latencyStats(lat), gen_cpu: genCpu };
+  return { clients: c.socks.length, connect_failures: c.failures, rooms: nrooms, rate, sent: count, acked: lat.length, achieved_per_s: Math.round(lat.length / elapsed), late_sends: late, pushes_received: received, errors, prepare_errors: prepErrors, last_error: lastError, ...latencyStats(lat), gen_cpu: genCpu };
 }
 
 const scenarios = { idle, fanout, acked, chat };

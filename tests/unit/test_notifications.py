@@ -493,3 +493,18 @@ def test_anonymous_connections_have_no_inbox(make_rt, connect):
     assert client.is_connected()
     assert client.call("notifications:counts")["error"]["code"] == "forbidden"
     assert client.call("notifications:list", {})["error"]["code"] == "forbidden"
+
+
+def test_a_burst_of_connects_records_every_user_and_pushes_each_its_counts(nrt, connect):
+    """The connect hook batches its database work (group commit): still one users row per
+    user, current, and the counts pushed to every connection, each with its own counts."""
+    nrt.notify(user_ids=["u3"], category="builds", title="t")
+    clients = {f"u{i}": connect(nrt, f"u{i}", name=f"User {i}") for i in range(8)}
+    clients["u3-tab2"] = connect(nrt, "u3")
+    for user, client in clients.items():
+        expected = 1 if user.startswith("u3") else 0
+        assert wait_for(client, "notifications:counts") == [
+            {"unseen": expected, "unread": expected}]
+    with nrt.db.engine.connect() as conn:
+        rows = dict(conn.execute(sa.text("SELECT id, name FROM users")).all())
+    assert {f"u{i}": f"User {i}" for i in range(8)}.items() <= rows.items(), rows

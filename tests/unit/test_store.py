@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from dihya_realtime.store import Base, Database
 from dihya_realtime.store.db import normalize_url
-from dihya_realtime.store.models import User, upsert_user
+from dihya_realtime.store.models import User, upsert_user, upsert_users
 
 
 @pytest.fixture
@@ -78,6 +78,24 @@ def test_upsert_user_inserts_then_refreshes(database: Database) -> None:
         assert user.last_seen == later
         assert user.last_seen.tzinfo is not None
         assert session.scalar(sa.select(sa.func.count()).select_from(User)) == 1
+
+
+def test_upsert_users_does_many_in_one_transaction_as_if_in_order(database: Database) -> None:
+    database.migrate()
+    first = datetime(2026, 11, 24, 8, 0, 0, tzinfo=UTC)
+    later = first + timedelta(minutes=5)
+    with database.session() as session:
+        upsert_user(session, "17", "Ada", ["user"], first)
+    with database.write_transaction() as conn:
+        # "17" twice in one batch: one row may not be upserted twice in one statement
+        upsert_users(conn, [("17", "Ada L.", ["user"]), ("18", None, ["user"]),
+                            ("17", None, ["user", "moderator"])], later)
+    with database.session() as session:
+        ada, bob = session.get(User, "17"), session.get(User, "18")
+        assert ada is not None and bob is not None
+        assert (ada.name, ada.roles, ada.first_seen, ada.last_seen) == (
+            "Ada L.", ["user", "moderator"], first, later)
+        assert (bob.name, bob.first_seen, bob.last_seen) == (None, later, later)
 
 
 def test_session_rolls_back_on_error(database: Database) -> None:

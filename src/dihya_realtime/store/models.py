@@ -8,6 +8,7 @@ and the audit hash chain must re-read exactly what it hashed.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -85,7 +86,28 @@ def upsert_user(
     One ``INSERT … ON CONFLICT DO UPDATE`` statement, so two processes accepting the same
     user's connections at once cannot collide; ``first_seen`` keeps its first value.
     """
-    dialect = session.get_bind().dialect.name
+    upsert_users(session, [(user_id, name, roles)], now)
+
+
+def upsert_users(
+    executor: Session | sa.Connection,
+    users: Sequence[tuple[str, str | None, list[str] | tuple[str, ...]]],
+    now: datetime,
+) -> None:
+    """:func:`upsert_user` for many ``(user_id, name, roles)`` at once, in the caller's
+    transaction: a burst of connects then costs one commit, not one per user.
+
+    A user given twice is merged as if upserted in order (one row may not be upserted twice
+    in one statement): the last roles, the last name given.
+    """
+    latest: dict[str, tuple[str | None, list[str]]] = {}
+    for user_id, name, roles in users:
+        known = latest.get(user_id)
+        latest[user_id] = (name if name is not None or known is None else known[0], list(roles))
+    if not latest:
+        return
+    bind = executor.get_bind() if isinstance(executor, Session) else executor
+    dialect = bind.dialect.name
     insert: Any
     if dialect == "postgresql":
         insert = postgresql.insert
@@ -94,14 +116,7 @@ def upsert_user(
     else:  # pragma: no cover - only the two supported databases
         raise NotImplementedError(f"upsert_user does not support {dialect}")
     table = User.__table__
-    values = {
-        "id": user_id,
-        "name": name,
-        "roles": list(roles),
-        "first_seen": now,
-        "last_seen": now,
-    }
-    stmt = insert(table).values(**values)
+    stmt = insert(table)
     stmt = stmt.on_conflict_do_update(
         index_elements=[table.c.id],
         set_={
@@ -110,4 +125,7 @@ def upsert_user(
             "last_seen": stmt.excluded.last_seen,
         },
     )
-    session.execute(stmt)
+    executor.execute(stmt, [
+        {"id": user_id, "name": name, "roles": roles, "first_seen": now, "last_seen": now}
+        for user_id, (name, roles) in latest.items()
+    ])
