@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The benchmark's Node baseline and load generator, from benchmarks/node/package-lock.json.
+BENCH_MODULES := benchmarks/node/node_modules/.package-lock.json
 
 .PHONY: run test install install-test services browser web lint docs bench clean
 
@@ -40,7 +42,7 @@ services:
 browser:
 	bash scripts/ensure_browser.sh
 
-test: install services browser
+test: install services browser $(BENCH_MODULES)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy src/dihya_realtime
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
@@ -54,8 +56,11 @@ docs: install
 
 # Benchmarks (benchmarks/README.md): Node baselines and generator from the lockfile, then all
 # scenarios; BENCH_ARGS="--quick" for a smoke run.
-bench: install services
+$(BENCH_MODULES): benchmarks/node/package.json benchmarks/node/package-lock.json
+	bash scripts/ensure_node.sh
 	npm ci --prefix benchmarks/node --no-audit --no-fund
+
+bench: install services $(BENCH_MODULES)
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 clean:
