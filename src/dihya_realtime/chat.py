@@ -589,8 +589,7 @@ class ChatService:
                    "reply_to": reply_to, "created_at": now}
             checks = {"rid": room_id, "uid": author, "now": now, "parent": reply_to}
             try:
-                with self.db.write_transaction() as conn:
-                    stored = self._send_statements(conn, checks, row, wanted)
+                stored = self._send_statements(checks, row, wanted)
             except _Refused:
                 stored = None
             except IntegrityError:
@@ -619,24 +618,32 @@ class ChatService:
         self._notify_mentions(room_name, data, mentioned)
         return data, True
 
-    def _send_statements(self, conn: sa.Connection, checks: dict[str, Any],
-                         row: dict[str, Any], wanted: list[str],
+    def _send_statements(self, checks: dict[str, Any], row: dict[str, Any], wanted: list[str],
                          ) -> tuple[int, str, list[str], list[str]]:
-        """The writes of one send in the open transaction ``conn``; raises :class:`_Refused`.
+        """Store one message; raises :class:`_Refused` when a check or the insert says no.
 
-        PostgreSQL: one statement (the ``seq`` bump, the insert, the sender's read marker and
-        the member ids as data-modifying CTEs), so the room's row lock is held for one round
-        trip and the commit. SQLite: the same steps as separate statements under the write
-        lock of ``BEGIN IMMEDIATE`` (no network there, and SQLite has no writing CTEs).
+        PostgreSQL: ONE statement in autocommit (the ``seq`` bump with every check, the
+        insert, the mentions, the sender's read marker and the member ids as data-modifying
+        CTEs). The room's row lock is then held inside the server for the statement and its
+        commit only, never across a round trip to this (busy) process: with a transaction
+        around it the lock waited for the greenlet to be scheduled again to send ``COMMIT``,
+        which capped a room's rate and queued its senders. Any error aborts the whole
+        statement, so a concurrent resend (a unique violation on the insert) leaves no gap.
+        SQLite: the same steps as separate statements under the write lock of
+        ``BEGIN IMMEDIATE`` (no network there, and SQLite has no writing CTEs).
         """
         stmts = _send_statements(self.db.is_postgres, checks["parent"] is not None)
         if self.db.is_postgres:
-            got = conn.execute(stmts.combined, {**checks, **{f"v_{k}": v for k, v in row.items()}}
-                               ).first()
-            if got is None or not got.inserted:
+            params = {**checks, **{f"v_{k}": v for k, v in row.items()}, "wanted": wanted}
+            with self.db.engine.connect() as conn:
+                got = conn.execution_options(isolation_level="AUTOCOMMIT").execute(
+                    stmts.combined, params).first()
+            if got is None:
                 raise _Refused
-            seq, room_name, recipients = got.seq, got.name, list(got.recipients or ())
-        else:
+            present = set(got.mentioned or ())
+            return (got.seq, got.name, list(got.recipients or ()),
+                    [u for u in wanted if u in present])
+        with self.db.write_transaction() as conn:
             got = conn.execute(stmts.bump, checks).first()
             if got is None:
                 raise _Refused
@@ -645,11 +652,11 @@ class ChatService:
                 raise _Refused
             conn.execute(stmts.read_marker, {**checks, "new_seq": seq})
             recipients = list(conn.scalars(stmts.members, checks))
-        mentioned: list[str] = []
-        if wanted:
-            present = set(conn.scalars(stmts.mentions, {
-                "mid": row["id"], "rid": row["room_id"], "new_seq": seq, "wanted": wanted}))
-            mentioned = [u for u in wanted if u in present]
+            mentioned: list[str] = []
+            if wanted:
+                present = set(conn.scalars(stmts.mentions, {
+                    "mid": row["id"], "rid": row["room_id"], "new_seq": seq, "wanted": wanted}))
+                mentioned = [u for u in wanted if u in present]
         return seq, room_name, recipients, mentioned
 
     def _send_refused(self, actor: Actor, room_id: str, client_msg_id: str,
@@ -1047,12 +1054,12 @@ class _Refused(Exception):  # noqa: N818 - a signal inside send(), never raised 
 class _SendStatements:
     """The Core statements of ``send``, built once (so SQLAlchemy compiles them once)."""
 
-    combined: Any  # PostgreSQL: everything in one statement
+    combined: Any  # PostgreSQL: everything in one autocommit statement
     bump: Any  # SQLite: the checks and the next seq
     insert: Any
     read_marker: Any
     members: Any
-    mentions: Any  # both: the mentioned members, inserted and returned
+    mentions: Any  # SQLite: the mentioned members, inserted and returned
 
 
 @functools.cache
@@ -1090,24 +1097,36 @@ def _send_statements(postgres: bool, with_reply: bool) -> _SendStatements:
             members.c.user_id.in_(sa.bindparam("wanted", expanding=True)))
     ).returning(mentions.c.user_id)
     if postgres:
+        # Autocommit cannot roll back: the bump must not happen for a resend. The NOT EXISTS
+        # skips the common one; a concurrent one (invisible to this statement's snapshot)
+        # hits the unique key in the plain INSERT below, which aborts the whole statement.
+        bump = bump.where(~sa.exists().where(
+            messages.c.room_id == room_id, messages.c.author_id == author,
+            messages.c.client_msg_id == bp(messages.c.client_msg_id, "v_client_msg_id")))
         # values as v_<column>: the CTEs' UPDATEs must not see parameters named as columns
         bumped = bump.cte("bump")
-        inserted = (postgresql.insert(messages).from_select(columns, sa.select(*[
+        inserted = (sa.insert(messages).from_select(columns, sa.select(*[
             bumped.c.seq if c == "seq" else bp(messages.c[c], f"v_{c}") for c in columns]))
-            .on_conflict_do_nothing(index_elements=idempotency)
-            .returning(messages.c.seq).cte("ins"))
+            .returning(messages.c.id, messages.c.seq).cte("ins"))
         read = (sa.update(members).where(
             members.c.room_id == room_id, members.c.user_id == author,
             members.c.last_read_seq < inserted.c.seq)
             .values(last_read_seq=inserted.c.seq).returning(members.c.user_id).cte("rd"))
+        mention_rows = (sa.insert(mentions).from_select(
+            ["message_id", "user_id", "room_id", "seq"],
+            sa.select(inserted.c.id, members.c.user_id, room_id, inserted.c.seq)
+            .select_from(inserted.join(members, sa.and_(
+                members.c.room_id == room_id, members.c.user_id == sa.any_(
+                    sa.bindparam("wanted", type_=postgresql.ARRAY(sa.String())))))))
+            .returning(mentions.c.user_id).cte("men"))
         combined = sa.select(
             bumped.c.seq, bumped.c.name,
-            sa.select(sa.func.count()).select_from(inserted).scalar_subquery().label(
-                "inserted"),
             sa.select(sa.func.array_agg(members.c.user_id)).where(
                 members.c.room_id == room_id).scalar_subquery().label("recipients"),
+            sa.select(sa.func.array_agg(mention_rows.c.user_id)).scalar_subquery().label(
+                "mentioned"),
         ).add_cte(read)
-        return _SendStatements(combined, None, None, None, None, mentioned)
+        return _SendStatements(combined, None, None, None, None, None)
     insert = (sqlite.insert(messages).on_conflict_do_nothing(index_elements=idempotency)
               .returning(messages.c.seq))
     read_marker = sa.update(members).where(
