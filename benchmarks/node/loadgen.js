@@ -311,6 +311,7 @@ async function chat() {
   const meter = cpuMeter();
   const t0 = performance.now();
   const waits = [];
+  const bySecond = [];
   let lastError = null;
   let late = 0; // sends the generator issued more than 5 ms after their due time
   for (let k = 0; k < count; k++) {
@@ -322,7 +323,8 @@ async function chat() {
     const payload = fill(cfg.payload, { ROOM: roomOf(i), N: k });
     const ts = performance.now();
     waits.push(call(c.socks[i], cfg.event, payload).then((r) => {
-      if (r && r.ok) lat.push(performance.now() - ts); else { countError(errors, r); lastError = r; }
+      if (r && r.ok) { const ms = performance.now() - ts; lat.push(ms); (bySecond[Math.floor((ts - t0) / 1000)] ||= []).push(ms); }
+      else { countError(errors, r); lastError = r; }
     }));
   }
   await Promise.all(waits);
@@ -330,7 +332,9 @@ async function chat() {
   const genCpu = meter();
   await sleep(200);
   closeAll(c.socks);
-  return { clients: c.socks.length, connect_failures: c.failures, rooms: nrooms, rate, sent: count, acked: lat.length, achieved_per_s: Math.round(lat.length / elapsed), late_sends: late, pushes_received: received, errors, prepare_errors: prepErrors, last_error: lastError, ...latencyStats(lat), gen_cpu: genCpu };
+  // send→ack p50/p99 of the sends issued in each second: shows a stall rather than a slope
+  const timeline = bySecond.map((l) => { const v = latencyStats(l || []); return [v.p50_ms, v.p99_ms]; });
+  return { clients: c.socks.length, connect_failures: c.failures, rooms: nrooms, rate, sent: count, acked: lat.length, achieved_per_s: Math.round(lat.length / elapsed), late_sends: late, pushes_received: received, errors, prepare_errors: prepErrors, last_error: lastError, ...latencyStats(lat), p50_p99_by_second: timeline, gen_cpu: genCpu };
 }
 
 const scenarios = { idle, fanout, acked, chat };

@@ -256,6 +256,33 @@ def test_resending_a_client_msg_id_returns_the_original_and_creates_nothing(crt,
     assert ok(send(bob, room, "mine", client_msg_id=key))["seq"] == 2
 
 
+def test_a_refused_send_takes_no_seq_and_the_sender_has_read_their_own_message(crt, users):
+    """Every way ``chat:send`` stores nothing rolls its ``seq`` back; a stored one moves the
+    sender's read marker to it (the send path bumps ``last_seq`` before it knows)."""
+    alice, bob, carol = users("alice", "bob", "carol")
+    room = make_room(alice)
+    ok(bob.call("chat:join", {"room_id": room}))
+    first = ok(send(bob, room, "one"))
+    other = make_room(alice, name="other")
+    foreign = ok(send(alice, other, "elsewhere"))
+    until = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    ok(alice.call("chat:mute", {"room_id": room, "user_id": "bob", "until": until}))
+    err(send(bob, room, "muted"), "forbidden")
+    ok(alice.call("chat:mute", {"room_id": room, "user_id": "bob", "until": None}))
+    err(send(carol, room, "not a member"), "forbidden")
+    err(send(bob, room, "bad reply", reply_to=foreign["id"]), "invalid_payload")
+    err(send(bob, "0" * 32, "no room"), "not_found")
+    assert ok(send(bob, room, "again", client_msg_id=first["client_msg_id"]))["duplicate"]
+    second = ok(send(bob, room, "two", reply_to=first["id"], mentions=["alice", "carol"]))
+    assert second["seq"] == first["seq"] + 1 and second["mentions"] == ["alice"]
+    assert second["author"] == {"user_id": "bob", "name": "Bob"}
+    page = ok(bob.call("chat:history", {"room_id": room}))
+    assert [m["seq"] for m in page["messages"]] == [1, 2] and page["last_seq"] == 2
+    assert page["messages"][1] == {k: v for k, v in second.items() if k != "duplicate"}
+    mine = next(r for r in ok(bob.call("chat:rooms", {}))["rooms"] if r["id"] == room)
+    assert mine["last_read_seq"] == 2 and mine["unread_count"] == 0
+
+
 def test_history_pages_latest_before_after_and_around(crt, users):
     (alice,) = users("alice")
     room = make_room(alice)
