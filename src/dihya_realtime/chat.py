@@ -235,6 +235,19 @@ class ChatService:
                 raise _forbidden("target_is_moderator", "only the owner moderates moderators")
         return mine
 
+    def _managed_member(self, s: Session, room_id: str, user_id: str, actor: Actor,
+                        owner_only: bool = False) -> tuple[ChatMember, ChatMember | None]:
+        """The member ``actor`` is about to manage, after the manager (or owner) check;
+        returns ``(target, actor's own membership)``."""
+        room = self._room(s, room_id)
+        target = self._member(s, room_id, user_id)
+        mine = self._require_manager(s, room, actor, target)
+        if owner_only and (mine is None or mine.role != "owner") and not actor.moderator:
+            raise _forbidden("not_the_owner", "only the owner changes roles")
+        if target is None:
+            raise not_found("this user is not a member", {"user_id": user_id})
+        return target, mine
+
     def _member_ids(self, s: Session, room_id: str) -> list[str]:
         return list(s.scalars(sa.select(ChatMember.user_id).where(ChatMember.room_id == room_id)))
 
@@ -506,11 +519,7 @@ class ChatService:
                       defer: Defer | None = None) -> dict[str, Any]:
         """Remove a member (owner or moderators); ``reason`` is ``removed`` or ``kicked``."""
         with self._write() as s:
-            room = self._room(s, room_id)
-            target = self._member(s, room_id, user_id)
-            self._require_manager(s, room, actor, target)
-            if target is None:
-                raise not_found("this user is not a member", {"user_id": user_id})
+            target, _ = self._managed_member(s, room_id, user_id, actor)
             s.delete(target)
             recipients = self._member_ids(s, room_id)
         self._push([*recipients, user_id], "chat:member_left",
@@ -523,13 +532,7 @@ class ChatService:
                  defer: Defer | None = None) -> dict[str, Any]:
         """Make a member a moderator or a plain member again (the owner only)."""
         with self._write() as s:
-            room = self._room(s, room_id)
-            target = self._member(s, room_id, user_id)
-            mine = self._require_manager(s, room, actor, target)
-            if (mine is None or mine.role != "owner") and not actor.moderator:
-                raise _forbidden("not_the_owner", "only the owner changes roles")
-            if target is None:
-                raise not_found("this user is not a member", {"user_id": user_id})
+            target, mine = self._managed_member(s, room_id, user_id, actor, owner_only=True)
             target.role = role
             data = {"room_id": room_id, "user_id": user_id, "role": role,
                     "muted_until": iso(_active_mute(target)), "by": actor.user_id}
@@ -984,11 +987,7 @@ class ChatService:
              defer: Defer | None = None) -> dict[str, Any]:
         """Mute a member until ``until`` (``None`` or a past time: unmute)."""
         with self._write() as s:
-            room = self._room(s, room_id)
-            target = self._member(s, room_id, user_id)
-            self._require_manager(s, room, actor, target)
-            if target is None:
-                raise not_found("this user is not a member", {"user_id": user_id})
+            target, _ = self._managed_member(s, room_id, user_id, actor)
             target.muted_until = until
             data = {"room_id": room_id, "user_id": user_id, "role": target.role,
                     "muted_until": iso(_active_mute(target)), "by": actor.user_id}
