@@ -532,7 +532,7 @@ class ChatService:
                  defer: Defer | None = None) -> dict[str, Any]:
         """Make a member a moderator or a plain member again (the owner only)."""
         with self._write() as s:
-            target, mine = self._managed_member(s, room_id, user_id, actor, owner_only=True)
+            target, _ = self._managed_member(s, room_id, user_id, actor, owner_only=True)
             target.role = role
             data = {"room_id": room_id, "user_id": user_id, "role": role,
                     "muted_until": iso(_active_mute(target)), "by": actor.user_id}
