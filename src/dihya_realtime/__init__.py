@@ -1,7 +1,27 @@
-"""dihya-realtime: authenticated, validated, audited realtime features for Flask apps."""
+"""dihya-realtime: authenticated, validated, audited realtime features for Flask apps.
+
+``from dihya_realtime import Realtime, create_app``. Both are loaded on first use: the
+``dihya-realtime serve`` command must monkey-patch the standard library for gevent before
+Flask-SocketIO (and with it ``threading``) is imported.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from dihya_realtime.errors import ErrorCode, RealtimeError
 from dihya_realtime.principal import Principal
 
-__all__ = ["ErrorCode", "Principal", "RealtimeError"]
+if TYPE_CHECKING:
+    from dihya_realtime.server import Realtime, create_app
+
+__all__ = ["ErrorCode", "Principal", "Realtime", "RealtimeError", "create_app"]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("Realtime", "create_app"):
+        from dihya_realtime import server
+
+        return getattr(server, name)
+    raise AttributeError(f"module 'dihya_realtime' has no attribute {name!r}")
