@@ -102,14 +102,22 @@ def test_concurrent_publishers_on_both_processes_give_one_order_without_gaps(
     assert seen[0] == seen[1]  # the same publications, in the same order, on both processes
 
 
-def test_killed_process_clients_recover_everything_on_the_other(start_server, redis_url,
-                                                                redis_prefix, sio_client,
-                                                                token):
+@pytest.fixture
+def doomed_pair(start_server, redis_url, redis_prefix, sio_client, token):
+    """Process ``a`` (to be killed), process ``b``, and a watcher on ``b`` in the channel.
+
+    Both on one Redis with a 3 s presence TTL, so a dead process's entries go quickly.
+    """
     shared = {"REDIS_URL": redis_url, "REDIS_PREFIX": redis_prefix, "PRESENCE_TTL": "3"}
     a = start_server(**shared)
     b = start_server(**shared)
     watcher = sio_client(b, token("watcher"))
     assert watcher.call("subscribe", {"channel": CHANNEL})["ok"]
+    return a, b, watcher
+
+
+def test_killed_process_clients_recover_everything_on_the_other(doomed_pair, sio_client, token):
+    a, b, watcher = doomed_pair
     victim = sio_client(a, token("alice"))
     first = victim.call("subscribe", {"channel": CHANNEL})["data"]
     for i in range(5):
@@ -136,14 +144,9 @@ def test_killed_process_clients_recover_everything_on_the_other(start_server, re
     assert time.monotonic() - started < 15
 
 
-def test_presence_leave_of_a_killed_process_arrives_within_the_bound(start_server, redis_url,
-                                                                     redis_prefix, sio_client,
+def test_presence_leave_of_a_killed_process_arrives_within_the_bound(doomed_pair, sio_client,
                                                                      token):
-    shared = {"REDIS_URL": redis_url, "REDIS_PREFIX": redis_prefix, "PRESENCE_TTL": "3"}
-    a = start_server(**shared)
-    b = start_server(**shared)
-    watcher = sio_client(b, token("watcher"))
-    assert watcher.call("subscribe", {"channel": CHANNEL})["ok"]
+    a, _, watcher = doomed_pair
     doomed = sio_client(a, token("carol"))
     assert doomed.call("subscribe", {"channel": CHANNEL})["ok"]
     watcher.wait_for("presence:join", lambda e: e["user"]["user_id"] == "carol")
