@@ -101,30 +101,27 @@ class ChannelService:
 
     def check_read(self, conn: Connection, ref: ChannelRef) -> None:
         """May ``conn`` subscribe to, read the history and presence of ``ref``?"""
-        policy = ref.policy
-        if conn.principal.anonymous and not policy.anonymous:
-            raise RealtimeError(ErrorCode.FORBIDDEN, "this namespace needs a signed-in user")
-        if policy.personal and ref.name != f"#{conn.user_id}":
-            raise forbidden("a personal channel is only for its owner",
-                            {"channel": ref.channel})
-        if policy.subscribe and not conn.can(policy.subscribe):
-            raise forbidden(f"missing permission {policy.subscribe!r}",
-                            {"permission": policy.subscribe})
-        self._run_access_checks(conn, ref, "read")
+        self._check(conn, ref, ref.policy.subscribe, "read")
 
     def check_publish(self, conn: Connection, ref: ChannelRef) -> None:
-        policy = ref.policy
-        if policy.publish is None:
+        """May ``conn`` publish on ``ref``? Namespaces without ``publish`` are server-only."""
+        if ref.policy.publish is None:
             raise forbidden(f"only the server publishes on {ref.namespace!r} channels",
                             {"namespace": ref.namespace})
+        self._check(conn, ref, ref.policy.publish, "publish")
+
+    def _check(self, conn: Connection, ref: ChannelRef, permission: str | None,
+               action: str) -> None:
+        """The namespace policy (signed-in user, personal owner, permission), then the
+        feature's own narrowing checks."""
+        policy = ref.policy
         if conn.principal.anonymous and not policy.anonymous:
             raise forbidden("this namespace needs a signed-in user")
         if policy.personal and ref.name != f"#{conn.user_id}":
-            raise forbidden("a personal channel is only for its owner")
-        if not conn.can(policy.publish):
-            raise forbidden(f"missing permission {policy.publish!r}",
-                            {"permission": policy.publish})
-        self._run_access_checks(conn, ref, "publish")
+            raise forbidden("a personal channel is only for its owner", {"channel": ref.channel})
+        if permission and not conn.can(permission):
+            raise forbidden(f"missing permission {permission!r}", {"permission": permission})
+        self._run_access_checks(conn, ref, action)
 
     # -- client operations
     def subscribe(self, conn: Connection, ref: ChannelRef,
