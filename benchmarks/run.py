@@ -190,6 +190,8 @@ class Bench:
         if redis:
             env["DIHYA_RT_REDIS_URL"] = redis
             env["DIHYA_RT_REDIS_PREFIX"] = prefix or "bench"
+        # --dihya-env KEY=VALUE: controlled experiments (e.g. one check switched off)
+        env.update(self.args.dihya_env)
         return env
 
     def sqlite_url(self) -> str:
@@ -273,6 +275,8 @@ class Bench:
         row = {"scenario": scenario, "target": target, **extra, **result,
                "date": self.meta["date"], "commit": self.meta["commit"],
                "machine": self.meta["machine"], "pinned": self.meta["pinned"]}
+        if self.args.dihya_env and target.startswith("dihya"):
+            row["dihya_env"] = self.args.dihya_env
         reasons = []
         if "error" in result:
             reasons.append("error: " + str(result["error"])[:300])
@@ -638,7 +642,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out-dir", default=str(BENCH / "results"))
     p.add_argument("--dihya", default=shutil.which("dihya-realtime", path=str(
         Path(sys.executable).parent)) or "dihya-realtime", help="the dihya-realtime command")
+    p.add_argument("--dihya-env", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra environment for the dihya server (repeatable), for experiments "
+                        "such as DIHYA_RT_AUDIT_DB=false; recorded in every row")
     args = p.parse_args(argv)
+    args.dihya_env = dict(kv.split("=", 1) for kv in args.dihya_env)
     args.scenarios = args.scenario or list(SCENARIOS)
     args.targets = [t for t in args.targets.split(",") if t]
     if args.quick:

@@ -315,3 +315,22 @@ def test_record_does_not_raise_on_odd_input(audit: AuditLog, database: Database)
     row = _rows(database)[0]
     assert len(row.user_agent) == 512
     assert verify(database).ok
+
+
+def test_a_backlog_is_written_in_large_batches_in_chain_order(database: Database, caplog) -> None:
+    """A writer that fell behind takes up to 5 × batch_size rows per transaction (one
+    executemany); ids must still follow the chain on both databases."""
+    log = AuditLog(database, "off", batch_size=40, batch_interval=0.005)
+    caplog.set_level(logging.WARNING, logger="dihya_realtime.audit")
+    with log._cond:  # hold the writer back so that a backlog builds up
+        for i in range(1000):
+            log.record("publish", user_id=f"u{i % 7}", details={"i": i, "ratio": i / 3})
+    assert log.flush(20)
+    log.close()
+    rows = _rows(database)
+    assert [r.details["i"] for r in rows] == list(range(1000))
+    assert rows[1].details["ratio"] == pytest.approx(1 / 3)
+    assert rows[0].ts.tzinfo is not None
+    result = verify(database)
+    assert result.ok, result.reason
+    assert result.rows == 1000

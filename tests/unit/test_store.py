@@ -129,3 +129,16 @@ def test_sqlite_uses_wal_and_foreign_keys(tmp_path) -> None:
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 1000
     db.dispose()
+
+
+def test_json_columns_keep_what_orjson_cannot_encode(database: Database) -> None:
+    """JSON columns go through orjson, with the stdlib for what orjson refuses: an integer
+    beyond 64 bits must still be stored and read back exactly, on both databases."""
+    database.migrate()
+    now = datetime(2026, 11, 24, 8, 0, 0, tzinfo=UTC)
+    with database.session() as session:
+        upsert_user(session, "big", None, ["user", 2**70, "é"], now)  # type: ignore[list-item]
+    with database.session() as session:
+        user = session.get(User, "big")
+        assert user is not None
+        assert user.roles == ["user", 2**70, "é"]
