@@ -85,10 +85,47 @@ _LIMITS = {
 }
 
 
+_COLUMNS = (*FIELDS, "prev_hash", "hash")
+
+
+@dataclass(frozen=True, slots=True)
+class _RowInsert:
+    """The audit row INSERT compiled once for a dialect, run as one DBAPI ``executemany``.
+
+    Why not ``conn.execute(insert(table), rows)``: SQLAlchemy rebuilds and type-processes
+    every row's parameters in Python, half of a row's cost in a writer that shares the event
+    loop's core. The columns' own bind processors are applied here instead, so what is
+    stored is byte for byte what SQLAlchemy would store (``verify`` reads it back through
+    the ORM).
+    """
+
+    sql: str
+    positional: bool
+    processors: tuple[tuple[int, Any], ...]  # (column index, the type's bind processor)
+
+    @classmethod
+    def compile(cls, dialect: sa.Dialect) -> _RowInsert:
+        table = cast(sa.Table, AuditEvent.__table__)
+        compiled = sa.insert(table).compile(dialect=dialect, column_keys=list(_COLUMNS))
+        if compiled.positional and list(compiled.positiontup or ()) != list(_COLUMNS):
+            raise RuntimeError(f"unexpected audit INSERT parameters: {compiled.positiontup}")
+        processors = tuple(
+            (i, proc)
+            for i, name in enumerate(_COLUMNS)
+            if (proc := table.c[name].type.bind_processor(dialect)) is not None
+        )
+        return cls(str(compiled), bool(compiled.positional), processors)
+
+    def params(self, values: list[Any]) -> tuple[Any, ...] | dict[str, Any]:
+        for i, proc in self.processors:
+            values[i] = proc(values[i])
+        return tuple(values) if self.positional else dict(zip(_COLUMNS, values, strict=True))
+
+
 def iso_ms(ts: datetime) -> str:
     """``2026-11-24T08:00:00.123Z``: the one textual form of an audit timestamp."""
-    ts = ts.astimezone(UTC)
-    return ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
+    # isoformat is C; strftime + an f-string cost three times as much on every event
+    return ts.astimezone(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 def canonical_json(fields: dict[str, Any]) -> bytes:
@@ -120,6 +157,8 @@ def _clean_details(details: dict[str, Any] | None) -> Any:
 def _clean_str(name: str, value: Any) -> str | None:
     if value is None:
         return None
+    if type(value) is str and value.isascii() and "\x00" not in value:  # the usual case
+        return value[: _LIMITS[name]]
     # NUL: PostgreSQL refuses it; lone surrogates (a client can send "\ud800"): no UTF-8
     text = str(value).replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
     return text[: _LIMITS[name]]
@@ -160,6 +199,7 @@ class AuditLog:
         self._urgent = False
         self._closing = False
         self._thread: threading.Thread | None = None
+        self._insert: _RowInsert | None = None
         self._atexit = functools.partial(_close_at_exit, weakref.ref(self))
         if database is not None:
             self._thread = threading.Thread(
@@ -335,6 +375,9 @@ class AuditLog:
         assert self.database is not None
         table = cast(sa.Table, AuditEvent.__table__)
         with self.database.write_transaction() as conn:
+            if self._insert is None:
+                self._insert = _RowInsert.compile(conn.dialect)
+            insert = self._insert
             if self.database.is_postgres:
                 conn.execute(sa.select(sa.func.pg_advisory_xact_lock(AUDIT_LOCK_KEY)))
             prev = conn.execute(
@@ -344,10 +387,13 @@ class AuditLog:
             rows = []
             for fields, ts in batch:
                 digest = chain_hash(prev, fields)
-                rows.append(dict(fields, ts=ts, prev_hash=prev, hash=digest))
+                values = [fields[name] for name in FIELDS]
+                values[0] = ts
+                values += (prev, digest)
+                rows.append(insert.params(values))
                 prev = digest
             # One executemany: the driver runs the rows one after another, in chain order.
-            conn.execute(sa.insert(table), rows)
+            conn.exec_driver_sql(insert.sql, rows)
 
 
 def _close_at_exit(ref: weakref.ref[AuditLog]) -> None:

@@ -11,6 +11,9 @@ from collections.abc import Iterable
 from typing import Any
 
 REDACTED = "[redacted]"
+# Leaves: nothing to walk into, so no path string is built for them (the walk runs on every
+# outbound payload and every audit detail; most values are these).
+_LEAVES = (str, int, float, bool, type(None))
 
 
 class Redactor:
@@ -30,6 +33,8 @@ class Redactor:
                 if isinstance(key, str) and key.lower() in self.keys:
                     new_item: Any = REDACTED
                     paths.append(f"{path}.{key}" if path else key)
+                elif type(item) in _LEAVES:
+                    new_item = item
                 else:
                     new_item = self._walk(item, f"{path}.{key}" if path else str(key), paths)
                 if new_item is not item and out is None:
@@ -38,7 +43,10 @@ class Redactor:
                     out[key] = new_item
             return value if out is None else out
         if isinstance(value, list | tuple):
-            items = [self._walk(item, f"{path}[{i}]", paths) for i, item in enumerate(value)]
+            items = [
+                item if type(item) in _LEAVES else self._walk(item, f"{path}[{i}]", paths)
+                for i, item in enumerate(value)
+            ]
             if all(a is b for a, b in zip(items, value, strict=True)):
                 return value
             return items
