@@ -165,6 +165,60 @@ def test_oversized_frame_is_refused_while_it_arrives_not_after_buffering(start_s
     assert server.http("GET", "/healthz")[0] == 200
 
 
+def _raw_socketio(server, token: str) -> websocket.WebSocket:
+    ws = websocket.create_connection(f"ws://127.0.0.1:{server.port}/socket.io/"
+                                     "?EIO=4&transport=websocket", timeout=10)
+    ws.recv()  # engine.io open
+    ws.send("40" + json.dumps({"token": token}))
+    assert ws.recv().startswith("40")
+    return ws
+
+
+def _recv_packet(ws: websocket.WebSocket, prefix: str) -> str:
+    """The next text message starting with ``prefix`` (pushes like counts come first)."""
+    while not (packet := ws.recv()).startswith(prefix):
+        pass
+    return packet
+
+
+def test_text_frames_must_be_utf8_even_when_split_across_fragments(start_server, token):
+    """UTF-8 is checked once per message by the C decoder (not per frame in Python): a
+    character split between two fragments passes; invalid bytes close with 1007."""
+    server = start_server()
+    ws = _raw_socketio(server, token("alice"))
+    message = ('421["whoami",{"note":"café"}]').encode()
+    cut = message.index("é".encode()) + 1  # inside the two bytes of "é"
+    ws.send_frame(websocket.ABNF.create_frame(message[:cut], websocket.ABNF.OPCODE_TEXT, fin=0))
+    ws.send_frame(websocket.ABNF.create_frame(message[cut:], websocket.ABNF.OPCODE_CONT, fin=1))
+    reply = _recv_packet(ws, "431")
+    assert '"user_id":"alice"' in reply.replace(" ", "")
+
+    ws.send_frame(websocket.ABNF.create_frame(b'421["whoami",{"x":"\xff\xfe"}]',
+                                              websocket.ABNF.OPCODE_TEXT))
+    assert _close_code(ws) == 1007
+    ws.close()
+    assert server.http("GET", "/healthz")[0] == 200
+    bystander = _raw_socketio(server, token("bob"))
+    bystander.send('422["whoami"]')
+    assert '"ok":true' in _recv_packet(bystander, "432").replace(" ", "")
+    bystander.close()
+
+
+def _close_code(ws: websocket.WebSocket) -> int:
+    frame = ws.recv_data_frame(control_frame=True)[1]
+    while frame.opcode != websocket.ABNF.OPCODE_CLOSE:
+        frame = ws.recv_data_frame(control_frame=True)[1]
+    return int.from_bytes(frame.data[:2], "big")
+
+
+def test_an_oversized_message_is_closed_with_1009(start_server, token):
+    server = start_server(MAX_PAYLOAD_BYTES="4096")
+    ws = _raw_socketio(server, token("mallory"))
+    ws.send('42["whoami",{"blob":"' + "x" * 20_000 + '"}]')
+    assert _close_code(ws) == 1009
+    ws.close()
+
+
 def test_rate_limit_replies_rate_limited_with_retry_after(start_server, sio_client, token):
     server = start_server(RATE_LIMIT_EVENT='{"rate": 1, "burst": 2}')
     client = sio_client(server, token=token("alice"))

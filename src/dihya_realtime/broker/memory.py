@@ -10,7 +10,6 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-import uuid
 from collections import OrderedDict, deque
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,6 +24,7 @@ from dihya_realtime.broker.base import (
     StreamPosition,
     check_recovery,
     fold_members,
+    new_publication_id,
     public_user,
 )
 from dihya_realtime.settings import HistoryPolicy
@@ -121,7 +121,7 @@ class MemoryBroker(Broker):
                 channel=channel,
                 offset=stream.offset,
                 epoch=stream.epoch,
-                id=uuid.uuid4().hex,
+                id=new_publication_id(),
                 ts=time.time(),
                 data=data,
                 from_=from_,

@@ -16,7 +16,6 @@ import re
 import secrets
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Literal
@@ -39,6 +38,7 @@ from dihya_realtime.broker.base import (
     StreamPosition,
     check_recovery,
     fold_members,
+    new_publication_id,
     public_user,
 )
 from dihya_realtime.settings import HistoryPolicy
@@ -134,7 +134,7 @@ class RedisBroker(Broker):
         idempotency_key: str | None = None,
         idempotency_ttl: float = 300,
     ) -> tuple[Publication, bool]:
-        pub_id = uuid.uuid4().hex
+        pub_id = new_publication_id()
         ts = time.time()
         wire: dict[str, Any] = {"channel": channel, "id": pub_id, "ts": ts, "data": data}
         if from_ is not None:
