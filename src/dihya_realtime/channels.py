@@ -14,6 +14,7 @@ So a client sees every offset once, in order, with no gap between its reply and 
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import threading
 import uuid
@@ -34,6 +35,8 @@ from dihya_realtime.settings import HistoryPolicy, NamespacePolicy
 if TYPE_CHECKING:
     from dihya_realtime.connections import Connection
     from dihya_realtime.server import Realtime
+
+log = logging.getLogger("dihya_realtime.channels")
 
 CHANNEL_RE = re.compile(r"^([a-z][a-z0-9_]{0,31}):([A-Za-z0-9_.#=@,-]{1,128})$")
 CONTROL_PREFIX = "__control:"
@@ -194,6 +197,39 @@ class ChannelService:
                 self.broker.presence_remove(channel, conn.sid)
         return True
 
+    def remove(self, conn: Connection, channel: str, reason: str) -> bool:
+        """Unsubscribe ``conn`` on the server's decision and tell it with ``unsubscribed``."""
+        if not self.unsubscribe(conn, channel):
+            return False
+        self.rt.emit("unsubscribed", {"channel": channel, "reason": reason}, to=conn.sid,
+                     local=True)
+        return True
+
+    def drop_unreadable(self, conn: Connection) -> list[tuple[str, str]]:
+        """Remove ``conn`` from every channel it may no longer read; returns ``(channel, reason)``.
+
+        Read access is checked at subscribe; when the connection's principal changes
+        (``auth:refresh`` with fewer roles) this checks every subscription again, with the same
+        check (namespace policy, then the features' narrowing checks such as chat room
+        membership), so a demoted user stops receiving at once rather than at reconnect. A
+        check that cannot be made (the database is down) drops the channel too, with reason
+        ``unavailable``: access that cannot be confirmed is not kept; the client may subscribe
+        again. A refused check gives reason ``forbidden``.
+        """
+        dropped: list[tuple[str, str]] = []
+        for channel in sorted(conn.channels):
+            try:
+                self.check_read(conn, self.resolve(channel))
+                continue
+            except RealtimeError as exc:
+                reason = "forbidden" if exc.code is ErrorCode.FORBIDDEN else "unavailable"
+            except Exception:
+                log.exception("could not check read access to %s again", channel)
+                reason = "unavailable"
+            if self.remove(conn, channel, reason):
+                dropped.append((channel, reason))
+        return dropped
+
     def drop_connection(self, conn: Connection) -> None:
         for channel in list(conn.channels):
             try:
@@ -282,8 +318,6 @@ class ChannelService:
 
     def _control_unsubscribe(self, data: dict) -> None:
         channel = str(data["channel"])
+        reason = str(data.get("reason") or "server")
         for conn in self.rt.connections.of_user(str(data["user_id"])):
-            if self.unsubscribe(conn, channel):
-                self.rt.emit("unsubscribed", {"channel": channel,
-                                              "reason": data.get("reason") or "server"},
-                             to=conn.sid, local=True)
+            self.remove(conn, channel, reason)

@@ -489,6 +489,7 @@ class ChatService:
         self._push([*recipients, actor.user_id], "chat:member_left",
                    {"room_id": room_id, "user_id": actor.user_id, "reason": "left", "by": None},
                    defer)
+        self._typing_ended(room_id, actor, recipients, defer)
         if promoted is not None:
             self._push(recipients, "chat:member_updated",
                        {"room_id": room_id, "user_id": promoted.user_id, "role": "owner",
@@ -525,7 +526,7 @@ class ChatService:
         self._push([*recipients, user_id], "chat:member_left",
                    {"room_id": room_id, "user_id": user_id, "reason": reason,
                     "by": actor.user_id}, defer)
-        self.typing_state.stop(room_id, user_id)
+        self._typing_ended(room_id, Actor(user_id), recipients, defer)
         return {"room_id": room_id, "user_id": user_id, "removed": True}
 
     def set_role(self, actor: Actor, room_id: str, user_id: str, role: str,
@@ -950,6 +951,21 @@ class ChatService:
             others = [u for u in self._member_ids(s, room_id) if u != user_id]
         self._push(others, "chat:typing", self._typing_dict(room_id, Actor(user_id), False))
 
+    def _typing_ended(self, room_id: str, gone: Actor, recipients: list[str],
+                      defer: Defer | None) -> None:
+        """``gone`` left the room (left, removed, kicked, banned): the others see them stop
+        typing now, not when the indicator lapses.
+
+        The typing state lives on the process of the typist's connection. With several
+        processes that may not be this one, so ``typing: false`` is pushed whether or not this
+        process saw them type (the message queue takes it to every process; a stop for someone
+        not shown typing changes nothing on a client). One process knows: it pushes only when
+        they were typing.
+        """
+        was_typing = self.typing_state.stop(room_id, gone.user_id)
+        if was_typing or self.rt.settings.redis_url:
+            self._push(recipients, "chat:typing", self._typing_dict(room_id, gone, False), defer)
+
     def connection_closed(self, sid: str) -> None:
         """A closed connection stops typing at once rather than after the expiry."""
         for room_id, user_id in self.typing_state.of_sid(sid):
@@ -1014,7 +1030,7 @@ class ChatService:
             self._push([*recipients, user_id], "chat:member_left",
                        {"room_id": room_id, "user_id": user_id, "reason": "banned",
                         "by": actor.user_id}, defer)
-            self.typing_state.stop(room_id, user_id)
+            self._typing_ended(room_id, Actor(user_id), recipients, defer)
         return {"room_id": room_id, "user_id": user_id, "banned": True,
                 "was_member": target is not None}
 

@@ -131,7 +131,8 @@ class Realtime:
         else:
             self._adopt(socketio)
         self.socketio = socketio
-        limit_websocket_messages(socketio.server.eio, settings.max_payload_bytes)
+        limit_websocket_messages(socketio.server.eio, settings.max_payload_bytes,
+                                 self._audit_oversized_message)
         server = socketio.server
         # instance attributes shadowing python-socketio's methods: see the module docstring
         setattr(server, "_trigger_event", self._around_trigger(server._trigger_event))  # noqa: B010
@@ -369,6 +370,7 @@ class Realtime:
         conn = self.connections.remove(sid)
         if conn is None:
             return
+        self.expiry.forget(sid)
         self.metrics.connections.dec()
         for hook in self.disconnect_hooks:
             try:
@@ -379,6 +381,20 @@ class Realtime:
                           details={"reason": str(reason),
                                    "duration": round(time.time() - conn.connected_at, 3)},
                           **conn.audit_fields())
+
+    def _audit_oversized_message(self, environ: dict, size: int) -> None:
+        """Audit a WebSocket message refused by size while it arrived (see
+        :func:`limit_websocket_messages`), with the connection's fields when it has
+        authenticated, else what the request tells (address, origin, agent)."""
+        eio_sid = environ.get(EIO_SID_KEY)
+        sid = self.socketio.server.manager.sid_from_eio_sid(eio_sid, "/") if eio_sid else None
+        conn = self.connections.get(sid) if sid else None
+        fields: dict[str, Any] = conn.audit_fields() if conn is not None else {
+            "sid": sid, "remote_addr": environ.get("REMOTE_ADDR"),
+            "origin": environ.get("HTTP_ORIGIN"), "user_agent": environ.get("HTTP_USER_AGENT")}
+        self.audit.record("payload_too_large", outcome="payload_too_large",
+                          details={"announced_bytes": size,
+                                   "max_bytes": self.settings.max_payload_bytes}, **fields)
 
     def _on_broker_message(self, message: Any) -> None:
         for handler in self.broker_handlers:
@@ -417,7 +433,16 @@ class PacketJSON:
             return json.loads(data, **kwargs)
 
 
-def limit_websocket_messages(eio: Any, limit: int) -> None:
+EIO_SID_KEY = "dihya_rt.eio_sid"
+"""Where a gevent-websocket socket's environ holds its engine.io session id (set as the
+WebSocket is handed to engine.io), so a size refusal can name the connection."""
+
+OversizeHook = Callable[[dict, int], None]
+"""``fn(environ, announced_bytes)``: a WebSocket message over the limit was refused."""
+
+
+def limit_websocket_messages(eio: Any, limit: int, on_oversize: OversizeHook | None = None
+                             ) -> None:
     """Make the WebSocket layer refuse a message over ``limit`` bytes while it arrives.
 
     engine.io checks ``max_http_buffer_size`` only once a whole message has been buffered, and
@@ -427,6 +452,11 @@ def limit_websocket_messages(eio: Any, limit: int) -> None:
     bytes in the message, before its payload is read. Both drivers engine.io may pick under
     gevent are covered: gevent-websocket (what ``serve`` uses, see :func:`_limited_gevent_ws`)
     and simple-websocket (when gevent-websocket is not installed).
+
+    Under gevent-websocket, ``on_oversize`` is then called with the request's environ (where
+    :data:`EIO_SID_KEY` names the engine.io session, hence the Socket.IO connection) and the
+    size the message announced, so the refusal can be audited. simple-websocket closes the
+    connection inside its own reader and tells nobody: there the refusal is not reported.
     """
     base = eio._async.get("websocket")
     if not isinstance(base, type):
@@ -442,13 +472,18 @@ def limit_websocket_messages(eio: Any, limit: int) -> None:
 
         driver: type = LimitedWebSocket
     elif base.__module__ == "engineio.async_drivers.gevent":  # the gevent-websocket driver
-        limited = _limited_gevent_ws(limit)
+        limited = _limited_gevent_ws(limit, on_oversize)
 
         class LimitedGeventWebSocket(base):  # type: ignore[misc, valid-type]
             def __call__(self, environ: dict, start_response: Any) -> Any:
                 ws = environ.get("wsgi.websocket")
                 if ws is not None:
                     ws.__class__ = limited
+                    # The handler is the engine.io socket's bound method: its session id
+                    # is the one link from this WebSocket to the Socket.IO connection. It goes
+                    # in the socket's own environ: Flask-SocketIO handed us a copy.
+                    ws.environ[EIO_SID_KEY] = getattr(getattr(self.app, "__self__", None),
+                                                      "sid", None)
                 return super().__call__(environ, start_response)
 
         driver = LimitedGeventWebSocket
@@ -458,15 +493,15 @@ def limit_websocket_messages(eio: Any, limit: int) -> None:
     eio._async = {**eio._async, "websocket": driver}
 
 
-def _limited_gevent_ws(limit: int) -> type:
+def _limited_gevent_ws(limit: int, on_oversize: OversizeHook | None = None) -> type:
     """A gevent-websocket ``WebSocket`` whose messages may not exceed ``limit`` bytes.
 
     gevent-websocket has no size limit of its own: ``read_frame`` reads whatever length a
     frame header announces, and ``read_message`` joins fragments without bound. This class
     (swapped onto each connection's socket object, same slots) checks the announced length
     against what is left of the message's budget *before* reading the payload, and answers
-    an overrun with close code 1009; ``receive()`` then returns ``None`` and engine.io ends
-    the session.
+    an overrun with close code 1009, then calls ``on_oversize(environ, announced)``;
+    ``receive()`` then returns ``None`` and engine.io ends the session.
     """
     from geventwebsocket.exceptions import ProtocolError, WebSocketError
     from geventwebsocket.websocket import MSG_ALREADY_CLOSED, Header, WebSocket
@@ -476,7 +511,9 @@ def _limited_gevent_ws(limit: int) -> type:
     left: dict[int, int] = {}  # id(websocket) → bytes the current message may still add
 
     class TooBig(ProtocolError):
-        pass
+        def __init__(self, announced: int) -> None:
+            super().__init__(f"message over {limit} bytes")
+            self.announced = announced
 
     class LimitedGeventWS(WebSocket):
         __slots__ = ()
@@ -508,8 +545,14 @@ def _limited_gevent_ws(limit: int) -> type:
             left[id(self)] = limit
             try:
                 return super().read_message()
-            except TooBig:
+            except TooBig as exc:
+                environ = self.environ or {}  # close() clears it
                 self.close(1009, b"message too big")
+                if on_oversize is not None:
+                    try:
+                        on_oversize(environ, exc.announced)
+                    except Exception:
+                        log.exception("could not report an oversized message")
                 return None
             finally:
                 left.pop(id(self), None)
@@ -521,7 +564,7 @@ def _limited_gevent_ws(limit: int) -> type:
             if header.opcode in data_opcodes:
                 budget = left.get(id(self), limit) - header.length
                 if budget < 0:
-                    raise TooBig(f"message over {limit} bytes")
+                    raise TooBig(limit - budget)  # the message's bytes so far + this frame
                 left[id(self)] = budget
             if not header.length:
                 return header, b""

@@ -423,6 +423,26 @@ def test_chat_typing_reaches_the_others_expires_and_stops_on_disconnect(
     assert typing_events(bob) == [(u("alice"), True), (u("alice"), False)] * 2
 
 
+def test_chat_typing_stops_at_once_when_the_typist_is_kicked_on_another_process(
+        shared_pair: Pair, u: Callable[[str], str], sio_client, token) -> None:
+    a, b = shared_pair
+    alice = sio_client(a, token(u("alice")))  # the owner: the kick is handled on a
+    carol = sio_client(a, token(u("carol")))  # a member on a
+    bob = sio_client(b, token(u("bob")))  # the typist, on b: only b saw him type
+    room = ok(alice, "chat:create_room", {"name": "kick-typing", "visibility": "public"})["id"]
+    ok(bob, "chat:join", {"room_id": room})
+    ok(carol, "chat:join", {"room_id": room})
+    assert ok(bob, "chat:typing", {"room_id": room, "typing": True})["sent"] is True
+    carol.wait_for("chat:typing", lambda e: e["typing"] is True)
+
+    kicked = time.monotonic()
+    ok(alice, "chat:kick", {"room_id": room, "user_id": u("bob")})
+
+    stopped = carol.wait_for("chat:typing", lambda e: e["typing"] is False, timeout=TYPING_TTL)
+    assert stopped["user_id"] == u("bob") and stopped["room_id"] == room
+    assert time.monotonic() - kicked < TYPING_TTL - 0.5  # the kick stopped it, not the expiry
+
+
 # -- notifications ------------------------------------------------------------------------
 
 

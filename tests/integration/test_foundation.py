@@ -134,11 +134,18 @@ def test_oversized_frame_closes_only_that_connection(start_server, sio_client, t
     server = start_server(MAX_PAYLOAD_BYTES="4096")
     offender = sio_client(server, token=token("mallory"))
     bystander = sio_client(server, token=token("alice"))
+    offender_sid = offender.sid
 
     offender.emit("whoami", {"blob": "x" * 20_000})
 
     offender.wait_disconnected(timeout=5)
     assert not offender.connected
+    refused = server.wait_audit("payload_too_large")
+    assert (refused["sid"], refused["user_id"], refused["outcome"]) == (
+        offender_sid, "mallory", "payload_too_large")
+    assert refused["remote_addr"] == "127.0.0.1"
+    assert refused["details"]["max_bytes"] == 4096
+    assert refused["details"]["announced_bytes"] > 20_000
     assert bystander.call("whoami")["data"]["user_id"] == "alice"
     assert server.http("GET", "/healthz")[0] == 200
     assert server.running
@@ -154,7 +161,9 @@ def test_oversized_frame_is_refused_while_it_arrives_not_after_buffering(start_s
                                      "?EIO=4&transport=websocket", timeout=10)
     ws.recv()  # engine.io open
     ws.send("40" + json.dumps({"token": token("mallory")}))  # Socket.IO connect with auth
-    assert ws.recv().startswith("40")
+    connected = ws.recv()
+    assert connected.startswith("40")
+    sid = json.loads(connected[2:])["sid"]
 
     with pytest.raises((OSError, websocket.WebSocketException)):
         ws.send("42" + "x" * (48 * 1024 * 1024))
@@ -163,6 +172,21 @@ def test_oversized_frame_is_refused_while_it_arrives_not_after_buffering(start_s
     ws.close()
     assert peak_rss_kb(server.pid) - before < 16 * 1024  # a 48 MB frame was never held
     assert server.http("GET", "/healthz")[0] == 200
+    refused = server.wait_audit("payload_too_large")
+    assert (refused["sid"], refused["user_id"]) == (sid, "mallory")
+    assert refused["details"] == {"announced_bytes": 2 + 48 * 1024 * 1024, "max_bytes": 4096}
+
+    # before any Socket.IO connect there is no user yet: the address is still recorded
+    early = websocket.create_connection(f"ws://127.0.0.1:{server.port}/socket.io/"
+                                        "?EIO=4&transport=websocket", timeout=10)
+    early.recv()
+    with pytest.raises((OSError, websocket.WebSocketException)):
+        early.send("40" + "x" * 5000)
+        early.recv()
+    early.close()
+    anonymous = server.wait_audit("payload_too_large", lambda e: e["sid"] is None)
+    assert anonymous["user_id"] is None and anonymous["remote_addr"] == "127.0.0.1"
+    assert anonymous["details"] == {"announced_bytes": 5002, "max_bytes": 4096}
 
 
 def _raw_socketio(server, token: str) -> websocket.WebSocket:

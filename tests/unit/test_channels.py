@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dihya_realtime.auth import hash_api_key
+from tests.unit.test_pipeline import audit_lines
 
 API_KEY = "test-api-key-0123456789"
 
@@ -169,6 +170,39 @@ def test_server_side_unsubscribe_and_disconnect_user(rt, connect):
     assert alice.events("unsubscribed") == [{"channel": "chat:x", "reason": "server"}]
     rt.disconnect_user("alice", "maintenance")
     assert not alice.is_connected() and bob.is_connected()
+
+
+def test_refresh_with_fewer_roles_unsubscribes_what_they_no_longer_allow(rt, connect,
+                                                                        make_token):
+    alice = connect(rt, "alice", roles=["user"])
+    for channel in ("chat:general", "live:project-9", "user:#alice"):
+        assert alice.call("subscribe", {"channel": channel})["ok"]
+    alice.get_received()
+
+    reply = alice.call("auth:refresh", {"token": make_token("alice", roles=[], ttl=600)})
+
+    assert reply["ok"], reply
+    assert sorted(alice.events("unsubscribed"), key=lambda e: e["channel"]) == [
+        {"channel": "chat:general", "reason": "forbidden"},
+        {"channel": "live:project-9", "reason": "forbidden"}]
+    assert rt.presence("chat:general") == []
+    rt.publish("chat:general", 1)
+    rt.publish("live:project-9", 2)
+    rt.publish("user:#alice", 3)  # the personal channel needs no role: it stays
+    assert [p["channel"] for p in pubs(alice)] == ["user:#alice"]
+    dropped = audit_lines(rt, "unsubscribed")
+    assert sorted(e["details"]["channel"] for e in dropped) == ["chat:general", "live:project-9"]
+    assert {(e["event"], e["outcome"], e["user_id"]) for e in dropped} == {
+        ("auth:refresh", "forbidden", "alice")}
+
+
+def test_refresh_with_the_same_roles_keeps_every_subscription(rt, connect, make_token):
+    alice = connect(rt, "alice")
+    alice.call("subscribe", {"channel": "chat:general"})
+    assert alice.call("auth:refresh", {"token": make_token("alice", ttl=600)})["ok"]
+    assert alice.events("unsubscribed") == []
+    rt.publish("chat:general", 1)
+    assert [p["data"] for p in pubs(alice)] == [1]
 
 
 # -- the HTTP API

@@ -119,6 +119,25 @@ def test_a_private_rooms_channel_is_for_its_members_only(crt, users):
     ok(bob.call("subscribe", {"channel": f"chat:{private}"}))
 
 
+def test_refresh_after_removal_unsubscribes_the_private_rooms_channel(crt, users, make_token):
+    """The feature's own access check (room membership) runs again on ``auth:refresh``."""
+    alice, bob = users("alice", "bob")
+    private = make_room(alice, "private", name="secret")
+    ok(alice.call("chat:invite", {"room_id": private, "user_id": "bob"}))
+    ok(bob.call("subscribe", {"channel": f"chat:{private}"}))
+    ok(bob.call("subscribe", {"channel": "chat:general"}))
+    ok(alice.call("chat:remove_member", {"room_id": private, "user_id": "bob"}))
+    drain(bob)
+
+    ok(bob.call("auth:refresh", {"token": make_token("bob", ttl=600, name="Bob")}))
+
+    assert bob.events("unsubscribed") == [{"channel": f"chat:{private}", "reason": "forbidden"}]
+    crt.publish(f"chat:{private}", "secret")
+    crt.publish("chat:general", "open")
+    assert [p["data"] for p in bob.events("publication")] == ["open"]
+    assert [m["user_id"] for m in crt.presence(f"chat:{private}")] == []
+
+
 def test_join_public_room_announces_member_and_unknown_room_is_not_found(crt, users):
     alice, bob = users("alice", "bob")
     room = make_room(alice)
@@ -390,6 +409,33 @@ def test_typing_goes_to_the_others_is_throttled_and_expires(make_rt, database_ur
     assert [t["typing"] for t in bob.events("chat:typing")] == [True, False]
     outsider = connect(crt, user="carol")
     err(outsider.call("chat:typing", {"room_id": room, "typing": True}), "forbidden")
+
+
+def test_leaving_kicked_or_banned_typists_stop_typing_for_the_others_at_once(make_rt, connect):
+    crt = make_rt(chat_typing_ttl=60, chat_typing_throttle=0)
+    alice, bob, carol, dave = (connect(crt, user=u) for u in ("alice", "bob", "carol", "dave"))
+    room = make_room(alice)
+    for member in (bob, carol, dave):
+        ok(member.call("chat:join", {"room_id": room}))
+
+    def typing_seen_by_alice() -> list[tuple[str, bool]]:
+        return [(t["user_id"], t["typing"]) for t in alice.events("chat:typing")]
+
+    drain(alice)
+    ok(bob.call("chat:typing", {"room_id": room, "typing": True}))
+    ok(bob.call("chat:leave", {"room_id": room}))
+    assert typing_seen_by_alice() == [("bob", True), ("bob", False)]
+    ok(carol.call("chat:typing", {"room_id": room, "typing": True}))
+    ok(alice.call("chat:kick", {"room_id": room, "user_id": "carol"}))
+    assert typing_seen_by_alice() == [("carol", True), ("carol", False)]
+    ok(dave.call("chat:typing", {"room_id": room, "typing": True}))
+    ok(alice.call("chat:ban", {"room_id": room, "user_id": "dave"}))
+    assert typing_seen_by_alice() == [("dave", True), ("dave", False)]
+    assert len(crt.chat.typing_state) == 0  # nothing left to lapse later
+    # one process knows who types: leaving without typing pushes no stop
+    ok(carol.call("chat:join", {"room_id": room}))
+    ok(carol.call("chat:leave", {"room_id": room}))
+    assert typing_seen_by_alice() == []
 
 
 def test_read_marker_never_moves_backwards_and_drives_unread_counts(crt, users):

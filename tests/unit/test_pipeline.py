@@ -311,6 +311,30 @@ def test_expiring_token_is_warned_then_disconnected_unless_refreshed(rt, connect
     assert len(expired) == 1 and expired[0]["user_id"] == "alice"
 
 
+def test_closed_connections_leave_no_expiry_deadlines_behind(make_rt, connect):
+    rt = make_rt(rate_limit_connect_ip={"rate": 1, "burst": 100})
+    for i in range(40):
+        connect(rt, f"u{i}").disconnect()
+    assert len(rt.expiry) == 0
+    keeper = connect(rt, "keeper")
+    for i in range(40):
+        connect(rt, f"v{i}").disconnect()
+    # the keeper's warning and deadline, and never more retired entries than live ones
+    assert len(rt.expiry) <= 4
+    keeper.disconnect()
+    assert len(rt.expiry) == 0
+
+
+def test_refreshes_do_not_pile_up_expiry_deadlines(rt, connect, make_token):
+    client = connect(rt, "alice", ttl=3600)
+    for _ in range(5):
+        assert client.call("auth:refresh", {"token": make_token("alice", ttl=600)})["ok"]
+    assert len(rt.expiry) <= 4
+    exp = rt.connections.get(next(iter(rt.connections)).sid).principal.expires_at
+    rt.expiry.run_due(exp - 59)  # only the latest token's warning is sent, once
+    assert len(client.events("auth:expiring")) == 1
+
+
 # -- audit of the connection lifecycle
 
 def test_connect_and_disconnect_are_audited_with_timestamp_and_duration(rt, connect):

@@ -216,7 +216,8 @@ class PresenceEventModel(BaseModel):
 
 class UnsubscribedEvent(BaseModel):
     channel: str
-    reason: str
+    reason: str = Field(description='the reason given to `rt.unsubscribe` (default "server"), '
+                        'or "forbidden" / "unavailable" after an `auth:refresh`')
 
 
 server_event("publication", PublicationModel, """
@@ -238,7 +239,12 @@ server_event("presence:leave", PresenceEventModel, """
     Sent within ``DIHYA_RT_PRESENCE_TTL`` (30 s) when a process dies without saying goodbye.
 """, feature="channels")
 server_event("unsubscribed", UnsubscribedEvent, """
-    The server removed this connection from a channel (``rt.unsubscribe`` or the HTTP API).
+    The server removed this connection from a channel.
+
+    ``rt.unsubscribe(user_id, channel, reason)`` sends its ``reason`` (default ``server``).
+    After an ``auth:refresh`` every subscription is checked again with the new token's roles:
+    a channel it no longer allows is removed with ``reason: "forbidden"`` (``unavailable`` when
+    the check could not be made; subscribe again later).
 """, feature="channels")
 
 

@@ -359,7 +359,7 @@ def join(ctx: EventContext, p: RoomPayload) -> dict:
 
 
 @event("chat:leave", payload=RoomPayload, reply=Left, permission=WRITE,
-       emits=("chat:member_left",))
+       emits=("chat:member_left", "chat:typing"))
 def leave(ctx: EventContext, p: RoomPayload) -> dict:
     """Leave a room (not a DM → ``conflict``). A leaving owner hands over to a moderator.
 
@@ -381,7 +381,7 @@ def invite(ctx: EventContext, p: MemberPayload) -> dict:
 
 
 @event("chat:remove_member", payload=MemberPayload, reply=Removed, permission=WRITE,
-       emits=("chat:member_left",))
+       emits=("chat:member_left", "chat:typing"))
 def remove_member(ctx: EventContext, p: MemberPayload) -> dict:
     """Remove a member: the room's owner or moderators (a moderator cannot remove a moderator).
 
@@ -534,7 +534,7 @@ def mute(ctx: EventContext, p: MutePayload) -> dict:
 
 
 @event("chat:kick", payload=MemberPayload, reply=Removed, permission=WRITE,
-       emits=("chat:member_left",))
+       emits=("chat:member_left", "chat:typing"))
 def kick(ctx: EventContext, p: MemberPayload) -> dict:
     """Remove a member now (they may join a public room again). Audited.
 
@@ -547,7 +547,7 @@ def kick(ctx: EventContext, p: MemberPayload) -> dict:
 
 
 @event("chat:ban", payload=BanPayload, reply=BanReply, permission=WRITE,
-       emits=("chat:member_left",))
+       emits=("chat:member_left", "chat:typing"))
 def ban(ctx: EventContext, p: BanPayload) -> dict:
     """Ban a user from a room: removed, and ``chat:join`` → ``forbidden`` until unbanned.
 
@@ -589,7 +589,9 @@ server_event("chat:typing", Typing, """
     Another member started or stopped typing (never sent to the typist).
 
     ``typing: true`` lapses after ``expires_in`` seconds unless renewed; the server also
-    pushes ``typing: false`` when it lapses, when the typist sends, or disconnects.
+    pushes ``typing: false`` when it lapses, when the typist sends or disconnects, and when
+    they leave the room or are removed, kicked or banned (with several server processes that
+    last one comes whether or not they were typing: a stop for someone not typing is a no-op).
 """)
 server_event("chat:read", ReadMarker, """
     A member's read marker moved forward (read receipts): ``{"room_id", "user_id", "seq"}``.

@@ -45,12 +45,14 @@ class RefreshReply(BaseModel):
 
 
 @event("auth:refresh", payload=RefreshPayload, reply=RefreshReply,
-       rate=RateLimit(rate=1, burst=5))
+       rate=RateLimit(rate=1, burst=5), emits=("unsubscribed",))
 def refresh(ctx: EventContext, payload: RefreshPayload) -> RefreshReply:
     """Extend a live connection with a fresh token for the same user.
 
     Send it after ``auth:expiring``. A token for another ``sub`` → ``forbidden``; an invalid
     or expired token → ``unauthenticated``. Payload example: ``{"token": "eyJhbGciOi…"}``.
+    The new token's roles apply at once: every channel the connection may no longer read is
+    unsubscribed, with an ``unsubscribed`` event (``reason: "forbidden"``) for each.
     """
     rt = ctx.rt
     try:
@@ -64,6 +66,8 @@ def refresh(ctx: EventContext, payload: RefreshPayload) -> RefreshReply:
     rt.connections.replace_principal(ctx.conn, principal, rt.principal_permissions(principal))
     rt.expiry.watch(ctx.conn)
     ctx.audit("auth_refreshed", expires_at=principal.expires_at)
+    for channel, reason in rt.channels.drop_unreadable(ctx.conn):
+        ctx.audit("unsubscribed", outcome=reason, channel=channel)
     return RefreshReply(expires_at=principal.expires_at)
 
 
