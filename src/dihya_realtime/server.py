@@ -522,18 +522,20 @@ def _limited_gevent_ws(limit: int, on_oversize: OversizeHook | None = None) -> t
             """gevent-websocket's ``close`` drops ``code``: its close frame carried no status,
             so a client saw neither 1009 (too big) nor 1007 (invalid UTF-8). RFC 6455 §5.5.1:
             the body is the 2-byte code, then the reason."""
-            if self.closed:
-                self.current_app.on_close(MSG_ALREADY_CLOSED)
+            ws: Any = self  # gevent-websocket is untyped; its slots are set here as it does
+            if ws.closed:
+                ws.current_app.on_close(MSG_ALREADY_CLOSED)
             try:
                 reason = message.encode() if isinstance(message, str) else bytes(message)
-                self.send_frame(code.to_bytes(2, "big") + reason[:123], self.OPCODE_CLOSE)
+                ws.send_frame(code.to_bytes(2, "big") + reason[:123], ws.OPCODE_CLOSE)
             except WebSocketError:
                 pass  # the peer is gone: nothing to tell it
             finally:
-                self.closed = True
-                self.stream = None
-                self.raw_write = None
-                self.raw_read = None
+                ws.closed = True
+                ws.stream = None
+                ws.raw_write = None
+                ws.raw_read = None
+                ws.environ = None
 
         def validate_utf8(self, payload: Any) -> None:
             """No-op: gevent-websocket ran a pure-Python UTF-8 automaton over every text frame
