@@ -117,6 +117,9 @@ def _websocket_handler(fallback: type) -> type:
     return WebSocketHandler
 
 
+RFILE_BUFFER_BYTES = 2048
+
+
 def _closing_handler(base: type) -> type:
     """A pywsgi handler that closes the TCP connection once a WebSocket session ends.
 
@@ -127,6 +130,14 @@ def _closing_handler(base: type) -> type:
     """
 
     class ClosingHandler(base):  # type: ignore[misc, valid-type]
+        def __init__(self, sock: Any, address: Any, server: Any, rfile: Any = None) -> None:
+            # pywsgi's default read buffer is 8 KB per connection, kept for the connection's
+            # life: most of it never holds anything (a handshake is < 1 KB, frames are
+            # small, and a larger read bypasses the buffer). 2 KB: −6 KB per idle connection.
+            if rfile is None:
+                rfile = sock.makefile("rb", RFILE_BUFFER_BYTES)
+            super().__init__(sock, address, server, rfile)
+
         def run_application(self) -> None:
             try:
                 super().run_application()
