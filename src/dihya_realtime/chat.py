@@ -209,8 +209,30 @@ class ChatService:
 
     def _require_reader(self, s: Session, room: ChatRoom, actor: Actor) -> None:
         """Public rooms are readable by every chat user; private rooms and DMs by members."""
-        if room.visibility != "public" or room.kind != "room":
+        if _members_only(room):
             self._require_member(s, room, actor)
+
+    def _revoke_channel(self, room: ChatRoom, user_id: str, reason: str) -> None:
+        """Take ``user_id``'s connections off the room's ``chat:<room id>`` channel, on every
+        process, once membership was what let them read it.
+
+        :meth:`check_channel` runs when a connection subscribes (and again at
+        ``auth:refresh``); without this a member who left or was removed from a private room
+        would keep seeing its presence and publications until then. A public room's channel
+        is open to every chat user, member or not (the same rule as :meth:`_require_reader`),
+        so leaving one takes nothing back and its subscriptions stay. Called after the
+        membership change is committed, so a subscribe that starts later is refused (one whose
+        check ran just before the commit can still complete; the next refresh takes it back).
+        With the broker down nothing is delivered on the channel either; the subscription
+        then goes at the next refresh or reconnect.
+        """
+        if not _members_only(room):
+            return
+        try:
+            self.rt.unsubscribe(user_id, f"chat:{room.id}", reason)
+        except RealtimeError as exc:
+            log.warning("could not unsubscribe %s from the channel of room %s: %s",
+                        user_id, room.id, exc.message)
 
     def _require_manager(self, s: Session, room: ChatRoom, actor: Actor,
                          target: ChatMember | None = None) -> ChatMember | None:
@@ -486,6 +508,7 @@ class ChatService:
                 if promoted is not None:
                     promoted.role = "owner"
             recipients = self._member_ids(s, room_id)
+        self._revoke_channel(room, actor.user_id, "left")
         self._push([*recipients, actor.user_id], "chat:member_left",
                    {"room_id": room_id, "user_id": actor.user_id, "reason": "left", "by": None},
                    defer)
@@ -521,8 +544,10 @@ class ChatService:
         """Remove a member (owner or moderators); ``reason`` is ``removed`` or ``kicked``."""
         with self._write() as s:
             target, _ = self._managed_member(s, room_id, user_id, actor)
+            room = self._room(s, room_id)  # loaded by the check above: no query
             s.delete(target)
             recipients = self._member_ids(s, room_id)
+        self._revoke_channel(room, user_id, "forbidden")
         self._push([*recipients, user_id], "chat:member_left",
                    {"room_id": room_id, "user_id": user_id, "reason": reason,
                     "by": actor.user_id}, defer)
@@ -1027,6 +1052,7 @@ class ChatService:
                 s.delete(target)
             recipients = self._member_ids(s, room_id)
         if target is not None:
+            self._revoke_channel(room, user_id, "forbidden")
             self._push([*recipients, user_id], "chat:member_left",
                        {"room_id": room_id, "user_id": user_id, "reason": "banned",
                         "by": actor.user_id}, defer)
@@ -1053,6 +1079,11 @@ def _table(model: type[Base]) -> sa.Table:
 
 def _rowcount(result: Any) -> int:
     return cast(CursorResult, result).rowcount
+
+
+def _members_only(room: ChatRoom) -> bool:
+    """Is the room (its details, history and channel) for its members only?"""
+    return room.visibility != "public" or room.kind != "room"
 
 
 def _active_mute(member: ChatMember | None) -> datetime | None:

@@ -347,7 +347,11 @@ class DocService:
             self.rt.emit("doc:awareness", wire, to=sid)
 
     def leave(self, conn: Connection, doc_id: str, reason: str = "leave") -> bool:
-        """Leave a document: others see this participant's awareness cleared."""
+        """Leave a document: others see this participant's awareness cleared.
+
+        ``reason`` (audited): ``leave`` (the client asked), ``disconnect``, or why the server
+        closed it (:meth:`close`).
+        """
         with self._lock:
             room = self._rooms.get(doc_id)
             participant = room.participants.pop(conn.sid, None) if room else None
@@ -360,7 +364,7 @@ class DocService:
                 del self._rooms[doc_id]
         if participant is None:
             return False
-        if reason == "leave":
+        if reason != "disconnect":  # a closed connection has left every room already
             self.rt.socketio.server.leave_room(conn.sid, room_of(doc_id), namespace="/")
         self.rt.emit("doc:awareness", {**participant.awareness(doc_id), "state": None},
                      to=room_of(doc_id), skip_sid=conn.sid)
@@ -368,6 +372,52 @@ class DocService:
                              details={"doc_id": doc_id, "reason": reason},
                              **conn.audit_fields())
         return True
+
+    def close(self, conn: Connection, doc_id: str, reason: str) -> bool:
+        """Make ``conn`` leave ``doc_id`` on the server's decision and tell it ``doc:closed``.
+
+        Same as ``doc:leave`` for the others (its awareness is cleared); the client learns
+        that its copy no longer syncs, and why.
+        """
+        if not self.leave(conn, doc_id, reason=reason):
+            return False
+        self.rt.emit("doc:closed", {"doc_id": doc_id, "reason": reason}, to=conn.sid,
+                     local=True)
+        return True
+
+    def close_unreadable(self, conn: Connection) -> list[tuple[str, str]]:
+        """Close every document ``conn`` may no longer read; returns ``(doc_id, reason)``.
+
+        Access is checked at join; when the connection's principal changes (``auth:refresh``
+        with fewer roles) this checks every joined document again with :meth:`access` (roles,
+        then :attr:`access_check`), so a user who lost a document stops receiving its updates
+        and cursors at once rather than at reconnect. A check that cannot be made (the host
+        callback fails) closes the document too, with reason ``unavailable``: access that
+        cannot be confirmed is not kept; a refused one gives ``forbidden``. A participant
+        that keeps access takes the mode of the new check, so an editor narrowed to
+        ``read`` has its updates refused from now on.
+        """
+        with self._lock:
+            doc_ids = sorted(self._joined.get(conn.sid, ()))
+        closed: list[tuple[str, str]] = []
+        for doc_id in doc_ids:
+            try:
+                mode = self.access(conn, doc_id)
+            except RealtimeError as exc:
+                reason = "forbidden" if exc.code is ErrorCode.FORBIDDEN else "unavailable"
+            except Exception:
+                log.exception("could not check access to document %s again", doc_id)
+                reason = "unavailable"
+            else:
+                with self._lock:
+                    room = self._rooms.get(doc_id)
+                    participant = room.participants.get(conn.sid) if room else None
+                    if participant is not None:
+                        participant.mode = mode
+                continue
+            if self.close(conn, doc_id, reason):
+                closed.append((doc_id, reason))
+        return closed
 
     def drop_connection(self, conn: Connection) -> None:
         with self._lock:

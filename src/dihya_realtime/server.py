@@ -44,7 +44,7 @@ from dihya_realtime.connections import Connection, ConnectionTable
 from dihya_realtime.expiry import ExpiryWatch
 from dihya_realtime.metrics import Metrics
 from dihya_realtime.permissions import RolePolicy
-from dihya_realtime.pipeline import RESERVED_EVENTS, Pipeline, client_event
+from dihya_realtime.pipeline import RESERVED_EVENTS, EventContext, Pipeline, client_event
 from dihya_realtime.principal import Principal
 from dihya_realtime.ratelimit import KeyedBuckets
 from dihya_realtime.redaction import Redactor
@@ -56,6 +56,7 @@ log = logging.getLogger("dihya_realtime")
 
 ConnectHook = Callable[[Connection], None]
 DisconnectHook = Callable[[Connection, str], None]
+RefreshHook = Callable[[EventContext], None]
 
 
 def refusal(error: dict[str, Any]) -> SioConnectionRefused:
@@ -113,6 +114,7 @@ class Realtime:
         self.broker_handlers: list[Callable[[Any], None]] = []
         self.connect_hooks: list[ConnectHook] = []
         self.disconnect_hooks: list[DisconnectHook] = []
+        self.refresh_hooks: list[RefreshHook] = []
         self.started_at = time.time()
         if app is not None:
             self.init_app(app, socketio=socketio)
@@ -282,6 +284,19 @@ class Realtime:
 
     def on_disconnect(self, fn: DisconnectHook) -> DisconnectHook:
         self.disconnect_hooks.append(fn)
+        return fn
+
+    def on_refresh(self, fn: RefreshHook) -> RefreshHook:
+        """Run ``fn(ctx)`` after ``auth:refresh`` gave ``ctx.conn`` its new principal.
+
+        Access is checked when something is opened (a subscribe, a ``doc:join``); a refresh
+        with fewer roles must take back at once what the new roles no longer allow, so every
+        feature that holds per-connection access checks it again here and audits what it
+        takes back with ``ctx.audit``. A hook should decide every item itself (a check that
+        cannot be made takes the item back); if one raises anyway, it is logged, the other
+        hooks still run, and the refresh then fails (``internal`` for an unexpected error).
+        """
+        self.refresh_hooks.append(fn)
         return fn
 
     def principal_permissions(self, principal: Principal):  # noqa: ANN201 - PermissionSet

@@ -443,6 +443,37 @@ def test_chat_typing_stops_at_once_when_the_typist_is_kicked_on_another_process(
     assert time.monotonic() - kicked < TYPING_TTL - 0.5  # the kick stopped it, not the expiry
 
 
+def test_chat_kick_on_one_process_unsubscribes_the_room_channel_on_the_other(
+        shared_pair: Pair, u: Callable[[str], str], sio_client, token) -> None:
+    a, b = shared_pair
+    alice = sio_client(a, token(u("alice")))  # the owner: the kick is handled on a
+    bob = sio_client(b, token(u("bob")))  # the kicked member, on b ...
+    bob_tab = sio_client(a, token(u("bob")))  # ... and in a second tab on a
+    dave = sio_client(b, token(u("dave")))  # a member who stays, on b
+    room = ok(alice, "chat:create_room", {"name": "ops", "visibility": "private"})["id"]
+    channel = f"chat:{room}"
+    for user in (u("bob"), u("dave")):
+        ok(alice, "chat:invite", {"room_id": room, "user_id": user})
+    for client in (alice, bob, bob_tab, dave):
+        ok(client, "subscribe", {"channel": channel})
+
+    ok(alice, "chat:kick", {"room_id": room, "user_id": u("bob")})
+
+    for tab in (bob, bob_tab):
+        gone = tab.wait_for("unsubscribed", lambda e: e["channel"] == channel)
+        assert gone["reason"] == "forbidden"
+    assert wait_until(lambda: u("bob") not in
+                      [m["user_id"] for m in ok(alice, "presence", {"channel": channel})
+                       ["members"]])
+    ok(alice, "publish", {"channel": channel, "data": "after the kick"})
+    dave.wait_for("publication", lambda p: p["data"] == "after the kick")  # b delivered it
+    settle()
+    for tab in (bob, bob_tab):
+        assert [p["data"] for p in tab.events("publication")] == []
+    refused = bob.call("subscribe", {"channel": channel})
+    assert refused["ok"] is False and refused["error"]["code"] == "forbidden"
+
+
 # -- notifications ------------------------------------------------------------------------
 
 

@@ -196,6 +196,22 @@ def test_refresh_with_fewer_roles_unsubscribes_what_they_no_longer_allow(rt, con
         ("auth:refresh", "forbidden", "alice")}
 
 
+def test_a_failing_refresh_hook_fails_the_refresh_but_the_other_hooks_still_run(
+        rt, connect, make_token):
+    """A bug in one feature's re-check must not leave another feature's access in place."""
+
+    def broken(ctx):
+        raise RuntimeError("bug in a feature")
+
+    rt.refresh_hooks.insert(0, broken)
+    alice = connect(rt, "alice")
+    assert alice.call("subscribe", {"channel": "chat:general"})["ok"]
+    alice.get_received()
+    reply = alice.call("auth:refresh", {"token": make_token("alice", roles=[], ttl=600)})
+    assert reply["error"]["code"] == "internal"
+    assert alice.events("unsubscribed") == [{"channel": "chat:general", "reason": "forbidden"}]
+
+
 def test_refresh_with_the_same_roles_keeps_every_subscription(rt, connect, make_token):
     alice = connect(rt, "alice")
     alice.call("subscribe", {"channel": "chat:general"})

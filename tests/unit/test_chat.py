@@ -11,10 +11,12 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import sqlalchemy as sa
 
 from dihya_realtime.auth import hash_api_key
 from dihya_realtime.chat import Actor, ChatService, parse_mentions
 from dihya_realtime.store import Database
+from dihya_realtime.store.chat import ChatMember
 from tests.unit.test_pipeline import audit_lines
 
 API_KEY = "chat-test-key"
@@ -120,13 +122,19 @@ def test_a_private_rooms_channel_is_for_its_members_only(crt, users):
 
 
 def test_refresh_after_removal_unsubscribes_the_private_rooms_channel(crt, users, make_token):
-    """The feature's own access check (room membership) runs again on ``auth:refresh``."""
+    """The feature's own access check (room membership) runs again on ``auth:refresh``.
+
+    The membership row is deleted behind the service's back (another application, a script):
+    only the re-check at refresh can notice that.
+    """
     alice, bob = users("alice", "bob")
     private = make_room(alice, "private", name="secret")
     ok(alice.call("chat:invite", {"room_id": private, "user_id": "bob"}))
     ok(bob.call("subscribe", {"channel": f"chat:{private}"}))
     ok(bob.call("subscribe", {"channel": "chat:general"}))
-    ok(alice.call("chat:remove_member", {"room_id": private, "user_id": "bob"}))
+    with crt.db.write_transaction() as c:
+        c.execute(sa.delete(ChatMember.__table__).where(ChatMember.room_id == private,
+                                                         ChatMember.user_id == "bob"))
     drain(bob)
 
     ok(bob.call("auth:refresh", {"token": make_token("bob", ttl=600, name="Bob")}))
@@ -136,6 +144,59 @@ def test_refresh_after_removal_unsubscribes_the_private_rooms_channel(crt, users
     crt.publish("chat:general", "open")
     assert [p["data"] for p in bob.events("publication")] == ["open"]
     assert [m["user_id"] for m in crt.presence(f"chat:{private}")] == []
+
+
+def test_leaving_or_being_removed_kicked_or_banned_unsubscribes_the_private_rooms_channel(
+        crt, users, connect):
+    """Membership is what lets a connection read a private room's channel: when it ends,
+    every connection of that user is taken off the channel at once, not at the next refresh."""
+    alice, bob, carol, dave, erin = users("alice", "bob", "carol", "dave", "erin")
+    bob_tab2 = connect(crt, user="bob", name="Bob")
+    private = make_room(alice, "private", name="secret")
+    channel = f"chat:{private}"
+    for user in ("bob", "carol", "dave", "erin"):
+        ok(alice.call("chat:invite", {"room_id": private, "user_id": user}))
+    for client in (alice, bob, bob_tab2, carol, dave, erin):
+        ok(client.call("subscribe", {"channel": channel}))
+        ok(client.call("subscribe", {"channel": "chat:general"}))
+    drain(alice, bob, bob_tab2, carol, dave, erin)
+
+    ok(bob.call("chat:leave", {"room_id": private}))
+    ok(alice.call("chat:remove_member", {"room_id": private, "user_id": "carol"}))
+    ok(alice.call("chat:kick", {"room_id": private, "user_id": "dave"}))
+    ok(alice.call("chat:ban", {"room_id": private, "user_id": "erin"}))
+
+    assert bob.events("unsubscribed") == [{"channel": channel, "reason": "left"}]
+    assert bob_tab2.events("unsubscribed") == [{"channel": channel, "reason": "left"}]
+    for gone in (carol, dave, erin):
+        assert gone.events("unsubscribed") == [{"channel": channel, "reason": "forbidden"}]
+    assert alice.events("unsubscribed") == []
+    assert [m["user_id"] for m in crt.presence(channel)] == ["alice"]
+    crt.publish(channel, "members only")
+    crt.publish("chat:general", "open")
+    assert [p["data"] for p in alice.events("publication")] == ["members only", "open"]
+    for gone in (bob, bob_tab2, carol, dave, erin):
+        assert [p["data"] for p in gone.events("publication")] == ["open"]
+
+
+def test_leaving_a_public_room_keeps_its_channel_open_to_every_chat_user(crt, users):
+    """A public room's channel is readable by non-members too (its access check says so):
+    leaving or being kicked takes nothing back, so the subscription stays."""
+    alice, bob, carol = users("alice", "bob", "carol")
+    public = make_room(alice, "public", name="open")
+    channel = f"chat:{public}"
+    for member in (bob, carol):
+        ok(member.call("chat:join", {"room_id": public}))
+        ok(member.call("subscribe", {"channel": channel}))
+    drain(bob, carol)
+    ok(bob.call("chat:leave", {"room_id": public}))
+    ok(alice.call("chat:kick", {"room_id": public, "user_id": "carol"}))
+    crt.publish(channel, "still public")
+    for client in (bob, carol):
+        received = client.get_received()
+        assert [m for m in received if m["name"] == "unsubscribed"] == []
+        assert [m["args"][0]["data"] for m in received if m["name"] == "publication"] == \
+            ["still public"]
 
 
 def test_join_public_room_announces_member_and_unknown_room_is_not_found(crt, users):

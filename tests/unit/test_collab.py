@@ -414,6 +414,89 @@ def test_awareness_is_cleared_on_disconnect_and_on_leave(rt, editor):
     assert [s["user"]["user_id"] for s in late.join()["data"]["awareness"]] == ["bob"]
 
 
+def test_refresh_without_read_access_closes_every_joined_document(make_rt, editor,
+                                                                   make_token):
+    """A joined document keeps relaying to a connection only while it may read it: a refresh
+    whose roles no longer hold ``doc:read`` closes it, as ``doc:leave`` would, at once."""
+    rt = make_rt(roles={"user": ["doc:edit", "doc:read"], "guest": []})
+    for doc_id in ("spec-42", "notes"):
+        rt.docs.create(doc_id, text="base ")
+    alice, bob = editor(rt, "alice"), editor(rt, "bob")
+    alice.join()
+    bob.join()
+    Editor(bob.client, "notes").join()  # the same connection, a second document
+    for e in (alice, bob):
+        e.client.call("doc:awareness", {"doc_id": "spec-42", "state": {"cursor": 1}})
+    for e in (alice, bob):
+        e.client.get_received()
+
+    reply = bob.client.call("auth:refresh",
+                            {"token": make_token("bob", roles=["guest"], ttl=600)})
+
+    assert reply["ok"], reply
+    closed = sorted(bob.client.events("doc:closed"), key=lambda e: e["doc_id"])
+    assert closed == [{"doc_id": "notes", "reason": "forbidden"},
+                      {"doc_id": "spec-42", "reason": "forbidden"}]
+    cleared = alice.client.events("doc:awareness")  # the others see bob leave
+    assert [(e["user"]["user_id"], e["state"]) for e in cleared] == [("bob", None)]
+    alice.edit(0, "after ")
+    alice.client.call("doc:awareness", {"doc_id": "spec-42", "state": {"cursor": 9}})
+    received = bob.client.get_received()
+    assert [m["name"] for m in received if m["name"].startswith("doc:")] == []
+    assert bob.edit(0, "x")["error"]["code"] == "forbidden"  # no doc:edit any more
+    leaves = audit_lines(rt, "doc_leave")
+    assert sorted((e["details"]["doc_id"], e["details"]["reason"]) for e in leaves) == [
+        ("notes", "forbidden"), ("spec-42", "forbidden")]
+
+
+def test_refresh_checks_the_access_callback_again_for_each_joined_document(rt, editor, connect,
+                                                                         make_token):
+    """The host app's per-document rule runs again too: a document it now refuses is closed,
+    one it narrows to ``read`` refuses updates, one whose check fails is closed as
+    ``unavailable`` (access that cannot be confirmed is not kept)."""
+    access = {"team:plan": "edit", "team:spec": "edit", "team:ops": "edit"}
+
+    def check(principal, doc_id):
+        if access[doc_id] == "boom":
+            raise RuntimeError("directory down")
+        return access[doc_id] if principal.user_id == "bob" else "edit"
+
+    rt.docs.access_check = check
+    for doc_id in access:
+        rt.docs.create(doc_id, text="x")
+    alice = editor(rt, "alice", doc_id="team:plan")
+    alice.join()
+    client = connect(rt, "bob")
+    bobs = {doc_id: Editor(client, doc_id) for doc_id in access}  # one connection, 3 docs
+    for e in bobs.values():
+        assert e.join()["data"]["read_only"] is False
+    client.get_received()
+    access.update({"team:plan": None, "team:spec": "read", "team:ops": "boom"})
+
+    assert client.call("auth:refresh", {"token": make_token("bob", ttl=600)})["ok"]
+
+    assert sorted(client.events("doc:closed"), key=lambda e: e["doc_id"]) == [
+        {"doc_id": "team:ops", "reason": "unavailable"},
+        {"doc_id": "team:plan", "reason": "forbidden"}]
+    alice.edit(0, "secret plan ")
+    assert bobs["team:plan"].receive() == 0
+    assert bobs["team:spec"].edit(0, "y")["error"]["code"] == "forbidden"
+    assert bobs["team:plan"].edit(0, "y")["error"]["code"] == "conflict"  # join first
+    assert rt.docs.read("team:spec")["text"] == "x"
+
+
+def test_refresh_with_the_same_access_keeps_every_joined_document(rt, editor, make_token):
+    rt.docs.create("spec-42", text="x")
+    alice, bob = editor(rt, "alice"), editor(rt, "bob")
+    alice.join()
+    bob.join()
+    bob.client.get_received()
+    assert bob.client.call("auth:refresh", {"token": make_token("bob", ttl=600)})["ok"]
+    assert bob.client.events("doc:closed") == []
+    alice.edit(0, "hello ")
+    assert bob.receive() == 1
+
+
 # -- audit and the HTTP API
 
 def test_join_update_and_leave_are_audited_without_content(rt, editor):

@@ -244,7 +244,9 @@ server_event("unsubscribed", UnsubscribedEvent, """
     ``rt.unsubscribe(user_id, channel, reason)`` sends its ``reason`` (default ``server``).
     After an ``auth:refresh`` every subscription is checked again with the new token's roles:
     a channel it no longer allows is removed with ``reason: "forbidden"`` (``unavailable`` when
-    the check could not be made; subscribe again later).
+    the check could not be made; subscribe again later). A private room's or a DM's
+    ``chat:<room id>`` channel is removed from every connection of a member who leaves
+    (``reason: "left"``) or is removed, kicked or banned (``reason: "forbidden"``).
 """, feature="channels")
 
 
@@ -275,6 +277,12 @@ def _model(model: type[BaseModel], data: Any) -> Any:
 def setup(rt: Realtime) -> None:
     rt.broker_handlers.append(rt.channels.on_broker_message)
     rt.on_disconnect(lambda conn, reason: rt.channels.drop_connection(conn))
+
+    @rt.on_refresh
+    def drop_unreadable_channels(ctx: EventContext) -> None:
+        for channel, reason in rt.channels.drop_unreadable(ctx.conn):
+            ctx.audit("unsubscribed", outcome=reason, channel=channel)
+
     settings = rt.settings
     interval = max(1.0, settings.presence_ttl / 3)
     rt.broker.run_maintenance(rt.channels.node_id, interval=interval, ttl=settings.presence_ttl)

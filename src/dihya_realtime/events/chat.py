@@ -359,7 +359,7 @@ def join(ctx: EventContext, p: RoomPayload) -> dict:
 
 
 @event("chat:leave", payload=RoomPayload, reply=Left, permission=WRITE,
-       emits=("chat:member_left", "chat:typing"))
+       emits=("chat:member_left", "chat:typing", "unsubscribed"))
 def leave(ctx: EventContext, p: RoomPayload) -> dict:
     """Leave a room (not a DM → ``conflict``). A leaving owner hands over to a moderator.
 
@@ -381,7 +381,7 @@ def invite(ctx: EventContext, p: MemberPayload) -> dict:
 
 
 @event("chat:remove_member", payload=MemberPayload, reply=Removed, permission=WRITE,
-       emits=("chat:member_left", "chat:typing"))
+       emits=("chat:member_left", "chat:typing", "unsubscribed"))
 def remove_member(ctx: EventContext, p: MemberPayload) -> dict:
     """Remove a member: the room's owner or moderators (a moderator cannot remove a moderator).
 
@@ -534,7 +534,7 @@ def mute(ctx: EventContext, p: MutePayload) -> dict:
 
 
 @event("chat:kick", payload=MemberPayload, reply=Removed, permission=WRITE,
-       emits=("chat:member_left", "chat:typing"))
+       emits=("chat:member_left", "chat:typing", "unsubscribed"))
 def kick(ctx: EventContext, p: MemberPayload) -> dict:
     """Remove a member now (they may join a public room again). Audited.
 
@@ -547,7 +547,7 @@ def kick(ctx: EventContext, p: MemberPayload) -> dict:
 
 
 @event("chat:ban", payload=BanPayload, reply=BanReply, permission=WRITE,
-       emits=("chat:member_left", "chat:typing"))
+       emits=("chat:member_left", "chat:typing", "unsubscribed"))
 def ban(ctx: EventContext, p: BanPayload) -> dict:
     """Ban a user from a room: removed, and ``chat:join`` → ``forbidden`` until unbanned.
 

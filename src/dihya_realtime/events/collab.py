@@ -210,6 +210,23 @@ server_event("doc:awareness", AwarenessState, """
 """)
 
 
+class ClosedEvent(BaseModel):
+    doc_id: str
+    reason: str = Field(description='"forbidden" | "unavailable"')
+
+
+server_event("doc:closed", ClosedEvent, """
+    The server made this connection leave a document, as ``doc:leave`` would.
+
+    No more ``doc:update`` or ``doc:awareness`` for it; the others saw this participant's
+    awareness cleared; an update for it now gets ``conflict`` (join first). After an
+    ``auth:refresh`` every joined document is checked again (roles, then the host app's
+    access callback): one the new token may no longer read is closed with
+    ``reason: "forbidden"`` (``unavailable`` when the check could not be made; join again
+    later). Example: ``{"doc_id": "spec-42", "reason": "forbidden"}``.
+""")
+
+
 class CreateDoc(BaseModel):
     doc_id: DocId
     text: str | None = Field(default=None, max_length=1_000_000)
@@ -221,6 +238,11 @@ def setup(rt: Realtime) -> None:
     rt.docs = docs  # type: ignore[attr-defined]
     rt.on_disconnect(lambda conn, reason: docs.drop_connection(conn))
     rt.broker_handlers.append(docs.on_broker_message)
+
+    @rt.on_refresh
+    def close_unreadable_docs(ctx: EventContext) -> None:
+        docs.close_unreadable(ctx.conn)  # each close is audited as doc_leave, with its reason
+
     bp = rt.blueprint  # type: ignore[attr-defined]
     api_key = require_api_key(rt)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 from pydantic import BaseModel, Field
@@ -11,6 +12,8 @@ from dihya_realtime.errors import ErrorCode, RealtimeError
 from dihya_realtime.pipeline import EventContext
 from dihya_realtime.registry import event, server_event
 from dihya_realtime.settings import RateLimit
+
+log = logging.getLogger("dihya_realtime.events")
 
 
 class WhoAmIReply(BaseModel):
@@ -45,14 +48,15 @@ class RefreshReply(BaseModel):
 
 
 @event("auth:refresh", payload=RefreshPayload, reply=RefreshReply,
-       rate=RateLimit(rate=1, burst=5), emits=("unsubscribed",))
+       rate=RateLimit(rate=1, burst=5), emits=("unsubscribed", "doc:closed"))
 def refresh(ctx: EventContext, payload: RefreshPayload) -> RefreshReply:
     """Extend a live connection with a fresh token for the same user.
 
     Send it after ``auth:expiring``. A token for another ``sub`` → ``forbidden``; an invalid
     or expired token → ``unauthenticated``. Payload example: ``{"token": "eyJhbGciOi…"}``.
     The new token's roles apply at once: every channel the connection may no longer read is
-    unsubscribed, with an ``unsubscribed`` event (``reason: "forbidden"``) for each.
+    unsubscribed, with an ``unsubscribed`` event (``reason: "forbidden"``) for each, and every
+    joined document it may no longer read is left, with a ``doc:closed`` event for each.
     """
     rt = ctx.rt
     try:
@@ -66,8 +70,15 @@ def refresh(ctx: EventContext, payload: RefreshPayload) -> RefreshReply:
     rt.connections.replace_principal(ctx.conn, principal, rt.principal_permissions(principal))
     rt.expiry.watch(ctx.conn)
     ctx.audit("auth_refreshed", expires_at=principal.expires_at)
-    for channel, reason in rt.channels.drop_unreadable(ctx.conn):
-        ctx.audit("unsubscribed", outcome=reason, channel=channel)
+    failed: Exception | None = None
+    for hook in rt.refresh_hooks:  # each feature takes back what the new roles do not allow
+        try:
+            hook(ctx)
+        except Exception as exc:
+            log.exception("refresh hook %r failed", hook)
+            failed = failed or exc
+    if failed is not None:
+        raise failed
     return RefreshReply(expires_at=principal.expires_at)
 
 
