@@ -118,6 +118,8 @@ def _websocket_handler(fallback: type) -> type:
 
 
 RFILE_BUFFER_BYTES = 2048
+LINGER_SECONDS = 2.0
+LINGER_BYTES = 1 << 20
 
 
 def _closing_handler(base: type) -> type:
@@ -144,6 +146,35 @@ def _closing_handler(base: type) -> type:
             finally:
                 if str(self.environ.get("HTTP_UPGRADE", "")).lower() == "websocket":
                     self.close_connection = True
+                    self._linger()
+
+        def _linger(self) -> None:
+            """Half-close, then discard what the client still sends (bounded) before closing.
+
+            Closing a socket with unread input makes the kernel answer with a reset, which
+            can reach the client before the close frame already sent (1009 for a message
+            over the limit): the client would see "connection reset", not why. So: FIN
+            after the close frame, read and drop until the client's own FIN, at most
+            ``LINGER_BYTES`` or ``LINGER_SECONDS``."""
+            import socket
+            import time
+
+            sock = self.socket
+            try:
+                sock.shutdown(socket.SHUT_WR)
+                deadline = time.monotonic() + LINGER_SECONDS
+                drained = 0
+                while drained < LINGER_BYTES:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    sock.settimeout(left)
+                    chunk = sock.recv(65536)
+                    if not chunk:
+                        break
+                    drained += len(chunk)
+            except OSError:
+                pass  # reset or timed out: the socket is closed next anyway
 
     return ClosingHandler
 
