@@ -47,3 +47,25 @@ def test_quick_acked_bench_reports_a_positive_rate(tmp_path: Path) -> None:
     assert 0 < row["p50_ms"] <= row["p99_ms"]
     assert list(tmp_path.glob("*.md")), "the Markdown table is written too"
     assert "acks/s" in proc.stdout
+
+
+@pytest.mark.timeout(120)
+def test_quick_chat_bench_stores_every_acked_message_warm_up_included(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--scenario", "chat",
+         "--targets", "dihya", "--acked-clients", "20", "--chat-rooms", "2", "--seconds", "1",
+         "--out-dir", str(tmp_path),
+         "--dihya", str(Path(sys.executable).parent / "dihya-realtime")],
+        capture_output=True, text=True, timeout=110, cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [json.loads(line) for f in tmp_path.glob("*.jsonl")
+            for line in f.read_text().splitlines()]
+    assert sorted(r["database"] for r in rows) == ["postgres", "sqlite"]
+    for row in rows:
+        assert row["rooms"] == 2 and row["errors"] == {}
+        assert row["acked"] == row["sent"] > 0
+        assert row["warmup"]["acked"] == row["warmup"]["sent"] > 0
+        # the ack promises the row: every acked send, warm-up included, is stored
+        assert row["persisted"] == row["acked"] + row["warmup"]["acked"]
+        assert 0 < row["p50_ms"] <= row["p99_ms"]
