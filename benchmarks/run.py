@@ -323,6 +323,7 @@ def run_idle(b: Bench) -> None:
 
                 result = b.loadgen({"scenario": "idle", "flavor": flavor(target),
                                     "urls": [srv.url], "clients": size,
+                                    "lite": not b.args.full_client,
                                     "concurrency": b.args.concurrency}, [srv], on_phase=on_phase)
                 if sample.get("ok"):
                     result["server_rss_base_kb"] = base
@@ -338,6 +339,7 @@ def flavor(target: str) -> str:
 
 def fanout_config(b: Bench, target: str, urls: list[str]) -> dict[str, Any]:
     return {"scenario": "fanout", "flavor": flavor(target), "urls": urls,
+            "lite": not b.args.full_client,
             "clients": b.args.subscribers, "publishers": 20, "rate": 5,
             "fixedSeconds": b.args.seconds, "maxSeconds": b.args.seconds,
             "window": 4, "concurrency": b.args.concurrency,
@@ -659,6 +661,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out-dir", default=str(BENCH / "results"))
     p.add_argument("--dihya", default=shutil.which("dihya-realtime", path=str(
         Path(sys.executable).parent)) or "dihya-realtime", help="the dihya-realtime command")
+    p.add_argument("--full-client", action="store_true",
+                   help="idle and fan-out clients on socket.io-client instead of the "
+                        "generator's minimal Socket.IO client (LiteSocket in loadgen.js)")
     p.add_argument("--dihya-env", action="append", default=[], metavar="KEY=VALUE",
                    help="extra environment for the dihya server (repeatable), for experiments "
                         "such as DIHYA_RT_AUDIT_DB=false; recorded in every row")

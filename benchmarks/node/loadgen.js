@@ -13,6 +13,7 @@ const crypto = require("crypto");
 const readline = require("readline");
 const { performance } = require("perf_hooks");
 const { io } = require("socket.io-client");
+const WebSocket = require("ws");
 
 const cfg = JSON.parse(process.argv[2]);
 const ACK_TIMEOUT_MS = cfg.ackTimeoutMs || 10000;
@@ -71,8 +72,76 @@ function connectOne(url, i) {
   });
 }
 
+// A minimal Socket.IO 4 client on one `ws` WebSocket (EIO=4, default namespace, text only),
+// for the many receive-mostly clients of fan-out and idle: socket.io-client's machinery per
+// delivery (engine.io-client, the packet decoder, emitters) made the one generator process
+// the bottleneck near 85k deliveries/s. Same protocol on the wire: open "0", connect "40"
+// (auth in the packet), event "42", ack "43<id>", ping "2" answered "3".
+class LiteSocket {
+  constructor(url, auth) {
+    this.connected = false;
+    this.handlers = new Map();
+    this.acks = new Map();
+    this.nextId = 1;
+    this.auth = auth;
+    this.ws = new WebSocket(url.replace(/^http/, "ws") + "/socket.io/?EIO=4&transport=websocket",
+      { perMessageDeflate: false });
+  }
+
+  open() {
+    return new Promise((resolve, reject) => {
+      const fail = (err) => { clearTimeout(timer); this.ws.terminate(); reject(err); };
+      const timer = setTimeout(() => fail(new Error("connect timeout")), CONNECT_TIMEOUT_MS);
+      this.ws.on("error", (err) => { if (!this.connected) fail(err); });
+      this.ws.on("close", () => { this.connected = false; });
+      this.ws.on("message", (data) => {
+        const m = data.toString();
+        if (m === "2") { this.ws.send("3"); return; }
+        const kind = m.charCodeAt(0) === 52 ? m.charCodeAt(1) : -1; // "4x": a Socket.IO packet
+        if (kind === 50) { // "42": event
+          const [event, payload] = JSON.parse(m.slice(2));
+          const handler = this.handlers.get(event);
+          if (handler) handler(payload);
+        } else if (kind === 51) { // "43<id>[...]": ack
+          const open = m.indexOf("[");
+          const id = Number(m.slice(2, open));
+          const done = this.acks.get(id);
+          if (done) { this.acks.delete(id); done(JSON.parse(m.slice(open))[0]); }
+        } else if (kind === 48) { // "40": connected
+          this.connected = true; clearTimeout(timer); resolve(this);
+        } else if (kind === 52) { // "44": connect_error
+          const err = JSON.parse(m.slice(2));
+          fail(new Error((err && err.message) || "connect_error"));
+        } else if (m.charCodeAt(0) === 48) { // engine.io open: now the Socket.IO connect
+          this.ws.send(this.auth ? "40" + JSON.stringify(this.auth) : "40");
+        }
+      });
+    });
+  }
+
+  on(event, handler) { this.handlers.set(event, handler); }
+
+  call(event, payload) {
+    return new Promise((resolve) => {
+      const id = this.nextId++;
+      const timer = setTimeout(() => {
+        this.acks.delete(id); resolve({ ok: false, error: { code: "timeout" } });
+      }, ACK_TIMEOUT_MS);
+      this.acks.set(id, (reply) => { clearTimeout(timer); resolve(reply || { ok: false, error: { code: "no_reply" } }); });
+      this.ws.send("42" + id + JSON.stringify([event, payload]));
+    });
+  }
+
+  close() { this.connected = false; this.ws.close(); }
+}
+
+function connectLite(url, i) {
+  return new LiteSocket(url, cfg.flavor === "dihya" ? { token: token(`bench-${i}`) } : null).open();
+}
+
 // Open n clients over the target URLs (round robin), at most `concurrency` handshakes at once.
-async function connectMany(n, offset = 0) {
+// `lite`: LiteSocket instead of socket.io-client (see above).
+async function connectMany(n, offset = 0, lite = false) {
   const urls = cfg.urls;
   const socks = new Array(n);
   const errors = {};
@@ -83,7 +152,7 @@ async function connectMany(n, offset = 0) {
     while (next < n) {
       const k = next++;
       try {
-        socks[k] = await connectOne(urls[k % urls.length], offset + k);
+        socks[k] = await (lite ? connectLite : connectOne)(urls[k % urls.length], offset + k);
       } catch (err) {
         failures++;
         const msg = String((err && err.message) || err).slice(0, 120);
@@ -97,6 +166,7 @@ async function connectMany(n, offset = 0) {
 }
 
 function call(sock, event, payload) {
+  if (sock instanceof LiteSocket) return sock.call(event, payload);
   return new Promise((resolve) => {
     sock.timeout(ACK_TIMEOUT_MS).emit(event, payload, (err, reply) => {
       if (err) resolve({ ok: false, error: { code: "timeout" } });
@@ -118,7 +188,7 @@ function countError(errors, reply) {
 
 async function idle() {
   const meter = cpuMeter();
-  const c = await connectMany(cfg.clients);
+  const c = await connectMany(cfg.clients, 0, cfg.lite !== false);
   const genCpu = meter();
   out({ phase: "connected", ok: c.socks.length, failures: c.failures });
   // run.py samples the server's RSS now, then writes a line on stdin to release us.
@@ -145,7 +215,7 @@ function eventsFor(flavor) {
 async function fanout() {
   const ev = eventsFor(cfg.flavor);
   const room = cfg.channel || "chat:bench-fanout";
-  const subs = await connectMany(cfg.clients);
+  const subs = await connectMany(cfg.clients, 0, cfg.lite !== false);
   const pubs = await connectMany(cfg.publishers || 10, 1000000);
   if (!subs.socks.length || !pubs.socks.length) throw new Error(`could not connect: ${JSON.stringify(subs.errors)} ${JSON.stringify(pubs.errors)}`);
   const joinErrors = {};
