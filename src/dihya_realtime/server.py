@@ -494,7 +494,13 @@ def limit_websocket_messages(eio: Any, limit: int, on_oversize: OversizeHook | N
                 ws = environ.get("wsgi.websocket")
                 if ws is not None:
                     ws.__class__ = limited
-                    ws.raw_write = _send_all(ws.stream.handler.socket)
+                    sock = ws.stream.handler.socket
+                    ws.raw_write = _send_all(sock)
+                    # engine.io means to give the WebSocket a read timeout of ping interval +
+                    # ping timeout (a live client answers every ping), but finds no
+                    # `settimeout` on gevent-websocket's object: a client gone without a FIN
+                    # held its reader (and session) until TCP gave up, many minutes later.
+                    sock.settimeout(eio.ping_interval + eio.ping_timeout)
                     # The handler is the engine.io socket's bound method: its session id
                     # is the one link from this WebSocket to the Socket.IO connection. It goes
                     # in the socket's own environ: Flask-SocketIO handed us a copy.

@@ -246,6 +246,23 @@ def test_an_oversized_message_is_closed_with_1009(start_server, token):
     ws.close()
 
 
+def test_a_client_gone_silent_is_disconnected_and_its_tcp_connection_closed(start_server, token):
+    """A client that stops reading and answering pings (its network vanished, no FIN): the
+    session ends after ping interval + timeout, and so does the TCP connection — the reader
+    does not wait for TCP to give up (minutes)."""
+    server = start_server(PING_INTERVAL="1", PING_TIMEOUT="1")
+    ws = _raw_socketio(server, token("ghost"))
+    raw = ws.sock
+    raw.settimeout(10)
+    started = time.monotonic()
+    while raw.recv(65536):  # drop everything, answer nothing, until the server closes
+        pass
+    assert time.monotonic() - started < 8
+    gone = server.wait_audit("disconnect", lambda e: e["user_id"] == "ghost")
+    assert gone["user_id"] == "ghost"
+    raw.close()
+
+
 def test_rate_limit_replies_rate_limited_with_retry_after(start_server, sio_client, token):
     server = start_server(RATE_LIMIT_EVENT='{"rate": 1, "burst": 2}')
     client = sio_client(server, token=token("alice"))
