@@ -40,13 +40,18 @@ def _dev_secret() -> Any:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    import gevent
     from gevent import monkey
 
+    if "GEVENT_TRACK_GREENLET_TREE" not in os.environ:
+        # gevent records, for every greenlet, who spawned it and the spawning stack (for
+        # its debugging tools); with two engine.io greenlets per connection that was 4.5 KB of
+        # RSS per idle connection (benchmarks/README.md, round 5). Opt back in with the variable.
+        gevent.config.track_greenlet_tree = False
     monkey.patch_all()
     import logging
     import signal
 
-    import gevent
     from gevent.pywsgi import WSGIHandler, WSGIServer
 
     from dihya_realtime.auth import mint_token

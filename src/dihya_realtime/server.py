@@ -135,6 +135,7 @@ class Realtime:
         self.socketio = socketio
         limit_websocket_messages(socketio.server.eio, settings.max_payload_bytes,
                                  self._audit_oversized_message)
+        pings_on_timers(socketio.server.eio)
         server = socketio.server
         # instance attributes shadowing python-socketio's methods: see the module docstring
         setattr(server, "_trigger_event", self._around_trigger(server._trigger_event))  # noqa: B010
@@ -513,6 +514,41 @@ def limit_websocket_messages(eio: Any, limit: int, on_oversize: OversizeHook | N
         return
     # a copy: the driver's dict is shared by every engine.io server in the process
     eio._async = {**eio._async, "websocket": driver}
+
+
+def pings_on_timers(eio: Any) -> None:
+    """Under gevent, wait for each connection's next ping on a timer, not in a greenlet.
+
+    engine.io starts, per connection and per ping cycle, a greenlet that sleeps
+    ``ping_interval`` then sends the ping: one sleeping greenlet per idle connection, ~3 KB
+    of saved stack each (tracemalloc, benchmarks/README.md round 5). ``gevent.spawn_later``
+    keeps only a timer and an unstarted greenlet until the ping is due; the ping itself is
+    what engine.io's ``Socket._send_ping`` does after its sleep.
+    """
+    if eio.async_mode != "gevent":
+        return
+    import time
+
+    import gevent
+    from engineio import packet
+    from engineio.socket import Socket
+
+    send_ping = getattr(Socket, "_send_ping", None)
+    if send_ping is None:  # a future engine.io: leave its own scheduling alone
+        return
+    start = eio.start_background_task
+
+    def ping(sock: Any) -> None:
+        if not sock.closing and not sock.closed:
+            sock.last_ping = time.time()
+            sock.send(packet.Packet(packet.PING))
+
+    def start_background_task(target: Any, *args: Any, **kwargs: Any) -> Any:
+        if getattr(target, "__func__", None) is send_ping and not args and not kwargs:
+            return gevent.spawn_later(eio.ping_interval, ping, target.__self__)
+        return start(target, *args, **kwargs)
+
+    eio.start_background_task = start_background_task
 
 
 def _send_all(sock: Any) -> Callable[[bytes], None]:
