@@ -48,8 +48,10 @@ HIDE_GEVENT_WEBSOCKET = ("import sys; sys.modules['geventwebsocket'] = None; "
                          "from dihya_realtime.cli import main; sys.exit(main())")
 GEN_CPU_LIMIT = 0.9
 REDIS_URL = os.environ.get("DIHYA_RT_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+# A database of its own per run (created, then dropped): two runs at once (CI and a developer,
+# say) must not drop each other's tables mid-scenario.
 POSTGRES_URL = os.environ.get("DIHYA_RT_BENCH_POSTGRES_URL",
-                              "postgresql+psycopg://postgres@127.0.0.1:5432/dihya_bench")
+                              f"postgresql+psycopg://postgres@127.0.0.1:5432/dihya_bench_{os.getpid()}")
 GENEROUS = json.dumps({"rate": 100000, "burst": 100000})
 # Fan-out runs on a `bench` namespace without presence: with presence, each of the 1,000
 # subscribes replies with the member list and broadcasts presence:join to everyone already

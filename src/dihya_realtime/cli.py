@@ -57,6 +57,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from dihya_realtime.auth import mint_token
     from dihya_realtime.server import create_app
     from dihya_realtime.settings import SettingsError
+    from dihya_realtime.transport import pywsgi_handler_class
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     overrides: dict[str, Any] = {"async_mode": "gevent"}
@@ -75,7 +76,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         rt.db.migrate()
     server = WSGIServer((settings.host, settings.port), app, log=None,
                         error_log=logging.getLogger("dihya_realtime.wsgi"),
-                        handler_class=_closing_handler(_websocket_handler(WSGIHandler)))
+                        handler_class=pywsgi_handler_class(WSGIHandler))
     server.start()
     host, port = server.address[:2]
     broker = "redis" if settings.redis_url else "memory"
@@ -107,81 +108,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _websocket_handler(fallback: type) -> type:
-    """gevent-websocket's pywsgi handler, or ``fallback`` when it is not importable.
-
-    engine.io uses gevent-websocket under gevent whenever it can import it, and that driver
-    needs this handler (it performs the upgrade and puts the socket in ``wsgi.websocket``).
-    Chosen over simple-websocket for speed and memory: see benchmarks/README.md. Without it,
-    engine.io falls back to simple-websocket on the plain handler.
-    """
-    try:
-        from geventwebsocket.handler import WebSocketHandler
-    except ImportError:
-        return fallback
-    return WebSocketHandler
-
-
-RFILE_BUFFER_BYTES = 2048
-LINGER_SECONDS = 2.0
-LINGER_BYTES = 1 << 20
-
-
-def _closing_handler(base: type) -> type:
-    """A pywsgi handler that closes the TCP connection once a WebSocket session ends.
-
-    Once a WebSocket session ends (normally, or refused for an oversized message whose rest
-    is still arriving) pywsgi would keep the connection alive and parse what follows - the
-    client's close frame, the remains of the frame - as a new HTTP request ("Invalid HTTP
-    method" in the error log, a 400 written into the stream). Same for both WebSocket stacks.
-    """
-
-    class ClosingHandler(base):  # type: ignore[misc, valid-type]
-        def __init__(self, sock: Any, address: Any, server: Any, rfile: Any = None) -> None:
-            # pywsgi's default read buffer is 8 KB per connection, kept for the connection's
-            # life: most of it never holds anything (a handshake is < 1 KB, frames are
-            # small, and a larger read bypasses the buffer). 2 KB: −6 KB per idle connection.
-            if rfile is None:
-                rfile = sock.makefile("rb", RFILE_BUFFER_BYTES)
-            super().__init__(sock, address, server, rfile)
-
-        def run_application(self) -> None:
-            try:
-                super().run_application()
-            finally:
-                if str(self.environ.get("HTTP_UPGRADE", "")).lower() == "websocket":
-                    self.close_connection = True
-                    self._linger()
-
-        def _linger(self) -> None:
-            """Half-close, then discard what the client still sends (bounded) before closing.
-
-            Closing a socket with unread input makes the kernel answer with a reset, which
-            can reach the client before the close frame already sent (1009 for a message
-            over the limit): the client would see "connection reset", not why. So: FIN
-            after the close frame, read and drop until the client's own FIN, at most
-            ``LINGER_BYTES`` or ``LINGER_SECONDS``."""
-            import socket
-            import time
-
-            sock = self.socket
-            try:
-                sock.shutdown(socket.SHUT_WR)
-                deadline = time.monotonic() + LINGER_SECONDS
-                drained = 0
-                while drained < LINGER_BYTES:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        break
-                    sock.settimeout(left)
-                    chunk = sock.recv(65536)
-                    if not chunk:
-                        break
-                    drained += len(chunk)
-            except OSError:
-                pass  # reset or timed out: the socket is closed next anyway
-
-    return ClosingHandler
 
 
 def cmd_token(args: argparse.Namespace) -> int:

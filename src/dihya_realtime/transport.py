@@ -1,0 +1,312 @@
+"""The WebSocket transport under gevent: engine.io + gevent-websocket, adapted.
+
+``serve`` runs engine.io's gevent-websocket driver (benchmarks/README.md says why: memory and
+speed). Each function here corrects one thing that stack does, found by a profile or a test
+and measured (benchmarks/README.md, rounds 1 and 5): no message size limit, close frames
+without their status code, a pure-Python UTF-8 pass over every frame, a ``getsockopt`` system
+call before every write, no read timeout (a client gone without a FIN held its connection for
+minutes), a sleeping greenlet per connection for engine.io's pings. Everything is applied per
+engine.io server instance (or per connection), never by patching the libraries' classes, and
+only under gevent; the simple-websocket fallback keeps its own behaviour apart from the size
+limit.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+log = logging.getLogger("dihya_realtime")
+
+EIO_SID_KEY = "dihya_rt.eio_sid"
+"""Where a gevent-websocket socket's environ holds its engine.io session id (set as the
+WebSocket is handed to engine.io), so a size refusal can name the connection."""
+
+OversizeHook = Callable[[dict, int], None]
+"""``fn(environ, announced_bytes)``: a WebSocket message over the limit was refused."""
+
+
+def limit_websocket_messages(eio: Any, limit: int, on_oversize: OversizeHook | None = None
+                             ) -> None:
+    """Make the WebSocket layer refuse a message over ``limit`` bytes while it arrives.
+
+    engine.io checks ``max_http_buffer_size`` only once a whole message has been buffered, and
+    its gevent drivers pass no limit to the WebSocket library: one client could make the
+    server hold a 200 MB frame in memory before it is refused. With the limit, the connection
+    is closed (1009, message too big) as soon as a frame header announces more than ``limit``
+    bytes in the message, before its payload is read. Both drivers engine.io may pick under
+    gevent are covered: gevent-websocket (what ``serve`` uses, see :func:`_limited_gevent_ws`)
+    and simple-websocket (when gevent-websocket is not installed).
+
+    Under gevent-websocket, ``on_oversize`` is then called with the request's environ (where
+    :data:`EIO_SID_KEY` names the engine.io session, hence the Socket.IO connection) and the
+    size the message announced, so the refusal can be audited. simple-websocket closes the
+    connection inside its own reader and tells nobody: there the refusal is not reported.
+    """
+    base = eio._async.get("websocket")
+    if not isinstance(base, type):
+        return
+    from engineio.async_drivers._websocket_wsgi import SimpleWebSocketWSGI
+
+    if issubclass(base, SimpleWebSocketWSGI):
+
+        class LimitedWebSocket(base):  # type: ignore[misc, valid-type]
+            def __init__(self, handler: Any, server: Any, **kwargs: Any) -> None:
+                super().__init__(handler, server, **kwargs)
+                self.server_args["max_message_size"] = limit
+
+        driver: type = LimitedWebSocket
+    elif base.__module__ == "engineio.async_drivers.gevent":  # the gevent-websocket driver
+        limited = _limited_gevent_ws(limit, on_oversize)
+
+        class LimitedGeventWebSocket(base):  # type: ignore[misc, valid-type]
+            def __call__(self, environ: dict, start_response: Any) -> Any:
+                ws = environ.get("wsgi.websocket")
+                if ws is not None:
+                    ws.__class__ = limited
+                    sock = ws.stream.handler.socket
+                    ws.raw_write = _send_all(sock)
+                    # engine.io means to give the WebSocket a read timeout of ping interval +
+                    # ping timeout (a live client answers every ping), but finds no
+                    # `settimeout` on gevent-websocket's object: a client gone without a FIN
+                    # held its reader (and session) until TCP gave up, many minutes later.
+                    sock.settimeout(eio.ping_interval + eio.ping_timeout)
+                    # The handler is the engine.io socket's bound method: its session id
+                    # is the one link from this WebSocket to the Socket.IO connection. It goes
+                    # in the socket's own environ: Flask-SocketIO handed us a copy.
+                    ws.environ[EIO_SID_KEY] = getattr(getattr(self.app, "__self__", None),
+                                                      "sid", None)
+                return super().__call__(environ, start_response)
+
+        driver = LimitedGeventWebSocket
+    else:
+        return
+    # a copy: the driver's dict is shared by every engine.io server in the process
+    eio._async = {**eio._async, "websocket": driver}
+
+
+def pings_on_timers(eio: Any) -> None:
+    """Under gevent, wait for each connection's next ping on a timer, not in a greenlet.
+
+    engine.io starts, per connection and per ping cycle, a greenlet that sleeps
+    ``ping_interval`` then sends the ping: one sleeping greenlet per idle connection, ~3 KB
+    of saved stack each (tracemalloc, benchmarks/README.md round 5). ``gevent.spawn_later``
+    keeps only a timer and an unstarted greenlet until the ping is due; the ping itself is
+    what engine.io's ``Socket._send_ping`` does after its sleep.
+    """
+    if eio.async_mode != "gevent":
+        return
+    import time
+
+    import gevent
+    from engineio import packet
+    from engineio.socket import Socket
+
+    send_ping = getattr(Socket, "_send_ping", None)
+    if send_ping is None:  # a future engine.io: leave its own scheduling alone
+        return
+    start = eio.start_background_task
+
+    def ping(sock: Any) -> None:
+        if not sock.closing and not sock.closed:
+            sock.last_ping = time.time()
+            sock.send(packet.Packet(packet.PING))
+
+    def start_background_task(target: Any, *args: Any, **kwargs: Any) -> Any:
+        if getattr(target, "__func__", None) is send_ping and not args and not kwargs:
+            return gevent.spawn_later(eio.ping_interval, ping, target.__self__)
+        return start(target, *args, **kwargs)
+
+    eio.start_background_task = start_background_task
+
+
+def _send_all(sock: Any) -> Callable[[bytes], None]:
+    """``sendall`` in one system call when the kernel takes the whole frame (nearly always).
+
+    gevent's ``sendall`` asks the kernel for the socket's send-buffer size
+    (``getsockopt(SO_SNDBUF)``) before every write, to size its chunks: one extra system
+    call per frame, 18% of the event loop while fanning a publication out to 1,000
+    connections. ``send`` writes what fits; the rare remainder goes through ``sendall``.
+    """
+
+    def write(data: bytes) -> None:
+        sent = sock.send(data)
+        if sent < len(data):
+            sock.sendall(memoryview(data)[sent:])
+
+    return write
+
+
+def _limited_gevent_ws(limit: int, on_oversize: OversizeHook | None = None) -> type:
+    """A gevent-websocket ``WebSocket`` whose messages may not exceed ``limit`` bytes.
+
+    gevent-websocket has no size limit of its own: ``read_frame`` reads whatever length a
+    frame header announces, and ``read_message`` joins fragments without bound. This class
+    (swapped onto each connection's socket object, same slots) checks the announced length
+    against what is left of the message's budget *before* reading the payload, and answers
+    an overrun with close code 1009, then calls ``on_oversize(environ, announced)``;
+    ``receive()`` then returns ``None`` and engine.io ends the session.
+    """
+    from geventwebsocket.exceptions import ProtocolError, WebSocketError
+    from geventwebsocket.websocket import MSG_ALREADY_CLOSED, Header, WebSocket
+
+    data_opcodes = (WebSocket.OPCODE_TEXT, WebSocket.OPCODE_BINARY,
+                    WebSocket.OPCODE_CONTINUATION)
+    left: dict[int, int] = {}  # id(websocket) → bytes the current message may still add
+
+    class TooBig(ProtocolError):
+        def __init__(self, announced: int) -> None:
+            super().__init__(f"message over {limit} bytes")
+            self.announced = announced
+
+    class LimitedGeventWS(WebSocket):
+        __slots__ = ()
+
+        def close(self, code: int = 1000, message: bytes = b"") -> None:
+            """gevent-websocket's ``close`` drops ``code``: its close frame carried no status,
+            so a client saw neither 1009 (too big) nor 1007 (invalid UTF-8). RFC 6455 §5.5.1:
+            the body is the 2-byte code, then the reason."""
+            ws: Any = self  # gevent-websocket is untyped; its slots are set here as it does
+            if ws.closed:
+                ws.current_app.on_close(MSG_ALREADY_CLOSED)
+            try:
+                reason = message.encode() if isinstance(message, str) else bytes(message)
+                ws.send_frame(code.to_bytes(2, "big") + reason[:123], ws.OPCODE_CLOSE)
+            except WebSocketError:
+                pass  # the peer is gone: nothing to tell it
+            finally:
+                ws.closed = True
+                ws.stream = None
+                ws.raw_write = None
+                ws.raw_read = None
+                ws.environ = None
+
+        def validate_utf8(self, payload: Any) -> None:
+            """No-op: gevent-websocket ran a pure-Python UTF-8 automaton over every text frame
+            and again over the whole message (9% of the event loop under acked load), then
+            decoded the message anyway. That final ``bytes.decode`` (C) refuses invalid
+            UTF-8 with close code 1007 just the same, and a message is bounded by ``limit``."""
+
+        def read_message(self) -> Any:
+            left[id(self)] = limit
+            try:
+                return super().read_message()
+            except TooBig as exc:
+                environ = self.environ or {}  # close() clears it
+                self.close(1009, b"message too big")
+                if on_oversize is not None:
+                    try:
+                        on_oversize(environ, exc.announced)
+                    except Exception:
+                        log.exception("could not report an oversized message")
+                return None
+            finally:
+                left.pop(id(self), None)
+
+        def read_frame(self) -> Any:
+            header = Header.decode_header(self.stream)
+            if header.flags:
+                raise ProtocolError
+            if header.opcode in data_opcodes:
+                budget = left.get(id(self), limit) - header.length
+                if budget < 0:
+                    raise TooBig(limit - budget)  # the message's bytes so far + this frame
+                left[id(self)] = budget
+            if not header.length:
+                return header, b""
+            try:
+                payload = self.raw_read(header.length)
+            except OSError:
+                payload = b""
+            if len(payload) != header.length:
+                raise WebSocketError("Unexpected EOF reading frame payload")
+            if header.mask:
+                payload = header.unmask_payload(payload)
+            return header, payload
+
+    return LimitedGeventWS
+
+
+def pywsgi_handler_class(fallback: type) -> type:
+    """The pywsgi handler ``serve`` uses: gevent-websocket's (when importable, else
+    ``fallback``), closing the TCP connection after a WebSocket session, with a small read
+    buffer and a lingering close (see :func:`_closing_handler`)."""
+    return _closing_handler(_websocket_handler(fallback))
+
+
+def _websocket_handler(fallback: type) -> type:
+    """gevent-websocket's pywsgi handler, or ``fallback`` when it is not importable.
+
+    engine.io uses gevent-websocket under gevent whenever it can import it, and that driver
+    needs this handler (it performs the upgrade and puts the socket in ``wsgi.websocket``).
+    Chosen over simple-websocket for speed and memory: see benchmarks/README.md. Without it,
+    engine.io falls back to simple-websocket on the plain handler.
+    """
+    try:
+        from geventwebsocket.handler import WebSocketHandler
+    except ImportError:
+        return fallback
+    return WebSocketHandler
+
+
+RFILE_BUFFER_BYTES = 2048
+LINGER_SECONDS = 2.0
+LINGER_BYTES = 1 << 20
+
+
+def _closing_handler(base: type) -> type:
+    """A pywsgi handler that closes the TCP connection once a WebSocket session ends.
+
+    Once a WebSocket session ends (normally, or refused for an oversized message whose rest
+    is still arriving) pywsgi would keep the connection alive and parse what follows - the
+    client's close frame, the remains of the frame - as a new HTTP request ("Invalid HTTP
+    method" in the error log, a 400 written into the stream). Same for both WebSocket stacks.
+    """
+
+    class ClosingHandler(base):  # type: ignore[misc, valid-type]
+        def __init__(self, sock: Any, address: Any, server: Any, rfile: Any = None) -> None:
+            # pywsgi's default read buffer is 8 KB per connection, kept for the connection's
+            # life: most of it never holds anything (a handshake is < 1 KB, frames are
+            # small, and a larger read bypasses the buffer). 2 KB: −6 KB per idle connection.
+            if rfile is None:
+                rfile = sock.makefile("rb", RFILE_BUFFER_BYTES)
+            super().__init__(sock, address, server, rfile)
+
+        def run_application(self) -> None:
+            try:
+                super().run_application()
+            finally:
+                if str(self.environ.get("HTTP_UPGRADE", "")).lower() == "websocket":
+                    self.close_connection = True
+                    self._linger()
+
+        def _linger(self) -> None:
+            """Half-close, then discard what the client still sends (bounded) before closing.
+
+            Closing a socket with unread input makes the kernel answer with a reset, which
+            can reach the client before the close frame already sent (1009 for a message
+            over the limit): the client would see "connection reset", not why. So: FIN
+            after the close frame, read and drop until the client's own FIN, at most
+            ``LINGER_BYTES`` or ``LINGER_SECONDS``."""
+            import socket
+            import time
+
+            sock = self.socket
+            try:
+                sock.shutdown(socket.SHUT_WR)
+                deadline = time.monotonic() + LINGER_SECONDS
+                drained = 0
+                while drained < LINGER_BYTES:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    sock.settimeout(left)
+                    chunk = sock.recv(65536)
+                    if not chunk:
+                        break
+                    drained += len(chunk)
+            except OSError:
+                pass  # reset or timed out: the socket is closed next anyway
+
+    return ClosingHandler
