@@ -23,18 +23,24 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-@pytest.mark.timeout(60)
-def test_quick_acked_bench_reports_a_positive_rate(tmp_path: Path) -> None:
+def run_quick_bench(tmp_path: Path, *args: str, timeout: int) -> tuple[str, list[dict]]:
+    """`benchmarks/run.py --quick` against our server only: its stdout and JSON-line rows."""
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--scenario", "acked",
-         "--targets", "dihya", "--acked-clients", "50", "--seconds", "1",
-         "--out-dir", str(tmp_path),
+        [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--targets", "dihya",
+         *args, "--out-dir", str(tmp_path),
          "--dihya", str(Path(sys.executable).parent / "dihya-realtime")],
-        capture_output=True, text=True, timeout=50, cwd=ROOT,
+        capture_output=True, text=True, timeout=timeout, cwd=ROOT,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    lines = [json.loads(line) for f in tmp_path.glob("*.jsonl")
-             for line in f.read_text().splitlines()]
+    rows = [json.loads(line) for f in tmp_path.glob("*.jsonl")
+            for line in f.read_text().splitlines()]
+    return proc.stdout, rows
+
+
+@pytest.mark.timeout(60)
+def test_quick_acked_bench_reports_a_positive_rate(tmp_path: Path) -> None:
+    stdout, lines = run_quick_bench(tmp_path, "--scenario", "acked", "--acked-clients", "50",
+                                    "--seconds", "1", timeout=50)
     assert len(lines) == 1
     row = lines[0]
     for key in ("scenario", "target", "acks_per_s", "p50_ms", "p99_ms", "gen_cpu", "server_cpu",
@@ -46,21 +52,13 @@ def test_quick_acked_bench_reports_a_positive_rate(tmp_path: Path) -> None:
     assert row["errors"] == {}
     assert 0 < row["p50_ms"] <= row["p99_ms"]
     assert list(tmp_path.glob("*.md")), "the Markdown table is written too"
-    assert "acks/s" in proc.stdout
+    assert "acks/s" in stdout
 
 
 @pytest.mark.timeout(120)
 def test_quick_chat_bench_stores_every_acked_message_warm_up_included(tmp_path: Path) -> None:
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--scenario", "chat",
-         "--targets", "dihya", "--acked-clients", "20", "--chat-rooms", "2", "--seconds", "1",
-         "--out-dir", str(tmp_path),
-         "--dihya", str(Path(sys.executable).parent / "dihya-realtime")],
-        capture_output=True, text=True, timeout=110, cwd=ROOT,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    rows = [json.loads(line) for f in tmp_path.glob("*.jsonl")
-            for line in f.read_text().splitlines()]
+    _, rows = run_quick_bench(tmp_path, "--scenario", "chat", "--acked-clients", "20",
+                              "--chat-rooms", "2", "--seconds", "1", timeout=110)
     assert sorted(r["database"] for r in rows) == ["postgres", "sqlite"]
     for row in rows:
         assert row["rooms"] == 2 and row["errors"] == {}
