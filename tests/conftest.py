@@ -10,6 +10,7 @@ import os
 import socket
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -61,9 +62,9 @@ def redis_url() -> str:
     return REDIS_URL
 
 
-@pytest.fixture
-def redis_prefix(redis_url: str) -> Iterator[str]:
-    """A unique key prefix; every key under it is deleted after the test."""
+@contextmanager
+def redis_key_prefix(redis_url: str = REDIS_URL) -> Iterator[str]:
+    """A unique key prefix; every key under it is deleted on leaving the block."""
     import redis
 
     prefix = f"dihya-test-{uuid.uuid4().hex[:10]}"
@@ -73,6 +74,13 @@ def redis_prefix(redis_url: str) -> Iterator[str]:
     if keys:
         client.delete(*keys)
     client.close()
+
+
+@pytest.fixture
+def redis_prefix(redis_url: str) -> Iterator[str]:
+    """A unique key prefix for one test (see :func:`redis_key_prefix`)."""
+    with redis_key_prefix(redis_url) as prefix:
+        yield prefix
 
 
 @pytest.fixture

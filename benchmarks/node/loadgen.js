@@ -375,52 +375,46 @@ async function chat() {
   if (cfg.pushEvent) for (const s of c.socks) s.on(cfg.pushEvent, () => { received++; });
   await sleep(300); // let the join broadcasts drain before the clock starts
   const rate = cfg.rate || 1000;
+  // `count` sends at `rate`, round robin over the clients; onReply(reply, ms, sentAfterMs) for
+  // each (sentAfterMs: when it was sent, from the start of this call).
+  // Resolves when every reply is in, with the start time and the sends issued > 5 ms late.
+  const sendAtRate = async (count, n0, onReply) => {
+    const t0 = performance.now();
+    const waits = [];
+    let late = 0;
+    for (let k = 0; k < count; k++) {
+      const due = t0 + (k * 1000) / rate;
+      const now = performance.now();
+      if (due > now + 1) await sleep(due - now);
+      else if (now - due > 5) late++;
+      const i = k % c.socks.length;
+      const ts = performance.now();
+      waits.push(call(c.socks[i], cfg.event, fill(cfg.payload, { ROOM: roomOf(i), N: n0 + k }))
+        .then((r) => onReply(r, performance.now() - ts, ts - t0)));
+    }
+    await Promise.all(waits);
+    return { t0, late };
+  };
   // Warm-up at the same rate, not measured: the first second otherwise measures the
   // generator's JIT and the server's first compiles/prepares (p99 50-150 ms, then 3-8 ms).
   const warmupCount = Math.round(rate * (cfg.warmupSeconds ?? 1));
   const warm = { sent: warmupCount, acked: 0, errors: {} };
   const warmLat = [];
-  {
-    const w0 = performance.now();
-    const pending = [];
-    for (let k = 0; k < warmupCount; k++) {
-      const due = w0 + (k * 1000) / rate;
-      const now = performance.now();
-      if (due > now + 1) await sleep(due - now);
-      const i = k % c.socks.length;
-      const ts = performance.now();
-      pending.push(call(c.socks[i], cfg.event, fill(cfg.payload, { ROOM: roomOf(i), N: -1 - k }))
-        .then((r) => {
-          if (r && r.ok) { warm.acked++; warmLat.push(performance.now() - ts); } else countError(warm.errors, r);
-        }));
-    }
-    await Promise.all(pending);
-    Object.assign(warm, latencyStats(warmLat)); // reported, not part of the measured figure
-  }
+  await sendAtRate(warmupCount, -warmupCount, (r, ms) => {
+    if (r && r.ok) { warm.acked++; warmLat.push(ms); } else countError(warm.errors, r);
+  });
+  Object.assign(warm, latencyStats(warmLat)); // reported, not part of the measured figure
   received = 0;
   const lat = [];
   const errors = {};
   const count = Math.round(rate * (cfg.seconds || 5));
   const meter = cpuMeter();
-  const t0 = performance.now();
-  const waits = [];
   const bySecond = [];
   let lastError = null;
-  let late = 0; // sends the generator issued more than 5 ms after their due time
-  for (let k = 0; k < count; k++) {
-    const due = t0 + (k * 1000) / rate;
-    const now = performance.now();
-    if (due > now + 1) await sleep(due - now);
-    else if (now - due > 5) late++;
-    const i = k % c.socks.length;
-    const payload = fill(cfg.payload, { ROOM: roomOf(i), N: k });
-    const ts = performance.now();
-    waits.push(call(c.socks[i], cfg.event, payload).then((r) => {
-      if (r && r.ok) { const ms = performance.now() - ts; lat.push(ms); (bySecond[Math.floor((ts - t0) / 1000)] ||= []).push(ms); }
-      else { countError(errors, r); lastError = r; }
-    }));
-  }
-  await Promise.all(waits);
+  const { t0, late } = await sendAtRate(count, 0, (r, ms, after) => {
+    if (r && r.ok) { lat.push(ms); (bySecond[Math.floor(after / 1000)] ||= []).push(ms); }
+    else { countError(errors, r); lastError = r; }
+  });
   const elapsed = (performance.now() - t0) / 1000;
   const genCpu = meter();
   await sleep(200);

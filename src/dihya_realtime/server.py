@@ -51,7 +51,7 @@ from dihya_realtime.redaction import Redactor
 from dihya_realtime.registry import Registry, registry
 from dihya_realtime.settings import Settings, load_settings
 from dihya_realtime.store import Database
-from dihya_realtime.transport import EIO_SID_KEY, limit_websocket_messages, pings_on_timers
+from dihya_realtime.transport import EIO_SID_KEY, adapt_websocket_driver, pings_on_timers
 
 log = logging.getLogger("dihya_realtime")
 
@@ -134,7 +134,7 @@ class Realtime:
         else:
             self._adopt(socketio)
         self.socketio = socketio
-        limit_websocket_messages(socketio.server.eio, settings.max_payload_bytes,
+        adapt_websocket_driver(socketio.server.eio, settings.max_payload_bytes,
                                  self._audit_oversized_message)
         pings_on_timers(socketio.server.eio)
         server = socketio.server
@@ -401,7 +401,7 @@ class Realtime:
 
     def _audit_oversized_message(self, environ: dict, size: int) -> None:
         """Audit a WebSocket message refused by size while it arrived (see
-        :func:`limit_websocket_messages`), with the connection's fields when it has
+        :func:`adapt_websocket_driver`), with the connection's fields when it has
         authenticated, else what the request tells (address, origin, agent)."""
         eio_sid = environ.get(EIO_SID_KEY)
         sid = self.socketio.server.manager.sid_from_eio_sid(eio_sid, "/") if eio_sid else None

@@ -27,9 +27,13 @@ OversizeHook = Callable[[dict, int], None]
 """``fn(environ, announced_bytes)``: a WebSocket message over the limit was refused."""
 
 
-def limit_websocket_messages(eio: Any, limit: int, on_oversize: OversizeHook | None = None
-                             ) -> None:
-    """Make the WebSocket layer refuse a message over ``limit`` bytes while it arrives.
+def adapt_websocket_driver(eio: Any, limit: int, on_oversize: OversizeHook | None = None
+                           ) -> None:
+    """Give ``eio`` a WebSocket driver with a message size limit and, under gevent-websocket,
+    the fixes of :func:`_limited_gevent_ws` (close codes, no Python UTF-8 pass), writes in one
+    system call (:func:`_send_all`) and the read timeout engine.io intends.
+
+    The size limit: the WebSocket layer refuses a message over ``limit`` bytes while it arrives.
 
     engine.io checks ``max_http_buffer_size`` only once a whole message has been buffered, and
     its gevent drivers pass no limit to the WebSocket library: one client could make the

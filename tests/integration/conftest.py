@@ -318,6 +318,31 @@ def _new_client(reconnection: bool, headers: dict[str, str] | None,
     return SioClient(client), headers
 
 
+def _open(clients: list[SioClient], server: ServerProcess, *, reconnection: bool,
+          token: str | None, auth: Any, headers: dict[str, str] | None, url: str | None,
+          transports: list[str] | None, wait: bool,
+          timeout: float) -> tuple[SioClient, Exception | None]:
+    """A new recording client (kept in ``clients`` for teardown), connected; ``auth`` defaults
+    to ``{"token": token}``. Returns the client and the refusal, if it was refused."""
+    transports = transports or ["websocket"]
+    client, headers = _new_client(reconnection, headers, transports)
+    clients.append(client)
+    if auth is None and token is not None:
+        auth = {"token": token}
+    try:
+        client.client.connect(url or server.url, headers=headers, auth=auth,
+                              transports=transports, wait=wait, wait_timeout=timeout)
+    except socketio.exceptions.ConnectionError as exc:
+        return client, exc
+    return client, None
+
+
+def _disconnect_all(clients: list[SioClient]) -> None:
+    for client in clients:
+        with contextlib.suppress(Exception):  # a server already gone is not this test's failure
+            client.disconnect()
+
+
 @pytest.fixture
 def token(jwt_secret: str) -> Callable[..., str]:
     """``token("alice", roles=("user",), ttl=3600, **claims)`` → an HS256 JWT.
@@ -418,23 +443,15 @@ def sio_client() -> Iterator[Callable[..., SioClient]]:
                 transports: list[str] | None = None, wait: bool = True,
                 reconnection: bool = False, url: str | None = None, auth: Any = None,
                 timeout: float = 5.0) -> SioClient:
-        transports = transports or ["websocket"]
-        client, headers = _new_client(reconnection, headers, transports)
-        clients.append(client)
-        if auth is None and token is not None:
-            auth = {"token": token}
-        try:
-            client.client.connect(url or server.url, headers=headers, auth=auth,
-                                  transports=transports, wait=wait,
-                                  wait_timeout=timeout)
-        except socketio.exceptions.ConnectionError as exc:
-            pytest.fail(f"connection refused: {exc}; connect_error={client.connect_error!r}")
+        client, refused = _open(clients, server, reconnection=reconnection, token=token,
+                                auth=auth, headers=headers, url=url, transports=transports,
+                                wait=wait, timeout=timeout)
+        if refused is not None:
+            pytest.fail(f"connection refused: {refused}; connect_error={client.connect_error!r}")
         return client
 
     yield connect
-    for client in clients:
-        with contextlib.suppress(Exception):  # a server already gone is not this test's failure
-            client.disconnect()
+    _disconnect_all(clients)
 
 
 @pytest.fixture
@@ -450,15 +467,10 @@ def connect_error() -> Iterator[Callable[..., Any]]:
                 headers: dict[str, str] | None = None, url: str | None = None,
                 auth: Any = None, transports: list[str] | None = None,
                 timeout: float = 5.0) -> Any:
-        transports = transports or ["websocket"]
-        client, headers = _new_client(False, headers, transports)
-        clients.append(client)
-        if auth is None and token is not None:
-            auth = {"token": token}
-        try:
-            client.client.connect(url or server.url, headers=headers, auth=auth,
-                                  transports=transports, wait_timeout=timeout)
-        except socketio.exceptions.ConnectionError:
+        client, refused = _open(clients, server, reconnection=False, token=token, auth=auth,
+                                headers=headers, url=url, transports=transports, wait=True,
+                                timeout=timeout)
+        if refused is not None:
             deadline = time.monotonic() + timeout
             while client.connect_error is None and time.monotonic() < deadline:
                 time.sleep(0.01)
@@ -466,9 +478,7 @@ def connect_error() -> Iterator[Callable[..., Any]]:
         pytest.fail("the connection was accepted, a refusal was expected")
 
     yield attempt
-    for client in clients:
-        with contextlib.suppress(Exception):
-            client.disconnect()
+    _disconnect_all(clients)
 
 
 def reset_postgres(url: str) -> None:

@@ -24,7 +24,7 @@ import pytest
 from pycrdt import Doc, Text, handle_sync_message
 
 from dihya_realtime.auth import hash_api_key
-from tests.conftest import POSTGRES_ADMIN_URL, REDIS_URL, free_port
+from tests.conftest import POSTGRES_ADMIN_URL, REDIS_URL, free_port, redis_key_prefix
 from tests.integration.conftest import (
     TEST_API_KEY,
     ServerProcess,
@@ -65,15 +65,8 @@ def shared_db() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def shared_prefix() -> Iterator[str]:
-    import redis
-
-    prefix = f"dihya-test-{uuid.uuid4().hex[:10]}"
-    yield prefix
-    client = redis.Redis.from_url(REDIS_URL)
-    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-    if keys:
-        client.delete(*keys)
-    client.close()
+    with redis_key_prefix() as prefix:
+        yield prefix
 
 
 @pytest.fixture(scope="module")
