@@ -137,7 +137,7 @@ class RateLimit(BaseModel):
 
 
 class Settings(BaseSettings):
-    """Every setting of dihya-realtime. See the README's configuration table."""
+    """Every setting of dihya-realtime, each documented in docs/configuration.md."""
 
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
