@@ -170,10 +170,8 @@ class SessionGuard:
             pending = self._pending[address]
         if pending < self.max_pending:
             return None
-        self.rt.refusals.refused("too_many_pending_sessions", remote_addr=address,
-                                 origin=environ.get("HTTP_ORIGIN"),
-                                 user_agent=environ.get("HTTP_USER_AGENT"),
-                                 details={"pending": pending, "max": self.max_pending})
+        self._refused("too_many_pending_sessions", "rate_limited", environ, address,
+                      {"pending": pending, "max": self.max_pending})
         self.rt.metrics.rate_limited.labels("pending_sessions").inc()
         return {"code": "rate_limited", "reason": "too_many_pending_sessions",
                 "message": "too many unauthenticated sessions from this address",
@@ -192,18 +190,14 @@ class SessionGuard:
                     over = False
             if over:
                 environ = self.server.environ.get(eio_sid, {})
-                self.rt.refusals.refused(
-                    "too_many_connect_attempts", remote_addr=self.rt.client_address(environ),
-                    origin=environ.get("HTTP_ORIGIN"), user_agent=environ.get("HTTP_USER_AGENT"),
-                    details={"max": self.max_connects})
+                self._refused("too_many_connect_attempts", "rate_limited", environ,
+                              details={"max": self.max_connects})
                 self.close(eio_sid)
                 return None
             if not self.declared(namespace):
                 environ = self.server.environ.get(eio_sid, {})
-                self.rt.refusals.refused(
-                    "unknown_namespace", remote_addr=self.rt.client_address(environ),
-                    origin=environ.get("HTTP_ORIGIN"), user_agent=environ.get("HTTP_USER_AGENT"),
-                    details={"namespace": namespace[:64]})
+                self._refused("unknown_namespace", "not_found", environ,
+                              details={"namespace": namespace[:64]})
                 error = {"code": "not_found", "reason": "unknown_namespace",
                          "message": "unknown namespace"}
                 self.server._send_packet(eio_sid, self.server.packet_class(
@@ -213,6 +207,13 @@ class SessionGuard:
             return original(eio_sid, namespace, data)
 
         return handle_connect
+
+    def _refused(self, reason: str, outcome: str, environ: dict, address: str | None = None,
+                 details: dict[str, Any] | None = None) -> None:
+        self.rt.refusals.refused(
+            reason, outcome=outcome, remote_addr=address or self.rt.client_address(environ),
+            origin=environ.get("HTTP_ORIGIN"), user_agent=environ.get("HTTP_USER_AGENT"),
+            details=details)
 
     def declared(self, namespace: str) -> bool:
         """Has someone (us or the host app) registered a handler on ``namespace``?"""
@@ -287,10 +288,8 @@ class SessionGuard:
                     if s.authenticated == 0 and now - s.since >= self.timeout]
         for eio_sid, session in late:
             environ = self.server.environ.get(eio_sid, {})
-            self.rt.refusals.refused(
-                "connect_timeout", remote_addr=session.address,
-                origin=environ.get("HTTP_ORIGIN"), user_agent=environ.get("HTTP_USER_AGENT"),
-                details={"timeout": self.timeout})
+            self._refused("connect_timeout", "connect_timeout", environ, session.address,
+                          {"timeout": self.timeout})
             self.close(eio_sid)
             self.closed(eio_sid)  # a socket engine.io already forgot sends no disconnect
         self.rt.refusals.flush()

@@ -26,6 +26,7 @@ Recorder = Callable[..., None]
 class _Window:
     opened: float
     last: float
+    outcome: str
     count: int = 1
     fields: dict[str, Any] = field(default_factory=dict)
 
@@ -42,9 +43,12 @@ class RefusalAudit:
         self._lock = threading.Lock()
         self._open: dict[tuple[str, str], _Window] = {}
 
-    def refused(self, reason: str, *, remote_addr: str | None,
+    def refused(self, reason: str, *, remote_addr: str | None, outcome: str | None = None,
                 details: dict[str, Any] | None = None, **fields: Any) -> None:
-        """Count one refusal; write its row if it opens a window for its (address, reason)."""
+        """Count one refusal; write its row if it opens a window for its (address, reason).
+
+        ``outcome`` (default ``reason``) is the error code the client was given;
+        ``details.reason`` is always ``reason``."""
         now = self._clock()
         self.flush(now)
         key = (remote_addr or "?", reason)
@@ -57,12 +61,12 @@ class RefusalAudit:
                 current.count += 1
                 current.last = now
                 return
-            self._open[key] = _Window(opened=now, last=now, fields={
+            self._open[key] = _Window(opened=now, last=now, outcome=outcome or reason, fields={
                 "remote_addr": None if key[0] == "*" else remote_addr,
                 **{k: v for k, v in fields.items()
                                                if k in ("origin", "user_agent", "user_id")}})
-        self._record("connect_refused", outcome=reason,
-                      details={"reason": reason, **(details or {})},
+        self._record("connect_refused", outcome=outcome or reason,
+                      details={**(details or {}), "reason": reason},
                       remote_addr=remote_addr, **fields)
 
     def flush(self, now: float | None = None, *, everything: bool = False) -> int:
@@ -76,7 +80,7 @@ class RefusalAudit:
         written = 0
         for (address, reason), win in done:
             if win.count > 1:
-                self._record("connect_refused_summary", outcome=reason,
+                self._record("connect_refused_summary", outcome=win.outcome,
                              details={"reason": reason, "count": win.count,
                                       "window_seconds": self.window,
                                       "seconds": round(win.last - win.opened, 3),

@@ -368,8 +368,9 @@ class Realtime:
         server = self.socketio.server
         remote = self.client_address(environ)
         eio_sid = server.manager.eio_sid_from_sid(sid, namespace)
-        fields = {"sid": sid, "remote_addr": remote, "origin": environ.get("HTTP_ORIGIN"),
-                  "user_agent": environ.get("HTTP_USER_AGENT")}
+        fields: dict[str, Any] = {"sid": sid, "remote_addr": remote,
+                                  "origin": environ.get("HTTP_ORIGIN"),
+                                  "user_agent": environ.get("HTTP_USER_AGENT")}
         session = None
         if settings.session_auth and self.app is not None:
             with self.app.request_context(environ):
@@ -385,21 +386,20 @@ class Realtime:
             wait = self.ip_buckets.take(remote or "?")
             if wait:
                 self.metrics.rate_limited.labels("connect_ip").inc()
-                self.refusals.refused("rate_limited", details={"reason": "too_many_connections"},
-                                      **fields)
+                self.refusals.refused("too_many_connections", outcome="rate_limited", **fields)
                 raise refusal({"code": "rate_limited", "reason": "too_many_connections",
                                "message": "too many failed connection attempts from this "
                                           "address", "retry_after": round(wait, 3)}) from None
-            self.refusals.refused("unauthenticated", details={"reason": exc.reason}, **fields)
+            self.refusals.refused(exc.reason, outcome="unauthenticated", **fields)
             raise refusal(exc.to_connect_error()) from None
         user_id = principal.user_id
         held = len(self.connections.of_user(user_id)) + len(
             self.namespace_connections.of_user(user_id))
         if held >= settings.max_connections_per_user:
             self.metrics.rate_limited.labels("connections_per_user").inc()
-            self.refusals.refused("too_many_connections_for_user", user_id=user_id,
-                                  details={"reason": "too_many_connections_for_user",
-                                           "max": settings.max_connections_per_user}, **fields)
+            self.refusals.refused("too_many_connections_for_user", outcome="rate_limited",
+                                  user_id=user_id,
+                                  details={"max": settings.max_connections_per_user}, **fields)
             raise refusal({"code": "rate_limited", "reason": "too_many_connections_for_user",
                            "message": "too many connections for this user",
                            "details": {"max": settings.max_connections_per_user},

@@ -88,7 +88,8 @@ def test_unauthenticated_websocket_session_is_closed_after_connect_timeout(start
     assert authed.recv().startswith("40")
     assert _closed_within(idle, 3.0)
     assert not _closed_within(authed, 0.5)  # an authenticated session stays
-    line = server.wait_audit("connect_refused", lambda e: e["outcome"] == "connect_timeout")
+    line = server.wait_audit("connect_refused",
+                             lambda e: e["details"]["reason"] == "connect_timeout")
     assert line["remote_addr"] == "127.0.0.1"
 
 
@@ -195,7 +196,7 @@ def test_tokenless_connect_flood_costs_other_users_nothing_and_is_audited_as_sum
     total = 0
     by_key: dict[tuple, int] = {}
     for row in rows:
-        key = (row["remote_addr"], row["outcome"])
+        key = (row["remote_addr"], row["details"]["reason"])
         if row["type"] == "connect_refused_summary":
             by_key[key] = row["details"]["count"]
         else:
