@@ -123,7 +123,7 @@ class Realtime:
         self.broker_handlers: list[Callable[[Any], None]] = []
         self.connect_hooks: list[ConnectHook] = []
         self.disconnect_hooks: list[DisconnectHook] = []
-        self.refresh_hooks: list[RefreshHook] = []
+        self.refresh_hooks: list[RefreshHook] = [self._refresh_namespace_connections]
         self.started_at = time.time()
         if app is not None:
             self.init_app(app, socketio=socketio)
@@ -287,7 +287,13 @@ class Realtime:
                               details={"reason": reason}, **conn.audit_fields())
             self.emit("disconnecting", {"reason": reason}, to=conn.sid, local=True)
             self.disconnect_sid(conn.sid)
-        return len(conns)
+        others = self.namespace_connections.of_user(user_id)
+        for conn in others:  # the host app's namespaces
+            self.audit.record("disconnect_user", outcome="disconnected",
+                              details={"reason": reason, "namespace": conn.namespace},
+                              **conn.audit_fields())
+            self.socketio.server.disconnect(conn.sid, namespace=conn.namespace)
+        return len(conns) + len(others)
 
     def on_connect(self, fn: ConnectHook) -> ConnectHook:
         """Run ``fn(conn)`` after a connection is authenticated (features push state here)."""
@@ -344,13 +350,44 @@ class Realtime:
                     return original(event, namespace, *args)
                 finally:
                     self._disconnect(args[0], args[1] if len(args) > 1 else "unknown", namespace)
-            if namespace != "/" or original.__self__.handlers.get(namespace, {}).get(event):  # type: ignore
-                # a host app's own handler (python-socketio delivers events only to
-                # connections that passed the connect above)
+            if namespace != "/":
+                # a host app's handler: python-socketio delivers events only to connections
+                # that passed the connect above; a token past its deadline ends it here
+                if not self._namespace_connection_valid(args[0], namespace):
+                    return None
                 return original(event, namespace, *args)
+            if original.__self__.handlers.get(namespace, {}).get(event):  # type: ignore
+                return original(event, namespace, *args)  # a host app's own handler
             return dispatch(None, event, args[0], args[1:])
 
         return trigger_event
+
+    def _namespace_connection_valid(self, sid: str, namespace: str) -> bool:
+        """Is ``sid`` an authenticated connection of ``namespace`` whose token (refreshed with
+        ``auth:refresh`` on "/" of the same session) has not expired past the grace period?
+        If it has, the connection is audited and disconnected."""
+        conn = self.namespace_connections.get(sid)
+        if conn is None:
+            return False
+        exp = conn.principal.expires_at
+        if exp is None or time.time() <= exp + self.settings.expiry_grace_seconds:
+            return True
+        self.audit.record("auth_expired", outcome="disconnected",
+                          details={"expired_at": exp, "namespace": namespace},
+                          **conn.audit_fields())
+        self.socketio.server.disconnect(sid, namespace=namespace)
+        return False
+
+    def _refresh_namespace_connections(self, ctx: EventContext) -> None:
+        """``auth:refresh`` on "/" gives the new principal to the same Engine.IO session's
+        connections on other namespaces too."""
+        eio_sid = ctx.conn.eio_sid
+        if eio_sid is None:
+            return
+        for conn in self.namespace_connections:
+            if conn.eio_sid == eio_sid:
+                self.namespace_connections.replace_principal(
+                    conn, ctx.conn.principal, ctx.conn.permissions)
 
     def client_address(self, environ: dict) -> str | None:
         """The client's address of a request: ``REMOTE_ADDR``, or ``X-Forwarded-For`` from a

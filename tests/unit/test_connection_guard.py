@@ -131,3 +131,42 @@ def test_other_namespaces_are_authenticated_before_host_handlers(make_rt, make_t
     assert (conn.user_id, conn.namespace) == ("alice", "/admin")
     unknown = Client(rt.app, rt.socketio, namespace="/nope", auth={"token": make_token("bob")})
     assert not unknown.is_connected("/nope")
+
+
+def _host_admin_namespace(rt: Realtime) -> list[str]:
+    calls: list[str] = []
+
+    @rt.socketio.on("call", namespace="/admin")
+    def call() -> str:
+        calls.append("called")
+        return "secret"
+
+    return calls
+
+
+def test_a_host_namespace_connection_ends_when_its_token_expires(make_rt, make_token):
+    import time
+
+    from tests.unit.conftest import Client
+
+    rt = make_rt(expiry_grace_seconds=0)
+    calls = _host_admin_namespace(rt)
+    alice = Client(rt.app, rt.socketio, namespace="/admin",
+                   auth={"token": make_token("alice", ttl=1.5)})
+    assert alice.connect_error is None, alice.connect_error
+    assert alice.emit("call", namespace="/admin", callback=True) == "secret"
+    time.sleep(1.7)
+    assert not alice.emit("call", namespace="/admin", callback=True)
+    assert calls == ["called"] and not alice.is_connected("/admin")
+    assert len(rt.namespace_connections) == 0
+
+
+def test_disconnect_user_also_ends_the_users_host_namespace_connections(make_rt, make_token):
+    from tests.unit.conftest import Client
+
+    rt = make_rt()
+    _host_admin_namespace(rt)
+    alice = Client(rt.app, rt.socketio, namespace="/admin", auth={"token": make_token("alice")})
+    assert alice.is_connected("/admin")
+    assert rt.disconnect_user_here("alice") == 1
+    assert not alice.is_connected("/admin") and len(rt.namespace_connections) == 0
