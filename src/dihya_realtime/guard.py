@@ -44,7 +44,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("dihya_realtime")
 
 REFUSE_KEY = "dihya_rt.refused_handshake"
-"""Set in a request's environ by the upgrade hook: the refusal the middleware answers."""
+"""Set in a request's environ by the upgrade hook: the refusal the middleware answers
+(``None``: admitted)."""
 
 SOCKETIO_PATH = "/socket.io/"
 
@@ -128,11 +129,9 @@ class SessionGuard:
             environ = getattr(handler, "environ", None)
             if not isinstance(environ, dict):
                 return False
-            error = self.handshake_refusal(environ)
-            if error is None:
-                return False
-            environ[REFUSE_KEY] = error
-            return True  # gevent-websocket then runs the app as plain WSGI: no upgrade
+            error = environ[REFUSE_KEY] = self.handshake_refusal(environ)
+            # True: gevent-websocket runs the app as plain WSGI (no upgrade) → the 429
+            return error is not None
 
         wsgi_server.pre_start_hook = pre_start
 
@@ -140,7 +139,8 @@ class SessionGuard:
         """WSGI middleware answering a refused Engine.IO handshake (429) before engine.io."""
 
         def middleware(environ: dict, start_response: Callable) -> Any:
-            error = environ.get(REFUSE_KEY) or self.handshake_refusal(environ)
+            error = (environ[REFUSE_KEY] if REFUSE_KEY in environ  # decided by the hook
+                     else self.handshake_refusal(environ))
             if error is None:
                 return app(environ, start_response)
             ws = environ.get("wsgi.websocket")
