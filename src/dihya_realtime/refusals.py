@@ -42,6 +42,7 @@ class RefusalAudit:
         self._clock = clock
         self._lock = threading.Lock()
         self._open: dict[tuple[str, str], _Window] = {}
+        self._flushed = clock()
 
     def refused(self, reason: str, *, remote_addr: str | None, outcome: str | None = None,
                 details: dict[str, Any] | None = None, **fields: Any) -> None:
@@ -50,8 +51,11 @@ class RefusalAudit:
         ``outcome`` (default ``reason``) is the error code the client was given;
         ``details.reason`` is always ``reason``."""
         now = self._clock()
-        self.flush(now)
         key = (remote_addr or "?", reason)
+        current = self._open.get(key)
+        if (now - self._flushed >= min(1.0, self.window)  # not a scan per refusal in a storm
+                or (current is not None and now - current.opened >= self.window)):
+            self.flush(now)
         with self._lock:
             current = self._open.get(key)
             if current is None and len(self._open) >= self.max_keys:
@@ -61,10 +65,10 @@ class RefusalAudit:
                 current.count += 1
                 current.last = now
                 return
-            self._open[key] = _Window(opened=now, last=now, outcome=outcome or reason, fields={
-                "remote_addr": None if key[0] == "*" else remote_addr,
-                **{k: v for k, v in fields.items()
-                                               if k in ("origin", "user_agent", "user_id")}})
+            kept = {k: v for k, v in fields.items() if k in ("origin", "user_agent", "user_id")}
+            kept["remote_addr"] = None if key[0] == "*" else remote_addr
+            self._open[key] = _Window(opened=now, last=now, outcome=outcome or reason,
+                                      fields=kept)
         self._record("connect_refused", outcome=outcome or reason,
                       details={**(details or {}), "reason": reason},
                       remote_addr=remote_addr, **fields)
@@ -73,6 +77,7 @@ class RefusalAudit:
         """Close the windows that are over (all with ``everything``); returns rows written."""
         now = self._clock() if now is None else now
         with self._lock:
+            self._flushed = now
             done = [(k, w) for k, w in self._open.items()
                     if everything or now - w.opened >= self.window]
             for key, _ in done:
