@@ -170,3 +170,25 @@ def test_disconnect_user_also_ends_the_users_host_namespace_connections(make_rt,
     assert alice.is_connected("/admin")
     assert rt.disconnect_user_here("alice") == 1
     assert not alice.is_connected("/admin") and len(rt.namespace_connections) == 0
+
+
+def test_class_based_host_namespaces_are_authenticated_too(make_rt, make_token):
+    from flask_socketio import Namespace
+
+    from tests.unit.conftest import Client
+
+    rt = make_rt()
+
+    class Admin(Namespace):
+        def on_connect(self, auth=None) -> None:  # noqa: ANN001 - the host's own hook
+            pass
+
+        def on_call(self) -> str:
+            return "secret"
+
+    rt.socketio.on_namespace(Admin("/ops"))
+    anonymous = Client(rt.app, rt.socketio, namespace="/ops")
+    assert not anonymous.is_connected("/ops")
+    assert anonymous.connect_error["reason"] == "missing_token"
+    bob = Client(rt.app, rt.socketio, namespace="/ops", auth={"token": make_token("bob")})
+    assert bob.emit("call", namespace="/ops", callback=True) == "secret"
