@@ -216,10 +216,12 @@ class SessionGuard:
             details=details)
 
     def declared(self, namespace: str) -> bool:
-        """Has someone (us or the host app) registered a handler on ``namespace``?"""
+        """Has someone (us or the host app) registered a handler on ``namespace``? A host's
+        catch-all namespace handler (``namespace="*"``) declares every namespace."""
         server = self.server
-        return (namespace == "/" or namespace in server.handlers
-                or namespace in server.namespace_handlers)
+        return (namespace == "/"
+                or any(n in server.handlers or n in server.namespace_handlers
+                       for n in (namespace, "*")))
 
     # -- session lifetime
     def opened(self, eio_sid: str, environ: dict) -> None:

@@ -8,7 +8,10 @@ Two hooks into python-socketio (pinned ``>=5.16.2,<6``) make the pipeline possib
 ``Server._trigger_event`` is wrapped so that authentication runs before *any* connect handler
 (a host app's own ``@socketio.on('connect')`` cannot bypass it) and declared events reach the
 pipeline without Flask-SocketIO's per-event request context; ``Server._handle_event_internal``
-is wrapped so the pipeline knows whether the client asked for an ack.
+is wrapped so the pipeline knows whether the client asked for an ack. Authentication runs
+for the CONNECT of *every* namespace (a host app's handlers on ``/admin`` included);
+what happens before any CONNECT (Engine.IO sessions, CONNECT packets per session, unknown
+namespaces) is :mod:`dihya_realtime.guard`'s.
 """
 
 from __future__ import annotations
