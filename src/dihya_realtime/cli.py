@@ -77,6 +77,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     server = WSGIServer((settings.host, settings.port), app, log=None,
                         error_log=logging.getLogger("dihya_realtime.wsgi"),
                         handler_class=pywsgi_handler_class(WSGIHandler))
+    rt.guard.install_upgrade_hook(server)  # a refused WebSocket handshake gets HTTP 429
     server.start()
     host, port = server.address[:2]
     broker = "redis" if settings.redis_url else "memory"

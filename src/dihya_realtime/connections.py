@@ -27,6 +27,8 @@ class Connection:
     strikes: int = 0
     channels: set[str] = field(default_factory=set)
     expiry_warned: bool = False
+    namespace: str = "/"
+    eio_sid: str | None = None  # the Engine.IO session carrying it (see guard.py)
 
     @property
     def user_id(self) -> str:

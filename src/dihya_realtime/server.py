@@ -8,7 +8,10 @@ Two hooks into python-socketio (pinned ``>=5.16.2,<6``) make the pipeline possib
 ``Server._trigger_event`` is wrapped so that authentication runs before *any* connect handler
 (a host app's own ``@socketio.on('connect')`` cannot bypass it) and declared events reach the
 pipeline without Flask-SocketIO's per-event request context; ``Server._handle_event_internal``
-is wrapped so the pipeline knows whether the client asked for an ack.
+is wrapped so the pipeline knows whether the client asked for an ack. Authentication runs
+for the CONNECT of *every* namespace (a host app's handlers on ``/admin`` included);
+what happens before any CONNECT (Engine.IO sessions, CONNECT packets per session, unknown
+namespaces) is :mod:`dihya_realtime.guard`'s.
 """
 
 from __future__ import annotations
@@ -40,14 +43,17 @@ from dihya_realtime.broker import (
     create_broker,
 )
 from dihya_realtime.channels import ChannelService
+from dihya_realtime.client_address import client_address, parse_networks
 from dihya_realtime.connections import Connection, ConnectionTable
 from dihya_realtime.expiry import ExpiryWatch
+from dihya_realtime.guard import SessionGuard
 from dihya_realtime.metrics import Metrics
 from dihya_realtime.permissions import RolePolicy
 from dihya_realtime.pipeline import RESERVED_EVENTS, EventContext, Pipeline, client_event
 from dihya_realtime.principal import Principal
 from dihya_realtime.ratelimit import KeyedBuckets
 from dihya_realtime.redaction import Redactor
+from dihya_realtime.refusals import RefusalAudit
 from dihya_realtime.registry import Registry, registry
 from dihya_realtime.settings import Settings, load_settings
 from dihya_realtime.store import Database
@@ -98,6 +104,9 @@ class Realtime:
         self.socketio: SocketIO = socketio  # type: ignore[assignment]
         self.app: Flask | None = None
         self.connections = ConnectionTable()
+        # authenticated connections on the host app's other namespaces (sid → Connection)
+        self.namespace_connections = ConnectionTable()
+        self.trusted_proxies = parse_networks(self.settings.trusted_proxies)
         self.metrics = Metrics()
         self.redactor = Redactor(self.settings.redact_keys)
         self.roles = RolePolicy(self.settings.roles)
@@ -108,6 +117,8 @@ class Realtime:
         self.db = Database(self.settings.database_url)
         self.audit = AuditLog(self.db if self.settings.audit_db else None,
                               self.settings.audit_log)
+        self.refusals = RefusalAudit(self.audit.record, self.settings.refusal_audit_window)
+        self.guard = SessionGuard(self)
         self.broker: Broker = create_broker(self.settings.redis_url, self.settings.redis_prefix)
         self.pipeline = Pipeline(self)
         self.channels = ChannelService(self)
@@ -115,7 +126,7 @@ class Realtime:
         self.broker_handlers: list[Callable[[Any], None]] = []
         self.connect_hooks: list[ConnectHook] = []
         self.disconnect_hooks: list[DisconnectHook] = []
-        self.refresh_hooks: list[RefreshHook] = []
+        self.refresh_hooks: list[RefreshHook] = [self._refresh_namespace_connections]
         self.started_at = time.time()
         if app is not None:
             self.init_app(app, socketio=socketio)
@@ -142,6 +153,8 @@ class Realtime:
         setattr(server, "_trigger_event", self._around_trigger(server._trigger_event))  # noqa: B010
         setattr(server, "_handle_event_internal",  # noqa: B010
                 self.pipeline.around_event_call(server._handle_event_internal))
+        self.guard.install(server)  # Engine.IO sessions, CONNECT packets: see guard.py
+        app.wsgi_app = self.guard.wsgi(app.wsgi_app)  # type: ignore[method-assign]
         if settings.allowed_origins:
             app.wsgi_app = CorsForAllowedOrigins(  # type: ignore[method-assign]
                 app.wsgi_app, settings)
@@ -277,7 +290,13 @@ class Realtime:
                               details={"reason": reason}, **conn.audit_fields())
             self.emit("disconnecting", {"reason": reason}, to=conn.sid, local=True)
             self.disconnect_sid(conn.sid)
-        return len(conns)
+        others = self.namespace_connections.of_user(user_id)
+        for conn in others:  # the host app's namespaces
+            self.audit.record("disconnect_user", outcome="disconnected",
+                              details={"reason": reason, "namespace": conn.namespace},
+                              **conn.audit_fields())
+            self.socketio.server.disconnect(conn.sid, namespace=conn.namespace)
+        return len(conns) + len(others)
 
     def on_connect(self, fn: ConnectHook) -> ConnectHook:
         """Run ``fn(conn)`` after a connection is authenticated (features push state here)."""
@@ -310,49 +329,88 @@ class Realtime:
         dispatch = self.pipeline.dispatch
 
         def trigger_event(event: str, namespace: str, *args: Any) -> Any:
-            if namespace != "/":
-                return original(event, namespace, *args)
-            spec = events.get(event)
-            if spec is not None:
-                return dispatch(spec, event, args[0], args[1:])
-            if event in RESERVED_EVENTS and client_event():
-                # a client EVENT packet named like a lifecycle event: never the real thing
-                return dispatch(None, event, args[0], args[1:])
+            if namespace == "/":
+                spec = events.get(event)
+                if spec is not None:
+                    return dispatch(spec, event, args[0], args[1:])
+                if event in RESERVED_EVENTS and client_event():
+                    # a client EVENT packet named like a lifecycle event: never the real thing
+                    return dispatch(None, event, args[0], args[1:])
             if event == "connect":
+                # every namespace: authenticated (and Origin-checked) before any handler
                 sid = args[0]
-                self._connect(sid, args[1], args[2] if len(args) > 2 else None)
+                self._connect(sid, args[1], args[2] if len(args) > 2 else None, namespace)
                 try:
                     accepted = original(event, namespace, *args)
                 except BaseException:
-                    self._disconnect(sid, "refused by the host app")
+                    self._disconnect(sid, "refused by the host app", namespace)
                     raise
                 if accepted is False:  # python-socketio sends no disconnect event then
-                    self._disconnect(sid, "refused by the host app")
+                    self._disconnect(sid, "refused by the host app", namespace)
                 return accepted
             if event == "disconnect":
                 try:
                     return original(event, namespace, *args)
                 finally:
-                    self._disconnect(args[0], args[1] if len(args) > 1 else "unknown")
+                    self._disconnect(args[0], args[1] if len(args) > 1 else "unknown", namespace)
+            if namespace != "/":
+                # a host app's handler: python-socketio delivers events only to connections
+                # that passed the connect above; a token past its deadline ends it here
+                if not self._namespace_connection_valid(args[0], namespace):
+                    return None
+                return original(event, namespace, *args)
             if original.__self__.handlers.get(namespace, {}).get(event):  # type: ignore
                 return original(event, namespace, *args)  # a host app's own handler
             return dispatch(None, event, args[0], args[1:])
 
         return trigger_event
 
-    def _connect(self, sid: str, environ: dict, auth: Any) -> None:
+    def _namespace_connection_valid(self, sid: str, namespace: str) -> bool:
+        """Is ``sid`` an authenticated connection of ``namespace`` whose token (refreshed with
+        ``auth:refresh`` on "/" of the same session) has not expired past the grace period?
+        If it has, the connection is audited and disconnected."""
+        conn = self.namespace_connections.get(sid)
+        if conn is None:
+            return False
+        exp = conn.principal.expires_at
+        if exp is None or time.time() <= exp + self.settings.expiry_grace_seconds:
+            return True
+        self.audit.record("auth_expired", outcome="disconnected",
+                          details={"expired_at": exp, "namespace": namespace},
+                          **conn.audit_fields())
+        self.socketio.server.disconnect(sid, namespace=namespace)
+        return False
+
+    def _refresh_namespace_connections(self, ctx: EventContext) -> None:
+        """``auth:refresh`` on "/" gives the new principal to the same Engine.IO session's
+        connections on other namespaces too."""
+        eio_sid = ctx.conn.eio_sid
+        if eio_sid is None:
+            return
+        for conn in self.namespace_connections:
+            if conn.eio_sid == eio_sid:
+                self.namespace_connections.replace_principal(
+                    conn, ctx.conn.principal, ctx.conn.permissions)
+
+    def client_address(self, environ: dict) -> str | None:
+        """The client's address of a request: ``REMOTE_ADDR``, or ``X-Forwarded-For`` from a
+        proxy in ``DIHYA_RT_TRUSTED_PROXIES`` (see :mod:`dihya_realtime.client_address`)."""
+        return client_address(environ, self.trusted_proxies)
+
+    def connection(self, sid: str, namespace: str = "/") -> Connection | None:
+        """The authenticated connection ``sid`` of ``namespace`` (a host handler on its own
+        namespace finds its user here: ``rt.connection(request.sid, "/admin").user_id``)."""
+        table = self.connections if namespace == "/" else self.namespace_connections
+        return table.get(sid)
+
+    def _connect(self, sid: str, environ: dict, auth: Any, namespace: str = "/") -> None:
         settings = self.settings
-        remote = environ.get("REMOTE_ADDR")
-        fields = {"sid": sid, "remote_addr": remote, "origin": environ.get("HTTP_ORIGIN"),
-                  "user_agent": environ.get("HTTP_USER_AGENT")}
-        wait = self.ip_buckets.take(remote or "?")
-        if wait:
-            self.metrics.rate_limited.labels("connect_ip").inc()
-            self.audit.record("connect_refused", outcome="rate_limited",
-                              details={"reason": "too_many_connections"}, **fields)
-            raise refusal({"code": "rate_limited", "reason": "too_many_connections",
-                           "message": "too many connection attempts from this address",
-                           "retry_after": round(wait, 3)})
+        server = self.socketio.server
+        remote = self.client_address(environ)
+        eio_sid = server.manager.eio_sid_from_sid(sid, namespace)
+        fields: dict[str, Any] = {"sid": sid, "remote_addr": remote,
+                                  "origin": environ.get("HTTP_ORIGIN"),
+                                  "user_agent": environ.get("HTTP_USER_AGENT")}
         session = None
         if settings.session_auth and self.app is not None:
             with self.app.request_context(environ):
@@ -363,15 +421,44 @@ class Realtime:
             principal = authenticate_connection(settings, self.verifier, environ, auth, session)
         except AuthError as exc:
             self.metrics.auth_failures.labels(exc.reason).inc()
-            self.audit.record("connect_refused", outcome="unauthenticated",
-                              details={"reason": exc.reason}, **fields)
+            # the per-address bucket measures failed attempts only: valid credentials never
+            # pay for, nor wait on, what others sent from the same address
+            wait = self.ip_buckets.take(remote or "?")
+            if wait:
+                self.metrics.rate_limited.labels("connect_ip").inc()
+                self.refusals.refused("too_many_connections", outcome="rate_limited", **fields)
+                raise refusal({"code": "rate_limited", "reason": "too_many_connections",
+                               "message": "too many failed connection attempts from this "
+                                          "address", "retry_after": round(wait, 3)}) from None
+            self.refusals.refused(exc.reason, outcome="unauthenticated", **fields)
             raise refusal(exc.to_connect_error()) from None
+        user_id = principal.user_id
+        held = len(self.connections.of_user(user_id)) + len(
+            self.namespace_connections.of_user(user_id))
+        if held >= settings.max_connections_per_user:
+            self.metrics.rate_limited.labels("connections_per_user").inc()
+            self.refusals.refused("too_many_connections_for_user", outcome="rate_limited",
+                                  user_id=user_id,
+                                  details={"max": settings.max_connections_per_user}, **fields)
+            raise refusal({"code": "rate_limited", "reason": "too_many_connections_for_user",
+                           "message": "too many connections for this user",
+                           "details": {"max": settings.max_connections_per_user},
+                           "retry_after": 1.0})
         conn = Connection(sid=sid, principal=principal,
                           permissions=self.principal_permissions(principal),
                           remote_addr=remote, origin=fields["origin"],
-                          user_agent=fields["user_agent"])
+                          user_agent=fields["user_agent"], namespace=namespace,
+                          eio_sid=eio_sid)
+        self.guard.authenticated(eio_sid)
+        if namespace != "/":
+            self.namespace_connections.add(conn)
+            self.audit.record("connect", outcome="ok",
+                              details={"method": principal.method, "namespace": namespace,
+                                       "roles": list(principal.roles)},
+                              **conn.audit_fields())
+            return
         self.connections.add(conn)
-        self.socketio.server.enter_room(sid, user_room(principal.user_id), namespace="/")
+        server.enter_room(sid, user_room(principal.user_id), namespace="/")
         self.metrics.connections.inc()
         self.expiry.watch(conn)
         self.audit.record("connect", outcome="ok",
@@ -383,10 +470,21 @@ class Realtime:
             except Exception:
                 log.exception("connect hook %r failed", hook)
 
-    def _disconnect(self, sid: str, reason: Any) -> None:
+    def _disconnect(self, sid: str, reason: Any, namespace: str = "/") -> None:
+        if namespace != "/":
+            conn = self.namespace_connections.remove(sid)
+            if conn is not None:
+                self.guard.released(conn.eio_sid)
+                self.audit.record("disconnect", outcome="ok",
+                                  details={"reason": str(reason), "namespace": namespace,
+                                           "duration": round(time.time() - conn.connected_at,
+                                                             3)},
+                                  **conn.audit_fields())
+            return
         conn = self.connections.remove(sid)
         if conn is None:
             return
+        self.guard.released(conn.eio_sid)
         self.expiry.forget(sid)
         self.metrics.connections.dec()
         for hook in self.disconnect_hooks:
@@ -407,7 +505,7 @@ class Realtime:
         sid = self.socketio.server.manager.sid_from_eio_sid(eio_sid, "/") if eio_sid else None
         conn = self.connections.get(sid) if sid else None
         fields: dict[str, Any] = conn.audit_fields() if conn is not None else {
-            "sid": sid, "remote_addr": environ.get("REMOTE_ADDR"),
+            "sid": sid, "remote_addr": self.client_address(environ),
             "origin": environ.get("HTTP_ORIGIN"), "user_agent": environ.get("HTTP_USER_AGENT")}
         self.audit.record("payload_too_large", outcome="payload_too_large",
                           details={"announced_bytes": size,
@@ -420,6 +518,7 @@ class Realtime:
     def close(self) -> None:
         """Stop background work and flush the audit trail (tests and shutdown)."""
         self.expiry.stop()
+        self.guard.stop()
         self.broker.close()
         self.audit.flush()
         self.audit.close()

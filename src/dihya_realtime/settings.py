@@ -221,6 +221,33 @@ class Settings(BaseSettings):
     chat_typing_throttle: float = Field(default=2, ge=0)  # min seconds between typing:true
     chat_history_limit: int = Field(default=50, ge=1, le=100)  # chat:history default page
 
+    # -- hostile input: connection guard (Engine.IO sessions, CONNECTs, client address)
+    # An Engine.IO session without an authenticated CONNECT within this is closed (seconds).
+    connect_timeout: float = Field(default=10, gt=0, le=300)
+    # Engine.IO sessions not yet authenticated, per client address; the next handshake → 429.
+    max_pending_per_ip: int = Field(default=20, ge=1)
+    # Authenticated connections of one user on one process; the next CONNECT → rate_limited.
+    max_connections_per_user: int = Field(default=20, ge=1)
+    # CONNECT packets one Engine.IO session may send; past it the session is closed.
+    max_connects_per_session: int = Field(default=16, ge=1)
+    # Proxies (CIDRs) whose X-Forwarded-For names the client address.
+    trusted_proxies: CsvList = Field(default_factory=list)
+    # Connect refusals: one audit row per (address, reason) and window, then a counted summary.
+    refusal_audit_window: float = Field(default=60, gt=0, le=3600)
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _proxy_networks(cls, value: Any) -> Any:
+        import ipaddress
+
+        value = _split_csv(value)
+        for item in value or ():
+            try:
+                ipaddress.ip_network(str(item), strict=False)
+            except ValueError:
+                raise ValueError(f"not an IP network (CIDR): {item!r}") from None
+        return value
+
     # -- perf
     # Per-event limits by event name ({"publish": {"rate": 500, "burst": 1000}}), consulted
     # before an event's declared `rate=` and the DIHYA_RT_RATE_LIMIT_EVENT default.

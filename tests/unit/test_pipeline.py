@@ -256,12 +256,14 @@ def test_per_user_rate_limit_spans_connections(make_rt, connect):
     assert connect(rt, "bob").call("whoami")["ok"] is True
 
 
-def test_connection_attempts_per_ip_are_limited(make_rt, connect):
+def test_failed_connection_attempts_per_ip_are_limited_but_valid_ones_never(make_rt, connect):
     rt = make_rt(rate_limit_connect_ip={"rate": 0.1, "burst": 2})
-    assert connect(rt).is_connected() and connect(rt).is_connected()
-    third = connect(rt)
-    assert not third.is_connected()
-    assert third.connect_error["code"] == "rate_limited"
+    failed = [connect(rt, token="not-a-jwt") for _ in range(3)]
+    assert [c.connect_error["code"] for c in failed] == [
+        "unauthenticated", "unauthenticated", "rate_limited"]
+    assert failed[-1].connect_error["retry_after"] > 0
+    # the address's bucket is empty: valid credentials from it still connect
+    assert all(connect(rt).is_connected() for _ in range(3))
 
 
 def test_sensitive_keys_are_redacted_at_any_depth_and_audited(make_rt, connect):
