@@ -455,6 +455,8 @@ def history(ctx: EventContext, p: HistoryPayload) -> dict:
 def edit(ctx: EventContext, p: EditPayload) -> dict:
     """Edit the text of your own message (others → ``forbidden``; deleted → ``conflict``).
 
+    Muted → ``forbidden`` (``details: {"reason": "muted", "until"}``), as for ``chat:send``.
+
     Payload example: ``{"message_id": "5d1e…", "text": "ship it on Friday"}``.
     """
     return _chat(ctx).edit(Actor.of(ctx.conn), p.message_id, p.text, ctx.after_reply)
@@ -482,6 +484,7 @@ def react(ctx: EventContext, p: ReactPayload) -> dict:
     """Add your reaction to a message. Payload example: ``{"message_id": "5d1e…", "emoji": "🎉"}``.
 
     Reacting twice with the same emoji changes nothing (``changed: false``, no push).
+    Muted → ``forbidden`` (``details.reason: "muted"``); ``chat:unreact`` stays allowed.
     """
     return _chat(ctx).react(Actor.of(ctx.conn), p.message_id, p.emoji, True, ctx.after_reply)
 
@@ -501,7 +504,8 @@ def typing(ctx: EventContext, p: TypingPayload) -> dict:
     Payload example: ``{"room_id": "9f2c…", "typing": true}``. Ephemeral, never stored.
     Renew every few seconds while typing: renewals inside ``DIHYA_RT_CHAT_TYPING_THROTTLE``
     are not pushed again, and without renewal it lapses after ``DIHYA_RT_CHAT_TYPING_TTL``
-    seconds (``typing: false`` is pushed). Sending a message stops it.
+    seconds (``typing: false`` is pushed). Sending a message stops it. Muted →
+    ``forbidden`` for ``typing: true``.
     """
     return _chat(ctx).typing(Actor.of(ctx.conn), ctx.sid, p.room_id, p.typing)
 
@@ -523,7 +527,11 @@ def read(ctx: EventContext, p: ReadPayload) -> dict:
 @event("chat:mute", payload=MutePayload, reply=MemberUpdated, permission=WRITE,
        emits=("chat:member_updated",))
 def mute(ctx: EventContext, p: MutePayload) -> dict:
-    """Mute a member until a time: their ``chat:send`` → ``forbidden`` until then.
+    """Mute a member until a time: until then they cannot speak in the room.
+
+    ``chat:send``, ``chat:edit``, ``chat:react``, ``chat:typing`` (true) and ``publish`` on the
+    room's ``chat:<room id>`` channel → ``forbidden`` with ``details: {"reason": "muted",
+    "until", "room_id"}``. Taking back a reaction and deleting their own messages stay allowed.
 
     Payload example: ``{"room_id": "9f2c…", "user_id": "42", "until": "2026-12-01T18:00:00Z"}``.
     ``until: null`` (or a past time) unmutes. Audited.
@@ -550,6 +558,9 @@ def kick(ctx: EventContext, p: MemberPayload) -> dict:
        emits=("chat:member_left", "chat:typing", "unsubscribed"))
 def ban(ctx: EventContext, p: BanPayload) -> dict:
     """Ban a user from a room: removed, and ``chat:join`` → ``forbidden`` until unbanned.
+
+    A banned user's ``publish`` on the room's ``chat:<room id>`` channel → ``forbidden``
+    (``details.reason: "banned"``); on a room's channel only members publish.
 
     Payload example: ``{"room_id": "9f2c…", "user_id": "42", "reason": "spam"}``. Audited.
     """
