@@ -426,16 +426,30 @@ class ChatService:
             member = self._member(s, room.id, actor.user_id)
             return {**self._room_dict(room, member), "member_count": 1}
 
-    def rooms(self, actor: Actor) -> list[dict[str, Any]]:
-        """Public rooms and the actor's rooms, each with unread and mention counts."""
+    def rooms(self, actor: Actor, limit: int | None = None,
+              cursor: tuple[str, str, str] | None = None) -> dict[str, Any]:
+        """Public rooms and the actor's rooms, each with unread and mention counts, a page
+        at a time in ``(kind, name, id)`` order.
+
+        ``limit`` defaults to, and is capped by, ``DIHYA_RT_CHAT_ROOMS_PAGE_LIMIT``;
+        ``cursor`` is the last ``(kind, name, id)`` of the previous page. Returns
+        ``{"rooms", "more", "next_cursor"}`` (``next_cursor`` is that last key, or ``None``).
+        """
         me = actor.user_id
+        cap = self.rt.settings.chat_rooms_page_limit
+        limit = min(limit or cap, cap)
         with self.db.session() as s:
             mine = sa.and_(ChatMember.room_id == ChatRoom.id, ChatMember.user_id == me)
-            rows = s.execute(
-                sa.select(ChatRoom, ChatMember).outerjoin(ChatMember, mine)
-                .where(sa.or_(ChatMember.user_id.is_not(None),
-                              sa.and_(ChatRoom.kind == "room", ChatRoom.visibility == "public")))
-                .order_by(ChatRoom.kind, ChatRoom.name, ChatRoom.id)).all()
+            q = (sa.select(ChatRoom, ChatMember).outerjoin(ChatMember, mine)
+                 .where(sa.or_(ChatMember.user_id.is_not(None),
+                               sa.and_(ChatRoom.kind == "room", ChatRoom.visibility == "public"))))
+            if cursor is not None:
+                q = q.where(sa.tuple_(ChatRoom.kind, ChatRoom.name, ChatRoom.id)
+                            > sa.tuple_(*cursor))
+            rows = s.execute(q.order_by(ChatRoom.kind, ChatRoom.name, ChatRoom.id)
+                             .limit(limit + 1)).all()
+            more = len(rows) > limit
+            rows = rows[:limit]
             room_ids = [room.id for room, _ in rows]
             counts = dict(s.execute(
                 sa.select(ChatMember.room_id, sa.func.count())
@@ -443,10 +457,13 @@ class ChatService:
                 if room_ids else {}
             unread, mentions = self._counts(s, me, room_ids)
             peers = self._dm_peers(s, [room.id for room, _ in rows if room.kind == "dm"], me)
-            return [{**self._room_dict(room, member, peers.get(room.id)),
-                     "member_count": counts.get(room.id, 0),
-                     "unread_count": unread.get(room.id, 0),
-                     "mention_count": mentions.get(room.id, 0)} for room, member in rows]
+            rooms = [{**self._room_dict(room, member, peers.get(room.id)),
+                      "member_count": counts.get(room.id, 0),
+                      "unread_count": unread.get(room.id, 0),
+                      "mention_count": mentions.get(room.id, 0)} for room, member in rows]
+        last = rows[-1][0] if rows and more else None
+        return {"rooms": rooms, "more": more,
+                "next_cursor": (last.kind, last.name, last.id) if last is not None else None}
 
     @staticmethod
     def _counts(s: Session, me: str, room_ids: list[str]) -> tuple[dict[str, int],

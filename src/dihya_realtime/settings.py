@@ -208,6 +208,10 @@ class Settings(BaseSettings):
     chat_typing_throttle: float = Field(default=2, ge=0)  # min seconds between typing:true
     chat_history_limit: int = Field(default=50, ge=1, le=100)  # chat:history default page
 
+    # -- hostile input: chat
+    # chat:rooms: the page size when the client gives no `limit`, and the largest it may ask
+    chat_rooms_page_limit: int = Field(default=100, ge=1, le=1000)
+
     # -- perf
     # Per-event limits by event name ({"publish": {"rate": 500, "burst": 1000}}), consulted
     # before an event's declared `rate=` and the DIHYA_RT_RATE_LIMIT_EVENT default.
