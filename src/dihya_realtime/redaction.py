@@ -34,14 +34,15 @@ replaced, so ``"use AKIA… now"`` becomes ``"use [redacted] now"``.
 Cost: the walk runs on every outbound payload. Key verdicts are cached (a bounded LRU per
 redactor); values are searched in two stages (:data:`_ANCHORS`, one precompiled regex the
 engine can skip through, then the formats only where an anchor is), and only when they are
-long enough to hold a secret. ``data:`` URIs (inline images) are not searched.
+long enough to hold a secret. ``data:`` URIs (inline images) are not searched. A string
+with more than :data:`MAX_ANCHORS` candidate places is replaced whole rather than searched,
+so no payload costs more than a few milliseconds to clean.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import functools
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -80,6 +81,10 @@ MIN_SECRET_LENGTH = 16
 MAX_KEY_LENGTH = 128
 """Longer dict keys are not names: not split, not cached (a client controls keys)."""
 KEY_CACHE_SIZE = 4096
+MAX_ANCHORS = 256
+"""A string with more places where a secret could start is replaced whole: each costs a
+little Python, and only a string built to be costly has that many (64 KB of ``n=n=…`` took
+33 ms to search; capped, under 1 ms)."""
 _MAX_NGRAM = 5  # words joined to spell one secret word: "aws secret access key" needs 4
 
 _WORDS_RE = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
@@ -167,11 +172,14 @@ def _scheme(text: str) -> str | None:
     return f"{scheme} {REDACTED}"
 
 
-def _find(text: str) -> list[tuple[int, int, str]]:
-    """The secret spans of ``text``: ``(start, end, replacement)``, in order, disjoint."""
+def _find(text: str) -> list[tuple[int, int, str]] | None:
+    """The secret spans of ``text``: ``(start, end, replacement)``, in order, disjoint;
+    ``None`` when ``text`` has more than :data:`MAX_ANCHORS` anchors."""
     spans: list[tuple[int, int, str]] = []
     done = 0
-    for anchor in _ANCHORS.finditer(text):
+    for count, anchor in enumerate(_ANCHORS.finditer(text)):
+        if count >= MAX_ANCHORS:
+            return None
         pos = anchor.start()
         if pos < done:
             continue
@@ -223,9 +231,13 @@ def redact_text(text: str) -> str:
         return text
     if len(text) == 40 and _AWS_SECRET.fullmatch(text) and _mixed(text):
         return REDACTED  # an AWS secret access key, alone as a value
+    if text.isalnum() and "A" not in text:
+        return text  # ids, hex digests, words: only "AKIA…"/"AIza…" shapes are alphanumeric
     if text.startswith("data:") or _ANCHORS.search(text) is None:
         return text
     spans = _find(text)
+    if spans is None:
+        return REDACTED  # built to be costly to search: not sent rather than searched
     if not spans:
         return text
     parts: list[str] = []
@@ -277,19 +289,23 @@ class Redactor:
 
     def __init__(self, keys: Iterable[str] = ()) -> None:
         self.words = SECRET_WORDS | {w for w in (normalise(k) for k in keys) if w}
-        words = self.words
-
-        @functools.lru_cache(maxsize=KEY_CACHE_SIZE)
-        def secret_key(key: str) -> bool:
-            return _classify(key, words)
-
-        self._secret_key = secret_key
+        # key → verdict, at most KEY_CACHE_SIZE entries (emptied when full: clients choose
+        # keys, so the cache must not grow with them); a dict lookup is the hot path's cost
+        self._verdicts: dict[str, bool] = {}
 
     def is_secret_key(self, key: str) -> bool:
-        return len(key) <= MAX_KEY_LENGTH and self._secret_key(key)
+        verdict = self._verdicts.get(key)
+        if verdict is None:
+            if len(key) > MAX_KEY_LENGTH:
+                return False
+            verdict = _classify(key, self.words)
+            if len(self._verdicts) >= KEY_CACHE_SIZE:
+                self._verdicts.clear()
+            self._verdicts[key] = verdict
+        return verdict
 
-    def key_cache_info(self) -> Any:
-        return self._secret_key.cache_info()
+    def key_cache_size(self) -> int:
+        return len(self._verdicts)
 
     def redact(self, value: Any) -> tuple[Any, list[str]]:
         """Return ``(clean_value, redacted_paths)``; ``value`` itself is never modified."""
@@ -311,10 +327,12 @@ class Redactor:
 
     def _walk_dict(self, value: dict, path: str, paths: list[str]) -> Any:
         out: dict[Any, Any] | None = None
-        secret_key = self._secret_key
+        verdicts = self._verdicts
         for key, item in value.items():
-            if isinstance(key, str) and len(key) <= MAX_KEY_LENGTH and secret_key(key) \
-                    and not isinstance(item, _KEEP):
+            secret = verdicts.get(key)
+            if secret is None:
+                secret = type(key) is str and self.is_secret_key(key)
+            if secret and not isinstance(item, _KEEP):
                 new_item: Any = REDACTED
                 paths.append(f"{path}.{key}" if path else key)
             elif type(item) is str:
