@@ -28,8 +28,8 @@ searched for known secret formats (:data:`_FORMATS`): JWTs, PEM private keys, AW
 ids, GitHub, GitLab, Slack, Stripe, Google, OpenAI/Anthropic, npm, SendGrid, Hugging Face,
 DigitalOcean, Shopify and PyPI tokens, ``Bearer``/``Basic`` credentials, ``user:password@``
 in URLs, Slack webhook URLs, ``access_token=``-style parameters; and a value that is exactly
-40 mixed-case base64 characters (an AWS secret access key). Only the matching span is
-replaced, so ``"use AKIA… now"`` becomes ``"use [redacted] now"``.
+40 mixed-case standard-base64 characters with a ``/`` or ``+`` (an AWS secret access key).
+Only the matching span is replaced, so ``"use AKIA… now"`` becomes ``"use [redacted] now"``.
 
 Cost: the walk runs on every outbound payload. Key verdicts are cached (a bounded LRU per
 redactor); values are searched in two stages (:data:`_ANCHORS`, one precompiled regex the
@@ -121,10 +121,10 @@ _FORMATS = re.compile("|".join([
     r"(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}(?![A-Za-z0-9_-])",
     r"gh[pousr]_[A-Za-z0-9]{30,255}|github_pat_[A-Za-z0-9_]{22,255}",
     r"gl(?:pat|dt|rt|ptt|ft|imt|agent|oas|soat|cbt)-[A-Za-z0-9_-]{20,}",
-    r"xox[abposr]-[A-Za-z0-9-]{10,}",
+    r"(?P<slack>xox[abposr]-[A-Za-z0-9-]{10,})",
     r"(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,}|whsec_[A-Za-z0-9]{24,}",
     r"AIza[0-9A-Za-z_-]{35}(?![A-Za-z0-9_-])|GOCSPX-[A-Za-z0-9_-]{20,}|ya29\.[0-9A-Za-z_-]{20,}",
-    r"sk-[A-Za-z0-9_-]{20,}",
+    r"(?P<sk>sk-[A-Za-z0-9_-]{20,})",
     r"(?:npm_[A-Za-z0-9]{36}|hf_[A-Za-z]{30,}|dop_v1_[a-f0-9]{64}|shp(?:at|ca|pa|ss)_[a-fA-F0-9]{32}"
     r"|pypi-AgEIcHlwaS5vcmc[A-Za-z0-9_-]{50,}|SG\.[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43})"
     r"(?![A-Za-z0-9_-])",
@@ -210,6 +210,10 @@ def _find(text: str) -> list[tuple[int, int, str]] | None:
                 if m.lastgroup == "pem":
                     end_m = _PEM_END.search(text, m.end())
                     span = (m.start(), end_m.end() if end_m else len(text), REDACTED)
+                elif m.lastgroup in ("slack", "sk"):
+                    # real tokens carry digits; "xoxo-hugs-and-kisses" does not
+                    if any(c.isdigit() for c in m.group(0)):
+                        span = (m.start(), m.end(), REDACTED)
                 elif m.lastgroup == "scheme":
                     replacement = _scheme(m.group(0))
                     if replacement is not None:
@@ -229,7 +233,7 @@ def redact_text(text: str) -> str:
     """
     if len(text) < MIN_SECRET_LENGTH:
         return text
-    if len(text) == 40 and _AWS_SECRET.fullmatch(text) and _mixed(text):
+    if len(text) == 40 and _AWS_SECRET.fullmatch(text) and _aws_secret_like(text):
         return REDACTED  # an AWS secret access key, alone as a value
     if text.isalnum() and "A" not in text:
         return text  # ids, hex digests, words: only "AKIA…"/"AIza…" shapes are alphanumeric
@@ -250,10 +254,12 @@ def redact_text(text: str) -> str:
     return "".join(parts)
 
 
-def _mixed(text: str) -> bool:
-    """Random base64 has upper case, lower case and digits; hex digests and words do not."""
-    return (any(c.isupper() for c in text) and any(c.islower() for c in text)
-            and any(c.isdigit() for c in text))
+def _aws_secret_like(text: str) -> bool:
+    """Random standard base64: upper case, lower case and digits (hex digests and words have
+    not) and a ``/`` or ``+`` (URL-safe base64 such as paging cursors has neither, so a
+    40-character cursor is never taken for a key; 3 AWS keys in 4 have one)."""
+    return (("/" in text or "+" in text) and any(c.isupper() for c in text)
+            and any(c.islower() for c in text) and any(c.isdigit() for c in text))
 
 
 def normalise(word: str) -> str:

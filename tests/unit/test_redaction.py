@@ -165,8 +165,11 @@ ORDINARY_VALUES = [
     "-----BEGIN PUBLIC KEY-----\nMIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA\n"
     "-----END PUBLIC KEY-----",
     "skip-to-content-and-keep-going-right-now",
+    "see sk-learn-is-a-great-library-for-you and xoxo-hugs-and-kisses-to-all",
     "The quick brown fox jumps over the lazy dog " * 20,
     "A" * 40,
+    "AbCdEfGhIjKlMnOpQrStUvWxYz0123456789AbCd",  # 40 characters of URL-safe base64: a cursor
+    "WyJyb29tIiwgImdlbmVyYWwiLCAiOWYyYzFlMGQi",
     "2026-11-27T09:23:17.123Z",
 ]
 
