@@ -138,7 +138,7 @@ _URL = re.compile(r"://(?:(?P<userinfo>[^\s/?#@:]*:[^\s/?#@]+)@"
 _PARAM_VALUE = re.compile(r"=([^&#\s]{6,})")
 _PARAM_NAMES = frozenset({
     "token", "access_token", "refresh_token", "id_token", "auth_token", "api_key", "apikey",
-    "key", "client_secret", "secret", "password", "passwd", "signature", "sig",
+    "client_secret", "secret", "password", "passwd", "signature", "sig",
     "aws_secret_access_key", "x-amz-signature", "x-amz-credential", "private_key",
 })
 _AWS_SECRET = re.compile(r"[A-Za-z0-9+/]{40}")

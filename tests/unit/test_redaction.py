@@ -157,6 +157,7 @@ ORDINARY_VALUES = [
     "data:image/png;base64," + "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk"
     "YPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==" * 40,
     "https://example.com/a/b?c=d&page=2#frag",
+    "sort by key=lastname then id=42, see https://example.com:8080/@alice?tab=posts",
     "https://example.com/@alice/posts",
     "mailto:alice@example.com",
     "alice@example.com wrote: see you at 10:30",
