@@ -45,6 +45,7 @@ def test_a_muted_member_cannot_edit_and_their_edits_mention_notifies_nobody(crt,
     error = err(bob.call("chat:edit", {"message_id": message["id"], "text": "@carol spam"}),
                 "forbidden")
     assert error["details"] == {"reason": "muted", "until": until, "room_id": room}
+    assert err(send(bob, room, "@carol"), "forbidden")["details"] == error["details"]  # one rule
     assert notified == []
     assert carol.events("chat:message_edited") == []
     stored = ok(carol.call("chat:history", {"room_id": room}))["messages"][0]
