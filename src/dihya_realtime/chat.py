@@ -192,8 +192,32 @@ class ChatService:
                              room_id=room.id)
         return member
 
+    def require_speaker(self, s: Session, room: ChatRoom, actor: Actor) -> ChatMember:
+        """THE rule of who may speak in a room; every path that speaks asks it.
+
+        Speaking is ``chat:send``, ``chat:edit``, ``chat:react``, ``chat:typing`` (true) and a
+        client ``publish`` on the room's ``chat:<room id>`` channel. The speaker must be a
+        member (a banned user is never one: ``reason: "banned"``, else ``"not_a_member"``)
+        and not muted (``reason: "muted"``, ``until``). Withdrawing (``chat:unreact``,
+        deleting one's own message, ``typing: false``) is not speaking. ``chat:send`` checks
+        the same conditions inside its one SQL statement for speed, and when that statement
+        refuses, asks this method why (:meth:`_send_refused`).
+        """
+        member = self._member(s, room.id, actor.user_id)
+        if member is None:
+            if self._is_banned(s, room.id, actor.user_id):
+                raise _forbidden("banned", "you are banned from this room", room_id=room.id)
+            raise _forbidden("not_a_member", "you are not a member of this room",
+                             room_id=room.id)
+        muted = _active_mute(member)
+        if muted is not None:
+            raise _forbidden("muted", "you are muted in this room", until=iso(muted),
+                             room_id=room.id)
+        return member
+
     def check_channel(self, conn: Connection, ref: ChannelRef, action: str) -> None:
-        """A ``chat:<room id>`` channel is a room's: private rooms and DMs are for members.
+        """A ``chat:<room id>`` channel is a room's: private rooms and DMs are read by members;
+        a client ``publish`` there is speaking in the room (:meth:`require_speaker`).
 
         Other ``chat:`` channels (``chat:general``) keep the namespace policy alone. Room ids
         are always ``uuid4().hex``: a name of another shape cannot be a room, and skipping the
@@ -204,7 +228,11 @@ class ChatService:
             return
         with self.rt.db.session() as s:
             room = s.get(ChatRoom, ref.name)
-            if room is not None:
+            if room is None:
+                return
+            if action == "publish":
+                self.require_speaker(s, room, Actor.of(conn))
+            else:
                 self._require_reader(s, room, Actor.of(conn))
 
     def _require_reader(self, s: Session, room: ChatRoom, actor: Actor) -> None:
@@ -398,16 +426,30 @@ class ChatService:
             member = self._member(s, room.id, actor.user_id)
             return {**self._room_dict(room, member), "member_count": 1}
 
-    def rooms(self, actor: Actor) -> list[dict[str, Any]]:
-        """Public rooms and the actor's rooms, each with unread and mention counts."""
+    def rooms(self, actor: Actor, limit: int | None = None,
+              cursor: tuple[str, str, str] | None = None) -> dict[str, Any]:
+        """Public rooms and the actor's rooms, each with unread and mention counts, a page
+        at a time in ``(kind, name, id)`` order.
+
+        ``limit`` defaults to, and is capped by, ``DIHYA_RT_CHAT_ROOMS_PAGE_LIMIT``;
+        ``cursor`` is the last ``(kind, name, id)`` of the previous page. Returns
+        ``{"rooms", "more", "next_cursor"}`` (``next_cursor`` is that last key, or ``None``).
+        """
         me = actor.user_id
+        cap = self.rt.settings.chat_rooms_page_limit
+        limit = min(limit or cap, cap)
         with self.db.session() as s:
             mine = sa.and_(ChatMember.room_id == ChatRoom.id, ChatMember.user_id == me)
-            rows = s.execute(
-                sa.select(ChatRoom, ChatMember).outerjoin(ChatMember, mine)
-                .where(sa.or_(ChatMember.user_id.is_not(None),
-                              sa.and_(ChatRoom.kind == "room", ChatRoom.visibility == "public")))
-                .order_by(ChatRoom.kind, ChatRoom.name, ChatRoom.id)).all()
+            q = (sa.select(ChatRoom, ChatMember).outerjoin(ChatMember, mine)
+                 .where(sa.or_(ChatMember.user_id.is_not(None),
+                               sa.and_(ChatRoom.kind == "room", ChatRoom.visibility == "public"))))
+            if cursor is not None:
+                q = q.where(sa.tuple_(ChatRoom.kind, ChatRoom.name, ChatRoom.id)
+                            > sa.tuple_(*cursor))
+            rows = s.execute(q.order_by(ChatRoom.kind, ChatRoom.name, ChatRoom.id)
+                             .limit(limit + 1)).all()
+            more = len(rows) > limit
+            rows = rows[:limit]
             room_ids = [room.id for room, _ in rows]
             counts = dict(s.execute(
                 sa.select(ChatMember.room_id, sa.func.count())
@@ -415,10 +457,13 @@ class ChatService:
                 if room_ids else {}
             unread, mentions = self._counts(s, me, room_ids)
             peers = self._dm_peers(s, [room.id for room, _ in rows if room.kind == "dm"], me)
-            return [{**self._room_dict(room, member, peers.get(room.id)),
-                     "member_count": counts.get(room.id, 0),
-                     "unread_count": unread.get(room.id, 0),
-                     "mention_count": mentions.get(room.id, 0)} for room, member in rows]
+            rooms = [{**self._room_dict(room, member, peers.get(room.id)),
+                      "member_count": counts.get(room.id, 0),
+                      "unread_count": unread.get(room.id, 0),
+                      "mention_count": mentions.get(room.id, 0)} for room, member in rows]
+        last = rows[-1][0] if rows and more else None
+        return {"rooms": rooms, "more": more,
+                "next_cursor": (last.kind, last.name, last.id) if last is not None else None}
 
     @staticmethod
     def _counts(s: Session, me: str, room_ids: list[str]) -> tuple[dict[str, int],
@@ -700,10 +745,7 @@ class ChatService:
             if existing is not None:
                 return self._message_dicts(s, [existing])[0]
             room = self._room(s, room_id)
-            member = self._require_member(s, room, actor)
-            muted = _active_mute(member)
-            if muted is not None:
-                raise _forbidden("muted", "you are muted in this room", until=iso(muted))
+            self.require_speaker(s, room, actor)
             if reply_to is not None:
                 parent = s.get(ChatMessage, reply_to)
                 if parent is None or parent.room_id != room_id:
@@ -829,6 +871,7 @@ class ChatService:
             self._require_member(s, room, actor)
             if message.author_id != actor.user_id:
                 raise _forbidden("not_the_author", "only the author edits a message")
+            self.require_speaker(s, room, actor)
             if message.deleted_at is not None:
                 raise conflict("the message was deleted", {"message_id": message_id})
             old = set(s.scalars(sa.select(ChatMention.user_id)
@@ -886,7 +929,10 @@ class ChatService:
         with self._write() as s:
             message = self._message(s, message_id)
             room = self._room(s, message.room_id)
-            self._require_member(s, room, actor)
+            if add:
+                self.require_speaker(s, room, actor)
+            else:  # taking a reaction back is not speaking: a muted member may
+                self._require_member(s, room, actor)
             if message.deleted_at is not None:
                 raise conflict("the message was deleted", {"message_id": message_id})
             table = _table(ChatReaction)
@@ -948,9 +994,10 @@ class ChatService:
         """Tell the other members that the actor is (no longer) typing; throttled, ephemeral."""
         with self.db.session() as s:
             room = self._room(s, room_id)
-            member = self._require_member(s, room, actor)
-            if typing and _active_mute(member) is not None:
-                raise _forbidden("muted", "you are muted in this room")
+            if typing:
+                self.require_speaker(s, room, actor)
+            else:
+                self._require_member(s, room, actor)
             others = [u for u in self._member_ids(s, room_id) if u != actor.user_id]
         tracker = self.typing_state
         if typing:

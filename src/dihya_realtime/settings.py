@@ -26,26 +26,13 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from dihya_realtime.redaction import SECRET_WORDS
+
 ENV_PREFIX = "DIHYA_RT_"
 
-DEFAULT_REDACT_KEYS = [
-    "password",
-    "passwd",
-    "secret",
-    "client_secret",
-    "token",
-    "access_token",
-    "refresh_token",
-    "id_token",
-    "api_key",
-    "apikey",
-    "authorization",
-    "cookie",
-    "set-cookie",
-    "private_key",
-    "session",
-    "jwt_secret",
-]
+# Secret words of key names (see redaction.py: matched by shape, so "api_key" also catches
+# apiKey, X-API-KEY, x_api_key). These are always applied; DIHYA_RT_REDACT_KEYS adds words.
+DEFAULT_REDACT_KEYS = sorted(SECRET_WORDS)
 
 DEFAULT_ROLES: dict[str, list[str]] = {
     "admin": ["*"],
@@ -247,6 +234,10 @@ class Settings(BaseSettings):
             except ValueError:
                 raise ValueError(f"not an IP network (CIDR): {item!r}") from None
         return value
+
+    # -- hostile input: chat
+    # chat:rooms: the page size when the client gives no `limit`, and the largest it may ask
+    chat_rooms_page_limit: int = Field(default=100, ge=1, le=1000)
 
     # -- perf
     # Per-event limits by event name ({"publish": {"rate": 500, "burst": 1000}}), consulted

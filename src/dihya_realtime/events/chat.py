@@ -7,6 +7,9 @@ Room events are pushed to the members after the ack (``ctx.after_reply``).
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import uuid
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -103,6 +106,9 @@ class RoomSummary(Room):
 
 class RoomList(BaseModel):
     rooms: list[RoomSummary]
+    more: bool = Field(description="more rooms after this page: ask again with next_cursor")
+    next_cursor: str | None = Field(description="pass as cursor for the next page; null: "
+                                    "this was the last page")
 
 
 class RoomDetails(Room):
@@ -172,6 +178,40 @@ class CreateRoomPayload(BaseModel):
     name: str = Field(min_length=1, max_length=100)
     topic: str | None = Field(None, max_length=500)
     visibility: Literal["public", "private"]
+
+
+class RoomsPayload(BaseModel):
+    limit: int | None = Field(None, ge=1, le=1000, description="rooms per page; at most "
+                              "DIHYA_RT_CHAT_ROOMS_PAGE_LIMIT (default and cap: 100)")
+    cursor: str | None = Field(None, min_length=1, max_length=600,
+                               description="next_cursor of the previous page")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_payload(cls, value: Any) -> Any:
+        return {} if value is None else value
+
+    @field_validator("cursor")
+    @classmethod
+    def _cursor_shape(cls, value: str | None) -> str | None:
+        if value is not None:
+            decode_cursor(value)
+        return value
+
+
+def encode_cursor(key: tuple[str, str, str]) -> str:
+    """An opaque cursor: the last ``(kind, name, id)`` of a page, as base64url JSON."""
+    return base64.urlsafe_b64encode(json.dumps(list(key)).encode()).decode().rstrip("=")
+
+
+def decode_cursor(value: str) -> tuple[str, str, str]:
+    try:
+        key = json.loads(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
+    except (ValueError, binascii.Error):
+        raise ValueError("not a cursor from chat:rooms") from None
+    if not (isinstance(key, list) and len(key) == 3 and all(isinstance(k, str) for k in key)):
+        raise ValueError("not a cursor from chat:rooms")
+    return key[0], key[1], key[2]
 
 
 class RoomPayload(BaseModel):
@@ -328,15 +368,22 @@ def create_room(ctx: EventContext, p: CreateRoomPayload) -> dict:
     return room
 
 
-@event("chat:rooms", reply=RoomList, permission=WRITE)
-def rooms(ctx: EventContext, payload: object) -> dict:
-    """List public rooms and my rooms, each with ``unread_count`` and ``mention_count``.
+@event("chat:rooms", payload=RoomsPayload, reply=RoomList, permission=WRITE)
+def rooms(ctx: EventContext, p: RoomsPayload) -> dict:
+    """List public rooms and my rooms, each with ``unread_count`` and ``mention_count``, a page
+    at a time.
 
-    Payload: none. Reply example: ``{"rooms": [{"id": "9f…", "name": "general",
-    "role": "member", "last_seq": 42, "last_read_seq": 40, "unread_count": 2,
-    "mention_count": 1, …}]}``. A public room I have not joined has ``role: null``.
+    Payload: none, or ``{"limit": 50, "cursor": "…"}``. ``limit`` defaults to and is capped
+    by ``DIHYA_RT_CHAT_ROOMS_PAGE_LIMIT`` (100); rooms come in a stable order (kind, name,
+    id). Reply example: ``{"rooms": [{"id": "9f…", "name": "general", "role": "member",
+    "last_seq": 42, "last_read_seq": 40, "unread_count": 2, "mention_count": 1, …}],
+    "more": true, "next_cursor": "WyJyb29t…"}``: while ``more`` is true, ask again with
+    ``cursor`` = ``next_cursor``. A public room I have not joined has ``role: null``.
     """
-    return {"rooms": _chat(ctx).rooms(Actor.of(ctx.conn))}
+    cursor = decode_cursor(p.cursor) if p.cursor else None
+    page = _chat(ctx).rooms(Actor.of(ctx.conn), p.limit, cursor)
+    key = page["next_cursor"]
+    return {**page, "next_cursor": encode_cursor(key) if key is not None else None}
 
 
 @event("chat:room", payload=RoomPayload, reply=RoomDetails, permission=WRITE)
@@ -455,6 +502,8 @@ def history(ctx: EventContext, p: HistoryPayload) -> dict:
 def edit(ctx: EventContext, p: EditPayload) -> dict:
     """Edit the text of your own message (others → ``forbidden``; deleted → ``conflict``).
 
+    Muted → ``forbidden`` (``details: {"reason": "muted", "until"}``), as for ``chat:send``.
+
     Payload example: ``{"message_id": "5d1e…", "text": "ship it on Friday"}``.
     """
     return _chat(ctx).edit(Actor.of(ctx.conn), p.message_id, p.text, ctx.after_reply)
@@ -482,6 +531,7 @@ def react(ctx: EventContext, p: ReactPayload) -> dict:
     """Add your reaction to a message. Payload example: ``{"message_id": "5d1e…", "emoji": "🎉"}``.
 
     Reacting twice with the same emoji changes nothing (``changed: false``, no push).
+    Muted → ``forbidden`` (``details.reason: "muted"``); ``chat:unreact`` stays allowed.
     """
     return _chat(ctx).react(Actor.of(ctx.conn), p.message_id, p.emoji, True, ctx.after_reply)
 
@@ -501,7 +551,8 @@ def typing(ctx: EventContext, p: TypingPayload) -> dict:
     Payload example: ``{"room_id": "9f2c…", "typing": true}``. Ephemeral, never stored.
     Renew every few seconds while typing: renewals inside ``DIHYA_RT_CHAT_TYPING_THROTTLE``
     are not pushed again, and without renewal it lapses after ``DIHYA_RT_CHAT_TYPING_TTL``
-    seconds (``typing: false`` is pushed). Sending a message stops it.
+    seconds (``typing: false`` is pushed). Sending a message stops it. Muted →
+    ``forbidden`` for ``typing: true``.
     """
     return _chat(ctx).typing(Actor.of(ctx.conn), ctx.sid, p.room_id, p.typing)
 
@@ -523,7 +574,11 @@ def read(ctx: EventContext, p: ReadPayload) -> dict:
 @event("chat:mute", payload=MutePayload, reply=MemberUpdated, permission=WRITE,
        emits=("chat:member_updated",))
 def mute(ctx: EventContext, p: MutePayload) -> dict:
-    """Mute a member until a time: their ``chat:send`` → ``forbidden`` until then.
+    """Mute a member until a time: until then they cannot speak in the room.
+
+    ``chat:send``, ``chat:edit``, ``chat:react``, ``chat:typing`` (true) and ``publish`` on the
+    room's ``chat:<room id>`` channel → ``forbidden`` with ``details: {"reason": "muted",
+    "until", "room_id"}``. Taking back a reaction and deleting their own messages stay allowed.
 
     Payload example: ``{"room_id": "9f2c…", "user_id": "42", "until": "2026-12-01T18:00:00Z"}``.
     ``until: null`` (or a past time) unmutes. Audited.
@@ -550,6 +605,9 @@ def kick(ctx: EventContext, p: MemberPayload) -> dict:
        emits=("chat:member_left", "chat:typing", "unsubscribed"))
 def ban(ctx: EventContext, p: BanPayload) -> dict:
     """Ban a user from a room: removed, and ``chat:join`` → ``forbidden`` until unbanned.
+
+    A banned user's ``publish`` on the room's ``chat:<room id>`` channel → ``forbidden``
+    (``details.reason: "banned"``); on a room's channel only members publish.
 
     Payload example: ``{"room_id": "9f2c…", "user_id": "42", "reason": "spam"}``. Audited.
     """
