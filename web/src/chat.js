@@ -50,10 +50,17 @@ export function startChat(conn, channels, me) {
   };
 
   const loadRooms = async () => {
-    const reply = await conn.call("chat:rooms");
-    if (!reply.ok) return showError(roomsError, reply.error);
+    // chat:rooms pages (DIHYA_RT_CHAT_ROOMS_PAGE_LIMIT): follow next_cursor to the last page
+    const all = [];
+    let cursor = null;
+    do {
+      const reply = await conn.call("chat:rooms", cursor ? { cursor } : {});
+      if (!reply.ok) return showError(roomsError, reply.error);
+      all.push(...reply.data.rooms);
+      cursor = reply.data.more ? reply.data.next_cursor : null;
+    } while (cursor);
     rooms.clear();
-    for (const room of reply.data.rooms) rooms.set(room.id, room);
+    for (const room of all) rooms.set(room.id, room);
     renderRooms();
   };
 
