@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Hashable
 
 from dihya_realtime.settings import RateLimit
 
@@ -37,17 +38,27 @@ class TokenBucket:
 
 
 class KeyedBuckets:
-    """One bucket per key (user id, IP), the least recently used forgotten past ``max_keys``."""
+    """One bucket per key (user id, IP, ``(user id, event)``), the least recently used
+    forgotten past ``max_keys`` so the memory they take is bounded whoever calls.
+
+    Forgetting a bucket gives that key a full burst again; with ``max_keys`` above the number
+    of keys active within a burst's refill time, that only happens to idle keys.
+    """
 
     def __init__(self, limit: RateLimit, max_keys: int = 100_000) -> None:
         self.limit = limit
         self.max_keys = max_keys
-        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
+        self._buckets: OrderedDict[Hashable, TokenBucket] = OrderedDict()
 
-    def take(self, key: str, now: float | None = None) -> float:
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def take(self, key: Hashable, now: float | None = None,
+             limit: RateLimit | None = None) -> float:
+        """Take one token from ``key``'s bucket, made with ``limit`` (default: this one's)."""
         bucket = self._buckets.get(key)
         if bucket is None:
-            bucket = self._buckets[key] = TokenBucket(self.limit, now)
+            bucket = self._buckets[key] = TokenBucket(limit or self.limit, now)
             if len(self._buckets) > self.max_keys:
                 self._buckets.popitem(last=False)
         else:

@@ -108,7 +108,10 @@ class Realtime:
         self.db = Database(self.settings.database_url)
         self.audit = AuditLog(self.db if self.settings.audit_db else None,
                               self.settings.audit_log)
-        self.broker: Broker = create_broker(self.settings.redis_url, self.settings.redis_prefix)
+        self.broker: Broker = create_broker(
+            self.settings.redis_url, self.settings.redis_prefix,
+            max_history_channels=self.settings.max_history_channels,
+            max_history_bytes_per_channel=self.settings.max_history_bytes_per_channel)
         self.pipeline = Pipeline(self)
         self.channels = ChannelService(self)
         self.expiry = ExpiryWatch(self)

@@ -221,6 +221,26 @@ class Settings(BaseSettings):
     chat_typing_throttle: float = Field(default=2, ge=0)  # min seconds between typing:true
     chat_history_limit: int = Field(default=50, ge=1, le=100)  # chat:history default page
 
+    # -- hostile input: limits that count cost
+    # Subscriptions one connection may hold; one more → `forbidden`, details
+    # {"reason": "subscriptions", "limit": N} (unsubscribe first).
+    max_subscriptions_per_connection: int = Field(default=200, ge=1)
+    # Channels keeping history, per broker (this process's memory, or one Redis). A publish
+    # that would start history on one more channel → `unavailable`, details
+    # {"reason": "history_channels", "limit": N}; channels already holding history are never
+    # evicted to make room (an attacker cannot erase bystanders' recent history).
+    max_history_channels: int = Field(default=100_000, ge=1)
+    # Bytes of history per channel (JSON of the publications): the oldest are trimmed past
+    # it, and a recovery reaching back past them says recovered=false.
+    max_history_bytes_per_channel: int = Field(default=4 * 1024 * 1024, ge=1024)
+    # One `history` / `subscribe`-with-`since` reply holds at most this many publications and
+    # (past the first) bytes; `more: true` says to continue with `history` from the last offset.
+    history_page_max_count: int = Field(default=100, ge=1, le=10_000)
+    history_page_max_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # Per-event rate-limit buckets kept in memory (one per user and event); the least
+    # recently used are forgotten past it.
+    rate_limit_max_keys: int = Field(default=100_000, ge=100)
+
     # -- perf
     # Per-event limits by event name ({"publish": {"rate": 500, "burst": 1000}}), consulted
     # before an event's declared `rate=` and the DIHYA_RT_RATE_LIMIT_EVENT default.

@@ -11,6 +11,7 @@ from dihya_realtime.broker.base import (
     Broker,
     BrokerUnavailable,
     Handler,
+    HistoryChannelsFull,
     PresenceEvent,
     Publication,
     RecoveryResult,
@@ -22,6 +23,7 @@ __all__ = [
     "Broker",
     "BrokerUnavailable",
     "Handler",
+    "HistoryChannelsFull",
     "MemoryBroker",
     "PresenceEvent",
     "Publication",
@@ -32,13 +34,17 @@ __all__ = [
 ]
 
 
-def create_broker(redis_url: str | None, prefix: str = "dihya") -> Broker:
-    """The broker the settings ask for: Redis when a URL is given, else in-memory."""
+def create_broker(redis_url: str | None, prefix: str = "dihya", **caps: int) -> Broker:
+    """The broker the settings ask for: Redis when a URL is given, else in-memory.
+
+    ``caps``: ``max_history_channels``, ``max_history_bytes_per_channel`` (see
+    :class:`Broker`; defaults as the settings').
+    """
     if redis_url is None:
-        return MemoryBroker()
+        return MemoryBroker(**caps)
     from dihya_realtime.broker.redis import RedisBroker
 
-    return RedisBroker(redis_url, prefix)
+    return RedisBroker(redis_url, prefix, **caps)
 
 
 def __getattr__(name: str) -> object:

@@ -1,0 +1,77 @@
+"""Token buckets, keyed buckets, and per-event limits that survive a reconnect."""
+
+from __future__ import annotations
+
+import pytest
+
+from dihya_realtime.ratelimit import KeyedBuckets, TokenBucket
+from dihya_realtime.settings import RateLimit
+
+
+def test_token_bucket_allows_its_burst_then_says_how_long_to_wait() -> None:
+    bucket = TokenBucket(RateLimit(rate=2, burst=3), now=0.0)
+    assert [bucket.take(0.0) for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert bucket.take(0.0) == pytest.approx(0.5)
+    assert bucket.take(0.5) == 0.0  # one token refilled in half a second
+    assert bucket.take(0.5) == pytest.approx(0.5)
+
+
+def test_token_bucket_never_saves_more_than_its_burst() -> None:
+    bucket = TokenBucket(RateLimit(rate=10, burst=2), now=0.0)
+    assert [bucket.take(100.0) for _ in range(3)][-1] > 0
+
+
+def test_keyed_buckets_keep_one_bucket_per_key() -> None:
+    buckets = KeyedBuckets(RateLimit(rate=1, burst=1))
+    assert buckets.take("a", now=0.0) == 0.0
+    assert buckets.take("a", now=0.0) > 0
+    assert buckets.take("b", now=0.0) == 0.0
+
+
+def test_keyed_buckets_forget_the_least_recently_used_past_max_keys() -> None:
+    buckets = KeyedBuckets(RateLimit(rate=1, burst=1), max_keys=2)
+    buckets.take("a", now=0.0)
+    buckets.take("b", now=0.0)
+    buckets.take("a", now=0.0)  # a is now the most recent
+    buckets.take("c", now=0.0)
+    assert len(buckets) == 2
+    assert buckets.take("a", now=0.0) > 0  # still remembered: still empty
+    assert buckets.take("b", now=0.0) == 0.0  # forgotten: a new bucket
+
+
+def test_keyed_buckets_take_a_limit_per_call() -> None:
+    buckets = KeyedBuckets(RateLimit(rate=1, burst=1))
+    slow = RateLimit(rate=0.5, burst=1)
+    assert buckets.take(("u", "slow"), now=0.0, limit=slow) == 0.0
+    assert buckets.take(("u", "slow"), now=0.0, limit=slow) == pytest.approx(2.0)
+
+
+def test_per_event_limit_survives_a_reconnect(make_rt, connect) -> None:
+    rt = make_rt(rate_limit_events={"presence": {"rate": 0.5, "burst": 2}})
+    allowed = 0
+    for _ in range(6):
+        client = connect(rt, "alice")
+        for _ in range(10):
+            reply = client.call("presence", {"channel": "chat:general"})
+            if reply["ok"]:
+                allowed += 1
+            else:
+                assert reply["error"]["code"] == "rate_limited"
+                assert reply["error"]["retry_after"] > 0
+        client.disconnect()
+    assert allowed <= 3
+
+
+def test_per_event_limit_is_per_user_not_shared(make_rt, connect) -> None:
+    rt = make_rt(rate_limit_events={"presence": {"rate": 0.5, "burst": 2}})
+    alice, bob = connect(rt, "alice"), connect(rt, "bob")
+    assert [alice.call("presence", {"channel": "chat:general"})["ok"] for _ in range(3)] == [
+        True, True, False]
+    assert bob.call("presence", {"channel": "chat:general"})["ok"]
+
+
+def test_unknown_events_share_one_bucket_per_user(make_rt, connect) -> None:
+    rt = make_rt(rate_limit_event={"rate": 1, "burst": 2})
+    alice = connect(rt, "alice")
+    codes = [alice.call(f"nope{i}")["error"]["code"] for i in range(3)]
+    assert codes == ["not_found", "not_found", "rate_limited"]
