@@ -234,14 +234,14 @@ class Pipeline:
     def _check_rate(self, spec: EventSpec | None, conn: Connection, name: str) -> None:
         """Per user and event (unknown names share one bucket), then per user overall.
 
-        Anonymous principals get a new id per connection, so theirs are keyed by client
-        address instead. The scope reported stays ``connection`` for the per-event limit
-        (the wire contract's value).
+        Anonymous principals get a new id per connection anyway; theirs stay per connection
+        rather than per client address, which behind a proxy or NAT would make strangers
+        share one budget (reconnects there are bounded by the per-IP connect limit). The
+        scope reported stays ``connection`` for the per-event limit (the wire contract's).
         """
         key = spec.name if spec is not None else UNKNOWN
         limit = self.limit_for(spec) if spec is not None else self.event_limit
-        who = ("ip", conn.remote_addr or "?") if conn.principal.anonymous \
-            else ("user", conn.user_id)
+        who = ("conn", conn.sid) if conn.principal.anonymous else ("user", conn.user_id)
         wait = self.event_buckets.take((*who, key), limit=limit)
         scope = "connection"
         if not wait:

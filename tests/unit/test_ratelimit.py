@@ -75,3 +75,13 @@ def test_unknown_events_share_one_bucket_per_user(make_rt, connect) -> None:
     alice = connect(rt, "alice")
     codes = [alice.call(f"nope{i}")["error"]["code"] for i in range(3)]
     assert codes == ["not_found", "not_found", "rate_limited"]
+
+
+def test_anonymous_connections_do_not_share_a_per_event_budget(make_rt, connect) -> None:
+    rt = make_rt(anonymous=True, namespaces={"pub": {"anonymous": True}},
+                 rate_limit_events={"presence": {"rate": 0.5, "burst": 1}})
+    first, second = connect(rt, None), connect(rt, None)
+    assert first.is_connected() and second.is_connected()
+    assert first.call("presence", {"channel": "pub:x"})["error"]["code"] == "not_found"
+    assert first.call("presence", {"channel": "pub:x"})["error"]["code"] == "rate_limited"
+    assert second.call("presence", {"channel": "pub:x"})["error"]["code"] == "not_found"
