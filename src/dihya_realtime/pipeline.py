@@ -184,6 +184,8 @@ class Pipeline:
         rt = self.rt
         conn = rt.connections.get(sid)
         outcome = "ok"
+        if spec is None:
+            name = _clip(str(name))  # a client's unknown name: bounded in replies and audit
         try:
             if conn is None:
                 raise RealtimeError(ErrorCode.UNAUTHENTICATED, "connection is not authenticated")

@@ -162,3 +162,46 @@ def test_retained_memory_after_idempotent_publishes_is_bounded(make_rt, connect)
 
 def test_publish_payload_json_value_is_untouched():
     assert PublishPayload.model_validate({"channel": "chat:a", "data": [1]}).data == [1]
+
+
+def test_a_new_channel_past_the_history_channels_cap_is_refused_and_old_history_stays(
+        make_rt, connect):
+    rt = make_rt(max_history_channels=2)
+    alice = connect(rt)
+    for room in ("a", "b"):
+        assert alice.call("publish", {"channel": f"chat:{room}", "data": room})["ok"]
+    refused = alice.call("publish", {"channel": "chat:c", "data": "c"})
+    assert refused["error"]["code"] == "unavailable"
+    assert refused["error"]["details"] == {"reason": "history_channels", "limit": 2}
+    kept = alice.call("history", {"channel": "chat:a"})["data"]["publications"]
+    assert [p["data"] for p in kept] == ["a"]
+
+
+def test_http_history_is_paged_too(make_rt, connect):
+    from dihya_realtime.auth import hash_api_key
+
+    rt = make_rt(history_page_max_count=2, api_keys=hash_api_key("k" * 24))
+    bob = connect(rt, "bob")
+    epoch = _publish(bob, 5)["epoch"]
+    http = rt.app.test_client().get(
+        f"/api/v1/channels/chat:general/history?since_offset=0&since_epoch={epoch}",
+        headers={"X-API-Key": "k" * 24})
+    data = http.get_json()["data"]
+    assert data["recovered"] is True and data["more"] is True
+    assert [p["offset"] for p in data["publications"]] == [1, 2]
+
+
+def test_a_repeated_client_publish_answers_the_first_result(rt, connect):
+    alice = connect(rt)
+    payload = {"channel": "chat:general", "data": "x" * 1000, "idempotency_key": "k-1"}
+    first, again = alice.call("publish", payload), alice.call("publish", payload)
+    assert first["ok"] and again["ok"]
+    assert again["data"] == first["data"]
+
+
+def test_an_unknown_event_name_is_clipped_in_the_reply_and_the_audit(rt, connect):
+    alice = connect(rt)
+    reply = alice.call("x" * 20_000)
+    assert reply["error"]["code"] == "not_found"
+    assert len(orjson.dumps(reply)) < 1_000
+    assert len(orjson.dumps(audit_lines(rt, "unknown_event")[-1])) < 2_000
