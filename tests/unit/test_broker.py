@@ -561,3 +561,14 @@ def test_lost_channel_meta_starts_a_clean_epoch(redis_url: str, redis_prefix: st
     finally:
         admin.close()
         broker.close()
+
+
+def test_publish_with_history_survives_a_script_flush(redis_url: str, redis_prefix: str) -> None:
+    broker = RedisBroker(redis_url, redis_prefix, socket_timeout=2)
+    try:
+        broker.publish("chat:a", 1, history=KEEP)
+        broker._publish.sha = "0" * 40  # not loaded, as after a Redis restart (no global flush)
+        pub, created = broker.publish("chat:a", 2, history=KEEP)
+        assert created and pub.offset == 2
+    finally:
+        broker.close()

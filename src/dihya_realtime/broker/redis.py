@@ -25,6 +25,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.client import PubSub
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
@@ -165,10 +166,15 @@ class RedisBroker(Broker):
             if history.size > 0:
                 # One round trip: keep this channel's place among those with history fresh,
                 # and publish (which says {2} if it would start history on a new channel).
+                # EVALSHA, not the Script object: a pipeline holding a Script first asks
+                # SCRIPT EXISTS, one more round trip on every publish.
                 pipe = self._redis.pipeline(transaction=False)
                 pipe.zadd(self._history_channels, {channel: expiry}, xx=True, gt=True)
-                self._publish(keys=keys, args=args, client=pipe)
-                result = pipe.execute()[-1]
+                pipe.evalsha(self._publish.sha, len(keys), *keys, *args)
+                try:
+                    result = pipe.execute()[-1]
+                except NoScriptError:  # not loaded (Redis restarted): nothing ran
+                    result = self._publish(keys=keys, args=args)
             else:
                 result = self._publish(keys=keys, args=args)
             if result[0] == 2:
