@@ -1,13 +1,15 @@
-"""Token buckets for per-connection, per-user and per-IP rate limits.
+"""Token buckets for per-event (per user), per-user and per-IP rate limits.
 
 Buckets live in process memory: they are checked on every event, and a Redis round trip
 there would cost more than the event itself. With N processes a user can therefore reach N
-times the per-user rate; per-connection limits are exact because a connection lives on one
-process.
+times a limit (a user's connections usually share one process only by chance). Per-event
+buckets are keyed by user so a reconnect refills nothing, and every keyed table forgets its
+least recently used keys past a bound, so no caller can grow it without limit.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Hashable
@@ -49,6 +51,8 @@ class KeyedBuckets:
         self.limit = limit
         self.max_keys = max_keys
         self._buckets: OrderedDict[Hashable, TokenBucket] = OrderedDict()
+        # get / move_to_end / popitem must not interleave across threads (threading mode)
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._buckets)
@@ -56,11 +60,12 @@ class KeyedBuckets:
     def take(self, key: Hashable, now: float | None = None,
              limit: RateLimit | None = None) -> float:
         """Take one token from ``key``'s bucket, made with ``limit`` (default: this one's)."""
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            bucket = self._buckets[key] = TokenBucket(limit or self.limit, now)
-            if len(self._buckets) > self.max_keys:
-                self._buckets.popitem(last=False)
-        else:
-            self._buckets.move_to_end(key)
-        return bucket.take(now)
+        with self._lock:
+            bucket = self._buckets.get(key)
+            if bucket is None:
+                bucket = self._buckets[key] = TokenBucket(limit or self.limit, now)
+                if len(self._buckets) > self.max_keys:
+                    self._buckets.popitem(last=False)
+            else:
+                self._buckets.move_to_end(key)
+            return bucket.take(now)

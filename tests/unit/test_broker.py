@@ -563,7 +563,9 @@ def test_lost_channel_meta_starts_a_clean_epoch(redis_url: str, redis_prefix: st
         broker.close()
 
 
-def test_publish_with_history_works_when_its_script_is_not_loaded(redis_url: str, redis_prefix: str) -> None:
+def test_publish_with_history_works_when_its_script_is_not_loaded(
+    redis_url: str, redis_prefix: str
+) -> None:
     broker = RedisBroker(redis_url, redis_prefix, socket_timeout=2)
     try:
         broker.publish("chat:a", 1, history=KEEP)
