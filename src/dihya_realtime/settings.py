@@ -225,11 +225,16 @@ class Settings(BaseSettings):
     # Subscriptions one connection may hold; one more → `forbidden`, details
     # {"reason": "subscriptions", "limit": N} (unsubscribe first).
     max_subscriptions_per_connection: int = Field(default=200, ge=1)
-    # Channels keeping history, per broker (this process's memory, or one Redis). A publish
-    # that would start history on one more channel → `unavailable`, details
-    # {"reason": "history_channels", "limit": N}; channels already holding history are never
-    # evicted to make room (an attacker cannot erase bystanders' recent history).
+    # Channels keeping history, per broker (this process's memory, or one Redis). Starting
+    # history on one more drops the history of the least recently published channel if it
+    # has been idle for history_evict_idle (or expired); if every channel is more recent, the
+    # publish → `unavailable`, details {"reason": "history_channels", "limit": N}. Recent
+    # history is never evicted: a client creating channels pushes out only idle history, one
+    # channel per channel it starts.
     max_history_channels: int = Field(default=100_000, ge=1)
+    history_evict_idle: float = Field(default=600, ge=0)
+    _history_evict_idle = field_validator("history_evict_idle", mode="before")(
+        lambda cls, v: parse_duration(v))
     # Bytes of history per channel (JSON of the publications): the oldest are trimmed past
     # it, and a recovery reaching back past them says recovered=false.
     max_history_bytes_per_channel: int = Field(default=4 * 1024 * 1024, ge=1024)

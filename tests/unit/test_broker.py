@@ -319,10 +319,10 @@ def test_history_is_trimmed_to_its_byte_cap_and_recovery_then_says_not_recovered
     assert near.recovered and [p.offset for p in near.publications] == [p.offset for p in kept]
 
 
-def test_new_channels_with_history_are_refused_past_the_cap_and_old_history_is_kept(
+def test_new_channels_with_history_are_refused_past_the_cap_while_the_others_are_recent(
     make_broker: Callable[..., Broker]
 ) -> None:
-    broker = make_broker(max_history_channels=3)
+    broker = make_broker(max_history_channels=3)  # default idle time: 10 minutes
     for name in ("a", "b", "c"):
         broker.publish(f"chat:{name}", name, history=KEEP)
 
@@ -336,6 +336,30 @@ def test_new_channels_with_history_are_refused_past_the_cap_and_old_history_is_k
     assert [p.data for p in broker.history("chat:b", history=KEEP).publications] == ["b"]
     # channels without history are not counted
     assert broker.publish("chat:nohistory", 1, history=HistoryPolicy(size=0, ttl=60))[1]
+
+
+def test_at_the_cap_the_least_recently_published_idle_channel_makes_room(
+    make_broker: Callable[..., Broker]
+) -> None:
+    broker = make_broker(max_history_channels=2, history_evict_idle=0.3)
+    old, _ = broker.publish("chat:old", "old", history=KEEP)
+    time.sleep(0.2)
+    broker.publish("chat:recent", "recent", history=KEEP)
+    time.sleep(0.15)  # old: idle 0.35 s; recent: 0.15 s
+
+    assert broker.publish("chat:new", "new", history=KEEP)[1]
+    assert broker.history("chat:old", history=KEEP).publications == []
+    gone = broker.history("chat:old", history=KEEP, since=StreamPosition(0, old.epoch))
+    assert not gone.recovered  # said, never silent
+    assert [p.data for p in broker.history("chat:recent", history=KEEP).publications] == [
+        "recent"]
+    # recent is protected: one more newcomer is refused
+    with pytest.raises(RealtimeError):
+        broker.publish("chat:another", 1, history=KEEP)
+    # the evicted channel goes on with its offsets (it claims a place again when one frees)
+    time.sleep(0.35)
+    again, created = broker.publish("chat:old", "again", history=KEEP)
+    assert created and again.offset == 2 and again.epoch == old.epoch
 
 
 def test_an_expired_channel_frees_its_place_under_the_cap(

@@ -7,6 +7,8 @@ contracts written on :class:`Broker`.
 
 from __future__ import annotations
 
+from typing import Any
+
 from dihya_realtime.broker.base import (
     Broker,
     BrokerUnavailable,
@@ -34,11 +36,11 @@ __all__ = [
 ]
 
 
-def create_broker(redis_url: str | None, prefix: str = "dihya", **caps: int) -> Broker:
+def create_broker(redis_url: str | None, prefix: str = "dihya", **caps: Any) -> Broker:
     """The broker the settings ask for: Redis when a URL is given, else in-memory.
 
-    ``caps``: ``max_history_channels``, ``max_history_bytes_per_channel`` (see
-    :class:`Broker`; defaults as the settings').
+    ``caps``: ``max_history_channels``, ``max_history_bytes_per_channel``,
+    ``history_evict_idle`` (see :class:`Broker`; defaults as the settings').
     """
     if redis_url is None:
         return MemoryBroker(**caps)

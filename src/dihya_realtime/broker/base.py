@@ -52,14 +52,19 @@ DEFAULT_MAX_HISTORY_CHANNELS = 100_000
 DEFAULT_MAX_HISTORY_BYTES_PER_CHANNEL = 4 * 1024 * 1024
 """History bytes kept per channel (``DIHYA_RT_MAX_HISTORY_BYTES_PER_CHANNEL``)."""
 
+DEFAULT_HISTORY_EVICT_IDLE = 600.0
+"""Seconds a channel must have been idle before its history may make room for a new channel
+(``DIHYA_RT_HISTORY_EVICT_IDLE``)."""
+
 
 class HistoryChannelsFull(RealtimeError):
-    """Publishing would start history on one channel more than the broker keeps.
+    """Publishing would start history on one channel more than the broker keeps, and every
+    channel holding history was published within ``history_evict_idle`` seconds.
 
     Code ``unavailable`` with details ``{"reason": "history_channels", "limit": N}``: nothing
-    was published. Channels that hold history are never evicted to make room, so a client
-    creating channels cannot erase other users' recent history; room comes back as idle
-    channels expire (their namespace's history ttl).
+    was published. Recent history is never evicted to make room, so a client creating
+    channels cannot erase other users' recent history; it can only push out history idle for
+    longer, the least recently published first, one channel per new channel it starts.
     """
 
     def __init__(self, limit: int) -> None:
@@ -232,9 +237,11 @@ class Broker(ABC):
         *,
         max_history_channels: int = DEFAULT_MAX_HISTORY_CHANNELS,
         max_history_bytes_per_channel: int = DEFAULT_MAX_HISTORY_BYTES_PER_CHANNEL,
+        history_evict_idle: float = DEFAULT_HISTORY_EVICT_IDLE,
     ) -> None:
         self.max_history_channels = max_history_channels
         self.max_history_bytes_per_channel = max_history_bytes_per_channel
+        self.history_evict_idle = history_evict_idle
         self._handler: Handler | None = None
         self._maintenance: threading.Thread | None = None
         self._maintenance_stop = threading.Event()
@@ -270,9 +277,12 @@ class Broker(ABC):
         ttl (channel, offset, epoch, id, ts): the repeated publication has ``data=None``
         and ``from_=None``.
 
-        Raises :class:`HistoryChannelsFull` when the publication would start history on a
-        channel past ``max_history_channels`` (nothing is published), and
-        :class:`BrokerUnavailable` when the backend cannot be reached.
+        At most ``max_history_channels`` channels hold history. Starting history on one more
+        drops the history of the channel published least recently if it expired or has been
+        idle for ``history_evict_idle`` seconds (its offsets and epoch go on: a recovery
+        reaching back says ``recovered=False``); otherwise it raises
+        :class:`HistoryChannelsFull` and publishes nothing. Raises :class:`BrokerUnavailable`
+        when the backend cannot be reached.
         """
 
     @abstractmethod

@@ -85,10 +85,11 @@ class _Channel:
 class MemoryBroker(Broker):
     """One process's broker. The handler runs synchronously in the publisher's thread."""
 
-    def __init__(self, **caps: int) -> None:
+    def __init__(self, **caps: Any) -> None:
         super().__init__(**caps)
         self._channels: dict[str, _Channel] = {}
-        self._with_history: set[str] = set()  # channels whose stream holds publications
+        # channels whose stream holds publications → last publish (monotonic), oldest first
+        self._with_history: OrderedDict[str, float] = OrderedDict()
         self._lock = threading.Lock()  # guards the dicts below, never held during a handler
         self._node_conns: dict[str, set[tuple[str, str]]] = {}
         self._heartbeats: dict[str, float] = {}
@@ -162,9 +163,12 @@ class MemoryBroker(Broker):
             else:
                 stream.publications.clear()
                 stream.size = 0
-            if not stream.publications:
-                with self._lock:
-                    self._with_history.discard(channel)
+            with self._lock:
+                if not stream.publications:
+                    self._with_history.pop(channel, None)
+                elif channel in self._with_history:
+                    self._with_history[channel] = now
+                    self._with_history.move_to_end(channel)
             if idempotency_key is not None:
                 state.idempotency[idempotency_key] = (
                     _Result(pub.offset, pub.epoch, pub.id, pub.ts), now + idempotency_ttl)
@@ -173,19 +177,35 @@ class MemoryBroker(Broker):
         return pub, True
 
     def _claim_history(self, channel: str, now: float) -> None:
-        """Count ``channel`` among those holding history, or refuse past the cap.
+        """Count ``channel`` among those holding history; at the cap, make room or refuse.
 
-        Caller holds the channel's lock. Expired channels are swept first, so the cap counts
-        live history only; live history is never evicted for a newcomer.
+        Caller holds the channel's lock. Room is made by dropping the history of the channel
+        published least recently, only if it expired or has been idle for
+        ``history_evict_idle`` seconds; otherwise :class:`HistoryChannelsFull`.
         """
         with self._lock:
             if channel in self._with_history:
                 return
-            if len(self._with_history) >= self.max_history_channels:
-                self._sweep(now)
-                if len(self._with_history) >= self.max_history_channels:
+            while len(self._with_history) >= self.max_history_channels:
+                victim, last = next(iter(self._with_history.items()))
+                state = self._channels.get(victim)
+                if state is None or state.stream is None:
+                    del self._with_history[victim]
+                    continue
+                expired = state.stream.expires_at <= now
+                if not expired and now - last < self.history_evict_idle:
                     raise HistoryChannelsFull(self.max_history_channels)
-            self._with_history.add(channel)
+                # never wait for another channel's lock while holding ours
+                if not state.lock.acquire(blocking=False):
+                    raise HistoryChannelsFull(self.max_history_channels)
+                try:
+                    # offsets and epoch stay: a recovery reaching back says recovered=false
+                    state.stream.publications.clear()
+                    state.stream.size = 0
+                finally:
+                    state.lock.release()
+                del self._with_history[victim]
+            self._with_history[channel] = now
 
     def _maybe_sweep(self) -> None:
         with self._lock:
@@ -200,14 +220,14 @@ class MemoryBroker(Broker):
             stream_gone = state.stream is None or state.stream.expires_at <= now
             # a locked channel may be publishing right now: it re-claims if it needs to
             if stream_gone and name in self._with_history and not state.lock.locked():
-                self._with_history.discard(name)
+                del self._with_history[name]
                 if state.stream is not None:
                     state.stream.publications.clear()
                     state.stream.size = 0
             idem_gone = all(exp <= now for _, exp in state.idempotency.values())
             if stream_gone and idem_gone and not state.conns and not state.lock.locked():
                 del self._channels[name]
-                self._with_history.discard(name)
+                self._with_history.pop(name, None)
 
     def position(self, channel: str, history: HistoryPolicy) -> StreamPosition:
         with self._locked(channel) as state:

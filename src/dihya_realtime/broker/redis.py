@@ -90,13 +90,14 @@ class RedisBroker(Broker):
         connect_timeout: float = 2.0,
         max_connections: int = 64,
         pool_timeout: float | None = None,
-        **caps: int,
+        **caps: Any,
     ) -> None:
         super().__init__(**caps)
         self._prefix = prefix
         self._fanout = f"{prefix}:fanout"
         self._nodes = f"{prefix}:nodes"
-        self._history_channels = f"{prefix}:history-channels"
+        self._history_channels = f"{prefix}:{{history-channels}}"
+        self._history_ttls = f"{prefix}:{{history-channels}}:ttl"
         pool = redis.BlockingConnectionPool.from_url(
             url,
             max_connections=max_connections,
@@ -112,6 +113,7 @@ class RedisBroker(Broker):
         self._publish = self._redis.register_script(lua.PUBLISH)
         self._history = self._redis.register_script(lua.HISTORY)
         self._claim_history = self._redis.register_script(lua.CLAIM_HISTORY)
+        self._drop_history = self._redis.register_script(lua.DROP_HISTORY)
         self._presence_add = self._redis.register_script(lua.PRESENCE_ADD)
         self._presence_remove = self._redis.register_script(lua.PRESENCE_REMOVE)
         self._touch_node = self._redis.register_script(lua.TOUCH_NODE)
@@ -160,8 +162,8 @@ class RedisBroker(Broker):
             0,
             pub_id,
             repr(ts),
+            _ms(ts),
         ]
-        expiry = _ms(time.time() + history.ttl)
         with _available():
             if history.size > 0:
                 # One round trip: keep this channel's place among those with history fresh,
@@ -169,7 +171,7 @@ class RedisBroker(Broker):
                 # EVALSHA, not the Script object: a pipeline holding a Script first asks
                 # SCRIPT EXISTS, one more round trip on every publish.
                 pipe = self._redis.pipeline(transaction=False)
-                pipe.zadd(self._history_channels, {channel: expiry}, xx=True, gt=True)
+                pipe.zadd(self._history_channels, {channel: _ms(ts)}, xx=True, gt=True)
                 pipe.evalsha(self._publish.sha, len(keys), *keys, *args)
                 try:
                     result = pipe.execute()[-1]
@@ -178,10 +180,7 @@ class RedisBroker(Broker):
             else:
                 result = self._publish(keys=keys, args=args)
             if result[0] == 2:
-                if not self._claim_history(
-                        keys=[self._history_channels],
-                        args=[channel, _ms(time.time()), expiry, self.max_history_channels]):
-                    raise HistoryChannelsFull(self.max_history_channels)
+                self._make_room(channel, history)
                 args[7] = 1
                 result = self._publish(keys=keys, args=args)
         if result[0] == 0:
@@ -189,6 +188,22 @@ class RedisBroker(Broker):
             return Publication(channel, int(offset), epoch, first_id, float(first_ts), None), False
         offset, epoch = int(result[1]), result[2].decode()
         return Publication(channel, offset, epoch, pub_id, ts, data, from_), True
+
+    def _make_room(self, channel: str, history: HistoryPolicy) -> None:
+        """Count ``channel`` among those with history, dropping an idle one's at the cap."""
+        claim = self._claim_history(
+            keys=[self._history_channels, self._history_ttls],
+            args=[channel, _ms(time.time()), _ms(history.ttl), self.max_history_channels,
+                  _ms(self.history_evict_idle)])
+        if claim[0] == 0:
+            raise HistoryChannelsFull(self.max_history_channels)
+        if claim[0] == 2:
+            victim, last = claim[1].decode(), int(float(claim[2]))
+            if not self._drop_history(keys=[self._key(victim, "meta"),
+                                            self._key(victim, "stream")], args=[last]):
+                # it published meanwhile: it keeps its history and its place (one over the
+                # cap until the next claim makes room)
+                self._redis.zadd(self._history_channels, {victim: last}, gt=True)
 
     def position(self, channel: str, history: HistoryPolicy) -> StreamPosition:
         return self._read(channel, history, since=None, limit=0)[0]

@@ -27,7 +27,7 @@ end
 # KEYS: meta, stream, idempotency key
 # ARGV: head (the publication's JSON without its closing brace, offset and epoch),
 #       history size, history ttl (ms), new epoch, fanout channel, idempotency ttl (ms, 0 = off),
-#       history bytes cap, may start history (1/0), publication id, ts
+#       history bytes cap, may start history (1/0), publication id, ts, now (ms)
 # -> {1, offset, epoch} when published, {0, result} for a repeated idempotency key (result is
 #    the JSON array [offset, epoch, id, ts]: the data is never kept for the key), {2} when
 #    history would start on this channel and may-start was 0 (nothing was done)
@@ -61,6 +61,7 @@ if size > 0 then
     count = count - 1
   end
   redis.call('PEXPIRE', KEYS[2], ARGV[3])
+  redis.call('HSET', KEYS[1], 't', ARGV[11])
 else
   redis.call('DEL', KEYS[2])
   redis.call('HDEL', KEYS[1], 'b')
@@ -76,19 +77,46 @@ return {1, offset, epoch}
 )
 
 # The channels holding history, for the cap on how many there are: a sorted set of channel
-# names scored by when their history expires (ms). Its own key (own cluster slot); publish
-# refreshes a member's score in the same round trip (ZADD XX GT), and only a channel about to
-# start history runs this script.
-# KEYS: history channels sorted set
-# ARGV: channel, now (ms), expiry (ms), cap -> 1 counted (or already), 0 refused
+# names scored by their last publish (ms), beside a hash of their history ttl (ms); both under
+# one hash tag, apart from any channel. Publish refreshes a member's score in the same round
+# trip (ZADD XX GT); only a channel about to start history runs this script.
+# At the cap, the least recently published channel makes room if it expired or has been idle
+# for the idle time; its name and score are returned so the caller drops its history (see
+# DROP_HISTORY), else the newcomer is refused.
+# KEYS: history channels sorted set, ttl hash
+# ARGV: channel, now (ms), history ttl (ms), cap, idle (ms)
+# -> {1} counted (or already was), {0} refused, {2, victim, victim's last publish (ms)}
 CLAIM_HISTORY = """
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
+local now = tonumber(ARGV[2])
 if redis.call('ZSCORE', KEYS[1], ARGV[1]) then
-  redis.call('ZADD', KEYS[1], 'GT', ARGV[3], ARGV[1])
-  return 1
+  redis.call('ZADD', KEYS[1], 'GT', now, ARGV[1])
+  redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+  return {1}
 end
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then return 0 end
-redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+local victim = nil
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then
+  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  local last = tonumber(oldest[2])
+  local ttl = tonumber(redis.call('HGET', KEYS[2], oldest[1]) or ARGV[5])
+  if now - last < tonumber(ARGV[5]) and now - last < ttl then return {0} end
+  redis.call('ZREM', KEYS[1], oldest[1])
+  redis.call('HDEL', KEYS[2], oldest[1])
+  victim = oldest
+end
+redis.call('ZADD', KEYS[1], now, ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+if victim then return {2, victim[1], victim[2]} end
+return {1}
+"""
+
+# Drop a channel's history to make room (its meta stays: offsets and epoch go on, so a
+# recovery reaching back says recovered=false), unless it published after ``last``.
+# KEYS: meta, stream; ARGV: last publish (ms) seen by CLAIM_HISTORY -> 1 dropped, 0 kept
+DROP_HISTORY = """
+local t = redis.call('HGET', KEYS[1], 't')
+if t and tonumber(t) > tonumber(ARGV[1]) then return 0 end
+redis.call('DEL', KEYS[2])
+redis.call('HDEL', KEYS[1], 'b')
 return 1
 """
 

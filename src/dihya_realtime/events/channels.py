@@ -161,11 +161,13 @@ def publish(ctx: EventContext, payload: PublishPayload) -> dict:
     within ``DIHYA_RT_IDEMPOTENCY_TTL`` (5 min) returns the first result and publishes nothing
     new (keys are per user: another user's equal key is another publication).
     Server-only namespaces (``live``) and missing permissions → ``forbidden``; the broker down
-    → ``unavailable`` (never a silent loss); the first publication on a channel when
-    ``DIHYA_RT_MAX_HISTORY_CHANNELS`` channels already keep history → ``unavailable`` with
-    details ``{"reason": "history_channels", "limit": N}`` (nothing published; try later).
-    History keeps at most ``DIHYA_RT_MAX_HISTORY_BYTES_PER_CHANNEL`` (4 MiB) per channel, the
-    oldest trimmed first.
+    → ``unavailable`` (never a silent loss). History keeps at most
+    ``DIHYA_RT_MAX_HISTORY_BYTES_PER_CHANNEL`` (4 MiB) per channel, the oldest trimmed first,
+    on at most ``DIHYA_RT_MAX_HISTORY_CHANNELS`` channels: the first publication on one more
+    drops the history of the least recently published channel idle for
+    ``DIHYA_RT_HISTORY_EVICT_IDLE`` (10 min); when every channel is more recent →
+    ``unavailable`` with details ``{"reason": "history_channels", "limit": N}`` (nothing
+    published; try later).
     """
     svc: ChannelService = ctx.rt.channels
     ref = svc.resolve(payload.channel)
