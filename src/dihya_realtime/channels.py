@@ -103,6 +103,7 @@ class ChannelService:
         self.node_id = uuid.uuid4().hex
         self._lock = threading.RLock()
         self._pending: dict[str, dict[str, list[Publication]]] = {}  # channel → sid → buffer
+        self._reserved: dict[str, set[str]] = {}  # sid → channels being subscribed
         self._access_checks: dict[str, list[AccessCheck]] = {}
         self._control_handlers: dict[str, Any] = {
             "disconnect_user": self._control_disconnect_user,
@@ -173,13 +174,17 @@ class ChannelService:
         server = self.rt.socketio.server
         limit = self.rt.settings.max_subscriptions_per_connection
         with self._lock:
-            new = channel not in conn.channels
-            if new and len(conn.channels) >= limit:
+            # subscriptions being set up count too (a burst of concurrent subscribes)
+            reserved = self._reserved.setdefault(sid, set())
+            new = channel not in conn.channels and channel not in reserved
+            if new and len(conn.channels) + len(reserved) >= limit:
+                if not reserved:
+                    del self._reserved[sid]
                 raise forbidden(f"too many subscriptions on this connection (limit {limit}); "
                                 "unsubscribe first", {"reason": "subscriptions", "limit": limit})
-            conn.channels.add(channel)  # held now, so concurrent subscribes count it
             self._pending.setdefault(channel, {})[sid] = []
             server.enter_room(sid, room_of(channel), namespace="/")
+            reserved.add(channel)
         try:
             if since is not None:
                 result = self._page(ref, since=since, limit=None)
@@ -200,15 +205,12 @@ class ChannelService:
                 reply["presence"] = {"members": self.broker.presence(channel)}
         except BrokerUnavailable as exc:
             self._abort(sid, channel)
-            if new:
-                conn.channels.discard(channel)
             raise RealtimeError(ErrorCode.UNAVAILABLE, "the broker is unavailable") from exc
         except Exception:
             self._abort(sid, channel)
-            if new:
-                conn.channels.discard(channel)
             raise
-        conn.channels.add(channel)  # again: a disconnect meanwhile has dropped it
+        conn.channels.add(channel)
+        self._unreserve(sid, channel)
         if self.rt.connections.get(sid) is not conn:
             # the connection closed while the broker answered: its disconnect hook has run
             # already, so undo here or the presence entry would outlive it
@@ -231,6 +233,15 @@ class ChannelService:
         with self._lock:
             self._pending.get(channel, {}).pop(sid, None)
             self.rt.socketio.server.leave_room(sid, room_of(channel), namespace="/")
+        self._unreserve(sid, channel)
+
+    def _unreserve(self, sid: str, channel: str) -> None:
+        with self._lock:
+            reserved = self._reserved.get(sid)
+            if reserved is not None:
+                reserved.discard(channel)
+                if not reserved:
+                    del self._reserved[sid]
 
     def unsubscribe(self, conn: Connection, channel: str) -> bool:
         if channel not in conn.channels:

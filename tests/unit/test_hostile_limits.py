@@ -205,3 +205,31 @@ def test_an_unknown_event_name_is_clipped_in_the_reply_and_the_audit(rt, connect
     assert reply["error"]["code"] == "not_found"
     assert len(orjson.dumps(reply)) < 1_000
     assert len(orjson.dumps(audit_lines(rt, "unknown_event")[-1])) < 2_000
+
+
+def test_subscriptions_being_set_up_count_toward_the_cap(make_rt, connect):
+    rt = make_rt(max_subscriptions_per_connection=2)
+    alice = connect(rt)
+    conn = next(iter(rt.connections))
+    original = rt.broker.position
+    nested: list[dict] = []
+
+    def subscribe_two_more_meanwhile(channel, history):
+        if not nested:  # while chat:a is being set up, two more arrive
+            nested.append({})
+            for name in ("chat:b", "chat:c"):
+                ref = rt.channels.resolve(name)
+                try:
+                    nested.append(rt.channels.subscribe(conn, ref, None)[0])
+                except Exception as exc:  # noqa: BLE001
+                    nested.append({"refused": getattr(exc, "details", None)})
+        return original(channel, history)
+
+    rt.broker.position = subscribe_two_more_meanwhile
+    try:
+        assert alice.call("subscribe", {"channel": "chat:a"})["ok"]
+    finally:
+        rt.broker.position = original
+    assert nested[-1] == {"refused": {"reason": "subscriptions", "limit": 2}}
+    assert conn.channels == {"chat:a", "chat:b"}
+    assert rt.channels._reserved == {}
