@@ -28,15 +28,20 @@ class TokenBucket:
         self.tokens = self.burst
         self.stamp = time.monotonic() if now is None else now
 
-    def take(self, now: float | None = None) -> float:
-        """Take one token. Returns 0 when allowed, else the seconds until one is available."""
+    def take(self, now: float | None = None, cost: float = 1.0) -> float:
+        """Take ``cost`` tokens (at most the burst: a cost above it waits for a full bucket).
+
+        Returns 0 when allowed, else the seconds until enough are available; nothing is taken
+        then.
+        """
         now = time.monotonic() if now is None else now
+        cost = min(cost, self.burst)
         self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
         self.stamp = now
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
+        if self.tokens >= cost:
+            self.tokens -= cost
             return 0.0
-        return (1.0 - self.tokens) / self.rate
+        return (cost - self.tokens) / self.rate
 
 
 class KeyedBuckets:
@@ -58,8 +63,9 @@ class KeyedBuckets:
         return len(self._buckets)
 
     def take(self, key: Hashable, now: float | None = None,
-             limit: RateLimit | None = None) -> float:
-        """Take one token from ``key``'s bucket, made with ``limit`` (default: this one's)."""
+             limit: RateLimit | None = None, cost: float = 1.0) -> float:
+        """Take ``cost`` tokens from ``key``'s bucket, made with ``limit`` (default: this
+        one's); see :meth:`TokenBucket.take`."""
         with self._lock:
             bucket = self._buckets.get(key)
             if bucket is None:
@@ -68,4 +74,4 @@ class KeyedBuckets:
                     self._buckets.popitem(last=False)
             else:
                 self._buckets.move_to_end(key)
-            return bucket.take(now)
+            return bucket.take(now, cost)

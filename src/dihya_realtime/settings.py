@@ -242,6 +242,11 @@ class Settings(BaseSettings):
     # (past the first) bytes; `more: true` says to continue with `history` from the last offset.
     history_page_max_count: int = Field(default=100, ge=1, le=10_000)
     history_page_max_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # Bytes of event payloads (their JSON; binary attachments by length) per user per second;
+    # over it → `rate_limited` with details {"scope": "bytes"} and retry_after. The burst must
+    # hold one frame (DIHYA_RT_MAX_PAYLOAD_BYTES); a payload above the burst waits for a full one.
+    rate_limit_bytes: RateLimit = Field(
+        default_factory=lambda: RateLimit(rate=512 * 1024, burst=2 * 1024 * 1024))
     # Per-event rate-limit buckets kept in memory (one per user and event); the least
     # recently used are forgotten past it.
     rate_limit_max_keys: int = Field(default=100_000, ge=100)

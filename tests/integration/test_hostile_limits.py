@@ -17,6 +17,7 @@ def test_recovery_is_paged_and_history_is_capped_in_bytes(start_server, sio_clie
     server = start_server(
         RATE_LIMIT_EVENTS={"publish": {"rate": 1000, "burst": 1000}},
         RATE_LIMIT_USER={"rate": 1000, "burst": 1000},
+        RATE_LIMIT_BYTES={"rate": 100_000_000, "burst": 100_000_000},
         MAX_HISTORY_BYTES_PER_CHANNEL=str(2 * 1024 * 1024),
         HISTORY_PAGE_MAX_BYTES=str(PAGE_BYTES))
     attacker = sio_client(server, token("mallory"))
