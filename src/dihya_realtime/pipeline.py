@@ -169,7 +169,7 @@ class Pipeline:
         timer.observe(seconds)
 
     def limit_for(self, spec: EventSpec) -> RateLimit:
-        """The per-connection limit of ``spec``: settings override, declared, default."""
+        """The per-user limit of ``spec``: settings override, declared, default."""
         return self.event_limits.get(spec.name) or spec.rate or self.event_limit
 
     # -- hooks into python-socketio's event call, to know about acks
