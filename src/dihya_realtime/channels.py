@@ -9,11 +9,17 @@ Loss-free subscribe: while a subscription is being set up, live publications for
 connection are held back in a buffer; the reply carries history up to a position, and once the
 reply has been *sent*, the buffered publications past that position are delivered in order.
 So a client sees every offset once, in order, with no gap between its reply and the live stream.
+
+What one connection can cost is bounded: subscriptions per connection, and replies carrying
+history (recovery on subscribe, ``history``) are pages of at most
+``DIHYA_RT_HISTORY_PAGE_MAX_COUNT`` publications and ``DIHYA_RT_HISTORY_PAGE_MAX_BYTES``
+bytes, with ``more`` saying whether the rest follows - complete, never silently partial.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import re
 import threading
@@ -29,6 +35,7 @@ from dihya_realtime.broker import (
     RecoveryResult,
     StreamPosition,
 )
+from dihya_realtime.broker.base import wire_size
 from dihya_realtime.errors import ErrorCode, RealtimeError, forbidden, invalid, not_found
 from dihya_realtime.settings import HistoryPolicy, NamespacePolicy
 
@@ -38,7 +45,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("dihya_realtime.channels")
 
-CHANNEL_RE = re.compile(r"^([a-z][a-z0-9_]{0,31}):([A-Za-z0-9_.#=@,-]{1,128})$")
+CHANNEL_RE = re.compile(r"^([a-z][a-z0-9_]{0,31}):([A-Za-z0-9_.#=@,-]{1,128})\Z")
+"""``\\Z``, not ``$``: Python's ``$`` also matches before a final newline."""
 CONTROL_PREFIX = "__control:"
 """Publications on these channels are instructions to every process, never delivered."""
 CONTROL_HISTORY = HistoryPolicy(size=0, ttl=60)
@@ -46,6 +54,31 @@ CONTROL_HISTORY = HistoryPolicy(size=0, ttl=60)
 
 AccessCheck = Callable[["Connection", "ChannelRef", str], None]
 """``fn(conn, ref, action)`` with action ``"read"`` or ``"publish"``; raises to refuse."""
+
+
+def idempotency_scope(key: str, user_id: str | None = None) -> str:
+    """The broker's idempotency key for a client's (``user_id``) or the server's ``key``.
+
+    Structured (a JSON array), never concatenated: user ``tenant`` with key ``17:c1-42`` and
+    user ``tenant:17`` with key ``c1-42`` are two keys, and no server key equals a client's.
+    """
+    parts = ["server", key] if user_id is None else ["user", user_id, key]
+    return json.dumps(parts, separators=(",", ":"))
+
+
+def page_by_bytes(publications: list[Publication], max_bytes: int,
+                  newest: bool = False) -> list[Publication]:
+    """The longest run of ``publications`` (from the oldest, or the ``newest``) whose JSON fits
+    in ``max_bytes``; always at least one, so paging makes progress whatever their size."""
+    order = reversed(publications) if newest else iter(publications)
+    kept: list[Publication] = []
+    total = 0
+    for pub in order:
+        total += wire_size(pub)
+        if kept and total > max_bytes:
+            break
+        kept.append(pub)
+    return kept[::-1] if newest else kept
 
 
 def room_of(channel: str) -> str:
@@ -70,6 +103,7 @@ class ChannelService:
         self.node_id = uuid.uuid4().hex
         self._lock = threading.RLock()
         self._pending: dict[str, dict[str, list[Publication]]] = {}  # channel → sid → buffer
+        self._reserved: dict[str, set[str]] = {}  # sid → channels being subscribed
         self._access_checks: dict[str, list[AccessCheck]] = {}
         self._control_handlers: dict[str, Any] = {
             "disconnect_user": self._control_disconnect_user,
@@ -78,7 +112,7 @@ class ChannelService:
 
     # -- names and policies
     def resolve(self, channel: str) -> ChannelRef:
-        match = CHANNEL_RE.match(channel) if isinstance(channel, str) else None
+        match = CHANNEL_RE.fullmatch(channel) if isinstance(channel, str) else None
         if not match:
             raise invalid(
                 "bad channel name: expected namespace:name with namespace [a-z][a-z0-9_]{0,31} "
@@ -129,16 +163,31 @@ class ChannelService:
     # -- client operations
     def subscribe(self, conn: Connection, ref: ChannelRef,
                   since: StreamPosition | None) -> tuple[dict[str, Any], Any]:
-        """Start a subscription; returns the reply and a callable to run once it is sent."""
+        """Start a subscription; returns the reply and a callable to run once it is sent.
+
+        With ``since``, the reply recovers one page (see :meth:`history`); ``more`` tells the
+        client to continue with ``history``. Past ``max_subscriptions_per_connection``
+        channels → ``forbidden`` with details ``{"reason": "subscriptions", "limit": N}``.
+        """
         channel = ref.channel
         sid = conn.sid
         server = self.rt.socketio.server
+        limit = self.rt.settings.max_subscriptions_per_connection
         with self._lock:
+            # subscriptions being set up count too (a burst of concurrent subscribes)
+            reserved = self._reserved.setdefault(sid, set())
+            new = channel not in conn.channels and channel not in reserved
+            if new and len(conn.channels) + len(reserved) >= limit:
+                if not reserved:
+                    del self._reserved[sid]
+                raise forbidden(f"too many subscriptions on this connection (limit {limit}); "
+                                "unsubscribe first", {"reason": "subscriptions", "limit": limit})
             self._pending.setdefault(channel, {})[sid] = []
             server.enter_room(sid, room_of(channel), namespace="/")
+            reserved.add(channel)
         try:
             if since is not None:
-                result = self.broker.history(channel, history=ref.policy.history, since=since)
+                result = self._page(ref, since=since, limit=None)
             else:
                 position = self.broker.position(channel, ref.policy.history)
                 result = RecoveryResult(recovered=True, publications=[], position=position)
@@ -148,6 +197,7 @@ class ChannelService:
                 "epoch": result.position.epoch,
                 "recovered": result.recovered if since is not None else False,
                 "publications": [p.to_wire() for p in result.publications],
+                "more": result.more,
             }
             if ref.policy.presence:
                 user = {"user_id": conn.user_id, "name": conn.principal.display_name}
@@ -160,6 +210,7 @@ class ChannelService:
             self._abort(sid, channel)
             raise
         conn.channels.add(channel)
+        self._unreserve(sid, channel)
         if self.rt.connections.get(sid) is not conn:
             # the connection closed while the broker answered: its disconnect hook has run
             # already, so undo here or the presence entry would outlive it
@@ -182,6 +233,15 @@ class ChannelService:
         with self._lock:
             self._pending.get(channel, {}).pop(sid, None)
             self.rt.socketio.server.leave_room(sid, room_of(channel), namespace="/")
+        self._unreserve(sid, channel)
+
+    def _unreserve(self, sid: str, channel: str) -> None:
+        with self._lock:
+            reserved = self._reserved.get(sid)
+            if reserved is not None:
+                reserved.discard(channel)
+                if not reserved:
+                    del self._reserved[sid]
 
     def unsubscribe(self, conn: Connection, channel: str) -> bool:
         if channel not in conn.channels:
@@ -239,13 +299,19 @@ class ChannelService:
 
     # -- publishing (clients and the server)
     def publish(self, channel: str, data: Any, *, from_: dict | None = None,
-                idempotency_key: str | None = None, ref: ChannelRef | None = None
-                ) -> tuple[Publication, bool]:
+                idempotency_key: str | None = None, ref: ChannelRef | None = None,
+                idempotency_user: str | None = None) -> tuple[Publication, bool]:
+        """Publish; ``idempotency_key`` is the server's, or ``idempotency_user``'s when given.
+
+        A repeated key returns the first result with ``created=False`` and ``data=None``.
+        """
         ref = ref or self.resolve(channel)
+        key = None if idempotency_key is None else idempotency_scope(idempotency_key,
+                                                                     idempotency_user)
         try:
             pub, created = self.broker.publish(
                 ref.channel, data, history=ref.policy.history, from_=from_,
-                idempotency_key=idempotency_key, idempotency_ttl=self.rt.settings.idempotency_ttl)
+                idempotency_key=key, idempotency_ttl=self.rt.settings.idempotency_ttl)
         except BrokerUnavailable as exc:
             raise RealtimeError(ErrorCode.UNAVAILABLE,
                                 "the broker is unavailable; nothing was published") from exc
@@ -263,11 +329,29 @@ class ChannelService:
 
     def history(self, ref: ChannelRef, limit: int | None,
                 since: StreamPosition | None) -> RecoveryResult:
+        """One page of history: with ``since``, the oldest missed first and ``more`` when the
+        page caps stopped it before the top; without, the newest ``limit`` that fit the caps."""
         try:
-            return self.broker.history(ref.channel, history=ref.policy.history, since=since,
-                                       limit=limit)
+            return self._page(ref, since=since, limit=limit)
         except BrokerUnavailable as exc:
             raise RealtimeError(ErrorCode.UNAVAILABLE, "the broker is unavailable") from exc
+
+    def _page(self, ref: ChannelRef, *, since: StreamPosition | None,
+              limit: int | None) -> RecoveryResult:
+        settings = self.rt.settings
+        max_count, max_bytes = settings.history_page_max_count, settings.history_page_max_bytes
+        if since is None:
+            count = max_count if limit is None else min(limit, max_count)
+            result = self.broker.history(ref.channel, history=ref.policy.history, limit=count)
+            result.publications = page_by_bytes(result.publications, max_bytes, newest=True)
+            return result
+        result = self.broker.history(ref.channel, history=ref.policy.history, since=since,
+                                     limit=limit, page=max_count)
+        if result.recovered and result.publications:
+            kept = page_by_bytes(result.publications, max_bytes)
+            result.publications = kept
+            result.more = kept[-1].offset < result.position.offset
+        return result
 
     def presence(self, ref: ChannelRef) -> list[dict]:
         if not ref.policy.presence:

@@ -61,7 +61,7 @@ DEFAULT_CATEGORY = "general"
 _CHUNK = 500  # rows per IN (...) / executemany: well under SQLite's and PostgreSQL's limits
 CONNECT_BATCH = _CHUNK  # connects handled per transaction by the connect hook
 _CATEGORY_RE = r"^[a-z0-9][a-z0-9_.:-]{0,63}$"
-_CURSOR_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+_CURSOR_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}\Z")
 
 Severity = Literal["info", "success", "warning", "error"]
 Status = Literal["unread", "read", "archived", "all"]

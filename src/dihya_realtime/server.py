@@ -119,7 +119,11 @@ class Realtime:
                               self.settings.audit_log)
         self.refusals = RefusalAudit(self.audit.record, self.settings.refusal_audit_window)
         self.guard = SessionGuard(self)
-        self.broker: Broker = create_broker(self.settings.redis_url, self.settings.redis_prefix)
+        self.broker: Broker = create_broker(
+            self.settings.redis_url, self.settings.redis_prefix,
+            max_history_channels=self.settings.max_history_channels,
+            max_history_bytes_per_channel=self.settings.max_history_bytes_per_channel,
+            history_evict_idle=self.settings.history_evict_idle)
         self.pipeline = Pipeline(self)
         self.channels = ChannelService(self)
         self.expiry = ExpiryWatch(self)

@@ -239,6 +239,36 @@ class Settings(BaseSettings):
     # chat:rooms: the page size when the client gives no `limit`, and the largest it may ask
     chat_rooms_page_limit: int = Field(default=100, ge=1, le=1000)
 
+    # -- hostile input: limits that count cost
+    # Subscriptions one connection may hold; one more → `forbidden`, details
+    # {"reason": "subscriptions", "limit": N} (unsubscribe first).
+    max_subscriptions_per_connection: int = Field(default=200, ge=1)
+    # Channels keeping history, per broker (this process's memory, or one Redis). Starting
+    # history on one more drops the history of the least recently published channel if it
+    # has been idle for history_evict_idle (or expired); if every channel is more recent, the
+    # publish → `unavailable`, details {"reason": "history_channels", "limit": N}. Recent
+    # history is never evicted: a client creating channels pushes out only idle history, one
+    # channel per channel it starts.
+    max_history_channels: int = Field(default=100_000, ge=1)
+    history_evict_idle: float = Field(default=600, ge=0)
+    _history_evict_idle = field_validator("history_evict_idle", mode="before")(
+        lambda cls, v: parse_duration(v))
+    # Bytes of history per channel (JSON of the publications): the oldest are trimmed past
+    # it, and a recovery reaching back past them says recovered=false.
+    max_history_bytes_per_channel: int = Field(default=4 * 1024 * 1024, ge=1024)
+    # One `history` / `subscribe`-with-`since` reply holds at most this many publications and
+    # (past the first) bytes; `more: true` says to continue with `history` from the last offset.
+    history_page_max_count: int = Field(default=100, ge=1, le=10_000)
+    history_page_max_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # Bytes of event payloads (their JSON; binary attachments by length) per user per second;
+    # over it → `rate_limited` with details {"scope": "bytes"} and retry_after. The burst must
+    # hold one frame (DIHYA_RT_MAX_PAYLOAD_BYTES); a payload above the burst waits for a full one.
+    rate_limit_bytes: RateLimit = Field(
+        default_factory=lambda: RateLimit(rate=512 * 1024, burst=2 * 1024 * 1024))
+    # Per-event rate-limit buckets kept in memory (one per user and event); the least
+    # recently used are forgotten past it.
+    rate_limit_max_keys: int = Field(default=100_000, ge=100)
+
     # -- perf
     # Per-event limits by event name ({"publish": {"rate": 500, "burst": 1000}}), consulted
     # before an event's declared `rate=` and the DIHYA_RT_RATE_LIMIT_EVENT default.

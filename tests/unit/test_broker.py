@@ -20,6 +20,7 @@ from dihya_realtime.broker import (
     create_broker,
 )
 from dihya_realtime.broker.redis import RedisBroker
+from dihya_realtime.errors import ErrorCode, RealtimeError
 from dihya_realtime.settings import HistoryPolicy
 
 KEEP = HistoryPolicy(size=100, ttl=60)
@@ -58,6 +59,27 @@ def broker(request: pytest.FixtureRequest) -> Iterator[Broker]:
     instance.start()
     yield instance
     instance.close()
+
+
+@pytest.fixture(params=["memory", "redis"])
+def make_broker(request: pytest.FixtureRequest) -> Iterator[Callable[..., Broker]]:
+    """A broker of either kind built with the caps a test gives (history channels, bytes)."""
+    made: list[Broker] = []
+
+    def make(**caps: Any) -> Broker:
+        if request.param == "memory":
+            instance: Broker = MemoryBroker(**caps)
+        else:
+            instance = RedisBroker(request.getfixturevalue("redis_url"),
+                                   request.getfixturevalue("redis_prefix"), socket_timeout=2,
+                                   **caps)
+        instance.start()
+        made.append(instance)
+        return instance
+
+    yield make
+    for instance in made:
+        instance.close()
 
 
 @pytest.fixture
@@ -233,7 +255,8 @@ def test_repeated_idempotency_key_returns_the_first_publication_once(
     other, other_created = broker.publish("chat:b", {"v": 3}, history=KEEP, idempotency_key="m-1")
 
     assert created and not created_again and other_created
-    assert again == first
+    assert (again.channel, again.offset, again.epoch, again.id) == (
+        first.channel, first.offset, first.epoch, first.id)
     assert other.channel == "chat:b"
     assert broker.position("chat:a", KEEP).offset == 1
     wait_until(lambda: len(received.publications()) == 2)
@@ -248,6 +271,117 @@ def test_idempotency_key_is_forgotten_after_its_ttl(broker: Broker) -> None:
 
     assert created
     assert second.offset == first.offset + 1
+
+
+def test_idempotency_entry_keeps_only_the_result_not_the_data(
+    broker: Broker, received: Received
+) -> None:
+    big = "x" * 60_000
+    first, _ = broker.publish("chat:a", big, history=KEEP, idempotency_key="k-1")
+    again, created = broker.publish("chat:a", big, history=KEEP, idempotency_key="k-1")
+
+    assert not created
+    assert (again.offset, again.epoch, again.id) == (first.offset, first.epoch, first.id)
+    assert again.data is None  # the duplicate answers with the result, not a copy of the data
+    if isinstance(broker, RedisBroker):
+        keys = list(broker._redis.scan_iter(match=f"{broker._prefix}*idem*"))
+        assert len(keys) == 1
+        assert broker._redis.strlen(keys[0]) < 200
+    else:
+        entries = [e for ch in broker._channels.values() for e in ch.idempotency.values()]
+        assert entries and all(not isinstance(e[0], Publication) for e in entries)
+
+
+def test_idempotency_keys_with_separators_never_collide(broker: Broker) -> None:
+    # channel "chat:a" with key "x}:idem:y" must not be channel "chat:a}:idem:x" with key "y"
+    a, _ = broker.publish("chat:a", 1, history=KEEP, idempotency_key="x}:idem:y")
+    b, created = broker.publish("chat:a}:idem:x", 2, history=KEEP, idempotency_key="y")
+    assert created and b.channel == "chat:a}:idem:x"
+
+
+# -- retained memory caps ---------------------------------------------------------------------
+
+
+def test_history_is_trimmed_to_its_byte_cap_and_recovery_then_says_not_recovered(
+    make_broker: Callable[..., Broker]
+) -> None:
+    broker = make_broker(max_history_bytes_per_channel=50_000)
+    for i in range(10):
+        broker.publish("chat:a", "x" * 10_000 + str(i), history=KEEP)
+
+    kept = broker.history("chat:a", history=KEEP).publications
+    assert 1 <= len(kept) <= 5
+    assert [p.offset for p in kept] == list(range(11 - len(kept), 11))
+    lost = broker.history("chat:a", history=KEEP, since=StreamPosition(0, kept[0].epoch))
+    assert not lost.recovered and lost.publications == []
+    near = broker.history("chat:a", history=KEEP,
+                          since=StreamPosition(kept[0].offset - 1, kept[0].epoch))
+    assert near.recovered and [p.offset for p in near.publications] == [p.offset for p in kept]
+
+
+def test_new_channels_with_history_are_refused_past_the_cap_while_the_others_are_recent(
+    make_broker: Callable[..., Broker]
+) -> None:
+    broker = make_broker(max_history_channels=3)  # default idle time: 10 minutes
+    for name in ("a", "b", "c"):
+        broker.publish(f"chat:{name}", name, history=KEEP)
+
+    with pytest.raises(RealtimeError) as refused:
+        broker.publish("chat:attacker", 1, history=KEEP)
+    assert refused.value.code is ErrorCode.UNAVAILABLE
+    assert refused.value.details == {"reason": "history_channels", "limit": 3}
+    # bystanders keep publishing on, and reading, the channels they had
+    pub, created = broker.publish("chat:a", "again", history=KEEP)
+    assert created and pub.offset == 2
+    assert [p.data for p in broker.history("chat:b", history=KEEP).publications] == ["b"]
+    # channels without history are not counted
+    assert broker.publish("chat:nohistory", 1, history=HistoryPolicy(size=0, ttl=60))[1]
+
+
+def test_at_the_cap_the_least_recently_published_idle_channel_makes_room(
+    make_broker: Callable[..., Broker]
+) -> None:
+    broker = make_broker(max_history_channels=2, history_evict_idle=0.3)
+    old, _ = broker.publish("chat:old", "old", history=KEEP)
+    time.sleep(0.2)
+    broker.publish("chat:recent", "recent", history=KEEP)
+    time.sleep(0.15)  # old: idle 0.35 s; recent: 0.15 s
+
+    assert broker.publish("chat:new", "new", history=KEEP)[1]
+    assert broker.history("chat:old", history=KEEP).publications == []
+    gone = broker.history("chat:old", history=KEEP, since=StreamPosition(0, old.epoch))
+    assert not gone.recovered  # said, never silent
+    assert [p.data for p in broker.history("chat:recent", history=KEEP).publications] == [
+        "recent"]
+    # recent is protected: one more newcomer is refused
+    with pytest.raises(RealtimeError):
+        broker.publish("chat:another", 1, history=KEEP)
+    # the evicted channel goes on with its offsets (it claims a place again when one frees)
+    time.sleep(0.35)
+    again, created = broker.publish("chat:old", "again", history=KEEP)
+    assert created and again.offset == 2 and again.epoch == old.epoch
+
+
+def test_an_expired_channel_frees_its_place_under_the_cap(
+    make_broker: Callable[..., Broker]
+) -> None:
+    broker = make_broker(max_history_channels=1)
+    short = HistoryPolicy(size=10, ttl=0.2)
+    broker.publish("chat:a", 1, history=short)
+    time.sleep(0.3)
+    assert broker.publish("chat:b", 1, history=short)[1]
+
+
+def test_recovery_pages_by_count_and_says_so(broker: Broker) -> None:
+    first = publish_n(broker, "chat:a", 7)[0]
+    page = broker.history("chat:a", history=KEEP, since=StreamPosition(0, first.epoch),
+                          page=3)
+    assert page.recovered and page.more
+    assert [p.offset for p in page.publications] == [1, 2, 3]
+    assert page.position.offset == 7
+    rest = broker.history("chat:a", history=KEEP, since=StreamPosition(3, first.epoch), page=10)
+    assert rest.recovered and not rest.more
+    assert [p.offset for p in rest.publications] == [4, 5, 6, 7]
 
 
 # -- presence ---------------------------------------------------------------------------------
@@ -450,4 +584,17 @@ def test_lost_channel_meta_starts_a_clean_epoch(redis_url: str, redis_prefix: st
         assert broker.history("chat:a", history=KEEP).publications == [pub]
     finally:
         admin.close()
+        broker.close()
+
+
+def test_publish_with_history_works_when_its_script_is_not_loaded(
+    redis_url: str, redis_prefix: str
+) -> None:
+    broker = RedisBroker(redis_url, redis_prefix, socket_timeout=2)
+    try:
+        broker.publish("chat:a", 1, history=KEEP)
+        broker._publish.sha = "0" * 40  # not loaded, as after a Redis restart (no global flush)
+        pub, created = broker.publish("chat:a", 2, history=KEEP)
+        assert created and pub.offset == 2
+    finally:
         broker.close()

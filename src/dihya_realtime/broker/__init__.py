@@ -7,10 +7,13 @@ contracts written on :class:`Broker`.
 
 from __future__ import annotations
 
+from typing import Any
+
 from dihya_realtime.broker.base import (
     Broker,
     BrokerUnavailable,
     Handler,
+    HistoryChannelsFull,
     PresenceEvent,
     Publication,
     RecoveryResult,
@@ -22,6 +25,7 @@ __all__ = [
     "Broker",
     "BrokerUnavailable",
     "Handler",
+    "HistoryChannelsFull",
     "MemoryBroker",
     "PresenceEvent",
     "Publication",
@@ -32,13 +36,17 @@ __all__ = [
 ]
 
 
-def create_broker(redis_url: str | None, prefix: str = "dihya") -> Broker:
-    """The broker the settings ask for: Redis when a URL is given, else in-memory."""
+def create_broker(redis_url: str | None, prefix: str = "dihya", **caps: Any) -> Broker:
+    """The broker the settings ask for: Redis when a URL is given, else in-memory.
+
+    ``caps``: ``max_history_channels``, ``max_history_bytes_per_channel``,
+    ``history_evict_idle`` (see :class:`Broker`; defaults as the settings').
+    """
     if redis_url is None:
-        return MemoryBroker()
+        return MemoryBroker(**caps)
     from dihya_realtime.broker.redis import RedisBroker
 
-    return RedisBroker(redis_url, prefix)
+    return RedisBroker(redis_url, prefix, **caps)
 
 
 def __getattr__(name: str) -> object:

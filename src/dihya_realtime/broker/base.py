@@ -11,6 +11,7 @@ one Redis implementation, and one test suite (``tests/unit/test_broker.py``) run
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
 import threading
@@ -18,6 +19,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+import orjson
 
 from dihya_realtime.errors import ErrorCode, RealtimeError
 from dihya_realtime.settings import HistoryPolicy
@@ -41,6 +44,47 @@ class BrokerUnavailable(RealtimeError):
 
     def __init__(self, message: str = "realtime broker unavailable") -> None:
         super().__init__(ErrorCode.UNAVAILABLE, message)
+
+
+DEFAULT_MAX_HISTORY_CHANNELS = 100_000
+"""Channels holding history per broker (``DIHYA_RT_MAX_HISTORY_CHANNELS``)."""
+
+DEFAULT_MAX_HISTORY_BYTES_PER_CHANNEL = 4 * 1024 * 1024
+"""History bytes kept per channel (``DIHYA_RT_MAX_HISTORY_BYTES_PER_CHANNEL``)."""
+
+DEFAULT_HISTORY_EVICT_IDLE = 600.0
+"""Seconds a channel must have been idle before its history may make room for a new channel
+(``DIHYA_RT_HISTORY_EVICT_IDLE``)."""
+
+
+class HistoryChannelsFull(RealtimeError):
+    """Publishing would start history on one channel more than the broker keeps, and every
+    channel holding history was published within ``history_evict_idle`` seconds.
+
+    Code ``unavailable`` with details ``{"reason": "history_channels", "limit": N}``: nothing
+    was published. Recent history is never evicted to make room, so a client creating
+    channels cannot erase other users' recent history; it can only push out history idle for
+    longer, the least recently published first, one channel per new channel it starts.
+    """
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(ErrorCode.UNAVAILABLE,
+                         f"too many channels with history (limit {limit}); try again later",
+                         {"reason": "history_channels", "limit": limit})
+
+
+def idempotency_digest(key: str) -> str:
+    """A fixed-length digest of an idempotency key, for storage keys built from it.
+
+    Fixed length and hex only, so ``<channel> + <digest>`` can never be read back as another
+    channel with another key, whatever characters either holds.
+    """
+    return hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
+
+
+def wire_size(pub: Publication) -> int:
+    """The bytes a publication costs in history (its JSON), as both brokers count them."""
+    return len(orjson.dumps(pub.to_wire()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,12 +148,14 @@ class RecoveryResult:
 
     ``recovered`` is True only when ``publications`` is complete for the request; when it
     is False the list is empty (never a partial recovery) and ``position`` tells the client
-    where the stream stands now.
+    where the stream stands now. ``more`` is True when a page cap stopped ``publications``
+    before ``position.offset``: the rest follows from the last offset returned.
     """
 
     recovered: bool
     publications: list[Publication] = field(default_factory=list)
     position: StreamPosition = field(default_factory=lambda: StreamPosition(0, ""))
+    more: bool = False
 
 
 @dataclass
@@ -132,21 +178,27 @@ def check_recovery(
     top: StreamPosition,
     publications: list[Publication],
     limit: int | None,
+    page: int | None = None,
 ) -> RecoveryResult:
     """All-or-nothing recovery: shared by both brokers so they decide it the same way.
 
-    ``publications`` are the retained ones after ``since.offset`` in ascending order. The
-    result is recovered only if they are exactly ``since.offset + 1 .. top.offset``.
+    ``publications`` are the retained ones after ``since.offset`` in ascending order (at
+    most ``page`` of them). The result is recovered only if they are exactly
+    ``since.offset + 1 ..`` up to ``top.offset``, or the first ``page`` of those (then
+    ``more`` is True).
     """
     missed = top.offset - since.offset
+    expected = missed if page is None else min(missed, page)
     complete = (
         since.epoch == top.epoch
         and missed >= 0
         and (limit is None or missed <= limit)
-        and len(publications) == missed
-        and (missed == 0 or publications[0].offset == since.offset + 1)
+        and len(publications) == expected
+        and (expected == 0 or publications[0].offset == since.offset + 1)
     )
-    return RecoveryResult(complete, publications if complete else [], top)
+    if not complete:
+        return RecoveryResult(False, [], top)
+    return RecoveryResult(True, publications, top, more=expected < missed)
 
 
 def public_user(user: dict[str, Any]) -> dict[str, Any]:
@@ -180,7 +232,16 @@ class Broker(ABC):
     the caller as a :class:`HistoryPolicy` on every call that may create channel state.
     """
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        *,
+        max_history_channels: int = DEFAULT_MAX_HISTORY_CHANNELS,
+        max_history_bytes_per_channel: int = DEFAULT_MAX_HISTORY_BYTES_PER_CHANNEL,
+        history_evict_idle: float = DEFAULT_HISTORY_EVICT_IDLE,
+    ) -> None:
+        self.max_history_channels = max_history_channels
+        self.max_history_bytes_per_channel = max_history_bytes_per_channel
+        self.history_evict_idle = history_evict_idle
         self._handler: Handler | None = None
         self._maintenance: threading.Thread | None = None
         self._maintenance_stop = threading.Event()
@@ -201,18 +262,27 @@ class Broker(ABC):
         """Publish ``data`` on ``channel``; return ``(publication, created)``.
 
         Assigning the offset (+1 per channel, 1 for the first publication of an epoch),
-        appending to history (at most ``history.size`` kept, all of it dropped after
-        ``history.ttl`` seconds without a publish, which also ends the epoch) and fanning
+        appending to history (at most ``history.size`` kept and at most
+        ``max_history_bytes_per_channel`` bytes of JSON, the oldest trimmed first; all of it
+        dropped after ``history.ttl`` seconds without a publish, which also ends the epoch)
+        and fanning
         out to every process's handler are ONE atomic step per channel: every handler sees
         a channel's publications in offset order with no gaps, even with concurrent
         publishers in different processes. With ``history.size == 0`` offsets still advance
         but nothing is stored.
 
         The same ``idempotency_key`` on the same channel within ``idempotency_ttl`` seconds
-        returns the first publication with ``created=False`` and publishes nothing, so a
-        client resend or a worker retry is harmless.
+        returns the first publication's result with ``created=False`` and publishes nothing,
+        so a client resend or a worker retry is harmless. Only the result is kept for the
+        ttl (channel, offset, epoch, id, ts): the repeated publication has ``data=None``
+        and ``from_=None``.
 
-        Raises :class:`BrokerUnavailable` when the backend cannot be reached.
+        At most ``max_history_channels`` channels hold history. Starting history on one more
+        drops the history of the channel published least recently if it expired or has been
+        idle for ``history_evict_idle`` seconds (its offsets and epoch go on: a recovery
+        reaching back says ``recovered=False``); otherwise it raises
+        :class:`HistoryChannelsFull` and publishes nothing. Raises :class:`BrokerUnavailable`
+        when the backend cannot be reached.
         """
 
     @abstractmethod
@@ -227,6 +297,7 @@ class Broker(ABC):
         history: HistoryPolicy,
         since: StreamPosition | None = None,
         limit: int | None = None,
+        page: int | None = None,
     ) -> RecoveryResult:
         """Read a channel's retained publications, consistently with its position.
 
@@ -234,6 +305,8 @@ class Broker(ABC):
         ``recovered=True`` (empty when ``since`` is the top). ``recovered=False`` with an
         empty list when the epoch differs, when history no longer reaches back to
         ``since.offset + 1``, or when more than ``limit`` were missed - never a partial list.
+        With ``page``: only the first ``page`` of those, and ``more=True`` when the rest
+        follows (ask again from the last offset returned).
 
         Without ``since``: the latest ``limit`` publications (all retained when ``limit`` is
         None), ascending by offset, ``recovered=True``.

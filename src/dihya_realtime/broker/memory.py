@@ -3,6 +3,9 @@
 For one process (``make run``, unit tests). Each channel has a lock; publishing assigns the
 offset, appends history and calls the handler inside it, so order is guaranteed without any
 queue. Expiry uses monotonic timestamps checked lazily on access - no timer threads.
+
+What it retains is bounded: history by count and bytes per channel and by the number of
+channels holding any; an idempotency entry is only the first publication's result.
 """
 
 from __future__ import annotations
@@ -18,14 +21,17 @@ from typing import Any
 
 from dihya_realtime.broker.base import (
     Broker,
+    HistoryChannelsFull,
     PresenceEvent,
     Publication,
     RecoveryResult,
     StreamPosition,
     check_recovery,
     fold_members,
+    idempotency_digest,
     new_publication_id,
     public_user,
+    wire_size,
 )
 from dihya_realtime.settings import HistoryPolicy
 
@@ -43,7 +49,21 @@ class _Stream:
     epoch: str
     expires_at: float
     offset: int = 0
-    publications: deque[Publication] = field(default_factory=deque)
+    publications: deque[tuple[Publication, int]] = field(default_factory=deque)  # with size
+    size: int = 0  # bytes of ``publications``
+
+    def retained(self) -> list[Publication]:
+        return [pub for pub, _ in self.publications]
+
+
+@dataclass(frozen=True, slots=True)
+class _Result:
+    """What an idempotency entry keeps: the result, never the data (issue 12)."""
+
+    offset: int
+    epoch: str
+    id: str
+    ts: float
 
 
 @dataclass
@@ -57,7 +77,7 @@ class _Conn:
 class _Channel:
     lock: threading.Lock = field(default_factory=threading.Lock)
     stream: _Stream | None = None
-    idempotency: OrderedDict[str, tuple[Publication, float]] = field(default_factory=OrderedDict)
+    idempotency: OrderedDict[str, tuple[_Result, float]] = field(default_factory=OrderedDict)
     conns: dict[str, _Conn] = field(default_factory=dict)
     user_counts: dict[str, int] = field(default_factory=dict)
 
@@ -65,9 +85,11 @@ class _Channel:
 class MemoryBroker(Broker):
     """One process's broker. The handler runs synchronously in the publisher's thread."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, **caps: Any) -> None:
+        super().__init__(**caps)
         self._channels: dict[str, _Channel] = {}
+        # channels whose stream holds publications → last publish (monotonic), oldest first
+        self._with_history: OrderedDict[str, float] = OrderedDict()
         self._lock = threading.Lock()  # guards the dicts below, never held during a handler
         self._node_conns: dict[str, set[tuple[str, str]]] = {}
         self._heartbeats: dict[str, float] = {}
@@ -110,11 +132,15 @@ class MemoryBroker(Broker):
         with self._locked(channel) as state:
             now = time.monotonic()
             if idempotency_key is not None:
+                idempotency_key = idempotency_digest(idempotency_key)
                 _prune_idempotency(state.idempotency, now)
                 seen = state.idempotency.get(idempotency_key)
                 if seen is not None and seen[1] > now:
-                    return seen[0], False
+                    r = seen[0]
+                    return Publication(channel, r.offset, r.epoch, r.id, r.ts, None), False
             stream = self._live_stream(state, history, now)
+            if history.size > 0 and not stream.publications:
+                self._claim_history(channel, now)
             stream.offset += 1
             stream.expires_at = now + history.ttl
             pub = Publication(
@@ -127,28 +153,81 @@ class MemoryBroker(Broker):
                 from_=from_,
             )
             if history.size > 0:
-                stream.publications.append(pub)
-                while len(stream.publications) > history.size:
-                    stream.publications.popleft()
+                size = wire_size(pub)
+                stream.publications.append((pub, size))
+                stream.size += size
+                while stream.publications and (
+                        len(stream.publications) > history.size
+                        or stream.size > self.max_history_bytes_per_channel):
+                    stream.size -= stream.publications.popleft()[1]
             else:
                 stream.publications.clear()
+                stream.size = 0
+            with self._lock:
+                if not stream.publications:
+                    self._with_history.pop(channel, None)
+                elif channel in self._with_history:
+                    self._with_history[channel] = now
+                    self._with_history.move_to_end(channel)
             if idempotency_key is not None:
-                state.idempotency[idempotency_key] = (pub, now + idempotency_ttl)
+                state.idempotency[idempotency_key] = (
+                    _Result(pub.offset, pub.epoch, pub.id, pub.ts), now + idempotency_ttl)
             self._dispatch(pub)
         self._maybe_sweep()
         return pub, True
+
+    def _claim_history(self, channel: str, now: float) -> None:
+        """Count ``channel`` among those holding history; at the cap, make room or refuse.
+
+        Caller holds the channel's lock. Room is made by dropping the history of the channel
+        published least recently, only if it expired or has been idle for
+        ``history_evict_idle`` seconds; otherwise :class:`HistoryChannelsFull`.
+        """
+        with self._lock:
+            if channel in self._with_history:
+                return
+            while len(self._with_history) >= self.max_history_channels:
+                victim, last = next(iter(self._with_history.items()))
+                state = self._channels.get(victim)
+                if state is None or state.stream is None:
+                    del self._with_history[victim]
+                    continue
+                expired = state.stream.expires_at <= now
+                if not expired and now - last < self.history_evict_idle:
+                    raise HistoryChannelsFull(self.max_history_channels)
+                # never wait for another channel's lock while holding ours
+                if not state.lock.acquire(blocking=False):
+                    raise HistoryChannelsFull(self.max_history_channels)
+                try:
+                    # offsets and epoch stay: a recovery reaching back says recovered=false
+                    state.stream.publications.clear()
+                    state.stream.size = 0
+                finally:
+                    state.lock.release()
+                del self._with_history[victim]
+            self._with_history[channel] = now
 
     def _maybe_sweep(self) -> None:
         with self._lock:
             self._publishes += 1
             if self._publishes % _SWEEP_EVERY:
                 return
-            now = time.monotonic()
-            for name, state in list(self._channels.items()):
-                stream_gone = state.stream is None or state.stream.expires_at <= now
-                idem_gone = all(exp <= now for _, exp in state.idempotency.values())
-                if stream_gone and idem_gone and not state.conns and not state.lock.locked():
-                    del self._channels[name]
+            self._sweep(time.monotonic())
+
+    def _sweep(self, now: float) -> None:
+        """Forget expired channels. Caller holds ``self._lock``."""
+        for name, state in list(self._channels.items()):
+            stream_gone = state.stream is None or state.stream.expires_at <= now
+            # a locked channel may be publishing right now: it re-claims if it needs to
+            if stream_gone and name in self._with_history and not state.lock.locked():
+                del self._with_history[name]
+                if state.stream is not None:
+                    state.stream.publications.clear()
+                    state.stream.size = 0
+            idem_gone = all(exp <= now for _, exp in state.idempotency.values())
+            if stream_gone and idem_gone and not state.conns and not state.lock.locked():
+                del self._channels[name]
+                self._with_history.pop(name, None)
 
     def position(self, channel: str, history: HistoryPolicy) -> StreamPosition:
         with self._locked(channel) as state:
@@ -162,17 +241,18 @@ class MemoryBroker(Broker):
         history: HistoryPolicy,
         since: StreamPosition | None = None,
         limit: int | None = None,
+        page: int | None = None,
     ) -> RecoveryResult:
         with self._locked(channel) as state:
             stream = self._live_stream(state, history, time.monotonic())
             top = StreamPosition(stream.offset, stream.epoch)
-            retained = list(stream.publications)
+            retained = stream.retained()
         if since is None:
             if limit is not None:
                 retained = retained[-limit:] if limit > 0 else []
             return RecoveryResult(True, retained, top)
         missed = [p for p in retained if p.offset > since.offset]
-        return check_recovery(since, top, missed, limit)
+        return check_recovery(since, top, missed if page is None else missed[:page], limit, page)
 
     # -- presence -----------------------------------------------------------------------------
 
@@ -252,7 +332,7 @@ class MemoryBroker(Broker):
         """Always up: the state is in this process."""
 
 
-def _prune_idempotency(seen: OrderedDict[str, tuple[Publication, float]], now: float) -> None:
+def _prune_idempotency(seen: OrderedDict[str, tuple[_Result, float]], now: float) -> None:
     # Insertion order is expiry order when every caller uses the same ttl (the usual case);
     # with mixed ttls an entry may outlive its ttl a little, which is harmless.
     while seen:

@@ -25,6 +25,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.client import PubSub
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
@@ -32,12 +33,14 @@ from dihya_realtime.broker import redis_scripts as lua
 from dihya_realtime.broker.base import (
     Broker,
     BrokerUnavailable,
+    HistoryChannelsFull,
     PresenceEvent,
     Publication,
     RecoveryResult,
     StreamPosition,
     check_recovery,
     fold_members,
+    idempotency_digest,
     new_publication_id,
     public_user,
 )
@@ -87,11 +90,14 @@ class RedisBroker(Broker):
         connect_timeout: float = 2.0,
         max_connections: int = 64,
         pool_timeout: float | None = None,
+        **caps: Any,
     ) -> None:
-        super().__init__()
+        super().__init__(**caps)
         self._prefix = prefix
         self._fanout = f"{prefix}:fanout"
         self._nodes = f"{prefix}:nodes"
+        self._history_channels = f"{prefix}:{{history-channels}}"
+        self._history_ttls = f"{prefix}:{{history-channels}}:ttl"
         pool = redis.BlockingConnectionPool.from_url(
             url,
             max_connections=max_connections,
@@ -106,6 +112,8 @@ class RedisBroker(Broker):
         self._redis = redis.Redis(connection_pool=pool)
         self._publish = self._redis.register_script(lua.PUBLISH)
         self._history = self._redis.register_script(lua.HISTORY)
+        self._claim_history = self._redis.register_script(lua.CLAIM_HISTORY)
+        self._drop_history = self._redis.register_script(lua.DROP_HISTORY)
         self._presence_add = self._redis.register_script(lua.PRESENCE_ADD)
         self._presence_remove = self._redis.register_script(lua.PRESENCE_REMOVE)
         self._touch_node = self._redis.register_script(lua.TOUCH_NODE)
@@ -140,23 +148,62 @@ class RedisBroker(Broker):
         if from_ is not None:
             wire["from"] = from_
         head = orjson.dumps(wire)[:-1]  # the script appends offset, epoch and the brace
-        idem_key = self._key(channel, f"idem:{idempotency_key or ''}")
+        # A fixed-length digest: "{channel}:idem:<digest>" reads back one way only.
+        idem_key = self._key(channel, f"idem:{idempotency_digest(idempotency_key or '')}")
+        keys = [self._key(channel, "meta"), self._key(channel, "stream"), idem_key]
+        args: list[Any] = [
+            head,
+            history.size,
+            _ms(history.ttl),
+            secrets.token_hex(6),
+            self._fanout,
+            _ms(idempotency_ttl) if idempotency_key is not None else 0,
+            self.max_history_bytes_per_channel,
+            0,
+            pub_id,
+            repr(ts),
+            _ms(ts),
+        ]
         with _available():
-            result = self._publish(
-                keys=[self._key(channel, "meta"), self._key(channel, "stream"), idem_key],
-                args=[
-                    head,
-                    history.size,
-                    _ms(history.ttl),
-                    secrets.token_hex(6),
-                    self._fanout,
-                    _ms(idempotency_ttl) if idempotency_key is not None else 0,
-                ],
-            )
+            if history.size > 0:
+                # One round trip: keep this channel's place among those with history fresh,
+                # and publish (which says {2} if it would start history on a new channel).
+                # EVALSHA, not the Script object: a pipeline holding a Script first asks
+                # SCRIPT EXISTS, one more round trip on every publish.
+                pipe = self._redis.pipeline(transaction=False)
+                pipe.zadd(self._history_channels, {channel: _ms(ts)}, xx=True, gt=True)
+                pipe.evalsha(self._publish.sha, len(keys), *keys, *args)
+                try:
+                    result = pipe.execute()[-1]
+                except NoScriptError:  # not loaded (Redis restarted): nothing ran
+                    result = self._publish(keys=keys, args=args)
+            else:
+                result = self._publish(keys=keys, args=args)
+            if result[0] == 2:
+                self._make_room(channel, history)
+                args[7] = 1
+                result = self._publish(keys=keys, args=args)
         if result[0] == 0:
-            return Publication.from_wire(orjson.loads(result[1])), False
+            offset, epoch, first_id, first_ts = orjson.loads(result[1])
+            return Publication(channel, int(offset), epoch, first_id, float(first_ts), None), False
         offset, epoch = int(result[1]), result[2].decode()
         return Publication(channel, offset, epoch, pub_id, ts, data, from_), True
+
+    def _make_room(self, channel: str, history: HistoryPolicy) -> None:
+        """Count ``channel`` among those with history, dropping an idle one's at the cap."""
+        claim = self._claim_history(
+            keys=[self._history_channels, self._history_ttls],
+            args=[channel, _ms(time.time()), _ms(history.ttl), self.max_history_channels,
+                  _ms(self.history_evict_idle)])
+        if claim[0] == 0:
+            raise HistoryChannelsFull(self.max_history_channels)
+        if claim[0] == 2:
+            victim, last = claim[1].decode(), int(float(claim[2]))
+            if not self._drop_history(keys=[self._key(victim, "meta"),
+                                            self._key(victim, "stream")], args=[last]):
+                # it published meanwhile: it keeps its history and its place (one over the
+                # cap until the next claim makes room)
+                self._redis.zadd(self._history_channels, {victim: last}, gt=True)
 
     def position(self, channel: str, history: HistoryPolicy) -> StreamPosition:
         return self._read(channel, history, since=None, limit=0)[0]
@@ -168,11 +215,12 @@ class RedisBroker(Broker):
         history: HistoryPolicy,
         since: StreamPosition | None = None,
         limit: int | None = None,
+        page: int | None = None,
     ) -> RecoveryResult:
-        top, publications = self._read(channel, history, since, limit)
+        top, publications = self._read(channel, history, since, limit, page)
         if since is None:
             return RecoveryResult(True, publications, top)
-        return check_recovery(since, top, publications, limit)
+        return check_recovery(since, top, publications, limit, page)
 
     def _read(
         self,
@@ -180,6 +228,7 @@ class RedisBroker(Broker):
         history: HistoryPolicy,
         since: StreamPosition | None,
         limit: int | None,
+        page: int | None = None,
     ) -> tuple[StreamPosition, list[Publication]]:
         """Top position and entries in one script, so both come from the same instant."""
         with _available():
@@ -191,6 +240,7 @@ class RedisBroker(Broker):
                     since.offset if since is not None else -1,
                     since.epoch if since is not None else "",
                     limit if limit is not None else -1,
+                    page if page is not None else -1,
                 ],
             )
         publications = [Publication.from_wire(orjson.loads(fields[1])) for _, fields in entries]

@@ -26,8 +26,13 @@ end
 
 # KEYS: meta, stream, idempotency key
 # ARGV: head (the publication's JSON without its closing brace, offset and epoch),
-#       history size, history ttl (ms), new epoch, fanout channel, idempotency ttl (ms, 0 = off)
-# -> {1, offset, epoch} when published, {0, body} for a repeated idempotency key
+#       history size, history ttl (ms), new epoch, fanout channel, idempotency ttl (ms, 0 = off),
+#       history bytes cap, may start history (1/0), publication id, ts, now (ms)
+# -> {1, offset, epoch} when published, {0, result} for a repeated idempotency key (result is
+#    the JSON array [offset, epoch, id, ts]: the data is never kept for the key), {2} when
+#    history would start on this channel and may-start was 0 (nothing was done)
+# The meta hash's ``b`` is the bytes held by the stream; the oldest entries are trimmed while
+# the stream is over its size or its bytes cap.
 PUBLISH = (
     _ENSURE_EPOCH
     + """
@@ -36,29 +41,88 @@ if idem_ttl > 0 then
   local seen = redis.call('GET', KEYS[3])
   if seen then return {0, seen} end
 end
+local size = tonumber(ARGV[2])
+if size > 0 and ARGV[8] == '0' and redis.call('XLEN', KEYS[2]) == 0 then
+  return {2}
+end
 local epoch = ensure_epoch(KEYS[1], KEYS[2], ARGV[4], ARGV[3])
 local offset = redis.call('HINCRBY', KEYS[1], 's', 1)
 local body = ARGV[1] .. ',"offset":' .. string.format('%d', offset)
   .. ',"epoch":"' .. epoch .. '"}'
-local size = tonumber(ARGV[2])
 if size > 0 then
-  redis.call('XADD', KEYS[2], 'MAXLEN', size, string.format('%d-0', offset), 'd', body)
+  redis.call('XADD', KEYS[2], string.format('%d-0', offset), 'd', body)
+  local held = redis.call('HINCRBY', KEYS[1], 'b', #body)
+  local max_bytes = tonumber(ARGV[7])
+  local count = redis.call('XLEN', KEYS[2])
+  while count > 0 and (count > size or held > max_bytes) do
+    local oldest = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)[1]
+    redis.call('XDEL', KEYS[2], oldest[1])
+    held = redis.call('HINCRBY', KEYS[1], 'b', -#oldest[2][2])
+    count = count - 1
+  end
   redis.call('PEXPIRE', KEYS[2], ARGV[3])
+  redis.call('HSET', KEYS[1], 't', ARGV[11])
 else
   redis.call('DEL', KEYS[2])
+  redis.call('HDEL', KEYS[1], 'b')
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 redis.call('PUBLISH', ARGV[5], 'p' .. body)
 if idem_ttl > 0 then
-  redis.call('SET', KEYS[3], body, 'PX', idem_ttl)
+  redis.call('SET', KEYS[3], '[' .. string.format('%d', offset) .. ',"' .. epoch .. '","'
+    .. ARGV[9] .. '",' .. ARGV[10] .. ']', 'PX', idem_ttl)
 end
 return {1, offset, epoch}
 """
 )
 
+# The channels holding history, for the cap on how many there are: a sorted set of channel
+# names scored by their last publish (ms), beside a hash of their history ttl (ms); both under
+# one hash tag, apart from any channel. Publish refreshes a member's score in the same round
+# trip (ZADD XX GT); only a channel about to start history runs this script.
+# At the cap, the least recently published channel makes room if it expired or has been idle
+# for the idle time; its name and score are returned so the caller drops its history (see
+# DROP_HISTORY), else the newcomer is refused.
+# KEYS: history channels sorted set, ttl hash
+# ARGV: channel, now (ms), history ttl (ms), cap, idle (ms)
+# -> {1} counted (or already was), {0} refused, {2, victim, victim's last publish (ms)}
+CLAIM_HISTORY = """
+local now = tonumber(ARGV[2])
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+  redis.call('ZADD', KEYS[1], 'GT', now, ARGV[1])
+  redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+  return {1}
+end
+local victim = nil
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then
+  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  local last = tonumber(oldest[2])
+  local ttl = tonumber(redis.call('HGET', KEYS[2], oldest[1]) or ARGV[5])
+  if now - last < tonumber(ARGV[5]) and now - last < ttl then return {0} end
+  redis.call('ZREM', KEYS[1], oldest[1])
+  redis.call('HDEL', KEYS[2], oldest[1])
+  victim = oldest
+end
+redis.call('ZADD', KEYS[1], now, ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+if victim then return {2, victim[1], victim[2]} end
+return {1}
+"""
+
+# Drop a channel's history to make room (its meta stays: offsets and epoch go on, so a
+# recovery reaching back says recovered=false), unless it published after ``last``.
+# KEYS: meta, stream; ARGV: last publish (ms) seen by CLAIM_HISTORY -> 1 dropped, 0 kept
+DROP_HISTORY = """
+local t = redis.call('HGET', KEYS[1], 't')
+if t and tonumber(t) > tonumber(ARGV[1]) then return 0 end
+redis.call('DEL', KEYS[2])
+redis.call('HDEL', KEYS[1], 'b')
+return 1
+"""
+
 # KEYS: meta, stream
 # ARGV: new epoch, history ttl (ms), since offset (-1 = latest mode), since epoch,
-#       limit (-1 = none)
+#       limit (-1 = none), page (-1 = none: every missed publication)
 # -> {top offset, epoch, entries}; entries are empty when recovery is impossible
 HISTORY = (
     _ENSURE_EPOCH
@@ -67,11 +131,13 @@ local epoch = ensure_epoch(KEYS[1], KEYS[2], ARGV[1], ARGV[2])
 local top = tonumber(redis.call('HGET', KEYS[1], 's'))
 local since = tonumber(ARGV[3])
 local limit = tonumber(ARGV[5])
+local page = tonumber(ARGV[6])
 if since >= 0 then
   local missed = top - since
   if epoch ~= ARGV[4] or missed <= 0 or (limit >= 0 and missed > limit) then
     return {top, epoch, {}}
   end
+  if page >= 0 and page < missed then missed = page end
   return {top, epoch, redis.call('XRANGE', KEYS[2], string.format('%d', since + 1), '+',
                                  'COUNT', missed)}
 end

@@ -73,8 +73,12 @@ class SubscribeReply(BaseModel):
     offset: int = Field(description="the channel's top offset when the reply was made")
     epoch: str
     recovered: bool = Field(description="true when `since` was given and every missed "
-                            "publication is in `publications`")
+                            "publication is in `publications` or follows with `history` "
+                            "(see `more`)")
     publications: list[PublicationModel]
+    more: bool = Field(description="true when a page cap stopped "
+                       "`publications` before `offset`: continue with `history` from the last "
+                       "offset received until `more` is false")
     presence: PresenceReply | None = None
 
 
@@ -84,12 +88,24 @@ def subscribe(ctx: EventContext, payload: SubscribePayload) -> dict:
     """Subscribe to a channel; with ``since``, get what was missed.
 
     Payload example: ``{"channel": "chat:general", "since": {"offset": 41, "epoch": "f3a9"}}``.
-    With ``since``, ``publications`` holds every publication after that offset, in order,
+    With ``since``, ``publications`` holds the publications after that offset, in order,
     exactly once, and ``recovered`` is true; when the epoch differs or history no longer
     reaches back that far, ``recovered`` is false and ``publications`` is empty (never a
-    partial recovery). Live ``publication`` events follow the reply with no gap or repeat.
+    partial recovery). Live ``publication`` events follow the reply's ``offset`` with no gap
+    or repeat.
+
+    Paging: a reply carries at most ``DIHYA_RT_HISTORY_PAGE_MAX_COUNT`` (100) publications
+    and, past the first, ``DIHYA_RT_HISTORY_PAGE_MAX_BYTES`` (1 MiB) of them. When a cap
+    stopped ``publications`` before the reply's ``offset``, ``more`` is true: the client
+    continues with ``history {channel, since: {offset: <last offset received>, epoch}}``
+    until ``more`` is false (live publications after ``offset`` keep flowing meanwhile, and
+    ``recovered`` stays true).
+
     Refusals: unknown namespace → ``not_found``; bad name → ``invalid_payload``; missing
-    permission or another user's personal channel → ``forbidden``.
+    permission or another user's personal channel → ``forbidden``; more than
+    ``DIHYA_RT_MAX_SUBSCRIPTIONS_PER_CONNECTION`` (200) channels on this connection →
+    ``forbidden`` with details ``{"reason": "subscriptions", "limit": 200}`` (unsubscribe
+    from one first).
     """
     svc: ChannelService = ctx.rt.channels
     ref = svc.resolve(payload.channel)
@@ -145,7 +161,13 @@ def publish(ctx: EventContext, payload: PublishPayload) -> dict:
     within ``DIHYA_RT_IDEMPOTENCY_TTL`` (5 min) returns the first result and publishes nothing
     new (keys are per user: another user's equal key is another publication).
     Server-only namespaces (``live``) and missing permissions → ``forbidden``; the broker down
-    → ``unavailable`` (never a silent loss).
+    → ``unavailable`` (never a silent loss). History keeps at most
+    ``DIHYA_RT_MAX_HISTORY_BYTES_PER_CHANNEL`` (4 MiB) per channel, the oldest trimmed first,
+    on at most ``DIHYA_RT_MAX_HISTORY_CHANNELS`` channels: the first publication on one more
+    drops the history of the least recently published channel idle for
+    ``DIHYA_RT_HISTORY_EVICT_IDLE`` (10 min); when every channel is more recent →
+    ``unavailable`` with details ``{"reason": "history_channels", "limit": N}`` (nothing
+    published; try later).
     """
     svc: ChannelService = ctx.rt.channels
     ref = svc.resolve(payload.channel)
@@ -154,15 +176,11 @@ def publish(ctx: EventContext, payload: PublishPayload) -> dict:
     pub, created = svc.publish(ref.channel, payload.data, ref=ref,
                                from_={"user_id": principal.user_id,
                                       "name": principal.display_name},
-                               idempotency_key=_per_user(ctx.user_id, payload.idempotency_key))
+                               idempotency_key=payload.idempotency_key,
+                               idempotency_user=ctx.user_id)
     if created:
         ctx.audit("publish", channel=ref.channel, offset=pub.offset)
     return {"offset": pub.offset, "epoch": pub.epoch, "id": pub.id}
-
-
-def _per_user(user_id: str, key: str | None) -> str | None:
-    """A client's idempotency key is its own: another user's same key publishes anew."""
-    return None if key is None else f"u:{user_id}:{key}"
 
 
 @event("presence", payload=ChannelPayload, reply=PresenceReply)
@@ -191,6 +209,9 @@ class HistoryReply(BaseModel):
     epoch: str
     recovered: bool = Field(description="with `since`: false when history no longer reaches "
                             "back that far (then `publications` is empty)")
+    more: bool = Field(description="with `since`: true when a page cap "
+                       "stopped `publications` before `offset`; ask again from the last "
+                       "offset received until it is false")
 
 
 @event("history", payload=HistoryPayload, reply=HistoryReply)
@@ -199,6 +220,14 @@ def history(ctx: EventContext, payload: HistoryPayload) -> dict:
 
     Payload example: ``{"channel": "chat:general", "limit": 50}`` (the latest 50) or
     ``{"channel": "chat:general", "since": {"offset": 41, "epoch": "f3a9"}}``.
+
+    A reply is one page: at most ``DIHYA_RT_HISTORY_PAGE_MAX_COUNT`` (100) publications and,
+    past the first, ``DIHYA_RT_HISTORY_PAGE_MAX_BYTES`` (1 MiB). With ``since`` the page
+    starts right after ``since.offset``; ``more: true`` means the caps stopped it before the
+    reply's ``offset``: ask again with ``since`` = the last offset received (same epoch)
+    until ``more`` is false. With ``since`` and ``limit``, more than ``limit`` missed →
+    ``recovered: false``. Without ``since``: the newest publications that fit the caps
+    (``more`` is false).
     """
     svc: ChannelService = ctx.rt.channels
     ref = svc.resolve(payload.channel)
@@ -206,7 +235,7 @@ def history(ctx: EventContext, payload: HistoryPayload) -> dict:
     result = svc.history(ref, payload.limit, payload.since.position() if payload.since else None)
     return {"publications": [p.to_wire() for p in result.publications],
             "offset": result.position.offset, "epoch": result.position.epoch,
-            "recovered": result.recovered}
+            "recovered": result.recovered, "more": result.more}
 
 
 class PresenceEventModel(BaseModel):
@@ -327,6 +356,7 @@ def setup(rt: Realtime) -> None:
         """A channel's retained publications.
 
         Query: ``?limit=1..100`` (the latest) or ``?since_offset=41&since_epoch=f3a9``.
+        Paged like the ``history`` event: ``more: true`` → ask again from the last offset.
         """
         limit = request.args.get("limit", type=int)
         if limit is not None and not 1 <= limit <= 100:
@@ -340,7 +370,7 @@ def setup(rt: Realtime) -> None:
         return jsonify({"ok": True, "data": {
             "publications": [p.to_wire() for p in result.publications],
             "offset": result.position.offset, "epoch": result.position.epoch,
-            "recovered": result.recovered}})
+            "recovered": result.recovered, "more": result.more}})
 
     @bp.post("/api/v1/users/<user_id>/disconnect")
     @api_key
