@@ -6,14 +6,14 @@ Binary values (``update``, ``sync_step1`` …) travel as Socket.IO binary attach
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from flask import Response, jsonify, request
-from pydantic import BaseModel, Field, Strict, field_validator
+from pydantic import BaseModel, Field, Strict, field_validator, model_validator
 
 from dihya_realtime.api import json_body, require_api_key
 from dihya_realtime.collab import DOC_ID_RE, DocService
-from dihya_realtime.errors import invalid
+from dihya_realtime.errors import forbidden, invalid
 from dihya_realtime.payloads import JsonValue
 from dihya_realtime.pipeline import EventContext
 from dihya_realtime.registry import event, server_event
@@ -190,6 +190,101 @@ def leave(ctx: EventContext, payload: LeavePayload) -> dict:
     return {"doc_id": payload.doc_id, "left": docs.leave(ctx.conn, payload.doc_id)}
 
 
+Subject = Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class AccessSubject(BaseModel):
+    """Exactly one of ``user_id`` and ``role``."""
+
+    doc_id: DocId
+    user_id: Subject | None = None
+    role: Subject | None = None
+
+    @model_validator(mode="after")
+    def _one_subject(self) -> AccessSubject:
+        if (self.user_id is None) == (self.role is None):
+            raise ValueError("give exactly one of user_id and role")
+        return self
+
+    def change(self, mode: str | None) -> tuple[str, str, Any]:
+        if self.user_id is not None:
+            return ("user", self.user_id, mode)
+        return ("role", str(self.role), mode)
+
+
+class GrantPayload(AccessSubject):
+    mode: Literal["read", "edit"]
+
+
+class AccessEntry(BaseModel):
+    user_id: str | None = None
+    role: str | None = None
+    mode: Literal["read", "edit"]
+
+
+class AccessReply(BaseModel):
+    doc_id: str
+    created_by: str | None = Field(description="edits it without a grant; null if created "
+                                   "over HTTP")
+    grants: list[AccessEntry]
+
+
+def _manage(ctx: EventContext, doc_id: str) -> DocService:
+    docs: DocService = ctx.rt.docs  # type: ignore[attr-defined]
+    if not docs.may_manage(ctx.conn.principal, ctx.conn.can("doc:admin"), doc_id):
+        raise forbidden("only the document's creator or a doc:admin may change its access",
+                        {"doc_id": doc_id})
+    return docs
+
+
+@event("doc:grant", payload=GrantPayload, reply=AccessReply, permission="doc:read",
+       rate=RateLimit(rate=5, burst=20))
+def grant(ctx: EventContext, payload: GrantPayload) -> dict:
+    """Give a user or a role ``read`` or ``edit`` access to a document (replacing theirs).
+
+    For the document's creator or a holder of ``doc:admin``. Role permissions stay a
+    ceiling (a user without ``doc:edit`` only reads). Payload example::
+
+        {"doc_id": "spec-42", "user_id": "17", "mode": "edit"}
+        {"doc_id": "spec-42", "role": "reviewer", "mode": "read"}
+
+    Reply: ``{"ok": true, "data": {"doc_id": "spec-42", "created_by": "5", "grants":
+    [{"user_id": "17", "mode": "edit"}, {"role": "reviewer", "mode": "read"}]}}``.
+    Refusals: ``forbidden`` (not the creator nor ``doc:admin``), ``not_found`` (no such
+    document), ``invalid_payload`` (neither or both of ``user_id`` and ``role``).
+    """
+    docs = _manage(ctx, payload.doc_id)
+    return docs.set_grants(payload.doc_id, [payload.change(payload.mode)], by=ctx.conn.user_id)
+
+
+@event("doc:revoke", payload=AccessSubject, reply=AccessReply, permission="doc:read",
+       rate=RateLimit(rate=5, burst=20), emits=("doc:closed",))
+def revoke(ctx: EventContext, payload: AccessSubject) -> dict:
+    """Take a user's or a role's grant away; their open copies are closed (``doc:closed``).
+
+    For the document's creator or a holder of ``doc:admin``; the creator's own access is not
+    a grant and stays. Payload example: ``{"doc_id": "spec-42", "user_id": "17"}``.
+    Reply: as ``doc:grant``. Refusals: ``forbidden``, ``not_found``, ``invalid_payload``.
+    """
+    docs = _manage(ctx, payload.doc_id)
+    return docs.set_grants(payload.doc_id, [payload.change(None)], by=ctx.conn.user_id)
+
+
+class AccessPayload(BaseModel):
+    doc_id: DocId
+
+
+@event("doc:access", payload=AccessPayload, reply=AccessReply, permission="doc:read")
+def access(ctx: EventContext, payload: AccessPayload) -> dict:
+    """Who may open a document: its creator and its grants.
+
+    For the document's creator or a holder of ``doc:admin``. Payload example:
+    ``{"doc_id": "spec-42"}``; reply as ``doc:grant``. Refusals: ``forbidden``,
+    ``not_found``.
+    """
+    return _manage(ctx, payload.doc_id).grants(payload.doc_id)
+
+
 class UpdatedEvent(BaseModel):
     doc_id: str
     update: Binary = Field(description="a Yjs update to apply")
@@ -227,6 +322,18 @@ server_event("doc:closed", ClosedEvent, """
 """)
 
 
+class AccessBody(BaseModel):
+    grants: list[AccessEntry] = Field(max_length=1000)
+
+    @field_validator("grants")
+    @classmethod
+    def _one_subject(cls, value: list[AccessEntry]) -> list[AccessEntry]:
+        for entry in value:
+            if (entry.user_id is None) == (entry.role is None):
+                raise ValueError("each grant names exactly one of user_id and role")
+        return value
+
+
 class CreateDoc(BaseModel):
     doc_id: DocId
     text: str | None = Field(default=None, max_length=1_000_000)
@@ -262,6 +369,33 @@ def setup(rt: Realtime) -> None:
         except ValidationError as exc:
             raise invalid("invalid document", validation_details(exc)) from None
         return jsonify(docs.create(body.doc_id, body.text, root=body.root)), 201
+
+    @bp.get("/api/v1/docs/<doc_id>/access")
+    @api_key
+    def http_read_access(doc_id: str) -> Any:
+        """Who may open a document: ``{"doc_id", "created_by", "grants": [...]}``."""
+        return jsonify(docs.grants(doc_id))
+
+    @bp.put("/api/v1/docs/<doc_id>/access")
+    @api_key
+    def http_set_access(doc_id: str) -> Any:
+        """Replace a document's grants.
+
+        Body: ``{"grants": [{"user_id": "17", "mode": "edit"}, {"role": "staff",
+        "mode": "read"}]}`` → 200 with the grants. Open copies of users who lost access
+        are closed (``doc:closed``).
+        """
+        from pydantic import ValidationError
+
+        from dihya_realtime.pipeline import validation_details
+
+        try:
+            body = AccessBody.model_validate(json_body())
+        except ValidationError as exc:
+            raise invalid("invalid grants", validation_details(exc)) from None
+        changes = [("user", e.user_id, e.mode) if e.user_id is not None
+                   else ("role", str(e.role), e.mode) for e in body.grants]
+        return jsonify(docs.set_grants(doc_id, changes, by=None, replace=True))
 
     @bp.get("/api/v1/docs/<doc_id>")
     @api_key
