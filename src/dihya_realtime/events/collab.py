@@ -62,8 +62,11 @@ def join(ctx: EventContext, payload: JoinPayload) -> dict:
     """Join a document: the reply carries its state (Yjs sync step 1 and step 2).
 
     Then answer the server's ``sync_step1`` with ``doc:sync`` (your step 2: what the server
-    lacks), and from then on send ``doc:update``. Editors may create a document by joining it
-    (``DIHYA_RT_DOCS_CREATE_ON_JOIN``); readers get ``read_only: true``. Payload example::
+    lacks), and from then on send ``doc:update``. A document is open to its creator, to the
+    users and roles it was granted to (``doc:grant``, ``PUT /api/v1/docs/<id>/access``) and to
+    ``doc:admin``; the roles' ``doc:edit`` / ``doc:read`` cap the mode. Anyone with
+    ``doc:edit`` may create a document by joining it (``DIHYA_RT_DOCS_CREATE_ON_JOIN``) and
+    becomes its creator; readers get ``read_only: true``. Payload example::
 
         {"doc_id": "spec-42"}
 
@@ -71,6 +74,8 @@ def join(ctx: EventContext, payload: JoinPayload) -> dict:
     "client_id": 2718281828, "seq": 17, "sync_step1": <bytes>, "sync_step2": <bytes>,
     "awareness": [{"doc_id": "spec-42", "client_id": 314159, "user": {"user_id": "17",
     "name": "Alice"}, "state": {"cursor": {"anchor": 3, "head": 3}}}]}}``
+
+    Refusals: ``forbidden`` (no access), ``not_found`` (no such document and not created).
     """
     docs: DocService = ctx.rt.docs  # type: ignore[attr-defined]
     reply = docs.join(ctx.conn, payload.doc_id, payload.sync_step1)
@@ -95,10 +100,20 @@ class UpdateReply(BaseModel):
 def update(ctx: EventContext, payload: UpdatePayload) -> dict:
     """Apply a Yjs update to a joined document; acked once it is stored.
 
-    It is relayed to every other participant on every process as ``doc:update``. Bytes that
-    are not a Yjs update → ``invalid_payload`` (nothing stored); a read-only participant →
-    ``forbidden``. Payload example: ``{"doc_id": "spec-42", "update": <bytes>}``;
-    reply ``{"ok": true, "data": {"doc_id": "spec-42", "seq": 18}}``.
+    It is relayed to every other participant on every process as ``doc:update``. The update
+    is first applied to a copy of the document's current state in a worker process; one
+    that changes nothing is acked without being stored. Payload example:
+    ``{"doc_id": "spec-42", "update": <bytes>}``; reply
+    ``{"ok": true, "data": {"doc_id": "spec-42", "seq": 18}}``.
+
+    Refusals (nothing stored, nothing relayed): ``invalid_payload`` (not a Yjs update, or it
+    does not apply to this document); ``payload_too_large`` with ``details.limit``:
+    ``structs`` (``DIHYA_RT_DOC_UPDATE_MAX_STRUCTS``), ``clients``
+    (``DIHYA_RT_DOC_UPDATE_MAX_CLIENTS``), ``cpu_seconds``
+    (``DIHYA_RT_DOC_UPDATE_CPU_SECONDS``), ``doc_bytes`` (``DIHYA_RT_DOC_MAX_BYTES``), or
+    more bytes than ``DIHYA_RT_MAX_PAYLOAD_BYTES``; ``forbidden`` (read-only);
+    ``conflict`` (not joined); ``unavailable`` with ``retry_after`` (every worker busy).
+    Each refusal over a cap is audited as ``doc_update_refused``.
     """
     docs: DocService = ctx.rt.docs  # type: ignore[attr-defined]
     seq = docs.update(ctx.conn, payload.doc_id, payload.update)
@@ -122,10 +137,13 @@ class SyncReply(BaseModel):
 def sync(ctx: EventContext, payload: SyncPayload) -> dict:
     """Send a y-protocols sync message for a joined document.
 
-    A step 2 (your answer to the join reply's ``sync_step1``) or an update is stored and
-    relayed like ``doc:update`` (an empty one from a read-only participant is fine); a step 1
-    gets the server's step 2 in the reply (e.g. after a reconnect).
-    Payload example: ``{"doc_id": "spec-42", "message": <bytes>}``.
+    A step 2 (your answer to the join reply's ``sync_step1``) or an update is checked,
+    stored and relayed like ``doc:update`` (same refusals); one that changes nothing is
+    acked without being stored, from a read-only participant too (judged by content: its
+    answer may carry the document's delete set); a step 1 gets the server's step 2 in the
+    reply (e.g. after a reconnect). Payload example: ``{"doc_id": "spec-42",
+    "message": <bytes>}``; reply ``{"ok": true, "data": {"doc_id": "spec-42",
+    "message": null, "seq": 18}}``.
     """
     docs: DocService = ctx.rt.docs  # type: ignore[attr-defined]
     reply = docs.sync(ctx.conn, payload.doc_id, payload.message)
