@@ -93,9 +93,9 @@ def test_many_client_update_is_refused_without_stalling_bystanders(
     bystander = sio_client(server, token("bob"))
     data, _ = join(attacker, "victim")
     with Latency(bystander) as latency:
-        replies = [attacker.call("doc:update", {"doc_id": "victim",
-                                                "update": many_clients_update(4400, 1000 + k * 10_000)},
-                                 timeout=60) for k in range(3)]
+        replies = [attacker.call("doc:update", {
+            "doc_id": "victim", "update": many_clients_update(4400, 1000 + k * 10_000)},
+            timeout=60) for k in range(3)]
     assert latency.calls > 0
     assert latency.worst < 1.0, f"a bystander's whoami waited {latency.worst:.2f} s"
     assert all(not r["ok"] and r["error"]["code"] in DOC_REFUSALS for r in replies), replies
