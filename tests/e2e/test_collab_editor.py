@@ -182,6 +182,9 @@ def test_an_editor_reloading_the_page_gets_the_stored_text_a_reader_cannot_creat
 
 def test_edits_made_while_the_server_is_down_are_sent_on_reconnect(
         browsers: Browsers, server: ServerProcess) -> None:
+    server.api("POST", "/api/v1/docs", {"doc_id": DOC})  # (or it exists: 409)
+    assert server.api("PUT", f"/api/v1/docs/{DOC}/access", {"grants": [
+        {"role": "user", "mode": "edit"}]})["grants"]  # access is explicit
     alice = browsers.sign_in("alice")
     bob = browsers.sign_in("bob")
     for page in (alice, bob):
