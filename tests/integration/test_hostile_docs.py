@@ -84,6 +84,7 @@ class Latency:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(30)
+        print(f"bystander whoami: {self.calls} calls, worst {self.worst * 1000:.0f} ms")
 
 
 def test_many_client_update_is_refused_without_stalling_bystanders(

@@ -201,3 +201,31 @@ def test_struct_count_matches_the_encoding_of_every_content_kind() -> None:
         count_structs(update[:-3], 10_000)
     with pytest.raises(ValueError):
         count_structs(update + b"\x00", 10_000)
+
+
+def many_clients_update(count: int, first_client: int) -> bytes:
+    parts = []
+    for n in range(count):
+        one: Doc = Doc(client_id=first_client + n)
+        one.get("text", type=Text).insert(0, "x")
+        parts.append(one.get_update())
+    return merge_updates(*parts)
+
+
+def test_a_worker_that_overruns_its_time_limit_is_killed_and_replaced(make_rt, connect):
+    from dihya_realtime import doc_worker
+
+    rt = make_rt(doc_update_max_clients=100_000, doc_update_max_structs=100_000,
+                 doc_update_cpu_seconds=10, doc_worker_timeout=0.3, doc_workers=1)
+    alice = connect(rt, "alice")
+    join(alice)
+    assert alice.call("doc:update", {"doc_id": "plan",
+                                     "update": many_clients_update(3000, 1000)})["ok"]
+    pool = doc_worker.pool(1, 0.3, rt.settings.doc_worker_memory_mb * 1024 * 1024)
+    first = pool._idle.queue[0].proc
+    reply = alice.call("doc:update", {"doc_id": "plan",
+                                      "update": many_clients_update(3000, 100_000)})
+    assert code(reply) == "payload_too_large", reply
+    assert first.poll() is not None  # killed, not left running
+    assert edit(alice, "plan", "still works")["ok"]  # a fresh worker took its place
+    assert pool._idle.queue[0].proc is not first and pool._started == 1
