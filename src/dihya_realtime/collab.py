@@ -185,6 +185,12 @@ class Participant:
 
 
 @dataclass(eq=False)
+class _Turn:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    waiting: int = 0
+
+
+@dataclass(eq=False)
 class DocRoom:
     """A document open on this process: its pycrdt ``Doc`` (a cache of SQL) and participants."""
 
@@ -219,6 +225,7 @@ class DocService:
         self._joined: dict[str, set[str]] = {}  # sid → doc ids
         self._dirty: dict[str, float] = {}  # doc id → monotonic time of its last local update
         self._sweeping = False
+        self._checking: dict[str, _Turn] = {}  # user id → its turn at the doc workers
 
     # -- server-side API ------------------------------------------------------------------
 
@@ -621,6 +628,21 @@ class DocService:
         within the ``DIHYA_RT_DOC_*`` budget; a refusal is audited (``doc_update_refused``)
         and raised (``payload_too_large`` over a cap, ``invalid_payload`` if it does not
         apply)."""
+        with self._lock:  # one check at a time per user: nobody can hold every worker
+            turn = self._checking.get(conn.user_id)
+            if turn is None:
+                turn = self._checking[conn.user_id] = _Turn()
+            turn.waiting += 1
+        try:
+            with turn.lock:
+                return self._check(conn, room, update)
+        finally:
+            with self._lock:
+                turn.waiting -= 1
+                if not turn.waiting:
+                    del self._checking[conn.user_id]
+
+    def _check(self, conn: Connection, room: DocRoom, update: bytes) -> doc_worker.Verdict:
         with room.lock:
             self._catch_up(room)
             state = room.doc.get_update()
@@ -716,7 +738,11 @@ class DocService:
         ``doc_quarantine``; returns their seqs."""
         parts = ([base] if base is not None else []) + [r.update for r in rows]
         offset = 1 if base is not None else 0
-        failing = self._workers().failing_parts(parts)
+        try:
+            failing = self._workers().failing_parts(parts)
+        except TimeoutError:
+            raise RealtimeError(ErrorCode.UNAVAILABLE, "the document could not be checked in "
+                                "time", {"doc_id": doc_id}, retry_after=5.0) from None
         bad = [rows[i - offset] for i in failing if i >= offset]
         if bad:
             self.quarantine(doc_id, bad, reason)

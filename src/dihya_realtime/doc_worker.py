@@ -198,9 +198,14 @@ def count_structs(update: bytes, max_structs: int) -> tuple[int, int]:
 
 
 def check_update(state: bytes, update: bytes, budget: Budget) -> Verdict:
-    """Apply ``update`` to a copy of ``state`` within ``budget``; raise :class:`Refused`."""
+    """Apply ``update`` to a copy of ``state`` within ``budget``; raise :class:`Refused`.
+
+    Only in a worker process: an overrun ends the process it runs in.
+    """
     from pycrdt import Doc
 
+    if not _in_worker:
+        raise RuntimeError("check_update runs in a doc worker process only")
     try:
         structs, clients = count_structs(update, budget.max_structs)
     except ValueError as exc:
@@ -216,6 +221,9 @@ def check_update(state: bytes, update: bytes, budget: Budget) -> Verdict:
     doc.apply_update(state)
     before = doc.get_update()
     started = time.process_time()
+    # SIGPROF's default action ends the process, inside Rust code too: the integration may
+    # not run past a few times its budget (the parent sees the worker gone and refuses)
+    signal.setitimer(signal.ITIMER_PROF, max(4 * budget.cpu_seconds, 0.1))
     try:
         doc.apply_update(update)
     except BaseException as exc:  # pyo3's PanicException derives from BaseException
@@ -223,6 +231,8 @@ def check_update(state: bytes, update: bytes, budget: Budget) -> Verdict:
             raise
         raise Refused("invalid_payload", "the update does not apply to this document",
                       {"field": "update", "reason": str(exc)[:200]}) from None
+    finally:
+        signal.setitimer(signal.ITIMER_PROF, 0)
     cpu = time.process_time() - started
     if cpu > budget.cpu_seconds:
         raise Refused("payload_too_large", "the update takes too long to apply",
@@ -256,17 +266,21 @@ def failing_parts(parts: list[bytes]) -> list[int]:
     return bad
 
 
+_in_worker = False
 _JOBS: dict[str, Callable[..., Any]] = {"check": check_update,
                                         "failing_parts": failing_parts}
 
 
 def main() -> None:
     """The worker: length-prefixed pickled jobs on stdin, results on stdout, until EOF."""
+    global _in_worker
+    _in_worker = True
     memory, cpu_hard = int(sys.argv[1]), float(sys.argv[2])
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     if memory > 0:
         resource.setrlimit(resource.RLIMIT_DATA, (memory, memory))
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server's Ctrl-C is not ours
+    signal.signal(signal.SIGPROF, signal.SIG_DFL)  # the per-update CPU limit (check_update)
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     while True:
         head = stdin.read(_HEADER.size)
