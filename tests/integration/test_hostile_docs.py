@@ -175,3 +175,30 @@ def test_stored_update_that_will_not_apply_is_quarantined_and_the_document_opens
     server.start()
     status, body = server.http("GET", "/api/v1/docs/brick", api_key=True)
     assert status == 200 and body["text"] == "> hello", body
+
+
+def test_stored_many_client_updates_no_longer_stall_a_fresh_join(
+        start_server, sio_client, token) -> None:
+    """What such updates left in the log before the checks existed: the cache loads the log
+    merged into one update (milliseconds) rather than one update at a time (seconds)."""
+    server = start_server()
+    alice = sio_client(server, token("alice"))
+    join(alice, "victim")
+    alice.disconnect()
+    server.stop()
+    with sqlite3.connect(server.workdir / "realtime.db") as db:
+        for k in range(3):
+            db.execute("UPDATE docs SET last_seq = last_seq + 1 WHERE id = 'victim'")
+            (seq,) = db.execute("SELECT last_seq FROM docs WHERE id = 'victim'").fetchone()
+            db.execute("INSERT INTO doc_updates (doc_id, seq, \"update\", user_id, created_at) "
+                       "VALUES ('victim', ?, ?, 'mallory', ?)",
+                       (seq, many_clients_update(4400, 1000 + k * 10_000), datetime.now(UTC)))
+    server.start()
+    bystander = sio_client(server, token("bob"))
+    with Latency(bystander) as latency:
+        started = time.perf_counter()
+        data, doc = join(sio_client(server, token("alice")), "victim")
+        took = time.perf_counter() - started
+    assert len(str(doc.get("text", type=Text))) == 3 * 4400
+    assert took < 1.0, f"a fresh doc:join took {took:.2f} s"
+    assert latency.worst < 1.0, f"a bystander's whoami waited {latency.worst:.2f} s"
