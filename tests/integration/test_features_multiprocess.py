@@ -759,6 +759,21 @@ def test_collab_state_survives_a_restart_of_both_processes(
     assert again.edit(len(content), "!") == last + 1
 
 
+def test_collab_revoking_access_on_one_process_closes_the_copy_open_on_the_other(
+        shared_pair: Pair, u: Callable[[str], str], sio_client, token) -> None:
+    a, b = shared_pair
+    doc_id = f"shared-{u('doc')}"
+    alice = RemoteEditor(sio_client(a, token(u("alice"))), doc_id)
+    alice.join()
+    ok(alice.client, "doc:grant", {"doc_id": doc_id, "user_id": u("bob"), "mode": "edit"})
+    bob = RemoteEditor(sio_client(b, token(u("bob"))), doc_id)
+    bob.join()
+    ok(alice.client, "doc:revoke", {"doc_id": doc_id, "user_id": u("bob")})
+    assert bob.client.wait_for("doc:closed") == {"doc_id": doc_id, "reason": "forbidden"}
+    refused = bob.client.call("doc:join", {"doc_id": doc_id})
+    assert refused["error"]["code"] == "forbidden"
+
+
 def test_collab_awareness_crosses_processes_and_clears_on_disconnect(
         shared_pair: Pair, u: Callable[[str], str], sio_client, token) -> None:
     a, b = shared_pair
