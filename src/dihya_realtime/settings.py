@@ -228,7 +228,7 @@ class Settings(BaseSettings):
     doc_update_max_structs: int = Field(default=20_000, ge=1)  # items/GC/skip in one update
     doc_update_max_clients: int = Field(default=256, ge=1)  # distinct client ids in one update
     doc_update_cpu_seconds: float = Field(default=0.05, gt=0, le=10)  # CPU to integrate one
-    doc_max_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)  # encoded document state
+    doc_max_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)  # encoded document state
     doc_workers: int = Field(default=2, ge=1, le=64)  # worker processes per server process
     doc_worker_timeout: float = Field(default=5, gt=0, le=300)  # wall/CPU per job, then killed
     doc_worker_memory_mb: int = Field(default=512, ge=0)  # heap of a worker (0 = no limit)
