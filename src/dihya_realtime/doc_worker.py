@@ -21,6 +21,7 @@ the job that killed it is refused. Waiting for a worker is cooperative under gev
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import pickle
@@ -34,12 +35,15 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from dihya_realtime.errors import ErrorCode, RealtimeError
 
 _HEADER = struct.Struct(">I")
+_READY = b"R"  # written once a worker has loaded pycrdt
+_START_TIMEOUT = 30.0  # seconds for a new worker to start (a loaded machine is slow)
+_MAX_RESULT = 1 << 20  # a verdict or a list of indices; anything bigger is not our worker
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,11 +135,10 @@ class _Reader:
             raise ValueError(f"unknown value tag {tag}")
 
 
-def count_structs(update: bytes, max_structs: int) -> tuple[int, int]:
+def count_structs(update: bytes) -> tuple[int, int]:
     """``(structs, distinct client ids)`` of a v1 update; ``ValueError`` if it is malformed.
 
-    Stops counting (returns ``max_structs + 1``) as soon as the cap is passed, so a hostile
-    header costs nothing.
+    Linear in the bytes (every struct takes at least one), which the payload limit bounds.
     """
     r = _Reader(update)
     clients: set[int] = set()
@@ -145,8 +148,6 @@ def count_structs(update: bytes, max_structs: int) -> tuple[int, int]:
         r.uint()  # clock
         clients.add(client)
         structs += count
-        if structs > max_structs:
-            return structs, len(clients)
         for _ in range(count):
             info = r.byte()
             kind = info & 0x1F
@@ -207,7 +208,7 @@ def check_update(state: bytes, update: bytes, budget: Budget) -> Verdict:
     if not _in_worker:
         raise RuntimeError("check_update runs in a doc worker process only")
     try:
-        structs, clients = count_structs(update, budget.max_structs)
+        structs, clients = count_structs(update)
     except ValueError as exc:
         raise Refused("invalid_payload", f"malformed Yjs update: {exc}",
                       {"field": "update"}) from None
@@ -272,7 +273,8 @@ _JOBS: dict[str, Callable[..., Any]] = {"check": check_update,
 
 
 def main() -> None:
-    """The worker: length-prefixed pickled jobs on stdin, results on stdout, until EOF."""
+    """The worker: length-prefixed jobs on stdin (pickled by the server), results on stdout
+    (JSON: the server never unpickles what a process that parsed client bytes wrote)."""
     global _in_worker
     _in_worker = True
     memory, cpu_hard = int(sys.argv[1]), float(sys.argv[2])
@@ -282,6 +284,10 @@ def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server's Ctrl-C is not ours
     signal.signal(signal.SIGPROF, signal.SIG_DFL)  # the per-update CPU limit (check_update)
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    import pycrdt  # noqa: F401  (loaded before the first job: its time is not the job's)
+
+    stdout.write(_READY)
+    stdout.flush()
     while True:
         head = stdin.read(_HEADER.size)
         if len(head) < _HEADER.size:
@@ -291,13 +297,15 @@ def main() -> None:
         soft = math.ceil(usage.ru_utime + usage.ru_stime + cpu_hard)
         resource.setrlimit(resource.RLIMIT_CPU, (soft, resource.RLIM_INFINITY))
         try:
-            result: tuple[Any, ...] = ("ok", _JOBS[name](*args))
+            value = _JOBS[name](*args)
+            result: tuple[Any, ...] = ("ok", asdict(value) if isinstance(value, Verdict)
+                                       else value)
         except Refused as exc:
             result = ("refused", exc.code, exc.message, exc.details)
         except MemoryError:
             result = ("refused", "payload_too_large", "the update needs too much memory",
                       {"limit": "memory"})
-        data = pickle.dumps(result)
+        data = json.dumps(result).encode()
         stdout.write(_HEADER.pack(len(data)) + data)
         stdout.flush()
 
@@ -318,12 +326,21 @@ class _Worker:
         self.wfd, self.rfd = self.proc.stdin.fileno(), self.proc.stdout.fileno()
         os.set_blocking(self.wfd, False)
         os.set_blocking(self.rfd, False)
+        try:
+            if self._read(len(_READY), time.monotonic() + _START_TIMEOUT) != _READY:
+                raise _WorkerGone
+        except (TimeoutError, _WorkerGone):
+            self.kill()
+            raise RealtimeError(ErrorCode.UNAVAILABLE, "a document worker did not start",
+                                retry_after=5.0) from None
 
     def call(self, job: tuple[str, tuple[Any, ...]], deadline: float) -> Any:
         data = pickle.dumps(job)
         self._write(_HEADER.pack(len(data)) + data, deadline)
         size = _HEADER.unpack(self._read(_HEADER.size, deadline))[0]
-        return pickle.loads(self._read(size, deadline))
+        if size > _MAX_RESULT:
+            raise _WorkerGone
+        return json.loads(self._read(size, deadline))
 
     def _wait(self, fd: int, write: bool, deadline: float) -> None:
         remaining = deadline - time.monotonic()
@@ -388,7 +405,7 @@ class DocWorkers:
     def check(self, state: bytes, update: bytes, budget: Budget) -> Verdict:
         """:func:`check_update` in a worker; raises :class:`RealtimeError` on a refusal."""
         try:
-            verdict: Verdict = self._run(("check", (state, update, budget)))
+            verdict = Verdict(**self._run(("check", (state, update, budget))))
         except TimeoutError:
             raise RealtimeError(ErrorCode.PAYLOAD_TOO_LARGE, "the update takes too long to "
                                 "apply", {"limit": "cpu_seconds",
@@ -396,8 +413,7 @@ class DocWorkers:
         return verdict
 
     def failing_parts(self, parts: list[bytes]) -> list[int]:
-        result: list[int] = self._run(("failing_parts", (parts,)))
-        return result
+        return [int(i) for i in self._run(("failing_parts", (parts,)))]
 
     def close(self) -> None:
         while True:
@@ -410,8 +426,8 @@ class DocWorkers:
             worker.kill()
 
     def _run(self, job: tuple[str, tuple[Any, ...]]) -> Any:
-        deadline = time.monotonic() + self.timeout
-        worker = self._acquire(deadline)
+        worker = self._acquire(time.monotonic() + self.timeout)
+        deadline = time.monotonic() + self.timeout  # the job's own time, not the wait's
         try:
             result = worker.call(job, deadline)
         except (TimeoutError, _WorkerGone):
