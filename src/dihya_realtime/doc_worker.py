@@ -226,14 +226,12 @@ def check_update(state: bytes, update: bytes, budget: Budget) -> Verdict:
     # not run past a few times its budget (the parent sees the worker gone and refuses)
     signal.setitimer(signal.ITIMER_PROF, max(4 * budget.cpu_seconds, 0.1))
     try:
-        doc.apply_update(update)
-    except BaseException as exc:  # pyo3's PanicException derives from BaseException
-        if not isinstance(exc, Exception) and type(exc).__name__ != "PanicException":
-            raise
-        raise Refused("invalid_payload", "the update does not apply to this document",
-                      {"field": "update", "reason": str(exc)[:200]}) from None
+        failure = _apply(doc, update)
     finally:
         signal.setitimer(signal.ITIMER_PROF, 0)
+    if failure is not None:
+        raise Refused("invalid_payload", "the update does not apply to this document",
+                      {"field": "update", "reason": failure[:200]})
     cpu = time.process_time() - started
     if cpu > budget.cpu_seconds:
         raise Refused("payload_too_large", "the update takes too long to apply",
@@ -251,20 +249,26 @@ def failing_parts(parts: list[bytes]) -> list[int]:
     from pycrdt import Doc, merge_updates
 
     try:
-        Doc().apply_update(merge_updates(*parts))
-        return []  # the usual case, and fast even when applying one by one is not
+        merged = merge_updates(*parts)
     except Exception:
-        pass
+        merged = b""
+    if merged and _apply(Doc(), merged) is None:
+        return []  # the usual case, and fast even when applying one by one is not
     doc: Doc = Doc()
-    bad = []
-    for i, part in enumerate(parts):
-        try:
-            doc.apply_update(part)
-        except BaseException as exc:
-            if not isinstance(exc, Exception) and type(exc).__name__ != "PanicException":
-                raise
-            bad.append(i)
-    return bad
+    return [i for i, part in enumerate(parts) if _apply(doc, part) is not None]
+
+
+def _apply(doc: Any, update: bytes) -> str | None:
+    """Apply ``update`` to a pycrdt ``Doc``; why it failed (``doc`` unchanged), or ``None``."""
+    try:
+        doc.apply_update(update)
+    except Exception as exc:
+        return str(exc) or type(exc).__name__
+    except BaseException as exc:  # pyo3's PanicException derives from BaseException
+        if type(exc).__name__ != "PanicException":
+            raise
+        return f"panic: {exc}"
+    return None
 
 
 _in_worker = False
@@ -305,6 +309,8 @@ def main() -> None:
         except MemoryError:
             result = ("refused", "payload_too_large", "the update needs too much memory",
                       {"limit": "memory"})
+        except Exception as exc:  # a bug of ours: reported, and the worker lives on
+            result = ("error", f"{type(exc).__name__}: {exc}"[:500])
         data = json.dumps(result).encode()
         stdout.write(_HEADER.pack(len(data)) + data)
         stdout.flush()
@@ -437,6 +443,8 @@ class DocWorkers:
             self._discard(worker)
             raise
         self._idle.put(worker)
+        if result[0] == "error":
+            raise RuntimeError(f"document worker failed: {result[1]}")
         if result[0] == "refused":
             raise RealtimeError(ErrorCode(result[1]), result[2], result[3])
         return result[1]
