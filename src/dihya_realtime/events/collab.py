@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field, Strict, field_validator, model_validator
 from dihya_realtime.api import json_body, require_api_key
 from dihya_realtime.collab import DOC_ID_RE, DocService
 from dihya_realtime.errors import forbidden, invalid
+from dihya_realtime.openapi import body
 from dihya_realtime.payloads import JsonValue
 from dihya_realtime.pipeline import EventContext
 from dihya_realtime.registry import event, server_event
@@ -396,6 +397,7 @@ def setup(rt: Realtime) -> None:
 
     @bp.put("/api/v1/docs/<doc_id>/access")
     @api_key
+    @body(AccessBody)
     def http_set_access(doc_id: str) -> Any:
         """Replace a document's grants.
 
