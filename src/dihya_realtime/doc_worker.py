@@ -421,16 +421,6 @@ class DocWorkers:
     def failing_parts(self, parts: list[bytes]) -> list[int]:
         return [int(i) for i in self._run(("failing_parts", (parts,)))]
 
-    def close(self) -> None:
-        while True:
-            try:
-                worker = self._idle.get_nowait()
-            except queue.Empty:
-                return
-            with self._lock:
-                self._started -= 1
-            worker.kill()
-
     def _run(self, job: tuple[str, tuple[Any, ...]]) -> Any:
         worker = self._acquire(time.monotonic() + self.timeout)
         deadline = time.monotonic() + self.timeout  # the job's own time, not the wait's
