@@ -19,8 +19,21 @@ Why the design looks like this:
 - **Join enters the Socket.IO room before reading the state**, so an update committed during
   the join reaches the client either in the state or as a relayed ``doc:update`` (maybe
   both; harmless).
-- **A malformed update is caught before anything is stored**: it is decoded into a scratch
-  ``Doc`` first; pycrdt raises ``ValueError`` on bytes that are not a Yjs update.
+- **An update is checked against the document's current state before anything is stored**,
+  in a worker process (:mod:`dihya_realtime.doc_worker`) within a budget of structs, client
+  ids, CPU time and resulting size: pycrdt holds the GIL, and an update that is cheap against
+  an empty document can take seconds to merge into a real one. What the event loop then
+  pays to apply it to its cache is bounded by that CPU budget. An update that changes
+  nothing (a reader's sync answer, however its delete set is encoded) is not stored.
+- **A stored update that will not apply is quarantined**, not retried forever: the cache
+  loads the log merged into one update (fast, whatever the history); if that fails, a
+  worker finds the culprits, which move to ``doc_quarantine`` (audited ``doc_quarantine``)
+  and the document opens without them. Compaction checks the same way before it merges.
+- **Access is explicit**: a document's creator edits it; others need a grant (to a user or
+  a role, ``read`` or ``edit``) from the creator or a holder of ``doc:admin``, by
+  ``doc:grant`` / ``doc:revoke`` or ``PUT /api/v1/docs/<id>/access``. Role permissions
+  (``doc:read`` / ``doc:edit``) stay a ceiling. A host app that sets
+  :attr:`DocService.access_check` decides instead of the grants.
 - **Awareness is ephemeral**: kept in memory per participant, relayed with the user identity
   and a ``client_id`` chosen by the server (a client cannot pose as another user or overwrite
   another participant's cursor), cleared (``state: null``) on leave and disconnect.
@@ -34,7 +47,7 @@ import secrets
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
@@ -43,10 +56,17 @@ import sqlalchemy as sa
 from pycrdt import Doc, Text, YMessageType, YSyncMessageType, create_sync_message, merge_updates
 from sqlalchemy.exc import IntegrityError
 
+from dihya_realtime import doc_worker
 from dihya_realtime.errors import ErrorCode, RealtimeError, conflict, forbidden, invalid, not_found
 from dihya_realtime.principal import Principal
 from dihya_realtime.settings import HistoryPolicy
-from dihya_realtime.store.collab import DocRecord, DocSnapshot, DocUpdate
+from dihya_realtime.store.collab import (
+    DocGrant,
+    DocQuarantine,
+    DocRecord,
+    DocSnapshot,
+    DocUpdate,
+)
 
 if TYPE_CHECKING:
     from dihya_realtime.connections import Connection
@@ -69,6 +89,10 @@ _CONTROL_HISTORY = HistoryPolicy(size=0, ttl=60)
 _docs: sa.Table = DocRecord.__table__  # type: ignore[assignment]
 _updates: sa.Table = DocUpdate.__table__  # type: ignore[assignment]
 _snapshots: sa.Table = DocSnapshot.__table__  # type: ignore[assignment]
+_grants: sa.Table = DocGrant.__table__  # type: ignore[assignment]
+_quarantine: sa.Table = DocQuarantine.__table__  # type: ignore[assignment]
+_RANK: dict[str | None, int] = {None: 0, "read": 1, "edit": 2}
+ACCESS_CONTROL_ACTION = "doc_access"
 
 
 def room_of(doc_id: str) -> str:
@@ -83,17 +107,17 @@ def check_doc_id(doc_id: str) -> str:
     return doc_id
 
 
-def validate_update(update: bytes) -> None:
-    """Raise ``invalid_payload`` unless ``update`` decodes as a Yjs update (v1 encoding)."""
+def _apply(doc: Doc, update: bytes) -> bool:
+    """Apply ``update``; ``False`` (``doc`` unchanged) if it does not apply."""
     try:
-        Doc().apply_update(update)
-    except Exception as exc:
-        raise invalid("malformed Yjs update", [{"field": "update",
-                                                "message": str(exc)[:200]}]) from None
+        doc.apply_update(update)
+    except Exception:
+        return False
     except BaseException as exc:  # a Rust panic surfaces as pyo3's PanicException
         if type(exc).__name__ != "PanicException":
             raise
-        raise invalid("malformed Yjs update", [{"field": "update"}]) from None
+        return False
+    return True
 
 
 def _read_var_uint(buf: bytes, pos: int) -> tuple[int, int]:
@@ -161,6 +185,12 @@ class Participant:
 
 
 @dataclass(eq=False)
+class _Turn:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    waiting: int = 0
+
+
+@dataclass(eq=False)
 class DocRoom:
     """A document open on this process: its pycrdt ``Doc`` (a cache of SQL) and participants."""
 
@@ -195,6 +225,7 @@ class DocService:
         self._joined: dict[str, set[str]] = {}  # sid → doc ids
         self._dirty: dict[str, float] = {}  # doc id → monotonic time of its last local update
         self._sweeping = False
+        self._checking: dict[str, _Turn] = {}  # user id → its turn at the doc workers
 
     # -- server-side API ------------------------------------------------------------------
 
@@ -256,24 +287,123 @@ class DocService:
     # -- access -----------------------------------------------------------------------------
 
     def access(self, conn: Connection, doc_id: str) -> Access:
-        """``edit`` or ``read`` for this connection on this document, else ``forbidden``."""
-        mode: Access | None = "edit" if conn.can("doc:edit") else \
+        """``edit`` or ``read`` for this connection on this document, else ``forbidden``.
+
+        The roles' ``doc:edit`` / ``doc:read`` are the ceiling; under it, the host app's
+        :attr:`access_check` if set, else :meth:`granted` (creator, ``doc:admin``, grants).
+        """
+        ceiling: Access | None = "edit" if conn.can("doc:edit") else \
             "read" if conn.can("doc:read") else None
-        if mode is not None and self.access_check is not None:
-            narrowed = self.access_check(conn.principal, doc_id)
-            if narrowed is None:
-                mode = None
-            elif narrowed == "read":
-                mode = "read"
-        if mode is None:
+        mode: Access | None = None
+        if ceiling is not None:
+            if self.access_check is not None:
+                mode = self.access_check(conn.principal, doc_id)
+            elif conn.can("doc:admin"):
+                mode = "edit"
+            else:
+                mode = self.granted(conn.principal, doc_id)
+        if mode is None or ceiling is None:
             raise forbidden(f"no access to document {doc_id!r}", {"doc_id": doc_id})
-        return mode
+        return mode if _RANK[mode] <= _RANK[ceiling] else ceiling
+
+    def granted(self, principal: Principal, doc_id: str) -> Access | None:
+        """What the grants give ``principal``: ``edit`` for the creator, else the widest
+        grant to the user or to one of its roles, else ``None``."""
+        user_id = principal.user_id
+        with self.rt.db.session() as s:
+            creator = s.execute(sa.select(_docs.c.created_by).where(_docs.c.id == doc_id)
+                                ).first()
+            if creator is not None and creator.created_by == user_id:
+                return "edit"
+            modes = s.execute(sa.select(_grants.c.mode).where(
+                _grants.c.doc_id == doc_id,
+                sa.or_(sa.and_(_grants.c.kind == "user", _grants.c.subject == user_id),
+                       sa.and_(_grants.c.kind == "role",
+                               _grants.c.subject.in_(list(principal.roles)))))).scalars()
+            best = max(modes, key=lambda m: _RANK.get(m, 0), default=None)
+        return best if best in ("read", "edit") else None  # type: ignore[return-value]
+
+    def grants(self, doc_id: str) -> dict[str, Any]:
+        """``{"doc_id", "created_by", "grants": [{"user_id" | "role", "mode"}]}``."""
+        with self.rt.db.session() as s:
+            row = s.execute(sa.select(_docs.c.created_by).where(_docs.c.id == doc_id)).first()
+            if row is None:
+                raise not_found(f"no document {doc_id!r}", {"doc_id": doc_id})
+            rows = s.execute(sa.select(_grants.c.kind, _grants.c.subject, _grants.c.mode)
+                             .where(_grants.c.doc_id == doc_id)
+                             .order_by(_grants.c.kind, _grants.c.subject)).all()
+        return {"doc_id": doc_id, "created_by": row.created_by,
+                "grants": [{("user_id" if r.kind == "user" else "role"): r.subject,
+                            "mode": r.mode} for r in rows]}
+
+    def may_manage(self, principal: Principal, can_admin: bool, doc_id: str) -> bool:
+        """Whether ``principal`` may change who has access: the creator or ``doc:admin``."""
+        if can_admin:
+            return True
+        with self.rt.db.session() as s:
+            row = s.execute(sa.select(_docs.c.created_by).where(_docs.c.id == doc_id)).first()
+        if row is None:
+            raise not_found(f"no document {doc_id!r}", {"doc_id": doc_id})
+        return row.created_by is not None and row.created_by == principal.user_id
+
+    def set_grants(self, doc_id: str, changes: Sequence[tuple[str, str, Any]],
+                   *, by: str | None, replace: bool = False) -> dict[str, Any]:
+        """Apply ``(kind, subject, mode)`` changes (``mode`` ``None`` revokes); ``replace``
+        drops every other grant first. Audited as ``doc_access``; participants that lost
+        access are closed (on every process). Returns :meth:`grants`."""
+        check_doc_id(doc_id)
+        now = _now()
+        with self.rt.db.write_transaction() as c:
+            if c.execute(sa.select(_docs.c.id).where(_docs.c.id == doc_id)).first() is None:
+                raise not_found(f"no document {doc_id!r}", {"doc_id": doc_id})
+            if replace:
+                c.execute(sa.delete(_grants).where(_grants.c.doc_id == doc_id))
+            for kind, subject, mode in changes:
+                c.execute(sa.delete(_grants).where(_grants.c.doc_id == doc_id,
+                                                   _grants.c.kind == kind,
+                                                   _grants.c.subject == subject))
+                if mode is not None:
+                    c.execute(sa.insert(_grants).values(
+                        doc_id=doc_id, kind=kind, subject=subject, mode=mode, granted_by=by,
+                        created_at=now))
+        self.rt.audit.record("doc_access", user_id=by, outcome="ok", details={
+            "doc_id": doc_id, "replace": replace,
+            "changes": [{"kind": k, "subject": sub, "mode": m} for k, sub, m in changes]})
+        self.recheck_participants(doc_id)
+        if self.settings.redis_url:
+            try:
+                self.rt.broker.publish(AWARENESS_CONTROL, {
+                    "action": ACCESS_CONTROL_ACTION, "doc_id": doc_id, "node": self.node_id},
+                    history=_CONTROL_HISTORY)
+            except RealtimeError:
+                log.warning("could not tell the other processes that access to %s changed",
+                            doc_id)
+        return self.grants(doc_id)
+
+    def recheck_participants(self, doc_id: str) -> None:
+        """Check every local participant of ``doc_id`` again (after its grants changed)."""
+        with self._lock:
+            room = self._rooms.get(doc_id)
+            sids = list(room.participants) if room else []
+        for sid in sids:
+            conn = self.rt.connections.get(sid)
+            if conn is None:
+                continue
+            try:
+                mode = self.access(conn, doc_id)
+            except RealtimeError as exc:
+                reason = "forbidden" if exc.code is ErrorCode.FORBIDDEN else "unavailable"
+                self.close(conn, doc_id, reason)
+                continue
+            with self._lock:
+                participant = room.participants.get(sid) if room else None
+                if participant is not None:
+                    participant.mode = mode
 
     # -- participation (called by the event handlers) -----------------------------------------
 
     def join(self, conn: Connection, doc_id: str, client_step1: bytes | None = None
              ) -> dict[str, Any]:
-        mode = self.access(conn, doc_id)
         state_vector = None
         if client_step1 is not None:
             kind, state_vector = parse_sync_message(client_step1)
@@ -281,12 +411,14 @@ class DocService:
                 raise invalid("sync_step1 must be a sync step 1 message",
                               [{"field": "sync_step1"}])
         if not self.exists(doc_id):
-            if not (self.settings.docs_create_on_join and mode == "edit"):
+            # whoever may edit some document may create one by joining it, and owns it
+            if not (self.settings.docs_create_on_join and conn.can("doc:edit")):
                 raise not_found(f"no document {doc_id!r}", {"doc_id": doc_id})
             if self._insert(doc_id, conn.user_id):
                 self.rt.audit.record("doc_create", outcome="ok", event="doc:join",
                                      details={"doc_id": doc_id, "size": 0},
                                      **conn.audit_fields())
+        mode = self.access(conn, doc_id)
         # Enter the room first: an update committed from now on is relayed to this client.
         self.rt.socketio.server.enter_room(conn.sid, room_of(doc_id), namespace="/")
         p = conn.principal
@@ -337,6 +469,10 @@ class DocService:
             return
         data = message.data
         if data.get("node") == self.node_id:
+            return
+        if data.get("action") == ACCESS_CONTROL_ACTION:
+            self.rt.socketio.start_background_task(self.recheck_participants,
+                                                   str(data.get("doc_id")))
             return
         doc_id, sid = str(data.get("doc_id")), str(data.get("sid"))
         with self._lock:
@@ -437,26 +573,32 @@ class DocService:
             raise conflict(f"join document {doc_id!r} first (doc:join)", {"doc_id": doc_id})
         return room, participant
 
-    def update(self, conn: Connection, doc_id: str, update: bytes) -> int:
-        """Validate, store, apply and relay one Yjs update; returns the document's ``seq``.
+    def update(self, conn: Connection, doc_id: str, update: bytes, *,
+               noop_from_reader: bool = False) -> int:
+        """Check, store, apply and relay one Yjs update; returns the document's ``seq``.
 
-        Nothing is stored or relayed unless the update decodes; the ack follows the commit.
+        The update is checked against the document's current state in a worker process
+        (:meth:`check`); nothing is stored or relayed unless it passes, and one that changes
+        nothing is not stored. ``noop_from_reader``: a read-only participant may send an
+        update that changes nothing (its sync answer). The ack follows the commit.
         """
         room, participant = self._joined_room(conn, doc_id)
-        if participant.mode != "edit":
+        if participant.mode != "edit" and not noop_from_reader:
             raise forbidden(f"read-only access to document {doc_id!r}", {"doc_id": doc_id})
         if len(update) > self.settings.max_payload_bytes:
             raise RealtimeError(ErrorCode.PAYLOAD_TOO_LARGE, "the update is too large",
                                 {"max_bytes": self.settings.max_payload_bytes})
         if update == EMPTY_UPDATE:
             return room.seq
-        validate_update(update)
+        verdict = self.check(conn, room, update)
+        if not verdict.changes:
+            return room.seq
+        if participant.mode != "edit":
+            raise forbidden(f"read-only access to document {doc_id!r}", {"doc_id": doc_id})
         seq = self._append(doc_id, update, conn.user_id)
         with room.lock:
-            try:
-                room.doc.apply_update(update)
-            except Exception:  # validated above; never let the cache block the write path
-                log.exception("could not apply stored update %s#%d to the cache", doc_id, seq)
+            if not _apply(room.doc, update):  # checked above; never block the write path
+                log.error("could not apply stored update %s#%d to the cache", doc_id, seq)
             if room.seq == seq - 1:
                 room.seq = seq
         self.rt.emit("doc:update", {"doc_id": doc_id, "update": update, "seq": seq},
@@ -476,11 +618,52 @@ class DocService:
                 except ValueError:
                     raise invalid("malformed state vector", [{"field": "message"}]) from None
                 return {"doc_id": doc_id, "message": sync_step2_message(diff), "seq": room.seq}
-        update = payload
-        if update == EMPTY_UPDATE:  # nothing new (fine from a read-only participant too)
-            room, _ = self._joined_room(conn, doc_id)
-            return {"doc_id": doc_id, "message": None, "seq": room.seq}
-        return {"doc_id": doc_id, "message": None, "seq": self.update(conn, doc_id, update)}
+        # a step 2 or an update: one that changes nothing is fine from a reader too (judged
+        # by content: a reader's answer carries its delete set, encoded its own way)
+        seq = self.update(conn, doc_id, payload, noop_from_reader=True)
+        return {"doc_id": doc_id, "message": None, "seq": seq}
+
+    def check(self, conn: Connection, room: DocRoom, update: bytes) -> doc_worker.Verdict:
+        """Apply ``update`` to a copy of the document's current state in a worker process,
+        within the ``DIHYA_RT_DOC_*`` budget; a refusal is audited (``doc_update_refused``)
+        and raised (``payload_too_large`` over a cap, ``invalid_payload`` if it does not
+        apply)."""
+        with self._lock:  # one check at a time per user: nobody can hold every worker
+            turn = self._checking.get(conn.user_id)
+            if turn is None:
+                turn = self._checking[conn.user_id] = _Turn()
+            turn.waiting += 1
+        try:
+            with turn.lock:
+                return self._check(conn, room, update)
+        finally:
+            with self._lock:
+                turn.waiting -= 1
+                if not turn.waiting:
+                    del self._checking[conn.user_id]
+
+    def _check(self, conn: Connection, room: DocRoom, update: bytes) -> doc_worker.Verdict:
+        with room.lock:
+            self._catch_up(room)
+            state = room.doc.get_update()
+        s = self.settings
+        budget = doc_worker.Budget(max_structs=s.doc_update_max_structs,
+                                   max_clients=s.doc_update_max_clients,
+                                   max_doc_bytes=s.doc_max_bytes,
+                                   cpu_seconds=s.doc_update_cpu_seconds)
+        try:
+            return self._workers().check(state, update, budget)
+        except RealtimeError as exc:
+            if exc.code is not ErrorCode.UNAVAILABLE:
+                self.rt.audit.record("doc_update_refused", outcome="refused", details={
+                    "doc_id": room.doc_id, "code": exc.code.value, "size": len(update),
+                    "limit": (exc.details or {}).get("limit")}, **conn.audit_fields())
+            raise
+
+    def _workers(self) -> doc_worker.DocWorkers:
+        s = self.settings
+        return doc_worker.pool(s.doc_workers, s.doc_worker_timeout,
+                               s.doc_worker_memory_mb * 1024 * 1024)
 
     def awareness(self, conn: Connection, doc_id: str, state: dict[str, Any] | None) -> int:
         """Store and relay this participant's awareness state; returns its ``client_id``."""
@@ -534,12 +717,55 @@ class DocService:
                        _snapshots.c.upto_seq > room.seq)).first()
         seq = room.seq
         if snap is not None:
-            room.doc.apply_update(snap.state)
+            room.doc.apply_update(snap.state)  # checked by the compaction that wrote it
             seq = max(seq, snap.upto_seq)
-        for row in rows:
-            room.doc.apply_update(row.update)
-            seq = max(seq, row.seq)
+        if rows:
+            # merged first: one update loads in milliseconds where applying the log one
+            # update at a time can take seconds (each merge rescans concurrent inserts)
+            parts = [r.update for r in rows]
+            if not _apply(room.doc, _merged(parts)):
+                bad = self._quarantine_failing(room.doc_id, room.doc.get_update(), rows,
+                                               "does not apply to the document")
+                good = [r.update for r in rows if r.seq not in bad]
+                if good and not _apply(room.doc, _merged(good)):
+                    raise RealtimeError(ErrorCode.INTERNAL, "the document does not load")
+            seq = max(seq, rows[-1].seq)
         room.seq = seq
+
+    def _quarantine_failing(self, doc_id: str, base: bytes | None, rows: Sequence[Any],
+                            reason: str) -> set[int]:
+        """Find (in a worker) the rows that do not apply on top of ``base`` and move them to
+        ``doc_quarantine``; returns their seqs."""
+        parts = ([base] if base is not None else []) + [r.update for r in rows]
+        offset = 1 if base is not None else 0
+        try:
+            failing = self._workers().failing_parts(parts)
+        except TimeoutError:
+            raise RealtimeError(ErrorCode.UNAVAILABLE, "the document could not be checked in "
+                                "time", {"doc_id": doc_id}, retry_after=5.0) from None
+        bad = [rows[i - offset] for i in failing if i >= offset]
+        if bad:
+            self.quarantine(doc_id, bad, reason)
+        return {r.seq for r in bad}
+
+    def quarantine(self, doc_id: str, rows: Sequence[Any], reason: str) -> None:
+        """Move stored updates (rows with ``seq``, ``update``) out of the log, audited."""
+        now = _now()
+        seqs = [r.seq for r in rows]
+        with self.rt.db.write_transaction() as c:
+            found = c.execute(sa.select(_updates).where(_updates.c.doc_id == doc_id,
+                                                        _updates.c.seq.in_(seqs))).all()
+            for row in found:
+                c.execute(sa.insert(_quarantine).values(
+                    doc_id=doc_id, seq=row.seq, update=row.update, user_id=row.user_id,
+                    created_at=row.created_at, quarantined_at=now, reason=reason[:200]))
+            c.execute(sa.delete(_updates).where(_updates.c.doc_id == doc_id,
+                                                _updates.c.seq.in_(seqs)))
+        for row in found:
+            log.error("document %s: update #%d quarantined (%s)", doc_id, row.seq, reason)
+            self.rt.audit.record("doc_quarantine", user_id=row.user_id, outcome="error",
+                                 details={"doc_id": doc_id, "seq": row.seq,
+                                          "size": len(row.update), "reason": reason})
 
     def compact(self, doc_id: str) -> int:
         """Merge a document's updates into its snapshot, in one transaction; returns how many.
@@ -547,13 +773,26 @@ class DocService:
         Runs every ``DIHYA_RT_DOCS_COMPACT_EVERY`` updates and after
         ``DIHYA_RT_DOCS_COMPACT_IDLE`` seconds without one. Safe on any process at any time.
         """
+        # Check first, outside the transaction (in a worker): what will not apply is
+        # quarantined, never merged into the snapshot.
+        with self.rt.db.session() as s:
+            pending = s.execute(sa.select(_updates.c.seq, _updates.c.update)
+                                .where(_updates.c.doc_id == doc_id)
+                                .order_by(_updates.c.seq)).all()
+            base = s.execute(sa.select(_snapshots.c.state)
+                             .where(_snapshots.c.doc_id == doc_id)).scalar_one_or_none()
+        if not pending:
+            return 0
+        self._quarantine_failing(doc_id, base, pending, "does not apply to the document")
+        checked_upto = pending[-1].seq
         with self.rt.db.write_transaction() as c:
             locked = c.execute(sa.select(_docs.c.last_seq).where(_docs.c.id == doc_id)
                                .with_for_update()).scalar_one_or_none()
             if locked is None:
                 return 0
             rows = c.execute(sa.select(_updates.c.seq, _updates.c.update)
-                             .where(_updates.c.doc_id == doc_id)
+                             .where(_updates.c.doc_id == doc_id,
+                                    _updates.c.seq <= checked_upto)
                              .order_by(_updates.c.seq)).all()
             if not rows:
                 return 0
@@ -608,6 +847,15 @@ class DocService:
                     return
             for doc_id in due:
                 self._compact_quietly(doc_id)
+
+
+def _merged(parts: list[bytes]) -> bytes:
+    if len(parts) == 1:
+        return parts[0]
+    try:
+        return merge_updates(*parts)
+    except Exception:
+        return b""  # does not apply: the caller looks for the culprits
 
 
 def _root_value(doc: Doc, name: str, kind: str) -> Any:

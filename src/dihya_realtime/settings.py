@@ -269,6 +269,18 @@ class Settings(BaseSettings):
     # recently used are forgotten past it.
     rate_limit_max_keys: int = Field(default=100_000, ge=100)
 
+    # -- hostile input: documents
+    # A Yjs update is checked in a worker process against the document's current state
+    # (pycrdt holds the GIL, so a thread would still freeze the event loop). Over a cap →
+    # payload_too_large; bytes that do not apply to the document → invalid_payload.
+    doc_update_max_structs: int = Field(default=20_000, ge=1)  # items/GC/skip in one update
+    doc_update_max_clients: int = Field(default=256, ge=1)  # distinct client ids in one update
+    doc_update_cpu_seconds: float = Field(default=0.05, gt=0, le=10)  # CPU to integrate one
+    doc_max_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)  # encoded document state
+    doc_workers: int = Field(default=2, ge=1, le=64)  # worker processes per server process
+    doc_worker_timeout: float = Field(default=5, gt=0, le=300)  # wall/CPU per job, then killed
+    doc_worker_memory_mb: int = Field(default=512, ge=0)  # heap of a worker (0 = no limit)
+
     # -- perf
     # Per-event limits by event name ({"publish": {"rate": 500, "burst": 1000}}), consulted
     # before an event's declared `rate=` and the DIHYA_RT_RATE_LIMIT_EVENT default.

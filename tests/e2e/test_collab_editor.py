@@ -82,6 +82,9 @@ def test_two_editors_type_concurrently_and_converge_a_reader_cannot_edit(
         browsers: Browsers, server: ServerProcess) -> None:
     created = server.api("POST", "/api/v1/docs", {"doc_id": DOC, "text": "|"})
     assert created["doc_id"] == DOC and created["text"] == "|", created
+    # access is explicit: every user edits it, every reader reads it
+    assert server.api("PUT", f"/api/v1/docs/{DOC}/access", {"grants": [
+        {"role": "user", "mode": "edit"}, {"role": "reader", "mode": "read"}]})["grants"]
 
     alice = browsers.sign_in("alice")
     bob = browsers.sign_in("bob")
@@ -170,6 +173,8 @@ def test_an_editor_reloading_the_page_gets_the_stored_text_a_reader_cannot_creat
     expect(dave.locator("#doc-error")).to_contain_text("not_found")
     expect(dave.locator("#doc-mode")).to_have_attribute("data-mode", "refused")
     expect(dave.locator("#doc-text")).to_have_attribute("readonly", "")
+    assert server.api("PUT", "/api/v1/docs/notes/access", {"grants": [
+        {"role": "reader", "mode": "read"}]})["grants"]  # alice, its creator, shares it
     open_doc(dave, "notes")
     expect(dave.locator("#doc-text")).to_have_value("line one\nline two")
     expect(dave.locator("#doc-error")).to_have_text("")
@@ -177,6 +182,9 @@ def test_an_editor_reloading_the_page_gets_the_stored_text_a_reader_cannot_creat
 
 def test_edits_made_while_the_server_is_down_are_sent_on_reconnect(
         browsers: Browsers, server: ServerProcess) -> None:
+    server.api("POST", "/api/v1/docs", {"doc_id": DOC})  # (or it exists: 409)
+    assert server.api("PUT", f"/api/v1/docs/{DOC}/access", {"grants": [
+        {"role": "user", "mode": "edit"}]})["grants"]  # access is explicit
     alice = browsers.sign_in("alice")
     bob = browsers.sign_in("bob")
     for page in (alice, bob):

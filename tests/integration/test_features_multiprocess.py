@@ -651,6 +651,11 @@ class RemoteEditor:
         return str(self.text)
 
 
+def share(creator: RemoteEditor, doc_id: str) -> None:
+    """The creator lets every ``user`` edit the document (access is explicit)."""
+    ok(creator.client, "doc:grant", {"doc_id": doc_id, "role": "user", "mode": "edit"})
+
+
 def concurrent_edits(editors: list[RemoteEditor], per_editor: int) -> list[str]:
     """Each editor appends its tokens to its own copy at once; returns every token."""
     start = threading.Barrier(len(editors))
@@ -701,6 +706,7 @@ def test_collab_concurrent_edits_on_two_processes_converge_and_late_joiners_catc
     alice = RemoteEditor(sio_client(a, token(u("alice"))), doc_id)
     bob = RemoteEditor(sio_client(b, token(u("bob"))), doc_id)
     alice.join()
+    share(alice, doc_id)
     bob.join()
     tokens = concurrent_edits([alice, bob], per_editor=25)
     content = converge([alice, bob], tokens)
@@ -723,6 +729,9 @@ def test_collab_state_survives_a_restart_of_both_processes(
     status, body = a.http("POST", "/api/v1/docs", {"doc_id": doc_id, "text": "# Title\n"},
                           api_key=True)
     assert status == 201, body
+    status, body = a.http("PUT", f"/api/v1/docs/{doc_id}/access",
+                          {"grants": [{"role": "user", "mode": "edit"}]}, api_key=True)
+    assert status == 200, body
     alice = RemoteEditor(sio_client(a, token(u("alice"))), doc_id)
     bob = RemoteEditor(sio_client(b, token(u("bob"))), doc_id)
     assert alice.join()["seq"] == 1
@@ -750,6 +759,21 @@ def test_collab_state_survives_a_restart_of_both_processes(
     assert again.edit(len(content), "!") == last + 1
 
 
+def test_collab_revoking_access_on_one_process_closes_the_copy_open_on_the_other(
+        shared_pair: Pair, u: Callable[[str], str], sio_client, token) -> None:
+    a, b = shared_pair
+    doc_id = f"shared-{u('doc')}"
+    alice = RemoteEditor(sio_client(a, token(u("alice"))), doc_id)
+    alice.join()
+    ok(alice.client, "doc:grant", {"doc_id": doc_id, "user_id": u("bob"), "mode": "edit"})
+    bob = RemoteEditor(sio_client(b, token(u("bob"))), doc_id)
+    bob.join()
+    ok(alice.client, "doc:revoke", {"doc_id": doc_id, "user_id": u("bob")})
+    assert bob.client.wait_for("doc:closed") == {"doc_id": doc_id, "reason": "forbidden"}
+    refused = bob.client.call("doc:join", {"doc_id": doc_id})
+    assert refused["error"]["code"] == "forbidden"
+
+
 def test_collab_awareness_crosses_processes_and_clears_on_disconnect(
         shared_pair: Pair, u: Callable[[str], str], sio_client, token) -> None:
     a, b = shared_pair
@@ -758,6 +782,7 @@ def test_collab_awareness_crosses_processes_and_clears_on_disconnect(
     alice.join()
     cursor = {"cursor": {"anchor": 3, "head": 7}, "color": "#f783ac"}
     mine = ok(alice.client, "doc:awareness", {"doc_id": doc_id, "state": cursor})["client_id"]
+    share(alice, doc_id)
     bob = RemoteEditor(sio_client(b, token(u("bob"))), doc_id)
     bob.join()
     seen = bob.client.wait_for("doc:awareness", lambda e: e["client_id"] == mine)

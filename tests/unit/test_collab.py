@@ -70,6 +70,13 @@ def settings_overrides(settings_overrides):
     return {**settings_overrides, "docs_compact_idle": 0}
 
 
+def create_shared(rt, doc_id: str, text: str | None = None) -> None:
+    """A document every ``user`` may edit and every ``viewer`` read (access is explicit)."""
+    rt.docs.create(doc_id, text)
+    rt.docs.set_grants(doc_id, [("role", "user", "edit"), ("role", "viewer", "read")],
+                       by=None)
+
+
 @pytest.fixture
 def editor(connect):
     def make(rt, user="alice", roles=("user",), doc_id="spec-42", **kw) -> Editor:
@@ -82,7 +89,7 @@ def editor(connect):
 
 def test_two_clients_editing_concurrently_converge(make_rt, editor, database_url):
     rt = make_rt(database_url=database_url)
-    rt.docs.create("spec-42", text="hello")
+    create_shared(rt, "spec-42", text="hello")
     alice, bob = editor(rt, "alice"), editor(rt, "bob")
     assert alice.join()["ok"] and bob.join()["ok"]
     assert alice.content == bob.content == "hello"
@@ -97,7 +104,7 @@ def test_two_clients_editing_concurrently_converge(make_rt, editor, database_url
 
 
 def test_update_ack_carries_the_stored_sequence_number(rt, editor):
-    rt.docs.create("spec-42")
+    create_shared(rt, "spec-42")
     alice = editor(rt)
     alice.join()
     first = alice.edit(0, "a")["data"]["seq"]
@@ -105,7 +112,7 @@ def test_update_ack_carries_the_stored_sequence_number(rt, editor):
 
 
 def test_late_joiner_gets_the_full_state(rt, editor):
-    rt.docs.create("spec-42")
+    create_shared(rt, "spec-42")
     alice = editor(rt, "alice")
     alice.join()
     for word in ["one ", "two ", "three"]:
@@ -117,7 +124,7 @@ def test_late_joiner_gets_the_full_state(rt, editor):
 
 
 def test_join_with_a_state_vector_gets_only_what_is_missing(rt, editor, connect):
-    rt.docs.create("spec-42", text="shared base")
+    create_shared(rt, "spec-42", text="shared base")
     alice = editor(rt)
     alice.join()
     alice.edit(0, ">> ")
@@ -137,7 +144,7 @@ def test_join_with_a_state_vector_gets_only_what_is_missing(rt, editor, connect)
 
 
 def test_client_step2_stores_what_the_server_lacked(rt, connect):
-    rt.docs.create("spec-42")
+    create_shared(rt, "spec-42")
     offline = Doc()
     offline.get("text", type=Text).insert(0, "written offline")
     client = connect(rt)
@@ -149,7 +156,7 @@ def test_client_step2_stores_what_the_server_lacked(rt, connect):
 
 
 def test_sync_step1_is_answered_with_the_missing_state(rt, editor, connect):
-    rt.docs.create("spec-42", text="abc")
+    create_shared(rt, "spec-42", text="abc")
     client = connect(rt)
     client.call("doc:join", {"doc_id": "spec-42"})
     empty = Doc()
@@ -180,7 +187,7 @@ def test_unknown_document_is_not_found_when_creation_on_join_is_off(make_rt, con
 
 def test_state_survives_a_restart(make_rt, editor, database_url, tmp_path):
     rt = make_rt(database_url=database_url)
-    rt.docs.create("spec-42", text="base")
+    create_shared(rt, "spec-42", text="base")
     alice, bob = editor(rt, "alice"), editor(rt, "bob")
     alice.join()
     bob.join()
@@ -219,7 +226,7 @@ def test_compaction_folds_updates_into_a_snapshot_without_losing_any(make_rt, ed
     import sqlalchemy as sa
 
     rt = make_rt(database_url=database_url, docs_compact_every=5, docs_compact_idle=0)
-    rt.docs.create("spec-42")
+    create_shared(rt, "spec-42")
     alice = editor(rt)
     alice.join()
     for ch in "abcdefg":
@@ -245,7 +252,7 @@ def test_a_process_with_an_open_document_catches_up_after_compaction_elsewhere(
     """Two Realtime objects on one database stand in for two processes."""
     one = make_rt(database_url=database_url)
     two = make_rt(database_url=database_url, audit_log=str(tmp_path / "two.log"))
-    one.docs.create("spec-42")
+    create_shared(one, "spec-42")
     watcher = editor(two, "wes")
     watcher.join()  # spec-42 is now open (cached) on process two
     alice = editor(one, "alice")
@@ -265,7 +272,7 @@ def test_idle_documents_are_compacted_after_the_quiet_period(make_rt, editor):
     rt = make_rt(docs_compact_idle=0.2)
     import sqlalchemy as sa
 
-    rt.docs.create("spec-42")
+    create_shared(rt, "spec-42")
     alice = editor(rt)
     alice.join()
     alice.edit(0, "quiet")
@@ -280,7 +287,7 @@ def test_idle_documents_are_compacted_after_the_quiet_period(make_rt, editor):
 
 def test_read_only_user_joins_but_its_updates_are_refused(make_rt, editor):
     rt = make_rt(roles={"user": ["doc:edit", "doc:read"], "viewer": ["doc:read"]})
-    rt.docs.create("spec-42", text="locked")
+    create_shared(rt, "spec-42", text="locked")
     viewer = editor(rt, "vic", roles=("viewer",))
     reply = viewer.join()
     assert reply["data"]["read_only"] is True
@@ -295,7 +302,7 @@ def test_read_only_user_joins_but_its_updates_are_refused(make_rt, editor):
 
 
 def test_access_callback_narrows_a_document_to_read_or_nothing(rt, editor, connect):
-    rt.docs.create("team:plan", text="plan")
+    create_shared(rt, "team:plan", text="plan")
     rt.docs.access_check = lambda p, doc_id: {"alice": "edit", "bob": "read"}.get(p.user_id)
     alice = editor(rt, "alice", doc_id="team:plan")
     bob = editor(rt, "bob", doc_id="team:plan")
@@ -314,7 +321,7 @@ def test_access_callback_narrows_a_document_to_read_or_nothing(rt, editor, conne
 
 
 def test_malformed_update_is_refused_and_changes_nothing(rt, editor, database_url):
-    rt.docs.create("spec-42", text="intact")
+    create_shared(rt, "spec-42", text="intact")
     alice, bob = editor(rt, "alice"), editor(rt, "bob")
     alice.join()
     bob.join()
@@ -328,7 +335,7 @@ def test_malformed_update_is_refused_and_changes_nothing(rt, editor, database_ur
 
 
 def test_update_must_be_binary(rt, editor):
-    rt.docs.create("spec-42")
+    create_shared(rt, "spec-42")
     alice = editor(rt)
     alice.join()
     reply = alice.client.call("doc:update", {"doc_id": "spec-42", "update": "not bytes"})
@@ -338,7 +345,7 @@ def test_update_must_be_binary(rt, editor):
 
 def test_oversized_update_is_refused(make_rt, editor):
     rt = make_rt(max_payload_bytes=2048)
-    rt.docs.create("spec-42")
+    create_shared(rt, "spec-42")
     alice = editor(rt)
     alice.join()
     big = Doc()
@@ -348,13 +355,13 @@ def test_oversized_update_is_refused(make_rt, editor):
 
 
 def test_updates_need_a_join_first(rt, editor):
-    rt.docs.create("spec-42")
+    create_shared(rt, "spec-42")
     alice = editor(rt)
     assert alice.edit(0, "x")["error"]["code"] == "conflict"
 
 
 def test_malformed_sync_message_is_refused(rt, editor):
-    rt.docs.create("spec-42")
+    create_shared(rt, "spec-42")
     alice = editor(rt)
     alice.join()
     for bad in (b"\x01\x00\x01", b"\x00\x07\x01\x00", b"\x00\x01\x05ab"):
@@ -370,7 +377,7 @@ def test_bad_document_id_is_invalid(rt, connect):
 # -- awareness
 
 def test_awareness_carries_the_server_stamped_user(rt, editor, connect):
-    rt.docs.create("spec-42")
+    create_shared(rt, "spec-42")
     alice = editor(rt, "alice", name="Alice")
     bob = editor(rt, "bob")
     alice.join()
@@ -392,7 +399,7 @@ def test_awareness_carries_the_server_stamped_user(rt, editor, connect):
 
 
 def test_awareness_is_cleared_on_disconnect_and_on_leave(rt, editor):
-    rt.docs.create("spec-42")
+    create_shared(rt, "spec-42")
     alice, bob, carol = editor(rt, "alice"), editor(rt, "bob"), editor(rt, "carol")
     for e in (alice, bob, carol):
         e.join()
@@ -420,7 +427,7 @@ def test_refresh_without_read_access_closes_every_joined_document(make_rt, edito
     whose roles no longer hold ``doc:read`` closes it, as ``doc:leave`` would, at once."""
     rt = make_rt(roles={"user": ["doc:edit", "doc:read"], "guest": []})
     for doc_id in ("spec-42", "notes"):
-        rt.docs.create(doc_id, text="base ")
+        create_shared(rt, doc_id, text="base ")
     alice, bob = editor(rt, "alice"), editor(rt, "bob")
     alice.join()
     bob.join()
@@ -463,7 +470,7 @@ def test_refresh_checks_the_access_callback_again_for_each_joined_document(rt, e
 
     rt.docs.access_check = check
     for doc_id in access:
-        rt.docs.create(doc_id, text="x")
+        create_shared(rt, doc_id, text="x")
     alice = editor(rt, "alice", doc_id="team:plan")
     alice.join()
     client = connect(rt, "bob")
@@ -486,7 +493,7 @@ def test_refresh_checks_the_access_callback_again_for_each_joined_document(rt, e
 
 
 def test_refresh_with_the_same_access_keeps_every_joined_document(rt, editor, make_token):
-    rt.docs.create("spec-42", text="x")
+    create_shared(rt, "spec-42", text="x")
     alice, bob = editor(rt, "alice"), editor(rt, "bob")
     alice.join()
     bob.join()
@@ -500,7 +507,7 @@ def test_refresh_with_the_same_access_keeps_every_joined_document(rt, editor, ma
 # -- audit and the HTTP API
 
 def test_join_update_and_leave_are_audited_without_content(rt, editor):
-    rt.docs.create("spec-42")
+    create_shared(rt, "spec-42")
     alice = editor(rt)
     alice.join()
     alice.edit(0, "top secret words")
@@ -525,6 +532,9 @@ def test_http_create_and_read_a_document(make_rt, editor):
     assert created.json["text"] == "# Title\n"
     again = http.post("/api/v1/docs", json={"doc_id": "readme"}, headers=headers)
     assert again.status_code == 409
+    granted = http.put("/api/v1/docs/readme/access", headers=headers,
+                       json={"grants": [{"user_id": "alice", "mode": "edit"}]})
+    assert granted.status_code == 200
     alice = editor(rt, doc_id="readme")
     alice.join()
     alice.edit(len(alice.content), "body")
@@ -541,7 +551,7 @@ def test_http_create_and_read_a_document(make_rt, editor):
 def test_read_names_root_types(rt):
     from pycrdt import Map
 
-    rt.docs.create("meta-doc")
+    create_shared(rt, "meta-doc")
     doc = Doc()
     doc.get("meta", type=Map)["title"] = "Plan"
     doc.get("text", type=Text).insert(0, "body")

@@ -6,14 +6,15 @@ Binary values (``update``, ``sync_step1`` …) travel as Socket.IO binary attach
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from flask import Response, jsonify, request
-from pydantic import BaseModel, Field, Strict, field_validator
+from pydantic import BaseModel, Field, Strict, field_validator, model_validator
 
 from dihya_realtime.api import json_body, require_api_key
 from dihya_realtime.collab import DOC_ID_RE, DocService
-from dihya_realtime.errors import invalid
+from dihya_realtime.errors import forbidden, invalid
+from dihya_realtime.openapi import body
 from dihya_realtime.payloads import JsonValue
 from dihya_realtime.pipeline import EventContext
 from dihya_realtime.registry import event, server_event
@@ -62,8 +63,11 @@ def join(ctx: EventContext, payload: JoinPayload) -> dict:
     """Join a document: the reply carries its state (Yjs sync step 1 and step 2).
 
     Then answer the server's ``sync_step1`` with ``doc:sync`` (your step 2: what the server
-    lacks), and from then on send ``doc:update``. Editors may create a document by joining it
-    (``DIHYA_RT_DOCS_CREATE_ON_JOIN``); readers get ``read_only: true``. Payload example::
+    lacks), and from then on send ``doc:update``. A document is open to its creator, to the
+    users and roles it was granted to (``doc:grant``, ``PUT /api/v1/docs/<id>/access``) and to
+    ``doc:admin``; the roles' ``doc:edit`` / ``doc:read`` cap the mode. Anyone with
+    ``doc:edit`` may create a document by joining it (``DIHYA_RT_DOCS_CREATE_ON_JOIN``) and
+    becomes its creator; readers get ``read_only: true``. Payload example::
 
         {"doc_id": "spec-42"}
 
@@ -71,6 +75,8 @@ def join(ctx: EventContext, payload: JoinPayload) -> dict:
     "client_id": 2718281828, "seq": 17, "sync_step1": <bytes>, "sync_step2": <bytes>,
     "awareness": [{"doc_id": "spec-42", "client_id": 314159, "user": {"user_id": "17",
     "name": "Alice"}, "state": {"cursor": {"anchor": 3, "head": 3}}}]}}``
+
+    Refusals: ``forbidden`` (no access), ``not_found`` (no such document and not created).
     """
     docs: DocService = ctx.rt.docs  # type: ignore[attr-defined]
     reply = docs.join(ctx.conn, payload.doc_id, payload.sync_step1)
@@ -95,10 +101,20 @@ class UpdateReply(BaseModel):
 def update(ctx: EventContext, payload: UpdatePayload) -> dict:
     """Apply a Yjs update to a joined document; acked once it is stored.
 
-    It is relayed to every other participant on every process as ``doc:update``. Bytes that
-    are not a Yjs update → ``invalid_payload`` (nothing stored); a read-only participant →
-    ``forbidden``. Payload example: ``{"doc_id": "spec-42", "update": <bytes>}``;
-    reply ``{"ok": true, "data": {"doc_id": "spec-42", "seq": 18}}``.
+    It is relayed to every other participant on every process as ``doc:update``. The update
+    is first applied to a copy of the document's current state in a worker process; one
+    that changes nothing is acked without being stored. Payload example:
+    ``{"doc_id": "spec-42", "update": <bytes>}``; reply
+    ``{"ok": true, "data": {"doc_id": "spec-42", "seq": 18}}``.
+
+    Refusals (nothing stored, nothing relayed): ``invalid_payload`` (not a Yjs update, or it
+    does not apply to this document); ``payload_too_large`` with ``details.limit``:
+    ``structs`` (``DIHYA_RT_DOC_UPDATE_MAX_STRUCTS``), ``clients``
+    (``DIHYA_RT_DOC_UPDATE_MAX_CLIENTS``), ``cpu_seconds``
+    (``DIHYA_RT_DOC_UPDATE_CPU_SECONDS``), ``doc_bytes`` (``DIHYA_RT_DOC_MAX_BYTES``), or
+    more bytes than ``DIHYA_RT_MAX_PAYLOAD_BYTES``; ``forbidden`` (read-only);
+    ``conflict`` (not joined); ``unavailable`` with ``retry_after`` (every worker busy).
+    Each refusal over a cap is audited as ``doc_update_refused``.
     """
     docs: DocService = ctx.rt.docs  # type: ignore[attr-defined]
     seq = docs.update(ctx.conn, payload.doc_id, payload.update)
@@ -122,10 +138,13 @@ class SyncReply(BaseModel):
 def sync(ctx: EventContext, payload: SyncPayload) -> dict:
     """Send a y-protocols sync message for a joined document.
 
-    A step 2 (your answer to the join reply's ``sync_step1``) or an update is stored and
-    relayed like ``doc:update`` (an empty one from a read-only participant is fine); a step 1
-    gets the server's step 2 in the reply (e.g. after a reconnect).
-    Payload example: ``{"doc_id": "spec-42", "message": <bytes>}``.
+    A step 2 (your answer to the join reply's ``sync_step1``) or an update is checked,
+    stored and relayed like ``doc:update`` (same refusals); one that changes nothing is
+    acked without being stored, from a read-only participant too (judged by content: its
+    answer may carry the document's delete set); a step 1 gets the server's step 2 in the
+    reply (e.g. after a reconnect). Payload example: ``{"doc_id": "spec-42",
+    "message": <bytes>}``; reply ``{"ok": true, "data": {"doc_id": "spec-42",
+    "message": null, "seq": 18}}``.
     """
     docs: DocService = ctx.rt.docs  # type: ignore[attr-defined]
     reply = docs.sync(ctx.conn, payload.doc_id, payload.message)
@@ -190,6 +209,101 @@ def leave(ctx: EventContext, payload: LeavePayload) -> dict:
     return {"doc_id": payload.doc_id, "left": docs.leave(ctx.conn, payload.doc_id)}
 
 
+Subject = Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class AccessSubject(BaseModel):
+    """Exactly one of ``user_id`` and ``role``."""
+
+    doc_id: DocId
+    user_id: Subject | None = None
+    role: Subject | None = None
+
+    @model_validator(mode="after")
+    def _one_subject(self) -> AccessSubject:
+        if (self.user_id is None) == (self.role is None):
+            raise ValueError("give exactly one of user_id and role")
+        return self
+
+    def change(self, mode: str | None) -> tuple[str, str, Any]:
+        if self.user_id is not None:
+            return ("user", self.user_id, mode)
+        return ("role", str(self.role), mode)
+
+
+class GrantPayload(AccessSubject):
+    mode: Literal["read", "edit"]
+
+
+class AccessEntry(BaseModel):
+    user_id: str | None = None
+    role: str | None = None
+    mode: Literal["read", "edit"]
+
+
+class AccessReply(BaseModel):
+    doc_id: str
+    created_by: str | None = Field(description="edits it without a grant; null if created "
+                                   "over HTTP")
+    grants: list[AccessEntry]
+
+
+def _manage(ctx: EventContext, doc_id: str) -> DocService:
+    docs: DocService = ctx.rt.docs  # type: ignore[attr-defined]
+    if not docs.may_manage(ctx.conn.principal, ctx.conn.can("doc:admin"), doc_id):
+        raise forbidden("only the document's creator or a doc:admin may change its access",
+                        {"doc_id": doc_id})
+    return docs
+
+
+@event("doc:grant", payload=GrantPayload, reply=AccessReply, permission="doc:read",
+       rate=RateLimit(rate=5, burst=20))
+def grant(ctx: EventContext, payload: GrantPayload) -> dict:
+    """Give a user or a role ``read`` or ``edit`` access to a document (replacing theirs).
+
+    For the document's creator or a holder of ``doc:admin``. Role permissions stay a
+    ceiling (a user without ``doc:edit`` only reads). Payload example::
+
+        {"doc_id": "spec-42", "user_id": "17", "mode": "edit"}
+        {"doc_id": "spec-42", "role": "reviewer", "mode": "read"}
+
+    Reply: ``{"ok": true, "data": {"doc_id": "spec-42", "created_by": "5", "grants":
+    [{"user_id": "17", "mode": "edit"}, {"role": "reviewer", "mode": "read"}]}}``.
+    Refusals: ``forbidden`` (not the creator nor ``doc:admin``), ``not_found`` (no such
+    document), ``invalid_payload`` (neither or both of ``user_id`` and ``role``).
+    """
+    docs = _manage(ctx, payload.doc_id)
+    return docs.set_grants(payload.doc_id, [payload.change(payload.mode)], by=ctx.conn.user_id)
+
+
+@event("doc:revoke", payload=AccessSubject, reply=AccessReply, permission="doc:read",
+       rate=RateLimit(rate=5, burst=20), emits=("doc:closed",))
+def revoke(ctx: EventContext, payload: AccessSubject) -> dict:
+    """Take a user's or a role's grant away; their open copies are closed (``doc:closed``).
+
+    For the document's creator or a holder of ``doc:admin``; the creator's own access is not
+    a grant and stays. Payload example: ``{"doc_id": "spec-42", "user_id": "17"}``.
+    Reply: as ``doc:grant``. Refusals: ``forbidden``, ``not_found``, ``invalid_payload``.
+    """
+    docs = _manage(ctx, payload.doc_id)
+    return docs.set_grants(payload.doc_id, [payload.change(None)], by=ctx.conn.user_id)
+
+
+class AccessPayload(BaseModel):
+    doc_id: DocId
+
+
+@event("doc:access", payload=AccessPayload, reply=AccessReply, permission="doc:read")
+def access(ctx: EventContext, payload: AccessPayload) -> dict:
+    """Who may open a document: its creator and its grants.
+
+    For the document's creator or a holder of ``doc:admin``. Payload example:
+    ``{"doc_id": "spec-42"}``; reply as ``doc:grant``. Refusals: ``forbidden``,
+    ``not_found``.
+    """
+    return _manage(ctx, payload.doc_id).grants(payload.doc_id)
+
+
 class UpdatedEvent(BaseModel):
     doc_id: str
     update: Binary = Field(description="a Yjs update to apply")
@@ -227,6 +341,18 @@ server_event("doc:closed", ClosedEvent, """
 """)
 
 
+class AccessBody(BaseModel):
+    grants: list[AccessEntry] = Field(max_length=1000)
+
+    @field_validator("grants")
+    @classmethod
+    def _one_subject(cls, value: list[AccessEntry]) -> list[AccessEntry]:
+        for entry in value:
+            if (entry.user_id is None) == (entry.role is None):
+                raise ValueError("each grant names exactly one of user_id and role")
+        return value
+
+
 class CreateDoc(BaseModel):
     doc_id: DocId
     text: str | None = Field(default=None, max_length=1_000_000)
@@ -262,6 +388,34 @@ def setup(rt: Realtime) -> None:
         except ValidationError as exc:
             raise invalid("invalid document", validation_details(exc)) from None
         return jsonify(docs.create(body.doc_id, body.text, root=body.root)), 201
+
+    @bp.get("/api/v1/docs/<doc_id>/access")
+    @api_key
+    def http_read_access(doc_id: str) -> Any:
+        """Who may open a document: ``{"doc_id", "created_by", "grants": [...]}``."""
+        return jsonify(docs.grants(doc_id))
+
+    @bp.put("/api/v1/docs/<doc_id>/access")
+    @api_key
+    @body(AccessBody)
+    def http_set_access(doc_id: str) -> Any:
+        """Replace a document's grants.
+
+        Body: ``{"grants": [{"user_id": "17", "mode": "edit"}, {"role": "staff",
+        "mode": "read"}]}`` → 200 with the grants. Open copies of users who lost access
+        are closed (``doc:closed``).
+        """
+        from pydantic import ValidationError
+
+        from dihya_realtime.pipeline import validation_details
+
+        try:
+            body = AccessBody.model_validate(json_body())
+        except ValidationError as exc:
+            raise invalid("invalid grants", validation_details(exc)) from None
+        changes = [("user", e.user_id, e.mode) if e.user_id is not None
+                   else ("role", str(e.role), e.mode) for e in body.grants]
+        return jsonify(docs.set_grants(doc_id, changes, by=None, replace=True))
 
     @bp.get("/api/v1/docs/<doc_id>")
     @api_key

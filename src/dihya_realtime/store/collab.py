@@ -53,3 +53,40 @@ class DocSnapshot(Base):
     state: Mapped[bytes] = mapped_column(sa.LargeBinary, nullable=False)
     upto_seq: Mapped[int] = mapped_column(sa.BigInteger, nullable=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
+class DocGrant(Base):
+    """Access to one document granted to a user or to every holder of a role.
+
+    Without a grant only the document's creator (and a holder of ``doc:admin``) may open it;
+    ``mode`` is ``read`` or ``edit``. Role permissions stay a ceiling: a grant of ``edit`` to
+    a user whose roles lack ``doc:edit`` gives ``read``.
+    """
+
+    __tablename__ = "doc_grants"
+
+    doc_id: Mapped[str] = mapped_column(
+        sa.String(128), sa.ForeignKey("docs.id", ondelete="CASCADE"), primary_key=True)
+    kind: Mapped[str] = mapped_column(sa.String(8), primary_key=True)  # "user" | "role"
+    subject: Mapped[str] = mapped_column(sa.String(128), primary_key=True)
+    mode: Mapped[str] = mapped_column(sa.String(8), nullable=False)  # "read" | "edit"
+    granted_by: Mapped[str | None] = mapped_column(sa.String(128), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
+class DocQuarantine(Base):
+    """A stored update that no longer applies to its document, moved out of ``doc_updates``.
+
+    Kept (not deleted) so that an operator can look at it; compaction never reads it.
+    """
+
+    __tablename__ = "doc_quarantine"
+
+    doc_id: Mapped[str] = mapped_column(
+        sa.String(128), sa.ForeignKey("docs.id", ondelete="CASCADE"), primary_key=True)
+    seq: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True)
+    update: Mapped[bytes] = mapped_column(sa.LargeBinary, nullable=False)
+    user_id: Mapped[str | None] = mapped_column(sa.String(128), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    quarantined_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    reason: Mapped[str] = mapped_column(sa.String(200), nullable=False)
