@@ -25,15 +25,16 @@ class TokenBucket:
         self.tokens = self.burst
         self.stamp = time.monotonic() if now is None else now
 
-    def take(self, now: float | None = None) -> float:
-        """Take one token. Returns 0 when allowed, else the seconds until one is available."""
+    def take(self, now: float | None = None, cost: float = 1.0) -> float:
+        """Take ``cost`` tokens (one event, or a message's bytes). Returns 0 when allowed, else
+        the seconds until that many are available (nothing is taken then)."""
         now = time.monotonic() if now is None else now
         self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
         self.stamp = now
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
+        if self.tokens >= cost:
+            self.tokens -= cost
             return 0.0
-        return (1.0 - self.tokens) / self.rate
+        return (cost - self.tokens) / self.rate
 
 
 class KeyedBuckets:

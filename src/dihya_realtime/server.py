@@ -42,6 +42,7 @@ from dihya_realtime.broker import (
 from dihya_realtime.channels import ChannelService
 from dihya_realtime.connections import Connection, ConnectionTable
 from dihya_realtime.expiry import ExpiryWatch
+from dihya_realtime.inbound import InboundGuard
 from dihya_realtime.metrics import Metrics
 from dihya_realtime.permissions import RolePolicy
 from dihya_realtime.pipeline import RESERVED_EVENTS, EventContext, Pipeline, client_event
@@ -142,6 +143,7 @@ class Realtime:
         setattr(server, "_trigger_event", self._around_trigger(server._trigger_event))  # noqa: B010
         setattr(server, "_handle_event_internal",  # noqa: B010
                 self.pipeline.around_event_call(server._handle_event_internal))
+        InboundGuard(self).install(server)  # bounds binary packets and inbound bytes per second
         if settings.allowed_origins:
             app.wsgi_app = CorsForAllowedOrigins(  # type: ignore[method-assign]
                 app.wsgi_app, settings)

@@ -221,6 +221,23 @@ class Settings(BaseSettings):
     chat_typing_throttle: float = Field(default=2, ge=0)  # min seconds between typing:true
     chat_history_limit: int = Field(default=50, ge=1, le=100)  # chat:history default page
 
+    # -- hostile input: inbound packets
+    # A binary packet's attachments: at most this many, announced in its header; their bytes,
+    # with the header's, count against DIHYA_RT_MAX_PAYLOAD_BYTES as they arrive.
+    # Over either → payload_too_large.
+    max_attachments: int = Field(default=16, ge=1, le=1024)
+    # Bytes one connection may send: every Engine.IO message is charged by its length. Over it
+    # → rate_limited with retry_after, and a strike (DIHYA_RT_RATE_LIMIT_ABUSE_STRIKES).
+    rate_limit_bytes: RateLimit = Field(
+        default_factory=lambda: RateLimit(rate=256 * 1024, burst=1024 * 1024))
+
+    @model_validator(mode="after")
+    def _byte_burst_holds_a_message(self) -> Settings:
+        if self.rate_limit_bytes.burst < self.max_payload_bytes:
+            raise ValueError("rate_limit_bytes: burst must be at least max_payload_bytes "
+                             f"({self.max_payload_bytes}), or no message that size could pass")
+        return self
+
     # -- perf
     # Per-event limits by event name ({"publish": {"rate": 500, "burst": 1000}}), consulted
     # before an event's declared `rate=` and the DIHYA_RT_RATE_LIMIT_EVENT default.

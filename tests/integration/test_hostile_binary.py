@@ -62,6 +62,8 @@ class RawSocket:
             if message == "2":
                 self.ws.send("3")
                 continue
+            if message == "1":
+                raise ConnectionError("Engine.IO session closed by the server")
             if isinstance(message, str):
                 assert message[:1] == "4", f"unexpected Engine.IO packet {message[:40]!r}"
                 return message[1:]
