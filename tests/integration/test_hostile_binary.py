@@ -9,6 +9,7 @@ announced attachments, one attachment referenced many times, endless attachment 
 from __future__ import annotations
 
 import json
+import threading
 import time
 from typing import Any
 
@@ -196,6 +197,33 @@ def test_attachment_stream_after_a_refused_header_is_not_buffered(
     assert whoami["ok"] is True
     assert grown_mb < 6, f"server RSS grew {grown_mb:.1f} MB while 16 MB were discarded"
     assert len(audit_of(server, "payload_too_large")) == 1  # counted, not one row per frame
+
+
+def test_other_connections_keep_their_latency_while_one_streams_attachments(
+        start_server, raw_socket, token):
+    server = start_server(RATE_LIMIT_BYTES=UNLIMITED_BYTES)
+    attacker = raw_socket(server, token("mallory"))
+    bystander = raw_socket(server, token("bob"))
+    latencies: list[float] = []
+    done = threading.Event()
+
+    def measure() -> None:
+        while not done.is_set():
+            started = time.monotonic()
+            assert bystander.call("whoami")["ok"] is True
+            latencies.append(time.monotonic() - started)
+            time.sleep(0.02)
+
+    thread = threading.Thread(target=measure)
+    thread.start()
+    attacker.send_event("doc:update", {"doc_id": "d1", "update": placeholder(0)},
+                        count=5_000_000)
+    attacker.stream(24 * 1024 * 1024)
+    done.set()
+    thread.join(10)
+
+    assert len(latencies) >= 5
+    assert max(latencies) < 0.5, f"bystander waited {max(latencies):.2f} s"
 
 
 def test_binary_packet_is_refused_once_its_attachments_pass_max_payload_bytes(
