@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 from socketio import packet as sio_packet
 
 from dihya_realtime.errors import ErrorCode, RealtimeError, fail
+from dihya_realtime.pipeline import UNKNOWN
 from dihya_realtime.ratelimit import TokenBucket
 from dihya_realtime.settings import RateLimit
 
@@ -58,6 +59,10 @@ REQUIRED_INTERNALS = ("_handle_eio_message", "_binary_packet", "_send_packet", "
 YIELD_BYTES = 64 * 1024
 YIELD_SECONDS = 0.0002
 # A session's reader lets the others run for a moment after reading YIELD_BYTES (on_message).
+
+AUDIT_BUDGET = RateLimit(rate=1, burst=10)
+"""Audit rows for refused packets, per session: a client's refusal storm is counted, not
+written row by row into the hash chain."""
 
 MAX_NAME = 128
 """Longest event name repeated in a reply or an audit row (the name is the client's)."""
@@ -146,7 +151,7 @@ class SessionInbound:
     """One Engine.IO session's inbound state."""
 
     __slots__ = ("bucket", "strikes", "pending", "discarding", "limited", "closing",
-                 "unyielded")
+                 "unyielded", "audit_budget", "unaudited")
 
     def __init__(self, limit: RateLimit) -> None:
         self.bucket = TokenBucket(limit)
@@ -156,6 +161,8 @@ class SessionInbound:
         self.limited = False  # inside a run of rate-limited messages (audited once)
         self.closing = False
         self.unyielded = 0  # bytes read since this session's reader last let others run
+        self.audit_budget = TokenBucket(AUDIT_BUDGET)  # audit rows for refused packets
+        self.unaudited = 0
 
 
 class InboundGuard:
@@ -180,7 +187,18 @@ class InboundGuard:
         # handler (which holds the bound method it was given at construction)
         setattr(server, "_handle_eio_message", self.on_message)  # noqa: B010
         server.eio.on("message", self.on_message)
+        self.rt.on_disconnect(self._summarise)
         return self
+
+    def _summarise(self, conn: Connection, reason: str) -> None:
+        """At disconnect, audit the refusals the session's audit budget left uncounted."""
+        eio_sid = self.server.manager.eio_sid_from_sid(conn.sid, "/")
+        state = (self.server.environ.get(eio_sid) or {}).get(STATE_KEY)
+        if state is not None and state.unaudited:
+            self.rt.audit.record("inbound_refusals", outcome="summary",
+                                 details={"refusals_not_audited_before": state.unaudited},
+                                 **conn.audit_fields())
+            state.unaudited = 0
 
     # -- every message
     def on_message(self, eio_sid: str, data: Any) -> Any:
@@ -219,11 +237,19 @@ class InboundGuard:
     # -- binary packets
     def _header(self, eio_sid: str, state: SessionInbound, data: str) -> None:
         server = self.server
-        pkt = server.packet_class(encoded_packet=data)  # a malformed one raises, as before
+        state.discarding = True  # until this header is accepted, its attachments are dropped
+        try:
+            pkt = server.packet_class(encoded_packet=data)
+        except ValueError:
+            _, namespace, ack_id, name = peek(data)
+            sid = server.manager.sid_from_eio_sid(eio_sid, namespace)
+            self._refuse(eio_sid, state, sid, namespace, ack_id, (name or "<none>")[:MAX_NAME],
+                         RealtimeError(ErrorCode.INVALID_PAYLOAD, "malformed binary packet"), {})
+            return
         namespace = pkt.namespace or "/"
         sid = server.manager.sid_from_eio_sid(eio_sid, namespace)
-        if not sid:
-            raise ValueError("Unexpected binary packet")  # python-socketio's own refusal
+        if not sid:  # not connected to that namespace (python-socketio raises, logging a trace)
+            return
         body = pkt.data if isinstance(pkt.data, list) else []
         name = body[0][:MAX_NAME] if body and isinstance(body[0], str) else "<none>"
         count = pkt.attachment_count
@@ -250,9 +276,10 @@ class InboundGuard:
                 error = RealtimeError(ErrorCode.INVALID_PAYLOAD,
                                       f"binary attachments: {problem}", {"event": name})
         if error is not None:
-            state.discarding = True
-            self._refuse(eio_sid, sid, namespace, pkt.id, name, error, details)
+            ack_id = pkt.id if pkt.packet_type == sio_packet.BINARY_EVENT else None
+            self._refuse(eio_sid, state, sid, namespace, ack_id, name, error, details)
             return
+        state.discarding = False
         server._binary_packet[eio_sid] = pkt
         state.pending = Pending(name, namespace, pkt.id, count, len(data))
 
@@ -265,7 +292,7 @@ class InboundGuard:
             state.pending = None
             state.discarding = True
             sid = self.server.manager.sid_from_eio_sid(eio_sid, "/")
-            self._refuse(eio_sid, sid, "/", None, "<none>",
+            self._refuse(eio_sid, state, sid, "/", None, "<none>",
                          RealtimeError(ErrorCode.INVALID_PAYLOAD,
                                        "binary message outside a binary packet"),
                          {"bytes": len(data)})
@@ -295,15 +322,27 @@ class InboundGuard:
                    "received_attachments": pending.attachments,
                    "received_bytes": pending.received, "max_bytes": self.max_bytes}
         sid = self.server.manager.sid_from_eio_sid(eio_sid, pending.namespace)
-        self._refuse(eio_sid, sid, pending.namespace, pending.id, pending.event,
+        self._refuse(eio_sid, state, sid, pending.namespace, pending.id, pending.event,
                      RealtimeError(code, message, details), details)
 
-    def _refuse(self, eio_sid: str, sid: str | None, namespace: str, ack_id: int | None,
-                name: str, error: RealtimeError, details: dict[str, Any]) -> None:
+    def _refuse(self, eio_sid: str, state: SessionInbound, sid: str | None, namespace: str,
+                ack_id: int | None, name: str, error: RealtimeError,
+                details: dict[str, Any]) -> None:
+        """Answer a refused packet, count it, and audit it within the session's audit budget
+        (refusals past it are counted in the next row written, never one row each)."""
         conn = self.rt.connections.get(sid) if sid and namespace == "/" else None
         self._answer(eio_sid, sid, namespace, ack_id, name, error)
-        self.rt.audit.record(error.code.value, event=name, outcome=error.code.value,
-                             details={**details, "message": error.message},
+        code = error.code.value
+        label = name if name in self.rt.registry.events else UNKNOWN
+        self.rt.metrics.events.labels(label, code).inc()
+        if state.audit_budget.take():
+            state.unaudited += 1
+            return
+        details = {**details, "message": error.message}
+        if state.unaudited:
+            details["refusals_not_audited_before"] = state.unaudited
+            state.unaudited = 0
+        self.rt.audit.record(code, event=name, outcome=code, details=details,
                              **self._fields(eio_sid, sid, conn))
 
     # -- bytes per second

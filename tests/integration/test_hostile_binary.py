@@ -297,6 +297,25 @@ def test_one_attachment_referenced_three_hundred_times_is_refused(
     assert reader.call("history", {"channel": "chat:amp"})["data"]["publications"] == []
 
 
+def test_a_storm_of_refused_binary_packets_is_answered_each_time_and_audited_as_a_count(
+        start_server, raw_socket, token):
+    server = start_server()
+    sock = raw_socket(server, token("mallory"))
+
+    ids = [sock.send_event("publish", {"channel": "chat:x", "data": placeholder(0)},
+                           attachments=[b"\x00"]) for _ in range(40)]
+    replies = [sock.wait_ack(ack_id) for ack_id in ids]  # type: ignore[arg-type]
+    sock.call("whoami")  # the audit rows of the storm are written by now
+
+    assert {r["error"]["code"] for r in replies} == {"invalid_payload"}
+    rows = [e for e in audit_of(server, "invalid_payload") if e["user_id"] == "mallory"]
+    assert 1 <= len(rows) <= 12, f"{len(rows)} audit rows for 40 refusals"
+    sock.close()
+    summary = server.wait_audit("inbound_refusals", lambda e: e["user_id"] == "mallory")
+    counted = sum(r["details"].get("refusals_not_audited_before", 0) for r in rows)
+    assert len(rows) + counted + summary["details"]["refusals_not_audited_before"] == 40
+
+
 def test_binary_event_placeholder_used_twice_is_refused(start_server, raw_socket, token):
     server = start_server()
     sock = raw_socket(server, token("alice"))
