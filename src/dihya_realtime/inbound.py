@@ -3,10 +3,12 @@
 Every message a client sends passes here before python-socketio decodes it, for two bounds
 python-socketio does not have:
 
-- **Bytes per second.** Each Engine.IO message is charged, by its length, to the
-  connection's ``DIHYA_RT_RATE_LIMIT_BYTES`` bucket. Over it the message is dropped and
-  answered ``rate_limited`` with ``retry_after`` (an ack, or an ``error`` event), and it is a
-  strike like the per-event limiter's: ``DIHYA_RT_RATE_LIMIT_ABUSE_STRIKES`` close the session.
+- **Bytes per second.** Each Engine.IO message is charged, by its size in bytes, to the
+  session's ``DIHYA_RT_RATE_LIMIT_BYTES`` bucket (before authentication too). Over it the
+  message is dropped and answered ``rate_limited`` with ``retry_after`` (an ack, or an
+  ``error`` event), and it is a strike like the per-event limiter's:
+  ``DIHYA_RT_RATE_LIMIT_ABUSE_STRIKES`` strikes close the session. The reader also lets the
+  other connections run after every 64 KiB it reads (see :meth:`InboundGuard.on_message`).
 - **Binary packets.** A binary packet is a text header announcing N attachments, then N binary
   messages; python-socketio buffers them in ``Server._binary_packet`` with no bound on N or
   their bytes, and its placeholders may name one attachment any number of times (one 60 KB
@@ -16,8 +18,9 @@ python-socketio does not have:
   once (else ``invalid_payload``); then every attachment is added to a running total, header
   included, that may not pass ``DIHYA_RT_MAX_PAYLOAD_BYTES`` (else ``payload_too_large``).
 
-A refused packet is answered, audited once, and the rest of it is read and dropped, never
-kept: the connection stays usable. That resynchronisation is safe because Socket.IO v5 sends
+A refused packet is answered, audited (within a per-session budget: a storm is counted, not
+written row by row), and the rest of it is read and dropped, never kept: the connection stays
+usable. That resynchronisation is safe because Socket.IO v5 sends
 every packet header as a text message and every attachment as a binary one (Engine.IO v4 has
 no other encoding, over WebSocket or polling), so the next text message starts the next
 packet. An attacker who keeps streaming attachments is stopped by the byte rate instead.
@@ -32,7 +35,6 @@ per-session state lives in the session's environ, so it goes when the session go
 from __future__ import annotations
 
 import json
-import logging
 import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -48,7 +50,6 @@ if TYPE_CHECKING:
     from dihya_realtime.connections import Connection
     from dihya_realtime.server import Realtime
 
-log = logging.getLogger("dihya_realtime.inbound")
 
 STATE_KEY = "dihya_realtime.inbound"
 """Where a session's :class:`SessionInbound` lives in its WSGI environ."""
@@ -209,7 +210,9 @@ class InboundGuard:
         state = environ.get(STATE_KEY)
         if state is None:
             state = environ[STATE_KEY] = SessionInbound(self.byte_limit)
-        state.unyielded += len(data)
+        size = len(data) if not isinstance(data, str) or data.isascii() else \
+            len(data.encode("utf-8", "replace"))  # bytes on the wire (isascii: O(1))
+        state.unyielded += size
         if state.unyielded >= YIELD_BYTES or state.closing:
             # A client streaming at line rate keeps this session's socket readable, so its
             # reader never blocks and, under gevent, nothing else would run: not the other
@@ -220,7 +223,7 @@ class InboundGuard:
             self.server.sleep(YIELD_SECONDS)
             if state.closing:
                 return None
-        wait = state.bucket.take(cost=len(data))
+        wait = state.bucket.take(cost=size)
         if wait:
             return self._over_rate(eio_sid, state, data, wait)
         state.limited = False
@@ -230,12 +233,12 @@ class InboundGuard:
                                    "binary packet interrupted before its last attachment")
             state.discarding = False
             if data[:1] in _BINARY_HEADERS:
-                return self._header(eio_sid, state, data)
+                return self._header(eio_sid, state, data, size)
             return self.original(eio_sid, data)
         return self._attachment(eio_sid, state, data)
 
     # -- binary packets
-    def _header(self, eio_sid: str, state: SessionInbound, data: str) -> None:
+    def _header(self, eio_sid: str, state: SessionInbound, data: str, size: int) -> None:
         server = self.server
         state.discarding = True  # until this header is accepted, its attachments are dropped
         try:
@@ -281,7 +284,7 @@ class InboundGuard:
             return
         state.discarding = False
         server._binary_packet[eio_sid] = pkt
-        state.pending = Pending(name, namespace, pkt.id, count, len(data))
+        state.pending = Pending(name, namespace, pkt.id, count, size)
 
     def _attachment(self, eio_sid: str, state: SessionInbound, data: Any) -> Any:
         if state.discarding:
