@@ -370,3 +370,16 @@ def test_attachment_flood_is_closed_by_the_byte_rate_before_megabytes_are_read(
     assert (rss_kb(server.pid) - before) / 1024 < 6
     row = server.wait_audit("disconnect_abuse", lambda e: e["sid"] == sock.sid)
     assert row["details"]["strikes"] >= 1
+
+
+def test_binary_over_long_polling_is_bounded_the_same_way(start_server, sio_client, token):
+    server = start_server()
+    client = sio_client(server, token("alice"), transports=["polling"])
+
+    joined = client.call("doc:join", {"doc_id": "poll-1"})
+    updated = client.call("doc:update", {"doc_id": "poll-1", "update": yjs_update("hi")})
+    refused = client.call("publish", {"channel": "chat:poll", "data": b"\x00"})
+
+    assert joined["ok"] is True and isinstance(joined["data"]["sync_step2"], bytes)
+    assert updated["ok"] is True
+    assert refused["ok"] is False and refused["error"]["code"] == "invalid_payload"
