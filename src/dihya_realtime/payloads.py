@@ -1,8 +1,13 @@
 """Payload types shared by the event schemas.
 
-``JsonValue`` is "any JSON value" for fields such as ``publish.data``: without a bound, a
-payload nested a thousand levels deep fits in the frame limit, is stored in history, and then
-breaks the encoding of every later reply that carries it (``RecursionError``).
+``JsonValue`` is "any JSON value" for fields such as ``publish.data``. Two bounds:
+
+- depth: without one, a payload nested a thousand levels deep fits in the frame limit, is
+  stored in history, and then breaks the encoding of every later reply that carries it
+  (``RecursionError``);
+- JSON types only: a Socket.IO binary packet turns placeholders into ``bytes``, which would
+  otherwise be stored and fanned out as attachments (a 6 MB publication from one ``publish``).
+  Only events declared ``binary=True`` take bytes, in fields typed as such.
 """
 
 from __future__ import annotations
@@ -13,24 +18,39 @@ from pydantic import AfterValidator
 
 MAX_JSON_DEPTH = 64
 
+_SCALARS = (str, int, float, bool, type(None))
 
-def _depth_ok(value: Any, limit: int) -> bool:
+
+def _json_problem(value: Any, limit: int) -> str | None:
+    """Why ``value`` is not a JSON value nested at most ``limit`` levels (``None``: it is)."""
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         item, depth = stack.pop()
-        if isinstance(item, dict | list | tuple):
+        if isinstance(item, _SCALARS):
+            continue
+        if isinstance(item, dict | list):
             if depth > limit:
-                return False
-            children = item.values() if isinstance(item, dict) else item
+                return f"nested deeper than {limit} levels"
+            if isinstance(item, dict):
+                if not all(isinstance(key, str) for key in item):
+                    return "object keys must be strings"
+                children: Any = item.values()
+            else:
+                children = item
             stack.extend((child, depth + 1) for child in children)
-    return True
+            continue
+        kind = "binary data" if isinstance(item, bytes | bytearray | memoryview) else \
+            type(item).__name__
+        return f"not a JSON value: {kind}"
+    return None
 
 
 def check_json_value(value: Any) -> Any:
-    if not _depth_ok(value, MAX_JSON_DEPTH):
-        raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
+    problem = _json_problem(value, MAX_JSON_DEPTH)
+    if problem is not None:
+        raise ValueError(problem)
     return value
 
 
 JsonValue = Annotated[Any, AfterValidator(check_json_value)]
-"""Any JSON value nested at most ``MAX_JSON_DEPTH`` levels."""
+"""Any JSON value (no bytes) nested at most ``MAX_JSON_DEPTH`` levels."""

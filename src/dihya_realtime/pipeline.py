@@ -17,7 +17,6 @@ import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import orjson
 from pydantic import BaseModel, ValidationError
 
 from dihya_realtime.connections import Connection
@@ -122,22 +121,6 @@ def validation_details(exc: ValidationError) -> list[dict[str, Any]]:
     return details
 
 
-def payload_bytes(args: tuple) -> int:
-    """About what an event's arguments cost: their JSON size (binary attachments by length).
-
-    Anything that will not encode (nested past orjson's limit) counts as one full frame.
-    """
-    def binary(value: Any) -> Any:
-        if isinstance(value, bytes | bytearray | memoryview):
-            return "\u0000" * len(value)  # weighs its length, never its content
-        raise TypeError
-
-    try:
-        return len(orjson.dumps(args, default=binary))
-    except (TypeError, orjson.JSONEncodeError):
-        return 1 << 20
-
-
 class Pipeline:
     """Runs declared events for one :class:`~dihya_realtime.server.Realtime`."""
 
@@ -150,9 +133,6 @@ class Pipeline:
         # Per-event buckets are keyed by user, not kept on the connection: reconnecting must
         # not refill them (60 `chat:create_room` in 0.4 s over 6 reconnects, issue 12).
         self.event_buckets = KeyedBuckets(self.event_limit, settings.rate_limit_max_keys)
-        # What events cost in bytes, per user: a count limit alone let 60 KB payloads through
-        # at the same rate as 60 B ones.
-        self.byte_buckets = KeyedBuckets(settings.rate_limit_bytes, settings.rate_limit_max_keys)
         # Metric children bound once per (event, outcome): ``.labels()`` hashes its label
         # values and takes a lock on every call, which showed in the acked path's profile.
         self._counters: dict[tuple[str, str], Any] = {}
@@ -210,12 +190,12 @@ class Pipeline:
             if conn is None:
                 raise RealtimeError(ErrorCode.UNAUTHENTICATED, "connection is not authenticated")
             if spec is None:
-                self._check_rate(None, conn, name, args)
+                self._check_rate(None, conn, name)
                 rt.audit.record("unknown_event", event=name, outcome="not_found",
                                 **conn.audit_fields())
                 raise RealtimeError(ErrorCode.NOT_FOUND, f"unknown event {name!r}",
                                     {"event": name})
-            self._check_rate(spec, conn, name, args)
+            self._check_rate(spec, conn, name)
             payload = self._validate(spec, conn, args)
             if spec.permission is not None and not conn.can(spec.permission):
                 rt.audit.record("permission_denied", event=name, outcome="forbidden",
@@ -253,10 +233,11 @@ class Pipeline:
             rt.emit("error", {"event": name, "error": envelope["error"]}, to=sid)
         return None
 
-    def _check_rate(self, spec: EventSpec | None, conn: Connection, name: str,
-                    args: tuple = ()) -> None:
-        """Per user and event (unknown names share one bucket), then per user overall, then
-        the payload's bytes per user (``DIHYA_RT_RATE_LIMIT_BYTES``, scope ``bytes``).
+    def _check_rate(self, spec: EventSpec | None, conn: Connection, name: str) -> None:
+        """Per user and event (unknown names share one bucket), then per user overall.
+
+        What events cost in bytes is charged before they are decoded, per connection, by
+        :mod:`dihya_realtime.inbound` (``DIHYA_RT_RATE_LIMIT_BYTES``, scope ``bytes``).
 
         Anonymous principals get a new id per connection anyway; theirs stay per connection
         rather than per client address, which behind a proxy or NAT would make strangers
@@ -271,9 +252,6 @@ class Pipeline:
         if not wait:
             wait = self.rt.user_buckets.take(conn.user_id)
             scope = "user"
-        if not wait and args:
-            wait = self.byte_buckets.take(who, cost=payload_bytes(args))
-            scope = "bytes"
         if not wait:
             return
         conn.strikes += 1

@@ -50,6 +50,7 @@ class EventSpec:
     description: str
     emits: tuple[str, ...] = ()
     allow_anonymous: bool = True
+    binary: bool = False
 
 
 @dataclass(slots=True)
@@ -80,12 +81,15 @@ class Registry:
         rate: RateLimit | None = None,
         emits: tuple[str, ...] = (),
         feature: str | None = None,
+        binary: bool = False,
     ) -> Callable[[Handler], Handler]:
         """Declare the client event ``name``; the handler is ``fn(ctx, payload)``.
 
         ``payload`` validates what the client sends (``None``: the event takes no payload);
         ``reply`` documents ``data`` of the success envelope; ``permission`` is checked
         against the caller's roles; ``rate`` overrides the per-event default token bucket.
+        ``binary=True``: the payload may carry bytes (Socket.IO attachments); any other event's
+        binary packet is refused with ``invalid_payload`` before its attachments are read.
         """
 
         def decorate(fn: Handler) -> Handler:
@@ -103,6 +107,7 @@ class Registry:
                 summary=summary,
                 description=description,
                 emits=emits,
+                binary=binary,
             )
             return fn
 

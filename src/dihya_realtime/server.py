@@ -47,6 +47,7 @@ from dihya_realtime.client_address import client_address, parse_networks
 from dihya_realtime.connections import Connection, ConnectionTable
 from dihya_realtime.expiry import ExpiryWatch
 from dihya_realtime.guard import SessionGuard
+from dihya_realtime.inbound import InboundGuard
 from dihya_realtime.metrics import Metrics
 from dihya_realtime.permissions import RolePolicy
 from dihya_realtime.pipeline import RESERVED_EVENTS, EventContext, Pipeline, client_event
@@ -159,6 +160,7 @@ class Realtime:
                 self.pipeline.around_event_call(server._handle_event_internal))
         self.guard.install(server)  # Engine.IO sessions, CONNECT packets: see guard.py
         app.wsgi_app = self.guard.wsgi(app.wsgi_app)  # type: ignore[method-assign]
+        InboundGuard(self).install(server)  # bounds binary packets and inbound bytes per second
         if settings.allowed_origins:
             app.wsgi_app = CorsForAllowedOrigins(  # type: ignore[method-assign]
                 app.wsgi_app, settings)

@@ -260,11 +260,6 @@ class Settings(BaseSettings):
     # (past the first) bytes; `more: true` says to continue with `history` from the last offset.
     history_page_max_count: int = Field(default=100, ge=1, le=10_000)
     history_page_max_bytes: int = Field(default=1024 * 1024, ge=1024)
-    # Bytes of event payloads (their JSON; binary attachments by length) per user per second;
-    # over it → `rate_limited` with details {"scope": "bytes"} and retry_after. The burst must
-    # hold one frame (DIHYA_RT_MAX_PAYLOAD_BYTES); a payload above the burst waits for a full one.
-    rate_limit_bytes: RateLimit = Field(
-        default_factory=lambda: RateLimit(rate=512 * 1024, burst=2 * 1024 * 1024))
     # Per-event rate-limit buckets kept in memory (one per user and event); the least
     # recently used are forgotten past it.
     rate_limit_max_keys: int = Field(default=100_000, ge=100)
@@ -280,6 +275,23 @@ class Settings(BaseSettings):
     doc_workers: int = Field(default=2, ge=1, le=64)  # worker processes per server process
     doc_worker_timeout: float = Field(default=5, gt=0, le=300)  # wall/CPU per job, then killed
     doc_worker_memory_mb: int = Field(default=512, ge=0)  # heap of a worker (0 = no limit)
+
+    # -- hostile input: inbound packets
+    # A binary packet's attachments: at most this many, announced in its header; their bytes,
+    # with the header's, count against DIHYA_RT_MAX_PAYLOAD_BYTES as they arrive.
+    # Over either → payload_too_large.
+    max_attachments: int = Field(default=16, ge=1, le=1024)
+    # Bytes one connection may send: every Engine.IO message is charged by its length. Over it
+    # → rate_limited with retry_after, and a strike (DIHYA_RT_RATE_LIMIT_ABUSE_STRIKES).
+    rate_limit_bytes: RateLimit = Field(
+        default_factory=lambda: RateLimit(rate=256 * 1024, burst=1024 * 1024))
+
+    @model_validator(mode="after")
+    def _byte_burst_holds_a_message(self) -> Settings:
+        if self.rate_limit_bytes.burst < self.max_payload_bytes:
+            raise ValueError("rate_limit_bytes: burst must be at least max_payload_bytes "
+                             f"({self.max_payload_bytes}), or no message that size could pass")
+        return self
 
     # -- perf
     # Per-event limits by event name ({"publish": {"rate": 500, "burst": 1000}}), consulted

@@ -58,7 +58,7 @@ class JoinReply(BaseModel):
 
 
 @event("doc:join", payload=JoinPayload, reply=JoinReply, permission="doc:read",
-       emits=("doc:update", "doc:awareness"))
+       emits=("doc:update", "doc:awareness"), binary=True)
 def join(ctx: EventContext, payload: JoinPayload) -> dict:
     """Join a document: the reply carries its state (Yjs sync step 1 and step 2).
 
@@ -97,7 +97,7 @@ class UpdateReply(BaseModel):
 
 
 @event("doc:update", payload=UpdatePayload, reply=UpdateReply, permission="doc:edit",
-       rate=RateLimit(rate=60, burst=200), emits=("doc:update",))
+       rate=RateLimit(rate=60, burst=200), emits=("doc:update",), binary=True)
 def update(ctx: EventContext, payload: UpdatePayload) -> dict:
     """Apply a Yjs update to a joined document; acked once it is stored.
 
@@ -134,7 +134,7 @@ class SyncReply(BaseModel):
 
 
 @event("doc:sync", payload=SyncPayload, reply=SyncReply, permission="doc:read",
-       rate=RateLimit(rate=20, burst=50), emits=("doc:update",))
+       rate=RateLimit(rate=20, burst=50), emits=("doc:update",), binary=True)
 def sync(ctx: EventContext, payload: SyncPayload) -> dict:
     """Send a y-protocols sync message for a joined document.
 
