@@ -137,6 +137,9 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     if result.ok:
         print(f"audit trail intact: {result.rows} rows")
         return 0
+    if result.intact:  # the chain holds, but records were lost before reaching it
+        print(f"audit trail INCOMPLETE: {result.reason}", file=sys.stderr)
+        return 1
     print(f"audit trail TAMPERED: {result.reason}", file=sys.stderr)
     return 1
 
