@@ -30,13 +30,9 @@ def _settings(dev: bool = False, **overrides: Any):  # noqa: ANN202 - Settings
 
 def _dev_secret() -> Any:
     """A per-checkout random secret for dev mode, kept so `token` and `serve` agree."""
-    from pydantic import SecretStr
+    from dihya_realtime.devmode import dev_secret
 
-    path = Path(DEV_SECRET_FILE)
-    if not path.exists():
-        path.write_text(secrets.token_hex(32))
-        path.chmod(0o600)
-    return SecretStr(path.read_text().strip())
+    return dev_secret(DEV_SECRET_FILE)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
