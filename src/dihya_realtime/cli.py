@@ -72,7 +72,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         rt.db.migrate()
     server = WSGIServer((settings.host, settings.port), app, log=None,
                         error_log=logging.getLogger("dihya_realtime.wsgi"),
-                        handler_class=pywsgi_handler_class(WSGIHandler))
+                        handler_class=pywsgi_handler_class(
+                            WSGIHandler, header_timeout=settings.http_header_timeout,
+                            max_body=settings.max_http_body_bytes))
     server.start()
     host, port = server.address[:2]
     broker = "redis" if settings.redis_url else "memory"

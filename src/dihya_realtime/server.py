@@ -43,6 +43,7 @@ from dihya_realtime.channels import ChannelService
 from dihya_realtime.connections import Connection, ConnectionTable
 from dihya_realtime.expiry import ExpiryWatch
 from dihya_realtime.metrics import Metrics
+from dihya_realtime.packetguard import refuse_malformed_packets
 from dihya_realtime.permissions import RolePolicy
 from dihya_realtime.pipeline import RESERVED_EVENTS, EventContext, Pipeline, client_event
 from dihya_realtime.principal import Principal
@@ -137,6 +138,7 @@ class Realtime:
         adapt_websocket_driver(socketio.server.eio, settings.max_payload_bytes,
                                  self._audit_oversized_message)
         pings_on_timers(socketio.server.eio)
+        refuse_malformed_packets(socketio.server)
         server = socketio.server
         # instance attributes shadowing python-socketio's methods: see the module docstring
         setattr(server, "_trigger_event", self._around_trigger(server._trigger_event))  # noqa: B010
