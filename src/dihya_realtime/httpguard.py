@@ -209,7 +209,7 @@ def guarded_handler(base: type, *, header_timeout: float | None, max_body: int |
                                  safe_text(self.request_version or "", 16)))
             else:
                 line = safe_text(_QUERY.sub("?…", self.requestline or ""))
-            status = (self._orig_status or self.status or "000").split()[0]
+            status = (getattr(self, "_orig_status", None) or self.status or "000").split()[0]
             return f'{address or "-"} - - [{now}] "{line}" {status} {length} {delta}'
 
         def log_error(self, msg: str, *args: Any) -> None:
