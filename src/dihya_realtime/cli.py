@@ -74,7 +74,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
                         error_log=logging.getLogger("dihya_realtime.wsgi"),
                         handler_class=pywsgi_handler_class(
                             WSGIHandler, header_timeout=settings.http_header_timeout,
-                            max_body=settings.max_http_body_bytes))
+                            max_body=settings.max_http_body_bytes,
+                            max_polling_body=settings.max_payload_bytes))
     server.start()
     host, port = server.address[:2]
     broker = "redis" if settings.redis_url else "memory"
