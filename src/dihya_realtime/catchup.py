@@ -29,6 +29,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("dihya_realtime.catchup")
 
 RECOVER_REASON = "recover"
+PRUNE_FLOOR = 1024
+"""Positions kept before channels without local subscribers are forgotten (then twice the
+number kept)."""
 ROOM_PREFIX = "ch:"
 
 
@@ -39,8 +42,12 @@ class FanoutCatchUp:
         self.channels = channels
         self._lock = threading.Lock()
         self._positions: dict[str, StreamPosition] = {}
+        self._prune_at = PRUNE_FLOOR
         hook = getattr(channels.broker, "set_resubscribe_hook", None)
-        if hook is not None:  # brokers whose fan-out can be lost (Redis)
+        # Only brokers whose fan-out can be lost (Redis) need it; with the memory broker
+        # nothing is tracked at all.
+        self.enabled = hook is not None
+        if hook is not None:
             hook(self.catch_up)
 
     def subscribed(self, channel: str, top: StreamPosition) -> None:
@@ -49,13 +56,28 @@ class FanoutCatchUp:
         Only the first local subscription of a channel (or one in a new epoch) sets the
         position: with others live already, publications up to ``top`` may still be on their
         way through the fan-out, and they need them."""
+        if not self.enabled:
+            return
         with self._lock:
             known = self._positions.get(channel)
             if known is None or known.epoch != top.epoch:
                 self._positions[channel] = top
+            crowded = len(self._positions) > self._prune_at
+        if crowded:
+            self._prune()
+
+    def _prune(self) -> None:
+        """Forget channels nobody here subscribes to any more (bounded memory)."""
+        local = self._local_channels()
+        with self._lock:
+            for channel in set(self._positions) - local:
+                del self._positions[channel]
+            self._prune_at = max(PRUNE_FLOOR, 2 * len(self._positions))
 
     def accept(self, pub: Publication, local: bool) -> bool:
         """Record ``pub`` as delivered here; ``False`` if it was already (a duplicate)."""
+        if not self.enabled:
+            return True
         with self._lock:
             if not local:
                 self._positions.pop(pub.channel, None)
@@ -71,10 +93,8 @@ class FanoutCatchUp:
         fan-out is subscribed again, before it reports ready). Raises
         :class:`~dihya_realtime.broker.BrokerUnavailable` if the broker fails meanwhile: the
         broker then subscribes again and calls this again (nothing was marked delivered)."""
+        self._prune()
         local = self._local_channels()
-        with self._lock:  # forget channels nobody here subscribes to any more
-            for channel in set(self._positions) - local:
-                del self._positions[channel]
         delivered = recovered = 0
         for channel in sorted(local):
             with self._lock:
