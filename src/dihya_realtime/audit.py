@@ -299,6 +299,7 @@ class AuditLog:
         self._settled = 0  # events written to the database or dropped
         self._dropped = 0
         self._gap = 0  # records lost since the last gap row was written
+        self._gap_in_flight = 0  # ... and those of the gap row being written
         self._urgent = False
         self._closing = False
         self._thread: threading.Thread | None = None
@@ -316,11 +317,17 @@ class AuditLog:
         """Events dropped because the queue was full while the database was unreachable."""
         return self._dropped
 
-    def _lost(self, count: int) -> None:
-        """``count`` records will never reach the database: the next batch opens with a gap row."""
+    def _record_gap(self) -> None:
+        """A record was lost: a gap row takes its place, in order, in both sinks."""
+        fields, ts = _gap_row(1)
         with self._cond:
-            self._dropped += count
-            self._gap += count
+            self._dropped += 1
+        try:
+            self._write_line(fields)
+            if self._thread is not None:
+                self._enqueue(fields, ts)
+        except Exception:
+            logger.exception("audit: could not record a gap either")
 
     @property
     def pending(self) -> int:
@@ -366,7 +373,7 @@ class AuditLog:
                 fields["details"] = {**(fields["details"] or {}), "_audit": marks.as_dict()}
         except Exception:
             logger.exception("audit: could not record a %r event; a gap is left", type)
-            self._lost(1)
+            self._record_gap()
             return
         if self._thread is not None:
             self._enqueue(fields, now)
@@ -386,7 +393,9 @@ class AuditLog:
             target = self._enqueued
             self._urgent = True
             self._cond.notify_all()
-            return self._cond.wait_for(lambda: self._settled >= target, timeout=timeout)
+            return self._cond.wait_for(
+                lambda: self._settled >= target and not self._gap and not self._gap_in_flight,
+                timeout=timeout)
 
     def close(self, timeout: float = 5.0) -> None:
         """Flush what can be flushed within ``timeout``, stop the writer, close the file."""
@@ -462,12 +471,14 @@ class AuditLog:
                 count = min(len(self._pending), self._batch_size * BACKLOG_BATCHES)
                 batch = [self._pending.popleft() for _ in range(count)]
                 gap, self._gap = self._gap, 0
+                self._gap_in_flight = gap
             try:
                 self._write_batch([_gap_row(gap), *batch] if gap else batch)
             except Exception as exc:
                 with self._cond:
                     self._pending.extendleft(reversed(batch))
                     self._gap += gap
+                    self._gap_in_flight = 0
                     while len(self._pending) > self._max_queue:
                         self._pending.popleft()
                         self._dropped += 1
@@ -494,6 +505,7 @@ class AuditLog:
                 backoff = 0.0
             with self._cond:
                 self._settled += len(batch)
+                self._gap_in_flight = 0
                 self._cond.notify_all()
 
     def _write_batch(self, batch: list[tuple[dict[str, Any], datetime]]) -> None:

@@ -129,3 +129,18 @@ def test_verify_reports_records_dropped_from_a_full_queue(tmp_path: Path, monkey
     monkeypatch.setenv("DIHYA_RT_DATABASE_URL", url)
     assert main(["audit", "verify"]) == 1
     assert "2 records were dropped" in capsys.readouterr().err
+
+
+def test_a_lost_last_record_is_in_the_chain_once_flushed(audit: AuditLog, database: Database,
+                                                         capsys) -> None:
+    audit.record("connect", user_id="a")
+    audit.record("connect", details={"x": _Unprintable()})  # the last one: no batch follows
+    assert audit.flush(10)
+    assert [r.type for r in _rows(database)] == ["connect", "audit_gap"]
+
+
+def test_a_lost_record_leaves_a_gap_line_in_the_json_log(capsys) -> None:
+    log = AuditLog(None, "-")
+    log.record("connect", details={"x": _Unprintable()})
+    line = json.loads(capsys.readouterr().out)
+    assert line["type"] == "audit_gap" and line["details"] == {"dropped": 1}
