@@ -27,7 +27,7 @@ from markupsafe import Markup
 from pydantic import BaseModel, Field, ValidationError
 
 from dihya_realtime import __version__
-from dihya_realtime.api import error_response, json_body
+from dihya_realtime.api import error_response, json_body, request_json
 from dihya_realtime.devmode import is_dev_secret, is_loopback_host
 from dihya_realtime.errors import RealtimeError, forbidden, invalid
 from dihya_realtime.pipeline import validation_details
@@ -225,7 +225,7 @@ def publish_route(bp: Blueprint, rt: Realtime) -> None:
     def dev_publish() -> Any:
         """Dev mode only: publish on a ``live:`` channel (production: ``POST /api/v1/publish``)."""
         try:
-            body = _validated(DevPublishRequest, request.get_json(silent=True) or {})
+            body = _validated(DevPublishRequest, request_json() or {})
             data = body.data if body.data is not None else {
                 "text": "published from the demo", "at": time.time()}
             pub, _ = rt.publish(body.channel, data)

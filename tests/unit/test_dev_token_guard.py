@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -64,3 +65,15 @@ def test_dev_secret_file_holds_a_recognisable_dev_secret(tmp_path: Path, monkeyp
     assert is_dev_secret(secret) and secret != "f" * 64
     assert dev_secret().get_secret_value() == secret  # kept, so `token` and `serve` agree
     assert not is_dev_secret("f" * 64)
+
+
+def test_deep_json_before_login_is_a_clean_400_without_a_traceback(make_app, caplog) -> None:
+    client = make_app().test_client()
+    deep = "[" * 100_000 + "]" * 100_000
+    for path, headers, status in (("/dev/token", {}, 400),
+                                  ("/dev/publish", {}, 200),  # no JSON body: the demo note
+                                  ("/api/v1/publish", {"Authorization": "Bearer wrong"}, 401)):
+        reply = client.post(path, data=deep, content_type="application/json", headers=headers)
+        assert reply.status_code == status, (path, reply.status_code)
+        assert reply.is_json
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
