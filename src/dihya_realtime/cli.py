@@ -51,6 +51,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from gevent.pywsgi import WSGIHandler, WSGIServer
 
     from dihya_realtime.auth import mint_token
+    from dihya_realtime.devmode import is_dev_secret
     from dihya_realtime.server import create_app
     from dihya_realtime.settings import SettingsError
     from dihya_realtime.transport import pywsgi_handler_class
@@ -83,7 +84,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"dihya-realtime ready on http://{host}:{port} ({mode} mode, database "
           f"{settings.database_url.split('://')[0]}, {broker} broker, pid {os.getpid()})",
           flush=True)
-    if settings.dev:
+    if settings.dev and not is_dev_secret(settings.jwt_secret):
+        print("dev mode with a configured JWT secret: no demo tokens, no POST /dev/token "
+              "(they sign only with the generated dev secret)", flush=True)
+    elif settings.dev:
         for user, roles in (("alice", ["user", "moderator"]), ("bob", ["user"])):
             token = mint_token(settings, user, roles, name=user.capitalize(), ttl=8 * 3600)
             print(f"demo token for {user} ({','.join(roles)}): {token}", flush=True)
