@@ -47,6 +47,11 @@ def refuse_malformed_packets(server: Any) -> None:
             return None
 
     eio.on("message", on_message)
+    if getattr(server, "_handle_eio_message", None) == handler:
+        # Also where a later wrapper of python-socketio's message handler (one that reads
+        # ``server._handle_eio_message`` and registers itself with ``eio.on``) finds it,
+        # so the guard holds whichever is installed first.
+        server._handle_eio_message = on_message
     hide_session_ids()
 
 
