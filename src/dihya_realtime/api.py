@@ -55,9 +55,19 @@ def require_api_key(rt: Realtime) -> Callable:
     return decorate
 
 
+def request_json() -> Any:
+    """The request's JSON document, or ``None`` if it is not JSON, malformed, or nested
+    deeper than the parser goes (the standard library raised ``RecursionError`` there: a
+    500 with a traceback in the log, before any authentication on ``/dev/token``)."""
+    try:
+        return request.get_json(silent=True)
+    except RecursionError:
+        return None
+
+
 def json_body() -> dict:
     """The request's JSON object, or a 400 ``invalid_payload`` naming the problem."""
-    data = request.get_json(silent=True)
+    data = request_json()
     if not isinstance(data, dict):
         raise RealtimeError(ErrorCode.INVALID_PAYLOAD, "the body must be a JSON object",
                             [{"field": "body", "message": "expected a JSON object"}])

@@ -36,6 +36,7 @@ from dihya_realtime.broker import (
     StreamPosition,
 )
 from dihya_realtime.broker.base import wire_size
+from dihya_realtime.catchup import FanoutCatchUp
 from dihya_realtime.errors import ErrorCode, RealtimeError, forbidden, invalid, not_found
 from dihya_realtime.settings import HistoryPolicy, NamespacePolicy
 
@@ -104,6 +105,7 @@ class ChannelService:
         self._lock = threading.RLock()
         self._pending: dict[str, dict[str, list[Publication]]] = {}  # channel → sid → buffer
         self._reserved: dict[str, set[str]] = {}  # sid → channels being subscribed
+        self.catchup = FanoutCatchUp(self)  # no silent gap when the fan-out comes back
         self._access_checks: dict[str, list[AccessCheck]] = {}
         self._control_handlers: dict[str, Any] = {
             "disconnect_user": self._control_disconnect_user,
@@ -217,6 +219,7 @@ class ChannelService:
             self.unsubscribe(conn, channel)
             raise RealtimeError(ErrorCode.UNAVAILABLE, "the connection closed")
         top = result.position
+        self.catchup.subscribed(channel, top)
 
         def go_live() -> None:
             with self._lock:
@@ -381,6 +384,8 @@ class ChannelService:
             # up are in the room already (they enter it before their reply), so no buffer
             # misses the publication.
             return
+        if not self.catchup.accept(message, local=True):
+            return  # delivered already, from history, when the fan-out came back
         wire = message.to_wire()
         with self._lock:
             waiting = self._pending.get(message.channel)

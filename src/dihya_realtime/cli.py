@@ -30,13 +30,9 @@ def _settings(dev: bool = False, **overrides: Any):  # noqa: ANN202 - Settings
 
 def _dev_secret() -> Any:
     """A per-checkout random secret for dev mode, kept so `token` and `serve` agree."""
-    from pydantic import SecretStr
+    from dihya_realtime.devmode import dev_secret
 
-    path = Path(DEV_SECRET_FILE)
-    if not path.exists():
-        path.write_text(secrets.token_hex(32))
-        path.chmod(0o600)
-    return SecretStr(path.read_text().strip())
+    return dev_secret(DEV_SECRET_FILE)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -55,6 +51,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from gevent.pywsgi import WSGIHandler, WSGIServer
 
     from dihya_realtime.auth import mint_token
+    from dihya_realtime.devmode import is_dev_secret
     from dihya_realtime.server import create_app
     from dihya_realtime.settings import SettingsError
     from dihya_realtime.transport import pywsgi_handler_class
@@ -76,7 +73,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         rt.db.migrate()
     server = WSGIServer((settings.host, settings.port), app, log=None,
                         error_log=logging.getLogger("dihya_realtime.wsgi"),
-                        handler_class=pywsgi_handler_class(WSGIHandler))
+                        handler_class=pywsgi_handler_class(
+                            WSGIHandler, header_timeout=settings.http_header_timeout,
+                            max_body=settings.max_http_body_bytes,
+                            max_polling_body=settings.max_payload_bytes))
     rt.guard.install_upgrade_hook(server)  # a refused WebSocket handshake gets HTTP 429
     server.start()
     host, port = server.address[:2]
@@ -85,7 +85,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"dihya-realtime ready on http://{host}:{port} ({mode} mode, database "
           f"{settings.database_url.split('://')[0]}, {broker} broker, pid {os.getpid()})",
           flush=True)
-    if settings.dev:
+    if settings.dev and not is_dev_secret(settings.jwt_secret):
+        print("dev mode with a configured JWT secret: no demo tokens, no POST /dev/token "
+              "(they sign only with the generated dev secret)", flush=True)
+    elif settings.dev:
         for user, roles in (("alice", ["user", "moderator"]), ("bob", ["user"])):
             token = mint_token(settings, user, roles, name=user.capitalize(), ttl=8 * 3600)
             print(f"demo token for {user} ({','.join(roles)}): {token}", flush=True)
@@ -138,6 +141,9 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     if result.ok:
         print(f"audit trail intact: {result.rows} rows")
         return 0
+    if result.intact:  # the chain holds, but records were lost before reaching it
+        print(f"audit trail INCOMPLETE: {result.reason}", file=sys.stderr)
+        return 1
     print(f"audit trail TAMPERED: {result.reason}", file=sys.stderr)
     return 1
 

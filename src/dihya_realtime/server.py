@@ -49,6 +49,7 @@ from dihya_realtime.expiry import ExpiryWatch
 from dihya_realtime.guard import SessionGuard
 from dihya_realtime.inbound import InboundGuard
 from dihya_realtime.metrics import Metrics
+from dihya_realtime.packetguard import refuse_malformed_packets
 from dihya_realtime.permissions import RolePolicy
 from dihya_realtime.pipeline import RESERVED_EVENTS, EventContext, Pipeline, client_event
 from dihya_realtime.principal import Principal
@@ -161,6 +162,7 @@ class Realtime:
         self.guard.install(server)  # Engine.IO sessions, CONNECT packets: see guard.py
         app.wsgi_app = self.guard.wsgi(app.wsgi_app)  # type: ignore[method-assign]
         InboundGuard(self).install(server)  # bounds binary packets and inbound bytes per second
+        refuse_malformed_packets(server)  # after InboundGuard: it wraps the message handler last
         if settings.allowed_origins:
             app.wsgi_app = CorsForAllowedOrigins(  # type: ignore[method-assign]
                 app.wsgi_app, settings)

@@ -291,6 +291,20 @@ class Settings(BaseSettings):
         if self.rate_limit_bytes.burst < self.max_payload_bytes:
             raise ValueError("rate_limit_bytes: burst must be at least max_payload_bytes "
                              f"({self.max_payload_bytes}), or no message that size could pass")
+
+    # -- hostile input: http
+    # Seconds a client has to send a request line and headers (in total; also bounds an idle
+    # keep-alive connection); then the connection is closed.
+    http_header_timeout: float = Field(default=10, gt=0, le=300)
+    # An HTTP request body over this is refused with 413 payload_too_large before it is read
+    # (Content-Length) or as it arrives (chunked). At least DIHYA_RT_MAX_PAYLOAD_BYTES.
+    max_http_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=256 * 1024 * 1024)
+
+    @model_validator(mode="after")
+    def _http_body_holds_a_payload(self) -> Settings:
+        if self.max_http_body_bytes < self.max_payload_bytes:
+            raise ValueError(f"max_http_body_bytes must be at least DIHYA_RT_MAX_PAYLOAD_BYTES "
+                             f"({self.max_payload_bytes}): an HTTP publish carries a payload")
         return self
 
     # -- perf

@@ -232,11 +232,20 @@ def _limited_gevent_ws(limit: int, on_oversize: OversizeHook | None = None) -> t
     return LimitedGeventWS
 
 
-def pywsgi_handler_class(fallback: type) -> type:
+def pywsgi_handler_class(fallback: type, *, header_timeout: float | None = None,
+                         max_body: int | None = None,
+                         max_polling_body: int | None = None) -> type:
     """The pywsgi handler ``serve`` uses: gevent-websocket's (when importable, else
     ``fallback``), closing the TCP connection after a WebSocket session, with a small read
-    buffer and a lingering close (see :func:`_closing_handler`)."""
-    return _closing_handler(_websocket_handler(fallback))
+    buffer and a lingering close (see :func:`_closing_handler`); its request line and headers
+    must arrive within ``header_timeout`` seconds, and request bodies over ``max_body`` bytes
+    (Engine.IO polling POSTs: ``max_polling_body``) are refused with 413 (see
+    :mod:`dihya_realtime.httpguard`)."""
+    from dihya_realtime.httpguard import guarded_handler
+
+    return guarded_handler(_closing_handler(_websocket_handler(fallback)),
+                           header_timeout=header_timeout, max_body=max_body,
+                           max_polling_body=max_polling_body)
 
 
 def _websocket_handler(fallback: type) -> type:

@@ -8,12 +8,15 @@ not get these pages (they are a demo and a reference, not part of a product's UI
 - ``GET /docs/events``: the AsyncAPI document rendered as a page, with no external asset;
 - dev mode only (``DIHYA_RT_DEV`` / ``serve --dev``; absent, hence 404, in production):
   ``POST /dev/token`` mints a short-lived token for any user name and roles, and
-  ``POST /dev/publish`` publishes on a ``live:`` channel without an API key.
+  ``POST /dev/publish`` publishes on a ``live:`` channel without an API key. Both answer only
+  a loopback ``Host`` (else 403: no DNS rebinding), and ``/dev/token`` exists only while the
+  JWT secret is the generated dev secret, never a configured one (see :mod:`devmode`).
 """
 
 from __future__ import annotations
 
 import html
+import logging
 import re
 import time
 from pathlib import Path
@@ -24,13 +27,15 @@ from markupsafe import Markup
 from pydantic import BaseModel, Field, ValidationError
 
 from dihya_realtime import __version__
-from dihya_realtime.api import error_response, json_body
-from dihya_realtime.errors import RealtimeError, invalid
+from dihya_realtime.api import error_response, json_body, request_json
+from dihya_realtime.devmode import is_dev_secret, is_loopback_host
+from dihya_realtime.errors import RealtimeError, forbidden, invalid
 from dihya_realtime.pipeline import validation_details
 
 if TYPE_CHECKING:
     from dihya_realtime.server import Realtime
 
+log = logging.getLogger("dihya_realtime.web")
 PACKAGE_DIR = Path(__file__).parent
 STATIC_DIR = PACKAGE_DIR / "static"
 DEV_TOKEN_TTL = 15 * 60
@@ -175,6 +180,20 @@ def create_web_blueprint(rt: Realtime) -> Blueprint:
     if not settings.dev:
         return bp
 
+    @bp.before_request
+    def loopback_only() -> Any:
+        """The dev endpoints answer a loopback ``Host`` only: a page of another site whose
+        name resolves to 127.0.0.1 (DNS rebinding) sends its own name and is refused."""
+        if request.path.startswith("/dev/") and not is_loopback_host(request.host):
+            return error_response(forbidden("the dev endpoints answer a loopback Host only"))
+        return None
+
+    publish_route(bp, rt)
+    if not is_dev_secret(settings.jwt_secret):
+        log.warning("dev mode with a configured JWT secret: POST /dev/token is off (it signs "
+                    "only with the generated dev secret)")
+        return bp
+
     @bp.post("/dev/token")
     def dev_token() -> Any:
         """Dev mode only: a token for any user name and roles (the demo's sign-in)."""
@@ -196,11 +215,17 @@ def create_web_blueprint(rt: Realtime) -> Blueprint:
         return jsonify({"ok": True, "data": {"token": token, "user_id": body.user_id,
                                              "expires_at": time.time() + DEV_TOKEN_TTL}})
 
+    return bp
+
+
+def publish_route(bp: Blueprint, rt: Realtime) -> None:
+    """``POST /dev/publish`` (dev mode only)."""
+
     @bp.post("/dev/publish")
     def dev_publish() -> Any:
         """Dev mode only: publish on a ``live:`` channel (production: ``POST /api/v1/publish``)."""
         try:
-            body = _validated(DevPublishRequest, request.get_json(silent=True) or {})
+            body = _validated(DevPublishRequest, request_json() or {})
             data = body.data if body.data is not None else {
                 "text": "published from the demo", "at": time.time()}
             pub, _ = rt.publish(body.channel, data)
@@ -208,5 +233,3 @@ def create_web_blueprint(rt: Realtime) -> Blueprint:
             return error_response(exc)
         return jsonify({"ok": True, "data": {"channel": pub.channel, "offset": pub.offset,
                                              "epoch": pub.epoch, "id": pub.id}})
-
-    return bp

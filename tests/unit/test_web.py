@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from flask import Flask
 
+from dihya_realtime.devmode import DEV_SECRET_PREFIX
 from dihya_realtime.server import create_app
 from dihya_realtime.web import doc_html
 
@@ -20,7 +21,9 @@ def make_app(tmp_path: Path) -> Iterator:
     apps: list[Flask] = []
 
     def make(**overrides) -> Flask:
-        settings = {"jwt_secret": "x" * 40, "async_mode": "threading", "audit_log": "off",
+        # dev mode signs with the generated dev secret only (test_dev_token_guard.py)
+        secret = DEV_SECRET_PREFIX + "x" * 40 if overrides.get("dev") else "x" * 40
+        settings = {"jwt_secret": secret, "async_mode": "threading", "audit_log": "off",
                     "database_url": f"sqlite:///{tmp_path / 'web.db'}", **overrides}
         app = create_app(**settings)
         app.extensions["dihya_realtime"].db.migrate()

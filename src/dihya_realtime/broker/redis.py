@@ -16,7 +16,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Literal
 
@@ -49,6 +49,9 @@ from dihya_realtime.settings import HistoryPolicy
 log = logging.getLogger(__name__)
 
 _DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
+# Subscribing again: any Redis error is retried with backoff (a NOPERM or LOADING reply too),
+# never the end of the listener thread.
+_RETRY = (redis.RedisError, OSError)
 _MAX_BACKOFF = 5.0
 _POLL = 0.2
 
@@ -121,6 +124,8 @@ class RedisBroker(Broker):
         self._release_node = self._redis.register_script(lua.RELEASE_NODE)
         self._listener: threading.Thread | None = None
         self._closing = threading.Event()
+        self._fanout_ready = threading.Event()  # subscribed, and caught up: see ping()
+        self._resubscribed: Callable[[], None] | None = None
 
     # -- keys: one hash tag per channel keeps a channel's keys in one cluster slot ------------
 
@@ -320,6 +325,14 @@ class RedisBroker(Broker):
 
     # -- fan-out ------------------------------------------------------------------------------
 
+    def set_resubscribe_hook(self, fn: Callable[[], None]) -> None:
+        """Call ``fn()`` each time the fan-out is subscribed again after it was lost, from the
+        listener thread, before anything newly fanned out is dispatched and before
+        :meth:`ping` reports ready again. ``fn`` brings local subscribers up to date from
+        history (:mod:`dihya_realtime.catchup`); if it raises, the listener subscribes again
+        and calls it again."""
+        self._resubscribed = fn
+
     def start(self) -> None:
         """Subscribe (waiting for Redis's confirmation when it is up) and start listening.
 
@@ -332,7 +345,8 @@ class RedisBroker(Broker):
         pubsub: PubSub | None
         try:
             pubsub = self._subscribe()
-        except _DOWN:
+            self._fanout_ready.set()
+        except _RETRY:
             log.warning("redis broker: fan-out not subscribed yet; retrying in background")
             pubsub = None
         self._listener = threading.Thread(
@@ -354,33 +368,67 @@ class RedisBroker(Broker):
             pubsub.close()
             raise
 
+    def _resubscribe(self) -> PubSub:
+        """Subscribe again, then catch up (the hook) before anything new is dispatched."""
+        pubsub = self._subscribe()
+        try:
+            if self._resubscribed is not None:
+                self._resubscribed()
+        except BaseException:
+            pubsub.close()
+            raise
+        return pubsub
+
     def _listen(self, pubsub: PubSub | None) -> None:
         backoff = 0.1
         while not self._closing.is_set():
             if pubsub is None:
                 try:
-                    pubsub = self._subscribe()
+                    pubsub = self._resubscribe()
+                    self._fanout_ready.set()
                     log.info("redis broker: fan-out subscribed")
                     backoff = 0.1
-                except _DOWN:
+                except (*_RETRY, BrokerUnavailable) as exc:
+                    log.debug("redis broker: fan-out not back yet: %s", exc)
                     self._closing.wait(backoff)
                     backoff = min(backoff * 2, _MAX_BACKOFF)
                     continue
             try:
                 # Short polls so close() returns promptly; idle cost is a few wakeups a second.
                 message = pubsub.get_message(timeout=_POLL)
-            except _DOWN:
-                # Publications sent while we are away are not replayed here: subscribers
-                # notice the offset gap and recover from history.
-                log.warning("redis broker: fan-out connection lost; reconnecting")
+            except (*_DOWN, redis.ResponseError) as exc:
+                # Not ready until subscribed again and caught up (publications sent while
+                # we are away are delivered from history then, see set_resubscribe_hook).
+                # A ResponseError here is redis-py's own re-subscription being refused.
+                self._fanout_ready.clear()
+                log.warning("redis broker: fan-out connection lost (%s); reconnecting",
+                            type(exc).__name__)
                 pubsub.close()
                 pubsub = None
                 continue
             except Exception:
                 log.exception("redis broker: unexpected listener error")
                 continue
-            if message is not None and message["type"] == "message":
+            if message is None:
+                continue
+            if message["type"] == "message":
                 self._deliver(message["data"])
+            elif message["type"] == "subscribe":
+                # redis-py reconnected and subscribed again by itself (its retry on a
+                # connection error): the connection was lost meanwhile, so catch up first.
+                self._fanout_ready.clear()
+                try:
+                    if self._resubscribed is not None:
+                        self._resubscribed()
+                except (*_RETRY, BrokerUnavailable) as exc:
+                    log.warning("redis broker: catch-up after reconnecting failed (%s); "
+                                "subscribing again", exc)
+                    pubsub.close()
+                    pubsub = None
+                    continue
+                self._fanout_ready.set()
+                log.info("redis broker: fan-out subscribed again")
+        self._fanout_ready.clear()
         if pubsub is not None:
             pubsub.close()
 
@@ -405,8 +453,12 @@ class RedisBroker(Broker):
         self._redis.close()
 
     def ping(self) -> None:
+        """Redis answers *and* the fan-out is subscribed and caught up: before that, this
+        process would miss publications acked meanwhile (``/readyz`` says 503)."""
         with _available():
             self._redis.ping()
+        if not self._fanout_ready.is_set():
+            raise BrokerUnavailable("redis fan-out not subscribed")
 
 
 def socketio_queue(url: str, channel: str, *, max_connections: int = 64,

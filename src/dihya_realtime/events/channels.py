@@ -246,7 +246,8 @@ class PresenceEventModel(BaseModel):
 class UnsubscribedEvent(BaseModel):
     channel: str
     reason: str = Field(description='the reason given to `rt.unsubscribe` (default "server"), '
-                        'or "forbidden" / "unavailable" after an `auth:refresh`')
+                        'or "forbidden" / "unavailable" after an `auth:refresh`, '
+                        'or "recover" (subscribe again with `since`)')
 
 
 server_event("publication", PublicationModel, """
@@ -276,6 +277,9 @@ server_event("unsubscribed", UnsubscribedEvent, """
     the check could not be made; subscribe again later). A private room's or a DM's
     ``chat:<room id>`` channel is removed from every connection of a member who leaves
     (``reason: "left"``) or is removed, kicked or banned (``reason: "forbidden"``).
+    ``reason: "recover"``: the server lost its broker fan-out for a while and history could
+    not cover what was published meanwhile; subscribe again with ``since`` (the last offset
+    and epoch you have) and check ``recovered``.
 """, feature="channels")
 
 
