@@ -291,6 +291,7 @@ class Settings(BaseSettings):
         if self.rate_limit_bytes.burst < self.max_payload_bytes:
             raise ValueError("rate_limit_bytes: burst must be at least max_payload_bytes "
                              f"({self.max_payload_bytes}), or no message that size could pass")
+        return self
 
     # -- hostile input: http
     # Seconds a client has to send a request line and headers (in total; also bounds an idle
