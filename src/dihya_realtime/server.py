@@ -154,6 +154,9 @@ class Realtime:
         adapt_websocket_driver(socketio.server.eio, settings.max_payload_bytes,
                                  self._audit_oversized_message)
         pings_on_timers(socketio.server.eio)
+        # first, so that InboundGuard (below) wraps it: bytes and binary are bounded before a
+        # packet is decoded, and a packet that will not decode is refused without a traceback
+        refuse_malformed_packets(socketio.server)
         server = socketio.server
         # instance attributes shadowing python-socketio's methods: see the module docstring
         setattr(server, "_trigger_event", self._around_trigger(server._trigger_event))  # noqa: B010
@@ -162,7 +165,6 @@ class Realtime:
         self.guard.install(server)  # Engine.IO sessions, CONNECT packets: see guard.py
         app.wsgi_app = self.guard.wsgi(app.wsgi_app)  # type: ignore[method-assign]
         InboundGuard(self).install(server)  # bounds binary packets and inbound bytes per second
-        refuse_malformed_packets(server)  # after InboundGuard: it wraps the message handler last
         if settings.allowed_origins:
             app.wsgi_app = CorsForAllowedOrigins(  # type: ignore[method-assign]
                 app.wsgi_app, settings)
