@@ -72,6 +72,26 @@ def test_a_bystanders_recovery_after_its_history_was_trimmed_says_not_recovered(
     assert result.position == StreamPosition(1, first.epoch)  # offsets and epoch go on
 
 
+def test_concurrent_publishers_keep_the_running_total_exact() -> None:
+    import threading
+
+    broker = MemoryBroker(max_history_bytes=32 * KIB)
+    channels = [f"chat:room-{i}" for i in range(40)]
+
+    def publish(worker: int) -> None:
+        for i in range(150):
+            broker.publish(channels[(worker * 7 + i) % len(channels)], "x" * 500, history=KEEP)
+
+    threads = [threading.Thread(target=publish, args=(w,)) for w in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert broker.history_bytes == retained_bytes(broker, channels)
+    broker.publish("chat:room-0", "x" * 500, history=KEEP)  # alone again: exactly in budget
+    assert broker.history_bytes <= 32 * KIB
+
+
 def test_the_channel_published_to_keeps_at_least_its_newest_publication() -> None:
     broker = MemoryBroker(max_history_bytes=4 * KIB)
     broker.publish("chat:other", "y" * 2000, history=KEEP)
@@ -113,9 +133,11 @@ def test_the_budget_is_a_setting_with_a_256_mib_default(monkeypatch: pytest.Monk
 
 
 @pytest.fixture
-def small_redis() -> Iterator[str]:
-    """A private redis-server with a 4 MiB maxmemory and no eviction (Redis's default
-    policy), so the shared one's settings are left alone."""
+def small_redis(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A private redis-server with a 4 MiB maxmemory and the eviction policy the test names
+    (``noeviction``, Redis's default, unless parametrized), so the shared one's settings are
+    left alone."""
+    policy = getattr(request, "param", "noeviction")
     server = shutil.which("redis-server")
     if server is None:
         pytest.skip("redis-server not installed")
@@ -124,7 +146,7 @@ def small_redis() -> Iterator[str]:
         port = s.getsockname()[1]
     proc = subprocess.Popen(
         [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--maxmemory", "4mb", "--maxmemory-policy", "noeviction"],
+         "--maxmemory", "4mb", "--maxmemory-policy", policy],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 5
@@ -160,4 +182,64 @@ def test_a_publish_redis_refuses_for_memory_is_unavailable_and_history_stays_rea
                                 since=StreamPosition(0, first.epoch))
         assert result.recovered and [p.id for p in result.publications] == [first.id]
     finally:
+        broker.close()
+
+
+def test_an_evicted_stream_gives_its_channel_its_whole_byte_cap_back(
+    redis_url: str, redis_prefix: str
+) -> None:
+    """Under ``maxmemory-policy volatile-lru`` Redis may evict a channel's stream and keep its
+    meta: the bytes the meta counted must not keep shrinking the channel's history."""
+    import redis as redis_py
+
+    from dihya_realtime.broker.redis import RedisBroker
+
+    broker = RedisBroker(redis_url, redis_prefix, socket_timeout=2,
+                         max_history_bytes_per_channel=20 * KIB)
+    admin = redis_py.Redis.from_url(redis_url)
+    try:
+        for _ in range(15):
+            broker.publish("chat:a", "x" * 1000, history=KEEP)
+        before = broker.history("chat:a", history=KEEP)
+        admin.delete(f"{redis_prefix}:{{chat:a}}:stream")  # what an eviction does
+
+        pubs = [broker.publish("chat:a", "y" * 1000, history=KEEP)[0] for _ in range(15)]
+
+        assert broker.history("chat:a", history=KEEP).publications == pubs
+        # the evicted ones are not served: recovery reaching back is refused, not partial
+        since = StreamPosition(before.position.offset - 1, before.position.epoch)
+        assert broker.history("chat:a", history=KEEP, since=since).recovered is False
+    finally:
+        admin.close()
+        broker.close()
+
+
+@pytest.mark.parametrize("small_redis", ["volatile-lru"], indirect=True)
+def test_with_volatile_lru_redis_evicts_history_only_and_recovery_stays_honest(
+    small_redis: str,
+) -> None:
+    """The policy docs/limits.md recommends: publishes go on, presence (keys without a ttl)
+    is never evicted, and evicted history makes recovery say recovered=false."""
+    import redis as redis_py
+
+    from dihya_realtime.broker.redis import RedisBroker
+
+    broker = RedisBroker(small_redis, "budget", socket_timeout=2)
+    admin = redis_py.Redis.from_url(small_redis)
+    try:
+        broker.presence_add("chat:bystander", "c1", {"user_id": "7", "name": "B"}, "node-1")
+        first, _ = broker.publish("chat:bystander", "hello", history=KEEP)
+        for i in range(200):  # 12 MB of publications into a 4 MB Redis: none refused
+            broker.publish(f"chat:flood-{i}", "x" * 60_000, history=KEEP)
+
+        assert admin.info("memory")["used_memory"] <= 4.5 * 1024 * 1024
+        assert [m["user_id"] for m in broker.presence("chat:bystander")] == ["7"]
+        result = broker.history("chat:bystander", history=KEEP,
+                                since=StreamPosition(0, first.epoch))
+        # evicted or not (Redis's LRU samples), never a partial or wrong answer
+        assert result.recovered is False or [p.id for p in result.publications] == [first.id]
+        newest = broker.history("chat:flood-199", history=KEEP).publications
+        assert [p.data[:1] for p in newest] == ["x"]
+    finally:
+        admin.close()
         broker.close()
