@@ -243,3 +243,25 @@ def test_with_volatile_lru_redis_evicts_history_only_and_recovery_stays_honest(
     finally:
         admin.close()
         broker.close()
+
+
+# -- end to end: the setting reaches the broker, and a client hears the truth ----------------
+
+
+def test_a_subscriber_recovering_history_trimmed_for_the_budget_is_told_not_recovered(
+    make_rt, connect,  # noqa: ANN001
+) -> None:
+    rt = make_rt(max_history_bytes=16 * KIB)
+    assert rt.broker.max_history_bytes == 16 * KIB
+    bob, mallory = connect(rt, "bob"), connect(rt, "mallory")
+    first = bob.call("publish", {"channel": "chat:bystander", "data": "hello"})["data"]
+    for i in range(40):  # ~40 KB over other channels, within every per-channel cap
+        assert mallory.call("publish", {"channel": f"chat:fill-{i % 4}",
+                                        "data": "x" * 1000})["ok"]
+
+    reply = bob.call("subscribe", {"channel": "chat:bystander",
+                                   "since": {"offset": 0, "epoch": first["epoch"]}})
+    assert reply["ok"]
+    assert reply["data"]["recovered"] is False
+    assert reply["data"]["publications"] == []
+    assert rt.broker.history_bytes <= 16 * KIB
