@@ -7,6 +7,13 @@ point is what the server *keeps* once they are accepted), then prints what stays
     .venv/bin/python benchmarks/retained_memory.py                 # memory broker
     .venv/bin/python benchmarks/retained_memory.py --redis redis://127.0.0.1:6379/0
 
+With ``--channels N`` the publishes are spread over N chat channels (each under its own
+``MAX_HISTORY_BYTES_PER_CHANNEL``), which is what ``DIHYA_RT_MAX_HISTORY_BYTES`` bounds;
+``--max-history-bytes`` sets that budget for the run:
+
+    .venv/bin/python benchmarks/retained_memory.py --count 3000 --channels 300 \
+        --max-history-bytes 67108864
+
 Reports Python heap growth (tracemalloc), the process's RSS growth, and with ``--redis`` the
 growth of Redis's ``used_memory``. Before issue 12 each idempotency entry held the whole
 publication for ``DIHYA_RT_IDEMPOTENCY_TTL`` (5 min): about N x SIZE.
@@ -34,17 +41,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=2000)
     parser.add_argument("--size", type=int, default=60_000)
+    parser.add_argument("--channels", type=int, default=1)
+    parser.add_argument("--max-history-bytes", type=int, default=None,
+                        help="DIHYA_RT_MAX_HISTORY_BYTES for this run (default: the setting's)")
     parser.add_argument("--redis", default=None, help="a Redis URL: measure the Redis broker")
     args = parser.parse_args()
 
     from dihya_realtime.server import Realtime
 
+    budget: dict[str, Any] = {}
+    if args.max_history_bytes is not None:
+        budget["max_history_bytes"] = args.max_history_bytes
     tmp = tempfile.mkdtemp()
     prefix = f"dihya-mem-{uuid.uuid4().hex[:8]}"
     rt = Realtime(jwt_secret="x" * 40, async_mode="threading", redis_url=args.redis,
                   redis_prefix=prefix, database_url=f"sqlite:///{tmp}/m.db",
-                  audit_log="off", audit_db=False)
-    ref = rt.channels.resolve("chat:general")
+                  audit_log="off", audit_db=False, **budget)
+    refs = [rt.channels.resolve(f"chat:general-{c}") for c in range(args.channels)]
     redis: Any = None
     if args.redis:
         import redis as redis_py
@@ -58,6 +71,7 @@ def main() -> None:
         heap0 = tracemalloc.get_traced_memory()[0]
         for i in range(args.count):
             data = f"{i:08d}" + "x" * (args.size - 8)  # a new string each time, as from a client
+            ref = refs[i % len(refs)]
             rt.channels.publish(ref.channel, data, ref=ref, idempotency_key=f"k-{i}")
             del data
         gc.collect()
@@ -66,8 +80,8 @@ def main() -> None:
         rss = rss_bytes() - rss0
         used = redis.info("memory")["used_memory"] - used0 if redis else 0
         mib = 1024 * 1024
-        print(f"published {args.count} x {args.size} B with idempotency keys "
-              f"({'redis' if redis else 'memory'} broker)")
+        print(f"published {args.count} x {args.size} B with idempotency keys on "
+              f"{args.channels} channel(s) ({'redis' if redis else 'memory'} broker)")
         print(f"python heap retained: {heap / mib:.1f} MiB")
         print(f"process RSS growth:   {rss / mib:.1f} MiB")
         if redis:

@@ -125,6 +125,7 @@ class Realtime:
             self.settings.redis_url, self.settings.redis_prefix,
             max_history_channels=self.settings.max_history_channels,
             max_history_bytes_per_channel=self.settings.max_history_bytes_per_channel,
+            max_history_bytes=self.settings.max_history_bytes,
             history_evict_idle=self.settings.history_evict_idle)
         self.pipeline = Pipeline(self)
         self.channels = ChannelService(self)

@@ -256,6 +256,13 @@ class Settings(BaseSettings):
     # Bytes of history per channel (JSON of the publications): the oldest are trimmed past
     # it, and a recovery reaching back past them says recovered=false.
     max_history_bytes_per_channel: int = Field(default=4 * 1024 * 1024, ge=1024)
+    # Bytes of history all channels together keep (per broker). Past it, the oldest
+    # publications of the least recently published channels are trimmed (their recovery then
+    # says recovered=false); the channel published to keeps its newest publication and no
+    # publish is refused for it. The memory broker enforces it; on Redis, history is bounded
+    # by Redis's own `maxmemory` (set it, with `volatile-lru`: docs/limits.md) and a write
+    # Redis refuses for memory → `unavailable`.
+    max_history_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
     # One `history` / `subscribe`-with-`since` reply holds at most this many publications and
     # (past the first) bytes; `more: true` says to continue with `history` from the last offset.
     history_page_max_count: int = Field(default=100, ge=1, le=10_000)

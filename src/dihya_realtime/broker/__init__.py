@@ -39,7 +39,7 @@ __all__ = [
 def create_broker(redis_url: str | None, prefix: str = "dihya", **caps: Any) -> Broker:
     """The broker the settings ask for: Redis when a URL is given, else in-memory.
 
-    ``caps``: ``max_history_channels``, ``max_history_bytes_per_channel``,
+    ``caps``: ``max_history_channels``, ``max_history_bytes_per_channel``, ``max_history_bytes``,
     ``history_evict_idle`` (see :class:`Broker`; defaults as the settings').
     """
     if redis_url is None:

@@ -52,6 +52,10 @@ DEFAULT_MAX_HISTORY_CHANNELS = 100_000
 DEFAULT_MAX_HISTORY_BYTES_PER_CHANNEL = 4 * 1024 * 1024
 """History bytes kept per channel (``DIHYA_RT_MAX_HISTORY_BYTES_PER_CHANNEL``)."""
 
+DEFAULT_MAX_HISTORY_BYTES = 256 * 1024 * 1024
+"""History bytes kept in total, all channels together (``DIHYA_RT_MAX_HISTORY_BYTES``).
+Enforced by the memory broker; on Redis the total is bounded by Redis's ``maxmemory``."""
+
 DEFAULT_HISTORY_EVICT_IDLE = 600.0
 """Seconds a channel must have been idle before its history may make room for a new channel
 (``DIHYA_RT_HISTORY_EVICT_IDLE``)."""
@@ -237,10 +241,12 @@ class Broker(ABC):
         *,
         max_history_channels: int = DEFAULT_MAX_HISTORY_CHANNELS,
         max_history_bytes_per_channel: int = DEFAULT_MAX_HISTORY_BYTES_PER_CHANNEL,
+        max_history_bytes: int = DEFAULT_MAX_HISTORY_BYTES,
         history_evict_idle: float = DEFAULT_HISTORY_EVICT_IDLE,
     ) -> None:
         self.max_history_channels = max_history_channels
         self.max_history_bytes_per_channel = max_history_bytes_per_channel
+        self.max_history_bytes = max_history_bytes
         self.history_evict_idle = history_evict_idle
         self._handler: Handler | None = None
         self._maintenance: threading.Thread | None = None
@@ -281,8 +287,15 @@ class Broker(ABC):
         drops the history of the channel published least recently if it expired or has been
         idle for ``history_evict_idle`` seconds (its offsets and epoch go on: a recovery
         reaching back says ``recovered=False``); otherwise it raises
-        :class:`HistoryChannelsFull` and publishes nothing. Raises :class:`BrokerUnavailable`
-        when the backend cannot be reached.
+        :class:`HistoryChannelsFull` and publishes nothing.
+
+        All channels together keep at most ``max_history_bytes`` of history on the memory
+        broker: past it, the oldest publications of the least recently published channels
+        are trimmed (a recovery reaching back says ``recovered=False``); the channel
+        published to always keeps its newest publication, and a publish is never refused
+        because of other channels' history. On Redis the total is bounded by Redis's
+        ``maxmemory`` (docs/limits.md). Raises :class:`BrokerUnavailable` when the backend
+        cannot be reached or refuses the write for lack of memory.
         """
 
     @abstractmethod

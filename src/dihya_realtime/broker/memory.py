@@ -4,8 +4,10 @@ For one process (``make run``, unit tests). Each channel has a lock; publishing 
 offset, appends history and calls the handler inside it, so order is guaranteed without any
 queue. Expiry uses monotonic timestamps checked lazily on access - no timer threads.
 
-What it retains is bounded: history by count and bytes per channel and by the number of
-channels holding any; an idempotency entry is only the first publication's result.
+What it retains is bounded: history by count and bytes per channel, by the number of
+channels holding any, and in total (``max_history_bytes``: a running total and the channels'
+last-publish order, so enforcing it costs only the publications it trims, never a scan); an
+idempotency entry is only the first publication's result.
 """
 
 from __future__ import annotations
@@ -90,6 +92,7 @@ class MemoryBroker(Broker):
         self._channels: dict[str, _Channel] = {}
         # channels whose stream holds publications → last publish (monotonic), oldest first
         self._with_history: OrderedDict[str, float] = OrderedDict()
+        self._history_bytes = 0  # sum of every stream's ``size``; changed under ``_lock``
         self._lock = threading.Lock()  # guards the dicts below, never held during a handler
         self._node_conns: dict[str, set[tuple[str, str]]] = {}
         self._heartbeats: dict[str, float] = {}
@@ -109,11 +112,19 @@ class MemoryBroker(Broker):
                     yield state
                     return
 
-    @staticmethod
-    def _live_stream(channel: _Channel, history: HistoryPolicy, now: float) -> _Stream:
+    @property
+    def history_bytes(self) -> int:
+        """Bytes of history held by all channels together (at most ``max_history_bytes``,
+        give or take the newest publication of channels being published to)."""
+        return self._history_bytes
+
+    def _live_stream(self, channel: _Channel, history: HistoryPolicy, now: float) -> _Stream:
         """The channel's stream, or a new epoch if it expired. Caller holds ``channel.lock``."""
         stream = channel.stream
         if stream is None or stream.expires_at <= now:
+            if stream is not None and stream.size:
+                with self._lock:
+                    self._history_bytes -= stream.size
             stream = channel.stream = _Stream(epoch=new_epoch(), expires_at=now + history.ttl)
         return stream
 
@@ -152,6 +163,7 @@ class MemoryBroker(Broker):
                 data=data,
                 from_=from_,
             )
+            held = stream.size
             if history.size > 0:
                 size = wire_size(pub)
                 stream.publications.append((pub, size))
@@ -164,17 +176,61 @@ class MemoryBroker(Broker):
                 stream.publications.clear()
                 stream.size = 0
             with self._lock:
+                self._history_bytes += stream.size - held
                 if not stream.publications:
                     self._with_history.pop(channel, None)
                 elif channel in self._with_history:
                     self._with_history[channel] = now
                     self._with_history.move_to_end(channel)
+                if self._history_bytes > self.max_history_bytes:
+                    self._trim_to_budget(channel, stream)
             if idempotency_key is not None:
                 state.idempotency[idempotency_key] = (
                     _Result(pub.offset, pub.epoch, pub.id, pub.ts), now + idempotency_ttl)
             self._dispatch(pub)
         self._maybe_sweep()
         return pub, True
+
+    def _trim_to_budget(self, channel: str, own: _Stream) -> None:
+        """Trim the oldest publications of the least recently published channels until the
+        total fits ``max_history_bytes``; ``channel`` (just published, so last in the order)
+        keeps at least its newest publication.
+
+        Caller holds ``channel``'s lock and ``self._lock``. Costs the publications trimmed
+        (plus channels skipped): a channel whose lock is taken is publishing right now and
+        checks the total itself, since we never wait for another channel's lock while
+        holding ours. Trimmed offsets and the epoch stay: a recovery reaching back says
+        ``recovered=False``.
+        """
+        emptied: list[str] = []
+        for name in self._with_history:
+            if self._history_bytes <= self.max_history_bytes:
+                break
+            if name == channel:
+                pubs = own.publications
+                while len(pubs) > 1 and self._history_bytes > self.max_history_bytes:
+                    size = pubs.popleft()[1]
+                    own.size -= size
+                    self._history_bytes -= size
+                continue
+            state = self._channels.get(name)
+            if state is None or state.stream is None:
+                emptied.append(name)
+                continue
+            if not state.lock.acquire(blocking=False):
+                continue
+            try:
+                stream = state.stream
+                while stream.publications and self._history_bytes > self.max_history_bytes:
+                    size = stream.publications.popleft()[1]
+                    stream.size -= size
+                    self._history_bytes -= size
+                if not stream.publications:
+                    emptied.append(name)
+            finally:
+                state.lock.release()
+        for name in emptied:
+            del self._with_history[name]
 
     def _claim_history(self, channel: str, now: float) -> None:
         """Count ``channel`` among those holding history; at the cap, make room or refuse.
@@ -201,6 +257,7 @@ class MemoryBroker(Broker):
                 try:
                     # offsets and epoch stay: a recovery reaching back says recovered=false
                     state.stream.publications.clear()
+                    self._history_bytes -= state.stream.size
                     state.stream.size = 0
                 finally:
                     state.lock.release()
@@ -223,6 +280,7 @@ class MemoryBroker(Broker):
                 del self._with_history[name]
                 if state.stream is not None:
                     state.stream.publications.clear()
+                    self._history_bytes -= state.stream.size
                     state.stream.size = 0
             idem_gone = all(exp <= now for _, exp in state.idempotency.values())
             if stream_gone and idem_gone and not state.conns and not state.lock.locked():

@@ -25,7 +25,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.client import PubSub
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, OutOfMemoryError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
@@ -62,6 +62,14 @@ def _available() -> Iterator[None]:
         yield
     except _DOWN as exc:
         raise BrokerUnavailable(f"redis unavailable: {exc}") from exc
+    except redis.ResponseError as exc:
+        # Redis at ``maxmemory`` with the ``noeviction`` policy refuses writes ("OOM ...";
+        # inside a script, its first write fails, so nothing was written): the bound on
+        # history in Redis is its maxmemory (docs/limits.md), and the client must hear
+        # ``unavailable``, not ``internal``.
+        if isinstance(exc, OutOfMemoryError) or "maxmemory" in str(exc):
+            raise BrokerUnavailable("redis is out of memory (maxmemory)") from exc
+        raise
 
 
 def _ms(seconds: float) -> int:

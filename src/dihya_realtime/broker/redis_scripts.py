@@ -33,6 +33,8 @@ end
 #    history would start on this channel and may-start was 0 (nothing was done)
 # The meta hash's ``b`` is the bytes held by the stream; the oldest entries are trimmed while
 # the stream is over its size or its bytes cap.
+# If the stream is gone but the meta stayed (Redis evicted it under
+# ``maxmemory-policy volatile-lru``), ``b`` starts again from 0.
 PUBLISH = (
     _ENSURE_EPOCH
     + """
@@ -50,6 +52,8 @@ local offset = redis.call('HINCRBY', KEYS[1], 's', 1)
 local body = ARGV[1] .. ',"offset":' .. string.format('%d', offset)
   .. ',"epoch":"' .. epoch .. '"}'
 if size > 0 then
+  -- a stream evicted by Redis (maxmemory) while its meta stayed holds nothing any more
+  if redis.call('EXISTS', KEYS[2]) == 0 then redis.call('HDEL', KEYS[1], 'b') end
   redis.call('XADD', KEYS[2], string.format('%d-0', offset), 'd', body)
   local held = redis.call('HINCRBY', KEYS[1], 'b', #body)
   local max_bytes = tonumber(ARGV[7])
