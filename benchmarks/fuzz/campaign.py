@@ -1,0 +1,463 @@
+"""One fuzzing campaign: fuzz workers and bystanders against one real server, then a report.
+
+Workers (threads, one raw connection each) draw cases from :mod:`.payloads` and :mod:`.yjs`
+and record every reply by error code. Bystanders make acked ``whoami`` calls throughout and
+record their latency, timeouts and disconnects. A monitor scans the server's output for
+tracebacks and ``ERROR`` records, pairs each with the payloads sent just before it, and
+samples the server's RSS.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import yjs
+from .bystanders import Bystanders
+from .payloads import FRAME_LIMIT, Case, Context, Fuzz, fuzz_events
+from .server import Serve, signature
+from .wire import Closed, SioConn, Timeout, connect
+
+ROLES = (("user",), ("admin",), ("moderator",), ("user",))
+KIND_WEIGHTS = {"schema": 60, "raw": 12, "binary": 10, "yjs": 18}
+PROBE_TIMEOUT = 0.5
+ACK_TIMEOUT = 2.0
+
+
+@dataclass
+class Stats:
+    """Shared counters (each update under one lock: the GIL makes this cheap)."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    payloads: int = 0
+    by_kind: collections.Counter = field(default_factory=collections.Counter)
+    replies: collections.Counter = field(default_factory=collections.Counter)
+    by_event: dict[str, collections.Counter] = field(default_factory=dict)
+    reconnects: int = 0
+    internal: list[dict[str, Any]] = field(default_factory=list)
+    internal_count: int = 0
+    odd: list[dict[str, Any]] = field(default_factory=list)
+    recent: collections.deque = field(default_factory=lambda: collections.deque(maxlen=64))
+    server_errors: dict[str, dict[str, Any]] = field(default_factory=dict)
+    error_count: int = 0
+    unexpected_closes: list[dict[str, Any]] = field(default_factory=list)
+    no_replies: list[dict[str, Any]] = field(default_factory=list)
+    generator_errors: collections.Counter = field(default_factory=collections.Counter)
+
+    def sent(self, case: Case) -> None:
+        with self.lock:
+            self.payloads += 1
+            self.by_kind[case.kind] += 1
+            self.recent.append((time.monotonic(), case))
+
+    def outcome(self, case: Case, outcome: str) -> None:
+        with self.lock:
+            self.replies[outcome] += 1
+            key = case.event if case.kind == "schema" and case.event else case.kind
+            self.by_event.setdefault(key[:40], collections.Counter())[outcome] += 1
+
+
+class Worker(threading.Thread):
+    """One fuzzing connection; reconnects whenever the server closes it."""
+
+    def __init__(self, idx: int, camp: Campaign) -> None:
+        super().__init__(name=f"fuzz-{idx}", daemon=True)
+        self.idx = idx
+        self.camp = camp
+        self.rng = random.Random(camp.seed * 1000 + idx)
+        self.user = f"fuzz-{idx}"
+        self.roles = ROLES[idx % len(ROLES)]
+        self.ctx = Context(self.user, [f"fuzz-{i}" for i in range(camp.workers)] + ["nobody"])
+        self.fuzz = Fuzz(self.rng, self.ctx, camp.events)
+        self.conn: SioConn | None = None
+        self.doc_seq = 0
+        self.seed_client = 5000 + idx
+        self.doc: str | None = None
+        self.previous = ""
+
+    # -- connection
+    def ensure(self) -> SioConn:
+        if self.conn is not None and not self.conn.closed:
+            return self.conn
+        if self.conn is not None:
+            self.conn.close()
+            with self.camp.stats.lock:
+                self.camp.stats.reconnects += 1
+        srv = self.camp.server
+        self.conn = connect("127.0.0.1", srv.port, srv.token(self.user, self.roles))
+        self.doc = None
+        self.previous = "(new connection)"
+        return self.conn
+
+    def drop(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+
+    def run(self) -> None:
+        camp = self.camp
+        kinds, weights = list(KIND_WEIGHTS), list(KIND_WEIGHTS.values())
+        while not camp.stop.is_set():
+            try:
+                conn = self.ensure()
+            except (Closed, Timeout, OSError):
+                time.sleep(0.2)
+                continue
+            kind = self.rng.choices(kinds, weights)[0]
+            if kind == "schema" and self.camp.batch > 1:
+                self.schema_batch(conn)
+                continue
+            try:
+                case = self.yjs_case(conn) if kind == "yjs" else getattr(self.fuzz,
+                                                                         kind + "_case")()
+            except (Closed, Timeout, OSError):
+                self.drop()
+                continue
+            except Exception as exc:  # noqa: BLE001 - a generator bug must not end the campaign
+                with camp.stats.lock:
+                    camp.stats.generator_errors[repr(exc)[:200]] += 1
+                continue
+            self.execute(conn, case)
+
+    def schema_batch(self, conn: SioConn) -> None:
+        """Several schema cases in flight at once (acked, none expected to close the
+        connection); the rest one by one. Pipelining keeps the server busy while replies
+        travel, which is what gets the payload rate up on a small machine."""
+        batch: list[Case] = []
+        for _ in range(self.camp.batch):
+            try:
+                case = self.fuzz.schema_case()
+            except Exception as exc:  # noqa: BLE001 - a generator bug must not end the campaign
+                with self.camp.stats.lock:
+                    self.camp.stats.generator_errors[repr(exc)[:200]] += 1
+                continue
+            if case.ack and not case.expect_close and not case.raw:
+                batch.append(case)
+            else:
+                self.execute(conn, case)
+                if conn.closed:
+                    return
+        if not batch:
+            return
+        stats = self.camp.stats
+        pending: dict[int, Case] = {}
+        try:
+            for case in batch:
+                stats.sent(case)
+                if case.body is not None:
+                    ack_id = conn.next_ack
+                    conn.next_ack += 1
+                    conn.send_text(f"42{ack_id}{case.body}")
+                else:
+                    ack_id = conn.send_event(case.event or "", case.data)
+                assert ack_id is not None
+                pending[ack_id] = case
+            deadline = time.monotonic() + max(c.timeout for c in batch)
+            while pending:
+                pkt = conn.recv_packet(deadline)
+                if pkt.type in (3, 6) and pkt.ack_id in pending:
+                    case = pending.pop(pkt.ack_id)
+                    reply = pkt.data[0] if isinstance(pkt.data, list) and pkt.data else pkt.data
+                    stats.outcome(case, self.classify(case, reply))
+                    if isinstance(reply, dict) and reply.get("ok"):
+                        self.ctx.remember(reply.get("data"))
+        except (Closed, OSError) as exc:
+            for case in pending.values():
+                stats.outcome(case, "closed_unexpectedly")
+                with stats.lock:
+                    if len(stats.unexpected_closes) < 20:
+                        stats.unexpected_closes.append(
+                            {"label": case.label + " (in a batch)", "wire": case.wire(200),
+                             "how": str(exc), "previous_on_this_connection": self.previous})
+            self.drop()
+        except Timeout:
+            for case in pending.values():
+                stats.outcome(case, "no_reply")
+                with stats.lock:
+                    if len(stats.no_replies) < 20:
+                        stats.no_replies.append({"label": case.label, "wire": case.wire(200)})
+            self.drop()
+        self.previous = f"[schema] batch of {len(batch)}, last {batch[-1].label}"
+
+    def execute(self, conn: SioConn, case: Case) -> None:
+        stats = self.camp.stats
+        stats.sent(case)
+        try:
+            if case.raw:
+                for f in case.raw:
+                    conn.send_raw(f)
+                reply = conn.call("whoami", timeout=min(PROBE_TIMEOUT, case.timeout))
+                outcome = "probe_ok" if isinstance(reply, dict) and reply.get("ok") else \
+                    self.classify(case, reply)
+            elif case.body is not None:
+                ack_id = conn.next_ack
+                conn.next_ack += 1
+                conn.send_text(f"42{ack_id}{case.body}")
+                reply = conn.wait_ack(ack_id, case.timeout)
+                outcome = self.classify(case, reply)
+            else:
+                ack_id = conn.send_event(case.event or "", case.data, ack=case.ack)
+                if ack_id is None:
+                    reply = conn.call("whoami", timeout=PROBE_TIMEOUT)
+                    outcome = "no_ack:" + self.classify(case, reply)
+                else:
+                    reply = conn.wait_ack(ack_id, case.timeout)
+                    outcome = self.classify(case, reply)
+                    if isinstance(reply, dict) and reply.get("ok"):
+                        self.ctx.remember(reply.get("data"))
+        except Closed as exc:
+            outcome = "closed" if case.expect_close else "closed_unexpectedly"
+            if not case.expect_close:
+                with stats.lock:
+                    if len(stats.unexpected_closes) < 20:
+                        stats.unexpected_closes.append(
+                            {"label": case.label, "wire": case.wire(200), "how": str(exc),
+                             "previous_on_this_connection": self.previous})
+            self.drop()
+        except Timeout:
+            outcome = "no_reply"
+            if case.kind in ("schema", "yjs") and case.ack:
+                with stats.lock:
+                    if len(stats.no_replies) < 20:
+                        stats.no_replies.append({"label": case.label, "wire": case.wire(200)})
+            self.drop()
+        except OSError:
+            outcome = "socket_error"
+            self.drop()
+        if case.kind in ("raw", "binary"):
+            self.drop()  # a fresh connection for the next case: no state left behind
+        self.previous = f"[{case.kind}] {case.label} -> {outcome}"
+        stats.outcome(case, outcome)
+
+    def classify(self, case: Case, reply: Any) -> str:
+        stats = self.camp.stats
+        if isinstance(reply, dict) and reply.get("ok") is True:
+            return "ok"
+        if isinstance(reply, dict) and reply.get("ok") is False and isinstance(
+                reply.get("error"), dict):
+            code = str(reply["error"].get("code"))
+            if code == "internal":
+                with stats.lock:
+                    stats.internal_count += 1
+                    if len(stats.internal) < 40:
+                        stats.internal.append({"label": case.label, "wire": case.wire(),
+                                               "reply": json.dumps(reply)[:300]})
+            return code
+        with stats.lock:
+            if len(stats.odd) < 20:
+                stats.odd.append({"label": case.label, "wire": case.wire(),
+                                  "reply": repr(reply)[:300]})
+        return "not_an_envelope"
+
+    # -- Yjs
+    def yjs_case(self, conn: SioConn) -> Case:
+        """A document of this worker, joined and seeded with ``hello`` by a known client id
+        (so that updates can target its items), then one adversarial update."""
+        r = self.rng
+        if self.doc is None or r.random() < 0.01:
+            self.doc_seq += 1
+            self.doc = f"fuzz-{self.idx}-{self.doc_seq}-{self.camp.seed}"
+            reply = conn.call("doc:join", {"doc_id": self.doc}, timeout=4)
+            if isinstance(reply, dict) and reply.get("ok"):
+                conn.call("doc:update", {"doc_id": self.doc,
+                                         "update": yjs.seed_text(self.seed_client)}, timeout=4)
+            self.ctx.docs = [self.doc]
+        doc = self.doc
+        pick = r.choices(range(12), [8, 3, 1, 6, 6, 6, 6, 4, 3, 6, 4, 4])[0]
+        if pick == 0:
+            n = r.choice([1, 10, 100])
+            update, label = yjs.many_clients(n, self.seed_client), f"{n} client ids at start"
+        elif pick == 1:
+            update, label = yjs.many_clients(1000, self.seed_client), "1000 client ids at start"
+        elif pick == 2:
+            update, label = yjs.many_clients(5200, self.seed_client), "5200 client ids at start"
+        elif pick == 3:
+            update = yjs.child_of_text_item(self.seed_client, r.randint(0, 4),
+                                            client=r.randint(10, 2**31))
+            label = "item whose parent is a text item"
+        elif pick == 4:
+            depth = r.choice([10, 100, 1000])
+            update, label = yjs.deep_nesting(depth, r.choice(["array", "map"]),
+                                             r.randint(1, 2**31)), f"nesting {depth}"
+        elif pick == 5:
+            update, label = yjs.garbage(r, r.choice([0, 1, 2, 13, 100, 4000])), "garbage"
+        elif pick == 6:
+            update, label = yjs.truncated(yjs.many_clients(10, self.seed_client), r), "truncated"
+        elif pick == 7:
+            update = yjs.bit_flipped(yjs.many_clients(10, self.seed_client), r)
+            label = "bit-flipped"
+        elif pick == 8:
+            update, label = yjs.huge_counts(), "huge counts"
+        elif pick == 9:
+            update = yjs.big_text(r.choice([1000, 60000, 70000]), r.randint(1, 2**31))
+            label = f"text of {len(update)} bytes"
+        elif pick == 10:
+            kind = r.choice([0, 1, 2, 3, 7, 255])
+            body = r.choice([yjs.garbage(r, 20), yjs.seed_text(r.randint(1, 2**31)), b""])
+            msg = yjs.sync_message(kind, body) if r.random() < 0.8 else yjs.garbage(r, 8)
+            return Case("yjs", f"doc:sync message type {kind}", "doc:sync",
+                        {"doc_id": doc, "message": msg}, timeout=4)
+        else:
+            sv = r.choice([yjs.garbage(r, 10), yjs.sync_message(0, yjs.garbage(r, 6)),
+                           yjs.sync_message(0, b"\xff" * 12), yjs.sync_message(1, b"")])
+            return Case("yjs", "doc:join with a hostile sync_step1", "doc:join",
+                        {"doc_id": doc, "sync_step1": sv}, timeout=4)
+        big = len(update) > FRAME_LIMIT - 200  # over the frame limit: a close is the answer
+        if r.random() < 0.3:
+            return Case("yjs", f"doc:sync step 2: {label}", "doc:sync",
+                        {"doc_id": doc, "message": yjs.sync_message(1, update)}, timeout=4,
+                        expect_close=big)
+        return Case("yjs", f"doc:update: {label}", "doc:update",
+                    {"doc_id": doc, "update": update}, timeout=4, expect_close=big)
+
+
+@dataclass
+class Campaign:
+    server: Serve
+    seconds: float = 60.0
+    workers: int = 8
+    bystanders: int = 4
+    seed: int = 1
+    events: dict[str, dict[str, Any] | None] = field(default_factory=fuzz_events)
+    stats: Stats = field(default_factory=Stats)
+    stop: threading.Event = field(default_factory=threading.Event)
+    t0: float = 0.0
+    rss: dict[str, int] = field(default_factory=dict)
+    server_died: str | None = None
+    server_cpu: float = 0.0
+    cpu: int | None = None  # the core of the bystanders' process
+    batch: int = 4  # schema cases in flight per connection
+    bystander: dict[str, Any] = field(default_factory=dict)
+
+    def monitor(self) -> None:
+        """Server errors grouped by signature (each with the payloads sent in the second
+        before it was seen), RSS, liveness."""
+        for err in self.server.new_errors():
+            now = time.monotonic()
+            sig = signature(err)
+            with self.stats.lock:
+                self.stats.error_count += 1
+                group = self.stats.server_errors.setdefault(sig, {"count": 0})
+                group["count"] += 1
+                if "log" not in group:
+                    recent = [c for t, c in self.stats.recent if now - t < 1.5][-6:]
+                    group["log"] = err[-2500:]
+                    group["payloads_just_before"] = [f"[{c.kind}] {c.label}: {c.wire(200)}"
+                                                     for c in recent]
+        rss = self.server.rss_kb()
+        self.rss["max"] = max(self.rss.get("max", 0), rss)
+        if not self.server.alive and self.server_died is None:
+            code = self.server.proc.returncode if self.server.proc else "?"
+            self.server_died = f"exit code {code}"
+            self.stop.set()
+
+    def run(self) -> dict[str, Any]:
+        self.server.new_errors()  # start-up output is not a finding
+        self.rss["start"] = self.server.rss_kb()
+        cpu0 = self.server.cpu_seconds()
+        self.t0 = time.monotonic()
+        pool = Bystanders(self.server.port, self.server.secret, self.bystanders, cpu=self.cpu)
+        pool.start()
+        threads = [Worker(i, self) for i in range(self.workers)]
+        for t in threads:
+            t.start()
+        deadline = self.t0 + self.seconds
+        while time.monotonic() < deadline and not self.stop.is_set():
+            self.stop.wait(0.5)
+            self.monitor()
+        elapsed = time.monotonic() - self.t0
+        self.server_cpu = round((self.server.cpu_seconds() - cpu0) / elapsed, 2)
+        self.stop.set()
+        self.bystander = pool.stop()
+        for t in threads:
+            t.join(timeout=12)
+        time.sleep(1.0)  # late tracebacks
+        self.monitor()
+        self.rss["end"] = self.server.rss_kb()
+        return self.report(elapsed)
+
+    def report(self, elapsed: float) -> dict[str, Any]:
+        s = self.stats
+        failures = self.bystander.get("failures", {})
+        verdict = []
+        if s.error_count:
+            verdict.append(f"{s.error_count} server error(s) in the log, "
+                           f"{len(s.server_errors)} distinct")
+        if s.internal_count:
+            verdict.append(f"{s.internal_count} 'internal' replies")
+        for what, n in failures.items():
+            if what != "timeout":
+                verdict.append(f"{n} bystander failure(s): {what}")
+        if self.server_died:
+            verdict.append(f"server died ({self.server_died})")
+        return {
+            "seconds": round(elapsed, 1),
+            "workers": self.workers,
+            "bystanders": self.bystanders,
+            "seed": self.seed,
+            "payloads": s.payloads,
+            "payloads_per_s": round(s.payloads / elapsed, 1) if elapsed else 0,
+            "by_kind": dict(s.by_kind),
+            "replies": dict(s.replies.most_common()),
+            "replies_by_event": {k: dict(v) for k, v in sorted(s.by_event.items())},
+            "reconnects": s.reconnects,
+            "generator_errors": dict(s.generator_errors),
+            "server_errors": s.error_count,
+            "server_error_kinds": [{"signature": k, **v} for k, v in sorted(
+                s.server_errors.items(), key=lambda kv: -kv[1]["count"])],
+            "internal_replies": s.internal_count,
+            "internal_examples": s.internal,
+            "not_an_envelope": s.odd,
+            "unexpected_closes": s.unexpected_closes,
+            "acked_events_without_reply": s.no_replies,
+            "bystander": self.bystander,
+            "rss_kb": {**self.rss, "growth": self.rss.get("end", 0) - self.rss.get("start", 0)},
+            "server_alive": self.server.alive,
+            "server_cpu": self.server_cpu,
+            "failed": verdict,
+        }
+
+
+def render(report: dict[str, Any]) -> str:
+    """The human-readable report (the JSON has everything)."""
+    b, rss = report["bystander"], report["rss_kb"]
+    out = [
+        f"fuzz: {report['payloads']:,} payloads in {report['seconds']} s "
+        f"({report['payloads_per_s']:,}/s; {report['workers']} workers, "
+        f"{report['bystanders']} bystanders, seed {report['seed']})",
+        "  by kind: " + ", ".join(f"{k} {v:,}" for k, v in report["by_kind"].items()),
+        "  replies: " + ", ".join(f"{k} {v:,}" for k, v in report["replies"].items()),
+        f"  reconnects: {report['reconnects']:,}; server CPU {report['server_cpu']:.0%} of a core",
+        f"  bystanders: {b['calls']:,} whoami calls, p50 {b['p50_ms']} ms, p99 {b['p99_ms']} ms,"
+        f" max {b['max_ms']} ms, failures {b['failures'] or 0}",
+        f"  server RSS: {rss.get('start', 0) / 1024:.1f} MB → {rss.get('end', 0) / 1024:.1f} MB"
+        f" (max {rss.get('max', 0) / 1024:.1f} MB, growth {rss['growth'] / 1024:+.1f} MB)",
+        f"  server errors in the log: {report['server_errors']} "
+        f"({len(report['server_error_kinds'])} distinct); 'internal' replies: "
+        f"{report['internal_replies']}; server alive: {report['server_alive']}",
+    ]
+    for ex in b["examples"][:10]:
+        out.append(f"  bystander failure: {ex}")
+    for i, err in enumerate(report["server_error_kinds"][:25], 1):
+        out.append(f"\n--- server error {i} (x{err['count']}): {err['signature']}\n"
+                   f"{err['log'][-1200:]}")
+        for p in err.get("payloads_just_before", []):
+            out.append(f"    sent just before: {p}")
+    for ex in report["internal_examples"][:15]:
+        out.append(f"\n--- 'internal' reply to [{ex['label']}]: {ex['reply']}\n    sent: "
+                   f"{ex['wire']}")
+    for ex in report["unexpected_closes"][:8]:
+        out.append(f"\n--- connection closed after [{ex['label']}] ({ex['how']}); before it on "
+                   f"that connection: {ex['previous_on_this_connection']}\n    sent: {ex['wire']}")
+    for ex in report["acked_events_without_reply"][:8]:
+        out.append(f"\n--- no ack within its timeout for [{ex['label']}]\n    sent: {ex['wire']}")
+    for ex in report["not_an_envelope"][:5]:
+        out.append(f"\n--- reply that is not an envelope to [{ex['label']}]: {ex['reply']}\n"
+                   f"    sent: {ex['wire']}")
+    out.append("\nFAILED: " + "; ".join(report["failed"]) if report["failed"] else "\nPASSED")
+    # payloads hold lone surrogates and control bytes: print them escaped
+    return "\n".join(out).encode("utf-8", "backslashreplace").decode("utf-8")
