@@ -69,6 +69,7 @@ class Serve:
     pin: list[str] = field(default_factory=list)
     secret: str = field(default_factory=lambda: secrets.token_hex(32))
     port: int = field(default_factory=free_port)
+    command: list[str] | None = None  # the dihya-realtime command (default: this venv's)
     proc: subprocess.Popen[bytes] | None = None
     _scanned: int = 0
 
@@ -98,11 +99,12 @@ class Serve:
 
     def start(self, timeout: float = 30.0) -> Serve:
         env = self.full_env()
-        subprocess.run([*cli(), "migrate"], env=env, cwd=self.workdir, check=True,
+        cmd = self.command or cli()
+        subprocess.run([*cmd, "migrate"], env=env, cwd=self.workdir, check=True,
                        capture_output=True, timeout=120)
         with self.log_path.open("wb") as out:
             self.proc = subprocess.Popen(
-                [*self.pin, *cli(), "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+                [*self.pin, *cmd, "serve", "--host", "127.0.0.1", "--port", str(self.port)],
                 env=env, cwd=self.workdir, stdout=out, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + timeout
