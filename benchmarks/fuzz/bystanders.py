@@ -2,8 +2,8 @@
 
 They run in a process of their own (forked), so that their latency measures the server, not
 the attacker's Python threads fighting over one GIL. A call without an answer within
-``timeout`` seconds is a failure (``timeout``), so is a connection the server closes
-(``disconnect``); both reconnect and go on.
+``timeout`` seconds is a failure (``timeout``, counted in the latencies as ``timeout``: a lower
+bound), so is a connection the server closes (``disconnect``); both reconnect and go on.
 """
 
 from __future__ import annotations
@@ -81,6 +81,9 @@ def _child(port: int, secret: str, count: int, interval: float, timeout: float,
             except (Timeout, OSError) as exc:
                 if stop.is_set():
                     break
+                if isinstance(exc, Timeout) and conn is not None:
+                    with lock:  # a call that never came back took at least the timeout
+                        latencies.append(timeout * 1000)
                 fail(idx, "timeout", repr(exc))
                 if conn is not None:
                     conn.close()
