@@ -22,7 +22,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks.fuzz", description=__doc__)
     p.add_argument("--seconds", type=float, default=float(os.environ.get("FUZZ_SECONDS", 60)),
                    help="length of the campaign (env FUZZ_SECONDS, default 60)")
-    p.add_argument("--workers", type=int, default=int(os.environ.get("FUZZ_WORKERS", 8)),
+    p.add_argument("--workers", type=int, default=int(os.environ.get("FUZZ_WORKERS", 12)),
                    help="fuzzing connections in parallel")
     p.add_argument("--bystanders", type=int, default=4)
     p.add_argument("--batch", type=int, default=4, help="schema payloads in flight per connection")
