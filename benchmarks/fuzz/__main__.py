@@ -31,6 +31,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--redis", nargs="?", const="redis://127.0.0.1:6379/0",
                    default=os.environ.get("FUZZ_REDIS") or None,
                    help="use Redis as broker and message queue (default URL: local 6379)")
+    p.add_argument("--replay-seconds", type=float, default=10.0,
+                   help="after the campaign, replay candidate payloads to find which one causes"
+                        " each kind of server error (0: off)")
     p.add_argument("--json", help="also write the full report as JSON to this file")
     p.add_argument("--no-pin", action="store_true",
                    help="do not pin the server to core 0 and the fuzzer to core 1")
@@ -57,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         report = Campaign(server, seconds=args.seconds, workers=args.workers,
                           bystanders=args.bystanders, seed=seed,
-                          cpu=1 if server_pin else None, batch=args.batch).run()
+                          cpu=1 if server_pin else None, batch=args.batch,
+                          replay_seconds=args.replay_seconds).run()
     finally:
         server.stop()
     report["server_dir"] = tmp if args.keep else None

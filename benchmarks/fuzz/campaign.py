@@ -3,13 +3,15 @@
 Workers (threads, one raw connection each) draw cases from :mod:`.payloads` and :mod:`.yjs`
 and record every reply by error code. Bystanders make acked ``whoami`` calls throughout and
 record their latency, timeouts and disconnects. A monitor scans the server's output for
-tracebacks and ``ERROR`` records, pairs each with the payloads sent just before it, and
+tracebacks and ``ERROR`` records, pairs each with the payloads sent just before it (after the
+campaign, those are replayed one by one to find the one that reproduces it), and
 samples the server's RSS.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import random
 import threading
@@ -20,7 +22,7 @@ from typing import Any
 from . import yjs
 from .bystanders import Bystanders
 from .payloads import FRAME_LIMIT, Case, Context, Fuzz, fuzz_events
-from .server import Serve, signature
+from .server import Serve, exception_of, signature
 from .wire import Closed, SioConn, Timeout, connect
 
 ROLES = (("user",), ("admin",), ("moderator",), ("user",))
@@ -49,17 +51,32 @@ class Stats:
     no_replies: list[dict[str, Any]] = field(default_factory=list)
     generator_errors: collections.Counter = field(default_factory=collections.Counter)
 
-    def sent(self, case: Case) -> None:
+    def sent(self, case: Case, who: tuple[str, tuple[str, ...]]) -> None:
         with self.lock:
             self.payloads += 1
             self.by_kind[case.kind] += 1
-            self.recent.append((time.monotonic(), case))
+            self.recent.append((time.monotonic(), case, who))
 
     def outcome(self, case: Case, outcome: str) -> None:
         with self.lock:
             self.replies[outcome] += 1
             key = case.event if case.kind == "schema" and case.event else case.kind
             self.by_event.setdefault(key[:40], collections.Counter())[outcome] += 1
+
+
+def send_case(conn: SioConn, case: Case) -> None:
+    """Send one case on its own (a replay), then a probe; Yjs cases join their doc first."""
+    if case.kind == "yjs" and isinstance(case.data, dict) and case.event != "doc:join":
+        conn.call("doc:join", {"doc_id": case.data.get("doc_id")}, timeout=2)
+    if case.raw:
+        for f in case.raw:
+            conn.send_raw(f)
+    elif case.body is not None:
+        conn.send_text(f"42{conn.next_ack}{case.body}")
+        conn.next_ack += 1
+    else:
+        conn.send_event(case.event or "", case.data, ack=case.ack)
+    conn.call("whoami", timeout=0.5)
 
 
 class Worker(threading.Thread):
@@ -147,7 +164,7 @@ class Worker(threading.Thread):
         pending: dict[int, Case] = {}
         try:
             for case in batch:
-                stats.sent(case)
+                stats.sent(case, (self.user, self.roles))
                 if case.body is not None:
                     ack_id = conn.next_ack
                     conn.next_ack += 1
@@ -190,7 +207,7 @@ class Worker(threading.Thread):
 
     def execute(self, conn: SioConn, case: Case) -> None:
         stats = self.camp.stats
-        stats.sent(case)
+        stats.sent(case, (self.user, self.roles))
         try:
             if case.raw:
                 for f in case.raw:
@@ -337,6 +354,12 @@ class Campaign:
     cpu: int | None = None  # the core of the bystanders' process
     batch: int = 4  # schema cases in flight per connection
     bystander: dict[str, Any] = field(default_factory=dict)
+    replay_seconds: float = 10.0
+    crash: dict[str, Any] = field(default_factory=dict)
+    crash_candidates: list[tuple[Case, tuple[str, tuple[str, ...]]]] = field(
+        default_factory=list)
+    candidates: dict[str, list[tuple[Case, tuple[str, tuple[str, ...]]]]] = field(
+        default_factory=dict)
 
     def monitor(self) -> None:
         """Server errors grouped by signature (each with the payloads sent in the second
@@ -349,16 +372,23 @@ class Campaign:
                 group = self.stats.server_errors.setdefault(sig, {"count": 0})
                 group["count"] += 1
                 if "log" not in group:
-                    recent = [c for t, c in self.stats.recent if now - t < 1.5][-6:]
+                    recent = [(c, w) for t, c, w in self.stats.recent if now - t < 1.5][-8:]
                     group["log"] = err[-2500:]
+                    group["exception"] = exception_of(err)
                     group["payloads_just_before"] = [f"[{c.kind}] {c.label}: {c.wire(200)}"
-                                                     for c in recent]
+                                                     for c, _ in recent[-4:]]
+                    self.candidates[sig] = recent
         rss = self.server.rss_kb()
         self.rss["max"] = max(self.rss.get("max", 0), rss)
         if not self.server.alive and self.server_died is None:
             code = self.server.proc.returncode if self.server.proc else "?"
             self.server_died = f"exit code {code}"
             self.stop.set()
+            with self.stats.lock:  # what was sent last (the workers cannot send any more)
+                self.crash_candidates = [(c, w) for _, c, w in self.stats.recent][-40:]
+            self.crash = {"log_tail": self.server.output()[-2500:],
+                          "payloads_just_before": [f"[{c.kind}] {c.label}: {c.wire(200)}"
+                                                   for c, _ in self.crash_candidates[-8:]]}
 
     def run(self) -> dict[str, Any]:
         self.server.new_errors()  # start-up output is not a finding
@@ -375,7 +405,8 @@ class Campaign:
             self.stop.wait(0.5)
             self.monitor()
         elapsed = time.monotonic() - self.t0
-        self.server_cpu = round((self.server.cpu_seconds() - cpu0) / elapsed, 2)
+        if self.server.alive:
+            self.server_cpu = round((self.server.cpu_seconds() - cpu0) / elapsed, 2)
         self.stop.set()
         self.bystander = pool.stop()
         for t in threads:
@@ -383,7 +414,63 @@ class Campaign:
         time.sleep(1.0)  # late tracebacks
         self.monitor()
         self.rss["end"] = self.server.rss_kb()
+        if self.server.alive and self.replay_seconds > 0:
+            self.replay(self.replay_seconds)
+        if self.server_died and self.replay_seconds > 0:
+            self.replay_crash(max(30.0, 3 * self.replay_seconds))
         return self.report(elapsed)
+
+    def replay_crash(self, budget: float) -> None:
+        """The server died: restart it (same database) and replay the last payloads one by
+        one, latest first, until one kills it again."""
+        end = time.monotonic() + budget
+        tried = 0
+        for case, who in reversed(self.crash_candidates):
+            if time.monotonic() > end:
+                break
+            try:
+                if not self.server.alive:
+                    self.server.start()
+                conn = connect("127.0.0.1", self.server.port, self.server.token(who[0], who[1]),
+                               timeout=2)
+            except (Closed, Timeout, OSError, RuntimeError):
+                continue
+            tried += 1
+            with contextlib.suppress(Closed, Timeout, OSError):
+                send_case(conn, case)
+            conn.close()
+            time.sleep(0.3)
+            if not self.server.alive:
+                self.crash["reproduced_by"] = (f"[{case.kind}] {case.label} (as {who[0]}): "
+                                               f"{case.wire(800)}")
+                break
+        self.crash["replayed"] = tried
+
+    def replay(self, budget: float) -> None:
+        """Find which payload causes each kind of server error: replay the payloads sent
+        just before its first occurrence, one by one on a fresh connection of the same user,
+        latest first, until the same exception shows up in the log (within ``budget`` s)."""
+        end = time.monotonic() + budget
+        for sig, group in sorted(self.stats.server_errors.items(),
+                                 key=lambda kv: -kv[1]["count"]):
+            for case, who in reversed(self.candidates.get(sig, [])):
+                if time.monotonic() > end:
+                    return
+                try:
+                    conn = connect("127.0.0.1", self.server.port,
+                                   self.server.token(who[0], who[1]), timeout=2)
+                except (Closed, Timeout, OSError):
+                    continue
+                with contextlib.suppress(Closed, Timeout, OSError):
+                    send_case(conn, case)
+                conn.close()
+                time.sleep(0.1)
+                want = group.get("exception") or ""
+                if any((exception_of(e) == want) if want else (signature(e) == sig)
+                       for e in self.server.new_errors()):
+                    group["reproduced_by"] = (f"[{case.kind}] {case.label} (as {who[0]}, "
+                                              f"roles {','.join(who[1])}): {case.wire(600)}")
+                    break
 
     def report(self, elapsed: float) -> dict[str, Any]:
         s = self.stats
@@ -420,8 +507,10 @@ class Campaign:
             "unexpected_closes": s.unexpected_closes,
             "acked_events_without_reply": s.no_replies,
             "bystander": self.bystander,
-            "rss_kb": {**self.rss, "growth": self.rss.get("end", 0) - self.rss.get("start", 0)},
-            "server_alive": self.server.alive,
+            "rss_kb": {**self.rss, "growth": (self.rss.get("end") or self.rss.get("max", 0))
+                       - self.rss.get("start", 0)},
+            "server_alive": not self.server_died,
+            "server_death": self.crash,
             "server_cpu": self.server_cpu,
             "failed": verdict,
         }
@@ -449,9 +538,12 @@ def render(report: dict[str, Any]) -> str:
         out.append(f"  bystander failure: {ex}")
     for i, err in enumerate(report["server_error_kinds"][:25], 1):
         out.append(f"\n--- server error {i} (x{err['count']}): {err['signature']}\n"
-                   f"{err['log'][-1200:]}")
-        for p in err.get("payloads_just_before", []):
-            out.append(f"    sent just before: {p}")
+                   f"{err['log'][-700:]}")
+        if err.get("reproduced_by"):
+            out.append(f"    REPRODUCED BY (replayed alone): {err['reproduced_by']}")
+        else:
+            for p in err.get("payloads_just_before", []):
+                out.append(f"    not reproduced alone; sent just before: {p}")
     for ex in report["internal_examples"][:15]:
         out.append(f"\n--- 'internal' reply to [{ex['label']}]: {ex['reply']}\n    sent: "
                    f"{ex['wire']}")
@@ -463,6 +555,17 @@ def render(report: dict[str, Any]) -> str:
     for ex in report["not_an_envelope"][:5]:
         out.append(f"\n--- reply that is not an envelope to [{ex['label']}]: {ex['reply']}\n"
                    f"    sent: {ex['wire']}")
+    death = report.get("server_death") or {}
+    if death:
+        out.append(f"\n--- THE SERVER DIED; its log ended with:\n{death['log_tail'][-1500:]}")
+        if death.get("reproduced_by"):
+            out.append(f"    CRASH REPRODUCED BY (replayed alone on a restarted server): "
+                       f"{death['reproduced_by']}")
+        else:
+            out.append(f"    not reproduced by replaying {death.get('replayed', 0)} payloads "
+                       "alone; the last ones sent:")
+            for p in death.get("payloads_just_before", []):
+                out.append(f"    {p}")
     out.append("\nFAILED: " + "; ".join(report["failed"]) if report["failed"] else "\nPASSED")
     # payloads hold lone surrogates and control bytes: print them escaped
     return "\n".join(out).encode("utf-8", "backslashreplace").decode("utf-8")

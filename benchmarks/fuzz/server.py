@@ -102,7 +102,8 @@ class Serve:
         cmd = self.command or cli()
         subprocess.run([*cmd, "migrate"], env=env, cwd=self.workdir, check=True,
                        capture_output=True, timeout=120)
-        with self.log_path.open("wb") as out:
+        offset = len(self.output())  # a restart appends to the same log
+        with self.log_path.open("ab") as out:
             self.proc = subprocess.Popen(
                 [*self.pin, *cmd, "serve", "--host", "127.0.0.1", "--port", str(self.port)],
                 env=env, cwd=self.workdir, stdout=out, stderr=subprocess.STDOUT,
@@ -111,7 +112,7 @@ class Serve:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited: {self.output()[-2000:]}")
-            if READY in self.output():
+            if READY in self.output()[offset:]:
                 self._scanned = len(self.log_path.read_bytes())
                 return self
             time.sleep(0.05)
@@ -223,6 +224,7 @@ def signature(record: str) -> str:
     """What identifies an error regardless of ids, counts and times: the record's first line
     and its exception, digits and hex ids folded."""
     first = STAMP.sub("", record.splitlines()[0]) if record else ""
+    first = re.sub(r"^(ERROR|CRITICAL) [\w.]+ ", "", first)  # engine.io's copy has no prefix
     text = f"{first[:160]} | {exception_of(record)[:200]}"
-    text = re.sub(r"b?'[^']{0,3}'", "'…'", text)
+    text = re.sub(r"b?'[^']{0,8}'|b?\"[^\"]{0,8}\"", "'…'", text)
     return re.sub(r"0x[0-9a-f]+|[0-9a-f]{12,}|\d+", "N", text)

@@ -28,7 +28,8 @@ def campaign(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, str, dict[s
     out = tmp_path_factory.mktemp("fuzz") / "report.json"
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks.fuzz", "--seconds", "5", "--workers", "4",
-         "--bystanders", "2", "--no-pin", "--seed", "12", "--json", str(out)],
+         "--bystanders", "2", "--no-pin", "--seed", "12", "--replay-seconds", "3",
+         "--json", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=90, check=False)
     assert proc.returncode in (0, 1), proc.stderr[-3000:]
     return proc.returncode, proc.stdout, json.loads(out.read_text())
