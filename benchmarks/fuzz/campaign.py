@@ -22,12 +22,13 @@ from typing import Any
 from . import yjs
 from .bystanders import Bystanders
 from .payloads import FRAME_LIMIT, Case, Context, Fuzz, fuzz_events
-from .server import Serve, exception_of, signature
+from .server import Serve, exception_of, logged_at, signature
 from .wire import Closed, SioConn, Timeout, connect
 
 ROLES = (("user",), ("admin",), ("moderator",), ("user",))
 KIND_WEIGHTS = {"schema": 60, "raw": 12, "binary": 10, "yjs": 18}
 PROBE_TIMEOUT = 0.5
+MAX_RESTARTS = 3  # a server that dies more often ends the campaign
 AFTER_PROBE = 0.5  # seconds to wait for acks once a later probe was answered
 
 
@@ -44,7 +45,7 @@ class Stats:
     internal: list[dict[str, Any]] = field(default_factory=list)
     internal_count: int = 0
     odd: list[dict[str, Any]] = field(default_factory=list)
-    recent: collections.deque = field(default_factory=lambda: collections.deque(maxlen=64))
+    recent: collections.deque = field(default_factory=lambda: collections.deque(maxlen=8192))
     server_errors: dict[str, dict[str, Any]] = field(default_factory=dict)
     error_count: int = 0
     unexpected_closes: list[dict[str, Any]] = field(default_factory=list)
@@ -55,7 +56,7 @@ class Stats:
         with self.lock:
             self.payloads += 1
             self.by_kind[case.kind] += 1
-            self.recent.append((time.monotonic(), case, who))
+            self.recent.append((time.time(), case, who))
 
     def outcome(self, case: Case, outcome: str) -> None:
         with self.lock:
@@ -188,8 +189,11 @@ class Worker(threading.Thread):
                     if isinstance(reply, dict) and reply.get("ok"):
                         self.ctx.remember(reply.get("data"))
         except (Closed, OSError) as exc:
+            too_big = "1009" in str(exc)  # a frame over the limit: the documented answer
             for case in pending.values():
-                stats.outcome(case, "closed_unexpectedly")
+                stats.outcome(case, "closed_too_big" if too_big else "closed_unexpectedly")
+                if too_big:
+                    continue
                 with stats.lock:
                     if len(stats.unexpected_closes) < 20:
                         stats.unexpected_closes.append(
@@ -232,8 +236,9 @@ class Worker(threading.Thread):
                     if isinstance(reply, dict) and reply.get("ok"):
                         self.ctx.remember(reply.get("data"))
         except Closed as exc:
-            outcome = "closed" if case.expect_close else "closed_unexpectedly"
-            if not case.expect_close:
+            expected = case.expect_close or "1009" in str(exc)  # 1009: over the frame limit
+            outcome = "closed" if expected else "closed_unexpectedly"
+            if not expected:
                 with stats.lock:
                     if len(stats.unexpected_closes) < 20:
                         stats.unexpected_closes.append(
@@ -356,6 +361,8 @@ class Campaign:
     bystander: dict[str, Any] = field(default_factory=dict)
     replay_seconds: float = 10.0
     crash: dict[str, Any] = field(default_factory=dict)
+    deaths: list[str] = field(default_factory=list)
+    corpus: dict[str, str] = field(default_factory=dict)
     crash_candidates: list[tuple[Case, tuple[str, tuple[str, ...]]]] = field(
         default_factory=list)
     candidates: dict[str, list[tuple[Case, tuple[str, tuple[str, ...]]]]] = field(
@@ -363,32 +370,51 @@ class Campaign:
 
     def monitor(self) -> None:
         """Server errors grouped by signature (each with the payloads sent in the second
-        before it was seen), RSS, liveness."""
+        before it was seen), RSS, liveness: a dead server is restarted (same port and
+        database, at most ``MAX_RESTARTS`` times) and the campaign goes on."""
+        self.collect_errors()
+        rss = self.server.rss_kb()
+        self.rss["max"] = max(self.rss.get("max", 0), rss)
+        if self.server.alive:
+            return
+        self.collect_errors()  # the dying words
+        code = self.server.proc.returncode if self.server.proc else "?"
+        self.deaths.append(f"{time.monotonic() - self.t0:.0f} s: exit code {code}")
+        if self.server_died is None:
+            self.server_died = f"exit code {code}"
+            with self.stats.lock:  # what was sent last
+                self.crash_candidates = [(c, w) for _, c, w in self.stats.recent][-40:]
+            self.crash = {"log_tail": self.server.output()[-2500:],
+                          "payloads_just_before": [f"[{c.kind}] {c.label}: {c.wire(300)}"
+                                                   for c, _ in self.crash_candidates[-8:]]}
+        if len(self.deaths) > MAX_RESTARTS:
+            self.stop.set()
+            return
+        try:
+            self.server.start()
+        except (RuntimeError, OSError) as exc:
+            self.deaths.append(f"restart failed: {exc!r}"[:300])
+            self.stop.set()
+
+    def collect_errors(self) -> None:
         for err in self.server.new_errors():
-            now = time.monotonic()
             sig = signature(err)
+            when = logged_at(err) or time.time()
             with self.stats.lock:
                 self.stats.error_count += 1
                 group = self.stats.server_errors.setdefault(sig, {"count": 0})
                 group["count"] += 1
                 if "log" not in group:
-                    recent = [(c, w) for t, c, w in self.stats.recent if now - t < 1.5][-8:]
+                    near = [(t, c, w) for t, c, w in self.stats.recent
+                            if when - 1.0 <= t <= when + 0.05]
+                    # the likeliest first: closest in time, hostile kinds before plain ones
+                    near.sort(key=lambda x: (x[1].kind == "schema" and x[1].body is None,
+                                             when - x[0]))
                     group["log"] = err[-2500:]
                     group["exception"] = exception_of(err)
                     group["payloads_just_before"] = [f"[{c.kind}] {c.label}: {c.wire(200)}"
-                                                     for c, _ in recent[-4:]]
-                    self.candidates[sig] = recent
-        rss = self.server.rss_kb()
-        self.rss["max"] = max(self.rss.get("max", 0), rss)
-        if not self.server.alive and self.server_died is None:
-            code = self.server.proc.returncode if self.server.proc else "?"
-            self.server_died = f"exit code {code}"
-            self.stop.set()
-            with self.stats.lock:  # what was sent last (the workers cannot send any more)
-                self.crash_candidates = [(c, w) for _, c, w in self.stats.recent][-40:]
-            self.crash = {"log_tail": self.server.output()[-2500:],
-                          "payloads_just_before": [f"[{c.kind}] {c.label}: {c.wire(200)}"
-                                                   for c, _ in self.crash_candidates[-8:]]}
+                                                     for _, c, _ in near[:4]]
+                    self.candidates[sig] = [(c, w) for _, c, w in near[:12]]
 
     def run(self) -> dict[str, Any]:
         self.server.new_errors()  # start-up output is not a finding
@@ -405,7 +431,7 @@ class Campaign:
             self.stop.wait(0.5)
             self.monitor()
         elapsed = time.monotonic() - self.t0
-        if self.server.alive:
+        if self.server.alive and not self.deaths:
             self.server_cpu = round((self.server.cpu_seconds() - cpu0) / elapsed, 2)
         self.stop.set()
         self.bystander = pool.stop()
@@ -418,7 +444,44 @@ class Campaign:
             self.replay(self.replay_seconds)
         if self.server_died and self.replay_seconds > 0:
             self.replay_crash(max(30.0, 3 * self.replay_seconds))
+        self.regression_corpus()
         return self.report(elapsed)
+
+    def regression_corpus(self) -> None:
+        """Payloads that once crashed the server, each on a fresh connection and document,
+        once per campaign (at the end, so that a crash does not cut the campaign short)."""
+        doc = f"corpus-{self.seed}-{int(time.time())}"
+        cases = {
+            "yjs: update that panics yrs on a seeded doc (doc:update)": [
+                ("doc:join", {"doc_id": doc}),
+                ("doc:update", {"doc_id": doc,
+                                "update": yjs.seed_text(yjs.PANIC_SEED_CLIENT)}),
+                ("doc:update", {"doc_id": doc, "update": yjs.PANICS_ON_SEEDED_DOC})],
+            "yjs: the same as a sync step 2 (doc:sync)": [
+                ("doc:join", {"doc_id": doc + "-s"}),
+                ("doc:update", {"doc_id": doc + "-s",
+                                "update": yjs.seed_text(yjs.PANIC_SEED_CLIENT)}),
+                ("doc:sync", {"doc_id": doc + "-s",
+                              "message": yjs.sync_message(1, yjs.PANICS_ON_SEEDED_DOC)})],
+        }
+        for name, calls in cases.items():
+            try:
+                if not self.server.alive:
+                    self.server.start()
+                conn = connect("127.0.0.1", self.server.port, self.server.token("corpus"),
+                               timeout=3)
+                for event, data in calls:
+                    conn.call(event, data, timeout=3)
+                conn.close()
+            except (Closed, Timeout, OSError, RuntimeError):
+                pass
+            time.sleep(0.3)
+            survived = self.server.alive
+            self.corpus[name] = "survived" if survived else "CRASHED the server"
+            if not survived:
+                self.collect_errors()
+                code = self.server.proc.returncode if self.server.proc else "?"
+                self.deaths.append(f"regression corpus [{name}]: exit code {code}")
 
     def replay_crash(self, budget: float) -> None:
         """The server died: restart it (same database) and replay the last payloads one by
@@ -449,11 +512,11 @@ class Campaign:
     def replay(self, budget: float) -> None:
         """Find which payload causes each kind of server error: replay the payloads sent
         just before its first occurrence, one by one on a fresh connection of the same user,
-        latest first, until the same exception shows up in the log (within ``budget`` s)."""
+        likeliest first, until the same exception shows up in the log (within ``budget`` s)."""
         end = time.monotonic() + budget
         for sig, group in sorted(self.stats.server_errors.items(),
                                  key=lambda kv: -kv[1]["count"]):
-            for case, who in reversed(self.candidates.get(sig, [])):
+            for case, who in self.candidates.get(sig, []):
                 if time.monotonic() > end:
                     return
                 try:
@@ -464,7 +527,7 @@ class Campaign:
                 with contextlib.suppress(Closed, Timeout, OSError):
                     send_case(conn, case)
                 conn.close()
-                time.sleep(0.1)
+                time.sleep(0.05)
                 want = group.get("exception") or ""
                 if any((exception_of(e) == want) if want else (signature(e) == sig)
                        for e in self.server.new_errors()):
@@ -484,8 +547,8 @@ class Campaign:
         for what, n in failures.items():
             if what != "timeout":
                 verdict.append(f"{n} bystander failure(s): {what}")
-        if self.server_died:
-            verdict.append(f"server died ({self.server_died})")
+        if self.deaths:
+            verdict.append(f"server died {len(self.deaths)} time(s) ({'; '.join(self.deaths)})")
         return {
             "seconds": round(elapsed, 1),
             "workers": self.workers,
@@ -509,8 +572,10 @@ class Campaign:
             "bystander": self.bystander,
             "rss_kb": {**self.rss, "growth": (self.rss.get("end") or self.rss.get("max", 0))
                        - self.rss.get("start", 0)},
-            "server_alive": not self.server_died,
+            "server_alive": not self.deaths,
             "server_death": self.crash,
+            "server_deaths": self.deaths,
+            "regression_corpus": self.corpus,
             "server_cpu": self.server_cpu,
             "failed": verdict,
         }
@@ -555,6 +620,8 @@ def render(report: dict[str, Any]) -> str:
     for ex in report["not_an_envelope"][:5]:
         out.append(f"\n--- reply that is not an envelope to [{ex['label']}]: {ex['reply']}\n"
                    f"    sent: {ex['wire']}")
+    for name, verdict in report.get("regression_corpus", {}).items():
+        out.append(f"  regression corpus: {name}: {verdict}")
     death = report.get("server_death") or {}
     if death:
         out.append(f"\n--- THE SERVER DIED; its log ended with:\n{death['log_tail'][-1500:]}")

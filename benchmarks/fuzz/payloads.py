@@ -61,6 +61,9 @@ class Case:
         out = text if len(text) <= limit else f"{text[:limit]}…(+{len(text) - limit} chars)"
         if att:
             out += f" + {len(att)} attachment(s) of {[len(a) for a in att[:5]]} bytes"
+            small = [a.hex() for a in att[:3] if len(a) <= 512]
+            if small:  # enough to replay a Yjs update byte for byte
+                out += " (hex: " + ", ".join(small) + ")"
         return out
 
 

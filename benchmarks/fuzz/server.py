@@ -4,6 +4,7 @@ audit on; its output goes to files that are scanned for tracebacks and ``ERROR``
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import re
@@ -228,3 +229,15 @@ def signature(record: str) -> str:
     text = f"{first[:160]} | {exception_of(record)[:200]}"
     text = re.sub(r"b?'[^']{0,8}'|b?\"[^\"]{0,8}\"", "'…'", text)
     return re.sub(r"0x[0-9a-f]+|[0-9a-f]{12,}|\d+", "N", text)
+
+
+def logged_at(record: str) -> float | None:
+    """The record's time (our logging format: local time to the millisecond), as a Unix
+    time; None for a record without one."""
+    m = STAMP.match(record)
+    if not m:
+        return None
+    try:
+        return datetime.datetime.strptime(m.group(0).strip(), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+    except ValueError:
+        return None

@@ -115,3 +115,14 @@ def huge_counts() -> bytes:
 def sync_message(kind: int, payload: bytes) -> bytes:
     """y-protocols: ``[0 (sync), kind (0 step1, 1 step2, 2 update), varuint len, payload]``."""
     return bytes([0, kind]) + var_uint(len(payload)) + payload
+
+
+# Found by this fuzzer (a bit-flipped ``many_clients(10, 5005)``): it decodes against an empty
+# doc, then panics inside yrs ("attempt to divide by zero", ClientBlockList::find_index) when
+# applied to a document holding ``seed_text(5005)``; in the gevent server the panic's unwinding
+# crashes the whole process (SIGSEGV in libgcc_s). Replayed at the end of every campaign.
+PANIC_SEED_CLIENT = 5005
+PANICS_ON_SEEDED_DOC = bytes.fromhex(
+    "0a01c9843d00448d2700016101c8843d00448d2700016101c7843d00448d2700016101c4843d00448d2700"
+    "016101c5843d00448d2700016101c4843d00448d2700056101c3843d00448d2700016101c2843d00448d07"
+    "00016101c1843d00448d2700016101c0843d00448d2700016100")
