@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # The benchmark's Node baseline and load generator, from benchmarks/node/package-lock.json.
 BENCH_MODULES := benchmarks/node/node_modules/.package-lock.json
 
-.PHONY: run test install install-test services browser web lint docs bench clean
+.PHONY: run test install install-test services browser web lint docs bench fuzz clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -62,6 +62,13 @@ $(BENCH_MODULES): benchmarks/node/package.json benchmarks/node/package-lock.json
 
 bench: install services $(BENCH_MODULES)
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
+
+# Fuzzing (benchmarks/fuzz/): a real server in production mode, every declared event, raw
+# frames, binary packets and Yjs updates for FUZZ_SECONDS (default 60); exits non-zero on an
+# unhandled server exception, an `internal` reply, a bystander disconnect or a dead server.
+# FUZZ_ARGS="--redis" for Redis as broker; `python -m benchmarks.fuzz --help` for the rest.
+fuzz: install
+	$(BIN)/python -m benchmarks.fuzz $(FUZZ_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info web/node_modules $(BUNDLE) $(BUNDLE).map src/dihya_realtime/static/app.css*

@@ -39,7 +39,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "benchmarks"
 NODE_DIR = BENCH / "node"
-SCENARIOS = ("idle", "fanout", "acked", "chat", "redis")
+SCENARIOS = ("idle", "fanout", "acked", "chat", "redis", "abuse")
 TARGETS = ("dihya", "bare", "node")
 # The same two Python servers on simple-websocket instead of gevent-websocket (issue 2:
 # "measure both, pick, say why"); not in the default targets.
@@ -518,8 +518,28 @@ def run_redis(b: Bench) -> None:
     b.record("redis", "dihya", two, **extra)
 
 
+def run_abuse(b: Bench) -> None:
+    """Issue 12's hostile patterns, one at a time, each on a fresh server with production
+    defaults (rate limits, frame limit, audit on): 50 bystanders (their own process, on the
+    generator's core) make acked ``whoami`` calls while one attacker runs the pattern
+    (``fuzz/abuse.py``). Targets: bystander p99 ≤ 50 ms, server RSS growth ≤ 50 MB."""
+    from fuzz.abuse import run_pattern  # benchmarks/fuzz, beside this script
+
+    for name in b.args.abuse_patterns:
+        log(f"abuse: {name}, {b.args.abuse_bystanders} bystanders, {b.args.abuse_seconds} s")
+        env = {k: v for k, v in b.args.dihya_env.items()}
+        row = run_pattern(name, b.workdir / f"abuse-{name}", seconds=b.args.abuse_seconds,
+                          quick=b.args.quick, bystanders=b.args.abuse_bystanders,
+                          server_pin=pin(0), bystander_cpu=1 if pin(1) else None,
+                          command=[b.args.dihya], env=env)
+        extra: dict[str, Any] = {}
+        if row.get("error") or row.get("attacker_error"):
+            extra["invalid"] = str(row.get("error") or row.get("attacker_error"))[:200]
+        b.record("abuse", "dihya", row, **extra)
+
+
 RUNNERS = {"idle": run_idle, "fanout": run_fanout, "acked": run_acked, "chat": run_chat,
-           "redis": run_redis}
+           "redis": run_redis, "abuse": run_abuse}
 
 
 # -- the report --------------------------------------------------------------------------------
@@ -592,6 +612,19 @@ def markdown(b: Bench) -> str:
                    f"{_fmt(r.get('pushes_received'))} chat:message pushes received")
             p50, p99 = r.get("p50_ms"), r.get("p99_ms")
             err = json.dumps(r.get("errors")) if r.get("errors") else "0"
+        elif sc == "abuse":
+            by = r.get("bystander") or {}
+            size = f"{r.get('pattern')}, {r.get('bystanders')} bystanders"
+            fig = (f"RSS {_fmt(r.get('rss_before_mb'))} → {_fmt(r.get('rss_after_mb'))} MB "
+                   f"(max {_fmt(r.get('rss_max_mb'))}, growth {_fmt(r.get('rss_growth_mb'))} MB"
+                   f", target ≤ 50); p99 target ≤ 50 ms; {by.get('calls')} calls; attacker: "
+                   + json.dumps(r.get("attacker"))[:300].replace("|", "/"))
+            p50, p99 = by.get("p50_ms"), by.get("p99_ms")
+            err = json.dumps(by.get("failures")) if by.get("failures") else "0"
+            if r.get("server_errors"):
+                err += f", {r['server_errors']} server errors"
+            if r.get("server_alive") is False:
+                err += ", SERVER DIED"
         valid = "yes" if r.get("valid") else "NO: " + r.get("invalid_reason", "")
         lines.append(f"| {sc} | {r['target']} | {size} | {fig} | {_fmt(p50)} | {_fmt(p99)} | "
                      f"{err} | {_fmt(r.get('server_cpu'))} | {_fmt(r.get('gen_cpu'))} | "
@@ -643,6 +676,18 @@ def markdown(b: Bench) -> str:
         lines.append(f"| chat send→ack p99 at {b.args.chat_rate} msg/s, PostgreSQL, "
                      f"{rooms} room(s) of {b.args.acked_clients // max(rooms, 1)} | "
                      f"{_fmt(_get(pg, 'p99_ms')) if pg else 'not run'} ms | ≤ 20 ms |")
+    for r in rows:
+        if r["scenario"] == "abuse" and r.get("pattern"):
+            by = r.get("bystander") or {}
+            lines.append(f"| abuse {r['pattern']}: bystander p99 ({r.get('bystanders')}) | "
+                         f"{_fmt(by.get('p99_ms'))} ms, failures "
+                         f"{json.dumps(by.get('failures') or 0)} | ≤ 50 ms, 0 "
+                         f"{'(met)' if r.get('p99_ok') else '(missed)'} |")
+            growth = max(r.get("rss_growth_mb") or 0,
+                         (r.get("rss_max_mb") or 0) - (r.get("rss_before_mb") or 0))
+            lines.append(f"| abuse {r['pattern']}: server RSS growth (max during, after) | "
+                         f"{_fmt(growth)} MB ({_fmt(r.get('rss_growth_mb'))} MB after) | "
+                         f"≤ 50 MB {'(met)' if r.get('rss_ok') else '(missed)'} |")
     return "\n".join(lines) + "\n"
 
 
@@ -678,6 +723,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--dihya-env", action="append", default=[], metavar="KEY=VALUE",
                    help="extra environment for the dihya server (repeatable), for experiments "
                         "such as DIHYA_RT_AUDIT_DB=false; recorded in every row")
+    p.add_argument("--abuse-patterns", default="baseline,yjs,attachments,connect_flood,"
+                   "recovery,retained", help="comma separated: the abuse scenario's patterns")
+    p.add_argument("--abuse-seconds", type=float, default=10.0,
+                   help="upper bound of one abuse pattern's attack")
+    p.add_argument("--abuse-bystanders", type=int, default=50)
     args = p.parse_args(argv)
     args.dihya_env = dict(kv.split("=", 1) for kv in args.dihya_env)
     args.scenarios = args.scenario or list(SCENARIOS)
@@ -690,14 +740,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.chat_warmup = min(args.chat_warmup, 0.2)
         args.seconds = min(args.seconds, 1.5)
         args.timeout = min(args.timeout, 30)
+        args.abuse_seconds = min(args.abuse_seconds, 3.0)
+        args.abuse_bystanders = min(args.abuse_bystanders, 20)
     args.idle_sizes = [int(s) for s in str(args.idle_sizes).split(",") if s]
     args.chat_rooms = [int(s) for s in str(args.chat_rooms).split(",") if s]
+    args.abuse_patterns = [s for s in str(args.abuse_patterns).split(",") if s]
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if not shutil.which("node") or not (NODE_DIR / "node_modules" / "socket.io-client").is_dir():
+    needs_node = set(args.scenarios) - {"abuse"}  # abuse's clients are Python (benchmarks/fuzz)
+    if needs_node and (not shutil.which("node")
+                       or not (NODE_DIR / "node_modules" / "socket.io-client").is_dir()):
         sys.exit("benchmarks: the load generator needs Node and `npm ci --prefix benchmarks/node`")
     nofile = raise_open_files()
     out_dir = Path(args.out_dir)
