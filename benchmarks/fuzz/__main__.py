@@ -32,8 +32,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    default=os.environ.get("FUZZ_REDIS") or None,
                    help="use Redis as broker and message queue (default URL: local 6379)")
     p.add_argument("--replay-seconds", type=float, default=10.0,
-                   help="after the campaign, replay candidate payloads to find which one causes"
-                        " each kind of server error (0: off)")
+                   help="after the campaign, replay candidate payloads to find which one killed"
+                        " the server or causes each kind of server error (0: off)")
     p.add_argument("--json", help="also write the full report as JSON to this file")
     p.add_argument("--no-pin", action="store_true",
                    help="do not pin the server to core 0 and the fuzzer to core 1")

@@ -440,10 +440,12 @@ class Campaign:
         time.sleep(1.0)  # late tracebacks
         self.monitor()
         self.rss["end"] = self.server.rss_kb()
-        if self.server.alive and self.replay_seconds > 0:
-            self.replay(self.replay_seconds)
+        # one budget for both replays, a crash first: it matters most
+        end = time.monotonic() + self.replay_seconds
         if self.server_died and self.replay_seconds > 0:
-            self.replay_crash(max(30.0, 3 * self.replay_seconds))
+            self.replay_crash(end - time.monotonic())
+        if self.server.alive and end > time.monotonic():
+            self.replay(end - time.monotonic())
         self.regression_corpus()
         return self.report(elapsed)
 
