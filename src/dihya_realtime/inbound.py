@@ -207,6 +207,8 @@ class InboundGuard:
         if environ is None:  # a session already closed: what its reader still gets is dropped
             self.server.sleep(YIELD_SECONDS)
             return None
+        if not isinstance(data, str | bytes):
+            return self.original(eio_sid, data)  # not a Socket.IO packet: refused below
         state = environ.get(STATE_KEY)
         if state is None:
             state = environ[STATE_KEY] = SessionInbound(self.byte_limit)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -49,7 +50,7 @@ from dihya_realtime.expiry import ExpiryWatch
 from dihya_realtime.guard import SessionGuard
 from dihya_realtime.inbound import InboundGuard
 from dihya_realtime.metrics import Metrics
-from dihya_realtime.packetguard import refuse_malformed_packets
+from dihya_realtime.packetguard import refuse_failed_requests, refuse_malformed_packets
 from dihya_realtime.permissions import RolePolicy
 from dihya_realtime.pipeline import RESERVED_EVENTS, EventContext, Pipeline, client_event
 from dihya_realtime.principal import Principal
@@ -169,6 +170,8 @@ class Realtime:
         if settings.allowed_origins:
             app.wsgi_app = CorsForAllowedOrigins(  # type: ignore[method-assign]
                 app.wsgi_app, settings)
+        # outermost on the Socket.IO path: what engine.io cannot decode is a 400, not a traceback
+        app.wsgi_app = refuse_failed_requests(app.wsgi_app)  # type: ignore[method-assign]
         blueprint = create_blueprint(self)
         setup_features(self)  # features add their hooks, services and HTTP routes
         app.register_blueprint(blueprint)
@@ -557,7 +560,41 @@ class PacketJSON:
         try:
             return orjson.loads(data)
         except orjson.JSONDecodeError:
-            return json.loads(data, **kwargs)
+            value = json.loads(data, **kwargs)
+        if _SURROGATE_ESCAPE.search(data if isinstance(data, str) else data.decode("latin-1")):
+            # a lone surrogate (``"\ud83d"``) decodes to a string no encoder will write back:
+            # every later reply, redaction or INSERT carrying it failed (`internal`)
+            value = without_lone_surrogates(value)
+        return value
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def without_lone_surrogates(value: Any) -> Any:
+    """``value`` with every lone surrogate in its strings (keys too) replaced by U+FFFD, the
+    replacement character (the stdlib decoder has already joined valid pairs)."""
+
+    def clean(item: Any) -> Any:
+        return _LONE_SURROGATE.sub("\ufffd", item) if isinstance(item, str) else item
+
+    root = [value]
+    stack: list[Any] = [root]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            for i, item in enumerate(node):
+                node[i] = clean(item)
+                if isinstance(item, dict | list):
+                    stack.append(item)
+        elif isinstance(node, dict):
+            for key in list(node):
+                item = node.pop(key)
+                node[clean(key)] = clean(item)
+                if isinstance(item, dict | list):
+                    stack.append(item)
+    return root[0]
 
 
 class CorsForAllowedOrigins:

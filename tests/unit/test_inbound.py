@@ -94,3 +94,11 @@ def test_the_guard_is_engineio_s_message_handler(rt):
     handler = server.eio.handlers["message"]
     assert isinstance(handler.__self__, InboundGuard)
     assert server._handle_eio_message == handler
+
+
+def test_packet_json_replaces_lone_surrogates_and_keeps_valid_pairs():
+    from dihya_realtime.server import PacketJSON
+
+    decoded = PacketJSON.loads('{"\\udfff": ["a\\ud83d", "\\ud83d\\ude00", {"k": "\\udc00"}]}')
+    assert decoded == {"\ufffd": ["a\ufffd", "\U0001F600", {"k": "\ufffd"}]}
+    assert PacketJSON.loads('"plain"') == "plain"  # orjson's path: nothing to clean
