@@ -56,8 +56,6 @@ def test_a_short_fuzz_campaign_counts_payloads_and_reports_every_field(
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.xfail(strict=False, reason="issue 12 findings (fixed on other branches); the gate "
-                                        "is `make fuzz` in .ci/run")
 def test_a_short_fuzz_campaign_finds_no_server_error_internal_reply_or_dropped_bystander(
         campaign: tuple[int, str, dict[str, Any]]) -> None:
     _, stdout, report = campaign
