@@ -96,6 +96,31 @@ def check_pywsgi() -> None:
                            + ": this gevent version is not supported")
 
 
+def half_close_and_drain(sock: Any, seconds: float, max_bytes: int) -> None:
+    """Send FIN, then read and drop what the peer still sends until its own FIN, at most
+    ``max_bytes`` or ``seconds``.
+
+    Closing a socket with unread input makes the kernel answer with a reset, which can reach
+    the client before what was just written (a 413, a WebSocket close frame with 1009): the
+    client would see "connection reset", not why.
+    """
+    try:
+        sock.shutdown(socket.SHUT_WR)
+        deadline = time.monotonic() + seconds
+        drained = 0
+        while drained < max_bytes:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            sock.settimeout(left)
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            drained += len(chunk)
+    except OSError:
+        pass  # reset or timed out: the socket is closed next anyway
+
+
 def too_large_body(limit: int) -> bytes:
     return orjson.dumps({"ok": False, "error": {
         "code": "payload_too_large",
@@ -194,22 +219,7 @@ def guarded_handler(base: type, *, header_timeout: float | None, max_body: int |
         def _drain(self) -> None:
             """Half-close, then drop what the client still sends (bounded), so that the
             kernel does not answer its unread body with a reset before it reads the 413."""
-            sock = self.socket
-            try:
-                sock.shutdown(socket.SHUT_WR)
-                deadline = time.monotonic() + REFUSAL_LINGER_SECONDS
-                drained = 0
-                while drained < REFUSAL_LINGER_BYTES:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        break
-                    sock.settimeout(left)
-                    chunk = sock.recv(65536)
-                    if not chunk:
-                        break
-                    drained += len(chunk)
-            except OSError:
-                pass
+            half_close_and_drain(self.socket, REFUSAL_LINGER_SECONDS, REFUSAL_LINGER_BYTES)
 
         # -- log lines
         def format_request(self) -> str:

@@ -295,31 +295,10 @@ def _closing_handler(base: type) -> type:
                     self._linger()
 
         def _linger(self) -> None:
-            """Half-close, then discard what the client still sends (bounded) before closing.
+            """FIN after the close frame, then drain until the client's own FIN (bounded):
+            see :func:`~dihya_realtime.httpguard.half_close_and_drain`."""
+            from dihya_realtime.httpguard import half_close_and_drain
 
-            Closing a socket with unread input makes the kernel answer with a reset, which
-            can reach the client before the close frame already sent (1009 for a message
-            over the limit): the client would see "connection reset", not why. So: FIN
-            after the close frame, read and drop until the client's own FIN, at most
-            ``LINGER_BYTES`` or ``LINGER_SECONDS``."""
-            import socket
-            import time
-
-            sock = self.socket
-            try:
-                sock.shutdown(socket.SHUT_WR)
-                deadline = time.monotonic() + LINGER_SECONDS
-                drained = 0
-                while drained < LINGER_BYTES:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        break
-                    sock.settimeout(left)
-                    chunk = sock.recv(65536)
-                    if not chunk:
-                        break
-                    drained += len(chunk)
-            except OSError:
-                pass  # reset or timed out: the socket is closed next anyway
+            half_close_and_drain(self.socket, LINGER_SECONDS, LINGER_BYTES)
 
     return ClosingHandler
