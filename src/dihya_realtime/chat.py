@@ -527,8 +527,8 @@ class ChatService:
             # history stays readable, but what was said before joining is not "unread"
             joined = self._add_member(s, room_id, actor.user_id, "member", room.last_seq)
             member = self._member(s, room_id, actor.user_id)
-            result = self._room_dict(room, member)
             recipients = self._member_ids(s, room_id)
+            result = {**self._room_dict(room, member), "member_count": len(recipients)}
         if joined:
             self._push(recipients, "chat:member_joined",
                        {"room_id": room_id, "user_id": actor.user_id, "role": "member",

@@ -81,10 +81,6 @@ def conflict(message: str, details: Any = None) -> RealtimeError:
     return RealtimeError(ErrorCode.CONFLICT, message, details)
 
 
-def unavailable(message: str, details: Any = None) -> RealtimeError:
-    return RealtimeError(ErrorCode.UNAVAILABLE, message, details)
-
-
 def ok(data: Any = None) -> dict[str, Any]:
     """The success envelope."""
     return {"ok": True, "data": data}

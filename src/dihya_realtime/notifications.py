@@ -56,7 +56,6 @@ log = logging.getLogger("dihya_realtime.notifications")
 MAX_DATA_BYTES = 8 * 1024
 MAX_RECIPIENTS = 10_000
 MAX_IDS = 100
-MENTION_CATEGORY = "mention"
 DEFAULT_CATEGORY = "general"
 _CHUNK = 500  # rows per IN (...) / executemany: well under SQLite's and PostgreSQL's limits
 CONNECT_BATCH = _CHUNK  # connects handled per transaction by the connect hook
@@ -379,29 +378,6 @@ class NotificationService:
                                "WHERE json_each.value = :role)").bindparams(role=role)
         with self.db.engine.connect() as conn:
             return list(conn.scalars(sa.select(users.c.id).where(has_role).order_by(users.c.id)))
-
-    # -- chat mentions
-
-    def on_chat_mention(self, room_id: str, message_id: str, author: str | Principal,
-                        mentioned_user_ids: Iterable[str], text_preview: str,
-                        ) -> list[dict[str, Any]]:
-        """Notify each mentioned user (never the author) of a chat message.
-
-        ``author`` is a user id or a :class:`~dihya_realtime.principal.Principal`. The message
-        id is the idempotency key, so an edited or resent message does not notify twice. The
-        chat feature checks that mentioned users may read the room before calling this.
-        """
-        author_id = author if isinstance(author, str) else author.user_id
-        author_name = author if isinstance(author, str) else author.display_name
-        targets = [u for u in dict.fromkeys(mentioned_user_ids) if u and u != author_id]
-        if not targets:
-            return []
-        preview = text_preview if len(text_preview) <= 2000 else text_preview[:1999] + "…"
-        return self.notify(
-            user_ids=targets, category=MENTION_CATEGORY,
-            title=f"{author_name} mentioned you"[:200], body=preview,
-            data={"room_id": room_id, "message_id": message_id, "author_id": author_id},
-            idempotency_key=f"chat-mention:{message_id}"[:128])
 
     # -- reading
 

@@ -47,7 +47,3 @@ class RolePolicy:
         for role in roles:
             granted.extend(self._roles.get(role, ()))
         return PermissionSet(granted)
-
-    def roles_with(self, permission: str) -> list[str]:
-        """Every configured role that grants ``permission`` (for role-targeted sends)."""
-        return [r for r, perms in self._roles.items() if PermissionSet(perms).allows(permission)]

@@ -71,12 +71,6 @@ class EventContext:
         """Emit to this connection (default) or to a room, through the redaction filter."""
         self.rt.emit(event, data, to=to or self.conn.sid)
 
-    def require(self, permission: str) -> None:
-        """Raise ``forbidden`` unless the caller holds ``permission`` (for per-object checks)."""
-        if not self.conn.can(permission):
-            raise RealtimeError(ErrorCode.FORBIDDEN, f"missing permission {permission!r}",
-                                {"permission": permission})
-
     def after_reply(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` once the reply has been sent (e.g. to start live delivery after it)."""
         hooks = getattr(_call, "after", None)

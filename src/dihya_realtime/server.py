@@ -135,7 +135,6 @@ class Realtime:
         self.connect_hooks: list[ConnectHook] = []
         self.disconnect_hooks: list[DisconnectHook] = []
         self.refresh_hooks: list[RefreshHook] = [self._refresh_namespace_connections]
-        self.started_at = time.time()
         if app is not None:
             self.init_app(app, socketio=socketio)
 

@@ -8,7 +8,9 @@ call before every write, no read timeout (a client gone without a FIN held its c
 minutes), a sleeping greenlet per connection for engine.io's pings. Everything is applied per
 engine.io server instance (or per connection), never by patching the libraries' classes, and
 only under gevent; the simple-websocket fallback keeps its own behaviour apart from the size
-limit.
+limit. Each adaptation first checks that what it patches exists in the installed libraries
+and raises :class:`TransportAdaptationError`, naming itself, when it does not: a library
+upgrade stops the server at start-up instead of silently dropping a limit.
 """
 
 from __future__ import annotations
@@ -25,6 +27,25 @@ WebSocket is handed to engine.io), so a size refusal can name the connection."""
 
 OversizeHook = Callable[[dict, int], None]
 """``fn(environ, announced_bytes)``: a WebSocket message over the limit was refused."""
+
+
+class TransportAdaptationError(RuntimeError):
+    """An adaptation of this module found the library internal it patches missing.
+
+    Raised at start-up (never at the first connection) with the adaptation's name and what
+    is missing: a limit or a fix must never silently disappear with a library upgrade.
+    """
+
+
+def _require(adaptation: str, missing: list[str], hint: str) -> None:
+    if missing:
+        raise TransportAdaptationError(
+            f"dihya_realtime.transport ({adaptation}): the installed libraries lack "
+            + "; ".join(missing) + f". {hint}")
+
+
+ENGINEIO_PIN = "Pin python-engineio<5."
+GEVENT_WS_PIN = "Pin gevent-websocket<0.11 (or uninstall it: simple-websocket is used then)."
 
 
 def adapt_websocket_driver(eio: Any, limit: int, on_oversize: OversizeHook | None = None
@@ -48,9 +69,12 @@ def adapt_websocket_driver(eio: Any, limit: int, on_oversize: OversizeHook | Non
     size the message announced, so the refusal can be audited. simple-websocket closes the
     connection inside its own reader and tells nobody: there the refusal is not reported.
     """
-    base = eio._async.get("websocket")
-    if not isinstance(base, type):
-        return
+    adaptation = "WebSocket message size limit"
+    drivers = getattr(eio, "_async", None)
+    base = drivers.get("websocket") if isinstance(drivers, dict) else None
+    _require(adaptation, [] if isinstance(base, type) else
+             ["engineio.Server._async['websocket'] (the WebSocket driver class)"], ENGINEIO_PIN)
+    assert isinstance(drivers, dict) and isinstance(base, type)
     from engineio.async_drivers._websocket_wsgi import SimpleWebSocketWSGI
 
     if issubclass(base, SimpleWebSocketWSGI):
@@ -60,8 +84,12 @@ def adapt_websocket_driver(eio: Any, limit: int, on_oversize: OversizeHook | Non
                 super().__init__(handler, server, **kwargs)
                 self.server_args["max_message_size"] = limit
 
+        _check_simple_websocket(LimitedWebSocket, limit)
         driver: type = LimitedWebSocket
     elif base.__module__ == "engineio.async_drivers.gevent":  # the gevent-websocket driver
+        _require(adaptation, [] if _stores_app(base) else
+                 ["engineio's gevent WebSocketWSGI(handler, server).app (the session's "
+                  "handler)"], ENGINEIO_PIN)
         limited = _limited_gevent_ws(limit, on_oversize)
 
         class LimitedGeventWebSocket(base):  # type: ignore[misc, valid-type]
@@ -85,9 +113,40 @@ def adapt_websocket_driver(eio: Any, limit: int, on_oversize: OversizeHook | Non
 
         driver = LimitedGeventWebSocket
     else:
-        return
+        raise TransportAdaptationError(
+            f"dihya_realtime.transport ({adaptation}): engine.io picked the WebSocket driver "
+            f"{base.__module__}.{base.__qualname__}, which this release does not know how to "
+            f"limit. {ENGINEIO_PIN}")
     # a copy: the driver's dict is shared by every engine.io server in the process
     eio._async = {**eio._async, "websocket": driver}
+
+
+def _check_simple_websocket(driver: type, limit: int) -> None:
+    """The simple-websocket driver passes ``server_args`` to ``simple_websocket.Server``,
+    which must take ``max_message_size``."""
+    import inspect
+
+    import simple_websocket
+
+    missing = []
+    made = driver(None, None)
+    if getattr(made, "server_args", {}).get("max_message_size") != limit:
+        missing.append("engineio SimpleWebSocketWSGI.server_args")
+    server = getattr(simple_websocket, "Server", None)
+    if server is None or "max_message_size" not in inspect.signature(server).parameters:
+        missing.append("simple_websocket.Server(max_message_size=...)")
+    _require("WebSocket message size limit", missing,
+             "Pin python-engineio<5 and simple-websocket<2.")
+
+
+def _stores_app(base: type) -> bool:
+    def handler() -> None:
+        return None
+
+    try:
+        return getattr(base(handler, None), "app", None) is handler
+    except Exception:
+        return False
 
 
 def pings_on_timers(eio: Any) -> None:
@@ -108,9 +167,13 @@ def pings_on_timers(eio: Any) -> None:
     from engineio.socket import Socket
 
     send_ping = getattr(Socket, "_send_ping", None)
-    if send_ping is None:  # a future engine.io: leave its own scheduling alone
-        return
-    start = eio.start_background_task
+    start = getattr(eio, "start_background_task", None)
+    _require("pings on timers", [name for name, found in (
+        ("engineio.socket.Socket._send_ping", callable(send_ping)),
+        ("engineio.Server.start_background_task", callable(start)),
+        ("engineio.packet.PING", hasattr(packet, "PING")),
+    ) if not found], ENGINEIO_PIN)
+    assert start is not None
 
     def ping(sock: Any) -> None:
         if not sock.closing and not sock.closed:
@@ -152,6 +215,7 @@ def _limited_gevent_ws(limit: int, on_oversize: OversizeHook | None = None) -> t
     an overrun with close code 1009, then calls ``on_oversize(environ, announced)``;
     ``receive()`` then returns ``None`` and engine.io ends the session.
     """
+    _check_gevent_websocket()
     from geventwebsocket.exceptions import ProtocolError, WebSocketError
     from geventwebsocket.websocket import MSG_ALREADY_CLOSED, Header, WebSocket
 
@@ -232,6 +296,33 @@ def _limited_gevent_ws(limit: int, on_oversize: OversizeHook | None = None) -> t
     return LimitedGeventWS
 
 
+def _check_gevent_websocket() -> None:
+    """What :func:`_limited_gevent_ws` overrides, calls or sets in gevent-websocket."""
+    from geventwebsocket import exceptions, websocket
+
+    missing = [f"geventwebsocket.exceptions.{name}" for name in
+               ("ProtocolError", "WebSocketError") if not hasattr(exceptions, name)]
+    missing += [f"geventwebsocket.websocket.{name}" for name in
+                ("MSG_ALREADY_CLOSED", "Header", "WebSocket", "Stream")
+                if not hasattr(websocket, name)]
+    ws = getattr(websocket, "WebSocket", None)
+    header = getattr(websocket, "Header", None)
+    stream = getattr(websocket, "Stream", None)
+    missing += [f"WebSocket.{name}" for name in
+                ("read_message", "read_frame", "send_frame", "close", "validate_utf8",
+                 "current_app", "OPCODE_TEXT", "OPCODE_BINARY", "OPCODE_CONTINUATION",
+                 "OPCODE_CLOSE") if ws is not None and not hasattr(ws, name)]
+    missing += [f"WebSocket.__slots__ {name!r}" for name in
+                ("environ", "closed", "stream", "raw_write", "raw_read")
+                if ws is not None and name not in getattr(ws, "__slots__", ())]
+    missing += [f"Header.{name}" for name in
+                ("decode_header", "unmask_payload", "flags", "opcode", "length", "mask")
+                if header is not None and not hasattr(header, name)]
+    if stream is not None and "handler" not in getattr(stream, "__slots__", ()):
+        missing.append("Stream.__slots__ 'handler'")
+    _require("gevent-websocket frame limit, close codes and UTF-8", missing, GEVENT_WS_PIN)
+
+
 def pywsgi_handler_class(fallback: type, *, header_timeout: float | None = None,
                          max_body: int | None = None,
                          max_polling_body: int | None = None) -> type:
@@ -260,7 +351,20 @@ def _websocket_handler(fallback: type) -> type:
         from geventwebsocket.handler import WebSocketHandler
     except ImportError:
         return fallback
+    _check_closing_handler(WebSocketHandler)
     return WebSocketHandler
+
+
+def _check_closing_handler(base: type) -> None:
+    """What :func:`_closing_handler` overrides or sets on a pywsgi handler."""
+    import inspect
+
+    missing = [f"{base.__qualname__}.{name}" for name in ("run_application", "__init__")
+               if not callable(getattr(base, name, None))]
+    if not missing and "rfile" not in inspect.signature(base).parameters:
+        missing.append(f"{base.__qualname__}.__init__(..., rfile)")
+    _require("pywsgi WebSocket handler (close after a session, small read buffer)", missing,
+             "Pin gevent<27 and gevent-websocket<0.11.")
 
 
 RFILE_BUFFER_BYTES = 2048
@@ -276,6 +380,8 @@ def _closing_handler(base: type) -> type:
     client's close frame, the remains of the frame - as a new HTTP request ("Invalid HTTP
     method" in the error log, a 400 written into the stream). Same for both WebSocket stacks.
     """
+
+    _check_closing_handler(base)
 
     class ClosingHandler(base):  # type: ignore[misc, valid-type]
         def __init__(self, sock: Any, address: Any, server: Any, rfile: Any = None) -> None:

@@ -300,6 +300,19 @@ class SioClient:
             self.client.disconnect()
 
 
+def raw_socketio(server: ServerProcess, token: str) -> Any:
+    """A bare WebSocket, Socket.IO-connected with ``token``: for frames a client library will
+    not send (fragments, oversized or invalid messages) and for reading close codes."""
+    import websocket
+
+    ws = websocket.create_connection(f"ws://127.0.0.1:{server.port}/socket.io/"
+                                     "?EIO=4&transport=websocket", timeout=10)
+    ws.recv()  # engine.io open
+    ws.send("40" + json.dumps({"token": token}))
+    assert ws.recv().startswith("40")
+    return ws
+
+
 def _new_client(reconnection: bool, headers: dict[str, str] | None,
                 transports: list[str]) -> tuple[SioClient, dict[str, str]]:
     """A recording client, and the headers to pass to ``connect``.

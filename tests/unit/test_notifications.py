@@ -254,24 +254,6 @@ def test_notify_from_a_worker_publishes_on_the_socketio_message_queue(
         worker.close()
 
 
-def test_chat_mention_notifies_the_mentioned_users_but_not_the_author(nrt, tab):
-    from dihya_realtime.principal import Principal
-
-    bob, alice = tab(nrt, "bob"), tab(nrt, "alice")
-    author = Principal(user_id="alice", name="Alice")
-    made = nrt.notifications.on_chat_mention("general", "m-1", author, ["bob", "alice", "bob"],
-                                             "@bob can you look at this?")
-    [n] = take(bob, "notifications:new")
-    assert [m["id"] for m in made] == [n["id"]]
-    assert n["category"] == "mention" and n["title"] == "Alice mentioned you"
-    assert n["body"] == "@bob can you look at this?"
-    assert n["data"] == {"room_id": "general", "message_id": "m-1", "author_id": "alice"}
-    assert take(alice, "notifications:new") == []
-    # The same message again (a resend) notifies no one twice.
-    nrt.notifications.on_chat_mention("general", "m-1", "alice", ["bob"], "@bob again")
-    assert take(bob, "notifications:new") == []
-
-
 # -- state changes, each pushed to the other tab
 
 

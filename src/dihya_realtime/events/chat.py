@@ -345,7 +345,13 @@ class BanReply(BaseModel):
     room_id: str
     user_id: str
     banned: bool
-    was_member: bool | None = None
+    was_member: bool = Field(description="the user was a member and was removed")
+
+
+class UnbanReply(BaseModel):
+    room_id: str
+    user_id: str
+    banned: bool
 
 
 def _chat(ctx: EventContext) -> ChatService:
@@ -616,7 +622,7 @@ def ban(ctx: EventContext, p: BanPayload) -> dict:
     return result
 
 
-@event("chat:unban", payload=MemberPayload, reply=BanReply, permission=WRITE)
+@event("chat:unban", payload=MemberPayload, reply=UnbanReply, permission=WRITE)
 def unban(ctx: EventContext, p: MemberPayload) -> dict:
     """Lift a ban. Payload example: ``{"room_id": "9f2c…", "user_id": "42"}``. Audited."""
     result = _chat(ctx).unban(Actor.of(ctx.conn), p.room_id, p.user_id)

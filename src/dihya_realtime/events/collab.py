@@ -241,11 +241,21 @@ class AccessEntry(BaseModel):
     mode: Literal["read", "edit"]
 
 
+class UserGrant(BaseModel):
+    user_id: str
+    mode: Literal["read", "edit"]
+
+
+class RoleGrant(BaseModel):
+    role: str
+    mode: Literal["read", "edit"]
+
+
 class AccessReply(BaseModel):
     doc_id: str
     created_by: str | None = Field(description="edits it without a grant; null if created "
                                    "over HTTP")
-    grants: list[AccessEntry]
+    grants: list[UserGrant | RoleGrant] = Field(description="each names a user_id or a role")
 
 
 def _manage(ctx: EventContext, doc_id: str) -> DocService:
