@@ -265,3 +265,27 @@ def test_a_subscriber_recovering_history_trimmed_for_the_budget_is_told_not_reco
     assert reply["data"]["recovered"] is False
     assert reply["data"]["publications"] == []
     assert rt.broker.history_bytes <= 16 * KIB
+
+
+def test_history_holds_what_the_caps_count_not_the_decoded_objects() -> None:
+    """The caps count JSON bytes; decoded JSON weighs far more in Python objects (a 60 KB
+    ``[{}, {}, …]`` is 20,000 dicts). History kept as objects held ~20× what the caps said."""
+    import tracemalloc
+
+    from dihya_realtime.broker.memory import MemoryBroker
+    from dihya_realtime.settings import HistoryPolicy
+
+    broker = MemoryBroker(max_history_bytes_per_channel=1024 * 1024)
+    policy = HistoryPolicy(size=200, ttl=3600)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(40):
+            broker.publish("chat:objects", [{} for _ in range(20_000)], history=policy)
+        retained = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert broker.history_bytes <= 1024 * 1024
+    assert retained < 2 * 1024 * 1024, retained  # objects: ~25 MB
+    recovered = broker.history("chat:objects", history=policy).publications
+    assert recovered and recovered[-1].data == [{}] * 20_000

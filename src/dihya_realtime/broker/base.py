@@ -12,6 +12,7 @@ one Redis implementation, and one test suite (``tests/unit/test_broker.py``) run
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import random
 import threading
@@ -86,9 +87,28 @@ def idempotency_digest(key: str) -> str:
     return hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
 
 
+def encode_wire(pub: Publication) -> bytes:
+    """A publication's client-facing form as JSON bytes (orjson; the stdlib for what orjson
+    refuses, such as integers past 64 bits)."""
+    wire = pub.to_wire()
+    try:
+        return orjson.dumps(wire)
+    except (TypeError, orjson.JSONEncodeError):
+        return json.dumps(wire, separators=(",", ":")).encode()
+
+
+def decode_wire(raw: bytes) -> Publication:
+    """The inverse of :func:`encode_wire`."""
+    try:
+        wire = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        wire = json.loads(raw)
+    return Publication.from_wire(wire)
+
+
 def wire_size(pub: Publication) -> int:
     """The bytes a publication costs in history (its JSON), as both brokers count them."""
-    return len(orjson.dumps(pub.to_wire()))
+    return len(encode_wire(pub))
 
 
 @dataclass(frozen=True, slots=True)
