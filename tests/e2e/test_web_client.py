@@ -64,6 +64,36 @@ def test_a_second_page_loads_the_live_history_once(
     assert texts == ["n3", "n2", "n1", "n0"]
 
 
+def test_a_recovery_longer_than_one_page_shows_every_missed_publication_once_in_order(
+        browsers: Browsers, server: ServerProcess) -> None:
+    """Recovery comes in pages (``more: true``, issue 12): the page must read them all, not
+    jump to the top offset of the first reply."""
+    server.stop()
+    server.env["DIHYA_RT_HISTORY_PAGE_MAX_COUNT"] = "4"
+    server.start()
+    page = browsers.sign_in("alice")
+    browsers.tolerate(page, CONNECTION_REFUSED)
+    server.api("POST", "/api/v1/publish", {"channel": "live:demo", "data": {"text": "before"}})
+    expect(page.locator("#live-list li")).to_have_count(1)
+
+    server.stop()
+    expect(page.locator("#conn-state")).to_have_text("reconnecting")
+    page.context.set_offline(True)
+    server.start()
+    for i in range(11):  # three pages of four
+        reply = server.api("POST", "/api/v1/publish",
+                           {"channel": "live:demo", "data": {"text": f"missed {i}"}})
+        assert reply["ok"], reply
+    page.context.set_offline(False)
+
+    expect(page.locator("#conn-state")).to_have_text("connected", timeout=15_000)
+    expect(page.locator("#live-list li")).to_have_count(12)
+    assert page.locator("#live-list .live-text").all_inner_texts() == [
+        *(f"missed {i}" for i in reversed(range(11))), "before"]
+    server.api("POST", "/api/v1/publish", {"channel": "live:demo", "data": {"text": "live"}})
+    expect(page.locator("#live-list li")).to_have_count(13)
+
+
 def test_restarted_server_page_reconnects_and_shows_missed_messages_once(
         browsers: Browsers, server: ServerProcess) -> None:
     page = browsers.sign_in("alice")

@@ -21,7 +21,7 @@ const TEXTAREA = Symbol("textarea"); // transaction origin of the local user's t
 const AWARENESS_THROTTLE_MS = 100;
 const AWARENESS_RENEW_MS = 15000; // as y-protocols: renew before the others time us out
 const AWARENESS_TIMEOUT_MS = 30000; // drop a participant not heard of for that long
-const RETRYABLE = new Set(["timeout", "conflict", "unavailable", "internal"]);
+const RETRYABLE = new Set(["timeout", "disconnected", "conflict", "unavailable", "internal"]);
 const RATE_LIMITED_RETRY_MS = 1000;
 const JOIN_RETRY_MAX_MS = 10000;
 

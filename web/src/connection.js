@@ -108,12 +108,26 @@ export class Connection {
     this.socket.off(event, fn);
   }
 
-  /** Emit with an ack; always resolves to an envelope (a timeout becomes an error envelope). */
+  /**
+   * Emit with an ack; always resolves to an envelope: a timeout, or the connection lost
+   * before the reply (code `disconnected`: the server may not have seen it), becomes an
+   * error envelope at once rather than after the whole timeout.
+   */
   async call(event, payload = {}) {
+    let onLost;
+    const lost = new Promise((resolve) => {
+      onLost = () => resolve({ ok: false, error: {
+        code: "disconnected", message: `the connection closed before the reply to ${event}` } });
+    });
+    const wasConnected = this.socket.connected;
+    if (wasConnected) this.socket.once("disconnect", onLost);
     try {
-      return await this.socket.timeout(ACK_TIMEOUT_MS).emitWithAck(event, payload);
+      return await Promise.race([
+        this.socket.timeout(ACK_TIMEOUT_MS).emitWithAck(event, payload), lost]);
     } catch {
       return { ok: false, error: { code: "timeout", message: `no reply to ${event}` } };
+    } finally {
+      if (wasConnected) this.socket.off("disconnect", onLost);
     }
   }
 }
