@@ -45,11 +45,13 @@ browser:
 test: install services browser $(BENCH_MODULES)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy src/dihya_realtime
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
 
 lint: install
 	$(BIN)/ruff check src tests
 	$(BIN)/mypy src/dihya_realtime
+	$(BIN)/lint-imports
 
 docs: install
 	$(BIN)/dihya-realtime docs

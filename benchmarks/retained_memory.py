@@ -47,7 +47,7 @@ def main() -> None:
     parser.add_argument("--redis", default=None, help="a Redis URL: measure the Redis broker")
     args = parser.parse_args()
 
-    from dihya_realtime.server import Realtime
+    from dihya_realtime.realtime import Realtime
 
     budget: dict[str, Any] = {}
     if args.max_history_bytes is not None:

@@ -16,8 +16,8 @@ from flask import Flask, request  # noqa: E402
 from flask_socketio import SocketIO  # noqa: E402
 from gevent.pywsgi import WSGIHandler, WSGIServer  # noqa: E402
 
-from dihya_realtime.server import Realtime  # noqa: E402
-from dihya_realtime.transport import pywsgi_handler_class  # noqa: E402
+from dihya_realtime.realtime import Realtime  # noqa: E402
+from dihya_realtime.transport.websocket import pywsgi_handler_class  # noqa: E402
 
 
 def main(port: int) -> None:

@@ -439,8 +439,8 @@ class Fuzz:
 
 def fuzz_events() -> dict[str, dict[str, Any] | None]:
     """Every declared client event and its payload's JSON schema."""
-    from dihya_realtime import events  # noqa: F401 - declares every event
-    from dihya_realtime.registry import registry
+    from dihya_realtime import app  # noqa: F401 - declares every event
+    from dihya_realtime.kernel.registry import registry
 
     return {name: (spec.payload.model_json_schema() if spec.payload else None)
             for name, spec in registry.events.items()}

@@ -51,8 +51,8 @@ def cli() -> list[str]:
 def generous_limits() -> dict[str, str]:
     """Rate limits lifted, so that payloads reach validation and handlers instead of stopping
     at the token bucket (the fuzzer looks for crashes, not for the limiter's answer)."""
-    from dihya_realtime import events  # noqa: F401 - declares every event
-    from dihya_realtime.registry import registry
+    from dihya_realtime import app  # noqa: F401 - declares every event
+    from dihya_realtime.kernel.registry import registry
 
     every = {name: GENEROUS for name in registry.events}
     return {"DIHYA_RT_RATE_LIMIT_EVENT": json.dumps(GENEROUS),

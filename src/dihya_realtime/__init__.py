@@ -9,19 +9,24 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from dihya_realtime.errors import ErrorCode, RealtimeError
-from dihya_realtime.principal import Principal
+from dihya_realtime.kernel.errors import ErrorCode, RealtimeError
+from dihya_realtime.kernel.principal import Principal
 
 if TYPE_CHECKING:
-    from dihya_realtime.server import Realtime, create_app
+    from dihya_realtime.app import create_app
+    from dihya_realtime.realtime import Realtime
 
 __all__ = ["ErrorCode", "Principal", "Realtime", "RealtimeError", "create_app"]
 __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("Realtime", "create_app"):
-        from dihya_realtime import server
+    if name == "Realtime":
+        from dihya_realtime.realtime import Realtime
 
-        return getattr(server, name)
+        return Realtime
+    if name == "create_app":
+        from dihya_realtime.app import create_app
+
+        return create_app
     raise AttributeError(f"module 'dihya_realtime' has no attribute {name!r}")

@@ -17,7 +17,7 @@ DEV_SECRET_FILE = ".dihya-dev-secret"
 
 
 def _settings(dev: bool = False, **overrides: Any):  # noqa: ANN202 - Settings
-    from dihya_realtime.settings import SettingsError, load_settings
+    from dihya_realtime.kernel.settings import SettingsError, load_settings
 
     try:
         settings = load_settings(**overrides) if not dev else load_settings(dev=True, **overrides)
@@ -30,7 +30,7 @@ def _settings(dev: bool = False, **overrides: Any):  # noqa: ANN202 - Settings
 
 def _dev_secret() -> Any:
     """A per-checkout random secret for dev mode, kept so `token` and `serve` agree."""
-    from dihya_realtime.devmode import dev_secret
+    from dihya_realtime.kernel.devmode import dev_secret
 
     return dev_secret(DEV_SECRET_FILE)
 
@@ -50,11 +50,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from gevent.pywsgi import WSGIHandler, WSGIServer
 
-    from dihya_realtime.auth import mint_token
-    from dihya_realtime.devmode import is_dev_secret
-    from dihya_realtime.server import create_app
-    from dihya_realtime.settings import SettingsError
-    from dihya_realtime.transport import pywsgi_handler_class
+    from dihya_realtime.app import create_app
+    from dihya_realtime.kernel.auth import mint_token
+    from dihya_realtime.kernel.devmode import is_dev_secret
+    from dihya_realtime.kernel.settings import SettingsError
+    from dihya_realtime.transport.websocket import pywsgi_handler_class
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     overrides: dict[str, Any] = {"async_mode": "gevent"}
@@ -115,7 +115,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_token(args: argparse.Namespace) -> int:
-    from dihya_realtime.auth import mint_token
+    from dihya_realtime.kernel.auth import mint_token
 
     settings = _settings(dev=args.dev)
     roles = [r for r in (args.roles or "").split(",") if r]
@@ -133,7 +133,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
-    from dihya_realtime.audit import verify
+    from dihya_realtime.kernel.audit import verify
     from dihya_realtime.store import Database
 
     settings = _settings(dev=args.dev)
@@ -149,9 +149,9 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_purge(args: argparse.Namespace) -> int:
-    from dihya_realtime.audit import AuditLog
-    from dihya_realtime.notifications import purge_notifications
-    from dihya_realtime.settings import parse_duration
+    from dihya_realtime.features.notifications.service import purge_notifications
+    from dihya_realtime.kernel.audit import AuditLog
+    from dihya_realtime.kernel.settings import parse_duration
     from dihya_realtime.store import Database
 
     settings = _settings(dev=args.dev)
@@ -172,9 +172,9 @@ def cmd_purge(args: argparse.Namespace) -> int:
 
 
 def cmd_docs(args: argparse.Namespace) -> int:
-    import dihya_realtime.events  # noqa: F401 - declares every event
+    import dihya_realtime.app  # noqa: F401 - declares every event
     from dihya_realtime.docs import write_docs
-    from dihya_realtime.registry import registry
+    from dihya_realtime.kernel.registry import registry
 
     stale = write_docs(registry, Path(args.root), check=args.check)
     if args.check:
@@ -188,7 +188,7 @@ def cmd_docs(args: argparse.Namespace) -> int:
 
 
 def cmd_hash_api_key(args: argparse.Namespace) -> int:
-    from dihya_realtime.auth import hash_api_key
+    from dihya_realtime.kernel.auth import hash_api_key
 
     key = args.key or secrets.token_urlsafe(32)
     if not args.key:

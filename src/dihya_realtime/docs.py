@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from dihya_realtime import __version__
-from dihya_realtime.registry import Registry
+from dihya_realtime.kernel.registry import Registry
 
 ENVELOPE_OK = '{"ok": true, "data": …}'
 ENVELOPE_ERR = '{"ok": false, "error": {"code", "message", "details"?, "retry_after"?}}'

@@ -45,8 +45,8 @@ pytestmark = pytest.mark.e2e
 
 def feature_available(event: str) -> bool:
     """Is ``event`` declared (chat and notifications are separate features)?"""
-    import dihya_realtime.events  # noqa: F401 - declares every event
-    from dihya_realtime.registry import registry
+    import dihya_realtime.app  # noqa: F401 - declares every event
+    from dihya_realtime.kernel.registry import registry
 
     return event in registry.events
 
@@ -59,7 +59,7 @@ class ServerProcess:
     """
 
     def __init__(self, workdir: Path, redis_prefix: str) -> None:
-        from dihya_realtime.auth import hash_api_key
+        from dihya_realtime.kernel.auth import hash_api_key
 
         self.workdir = workdir
         self.port = free_port()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from dihya_realtime.settings import DEFAULT_ROLES
+from dihya_realtime.kernel.settings import DEFAULT_ROLES
 from tests.e2e.conftest import (
     API_KEY,
     ARTIFACTS,

@@ -34,7 +34,7 @@ import jwt
 import pytest
 import socketio
 
-from dihya_realtime.auth import hash_api_key
+from dihya_realtime.kernel.auth import hash_api_key
 from tests.conftest import free_port
 
 BIN = Path(sys.executable).parent

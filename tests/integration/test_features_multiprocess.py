@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from pycrdt import Doc, Text, handle_sync_message
 
-from dihya_realtime.auth import hash_api_key
+from dihya_realtime.kernel.auth import hash_api_key
 from tests.conftest import POSTGRES_ADMIN_URL, REDIS_URL, free_port, redis_key_prefix
 from tests.integration.conftest import (
     TEST_API_KEY,
@@ -556,7 +556,7 @@ WORKER = """
 import json
 import sys
 
-from dihya_realtime.server import Realtime
+from dihya_realtime.realtime import Realtime
 
 rt = Realtime()
 assert rt.socketio is None and rt.app is None

@@ -12,8 +12,8 @@ from flask import Flask
 from flask_socketio import SocketIOTestClient
 from socketio import packet
 
-from dihya_realtime.registry import Registry, registry
-from dihya_realtime.server import Realtime
+from dihya_realtime.kernel.registry import Registry, registry
+from dihya_realtime.realtime import Realtime
 
 
 class Client(SocketIOTestClient):
@@ -47,7 +47,7 @@ class Client(SocketIOTestClient):
 
 def fresh_registry() -> Registry:
     """A copy of the built-in registry that tests can add events to without leaking them."""
-    import dihya_realtime.events  # noqa: F401
+    import dihya_realtime.app  # noqa: F401
 
     return Registry(events=dict(registry.events), server_events=dict(registry.server_events))
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from dihya_realtime.audit import GENESIS_HASH, AuditLog, verify
+from dihya_realtime.kernel.audit import GENESIS_HASH, AuditLog, verify
 from dihya_realtime.store import Database
 from dihya_realtime.store.models import AuditEvent
 
@@ -216,7 +216,7 @@ def test_a_forged_row_is_detected(audit: AuditLog, database: Database) -> None:
 
 def test_a_row_forged_with_a_valid_hash_breaks_the_next_link(audit, database) -> None:
     """A forger who recomputes the hash of a row slipped in between still breaks the chain."""
-    from dihya_realtime.audit import chain_hash, row_fields
+    from dihya_realtime.kernel.audit import chain_hash, row_fields
 
     _record_some(audit, 3)
     rows = _rows(database)

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from dihya_realtime.audit import AuditLog, verify
 from dihya_realtime.cli import main
+from dihya_realtime.kernel.audit import AuditLog, verify
 from dihya_realtime.store import Database
 from dihya_realtime.store.models import AuditEvent
 

@@ -15,7 +15,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from dihya_realtime.auth import (
+from dihya_realtime.kernel.auth import (
     ApiKeyChecker,
     AuthError,
     TokenVerifier,
@@ -25,8 +25,8 @@ from dihya_realtime.auth import (
     mint_token,
     origin_allowed,
 )
-from dihya_realtime.principal import Principal
-from dihya_realtime.settings import Settings, SettingsError, load_settings
+from dihya_realtime.kernel.principal import Principal
+from dihya_realtime.kernel.settings import Settings, SettingsError, load_settings
 
 SITE = "https://app.example"
 

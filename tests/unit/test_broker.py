@@ -20,8 +20,8 @@ from dihya_realtime.broker import (
     create_broker,
 )
 from dihya_realtime.broker.redis import RedisBroker
-from dihya_realtime.errors import ErrorCode, RealtimeError
-from dihya_realtime.settings import HistoryPolicy
+from dihya_realtime.kernel.errors import ErrorCode, RealtimeError
+from dihya_realtime.kernel.settings import HistoryPolicy
 
 KEEP = HistoryPolicy(size=100, ttl=60)
 ALICE = {"user_id": "1", "name": "Alice"}

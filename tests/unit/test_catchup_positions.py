@@ -6,7 +6,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from dihya_realtime.broker import Publication, StreamPosition
-from dihya_realtime.catchup import PRUNE_FLOOR, FanoutCatchUp
+from dihya_realtime.features.channels.catchup import PRUNE_FLOOR, FanoutCatchUp
 
 
 def _channels(rooms: dict, with_hook: bool = True) -> SimpleNamespace:

@@ -3,7 +3,7 @@ nested data is refused, a subscribe racing a disconnect leaves no ghost in prese
 
 from __future__ import annotations
 
-from dihya_realtime.auth import hash_api_key
+from dihya_realtime.kernel.auth import hash_api_key
 
 API_KEY = "review-api-key-0123456789"
 

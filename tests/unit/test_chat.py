@@ -13,8 +13,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from dihya_realtime.auth import hash_api_key
-from dihya_realtime.chat import Actor, ChatService, parse_mentions
+from dihya_realtime.features.chat.service import Actor, ChatService, parse_mentions
+from dihya_realtime.kernel.auth import hash_api_key
 from dihya_realtime.store import Database
 from dihya_realtime.store.chat import ChatMember
 from tests.unit.test_pipeline import audit_lines

@@ -8,7 +8,7 @@ import os
 import pytest
 from pycrdt import Doc, Text, YSyncMessageType, create_sync_message, handle_sync_message
 
-from dihya_realtime.auth import hash_api_key
+from dihya_realtime.kernel.auth import hash_api_key
 
 API_KEY = "collab-test-key"
 

@@ -9,11 +9,11 @@ import pytest
 from flask import Flask
 from flask_socketio import SocketIO
 
-from dihya_realtime.client_address import client_address, parse_networks
-from dihya_realtime.guard import GuardAdaptationError, check_internals
-from dihya_realtime.refusals import RefusalAudit
-from dihya_realtime.server import Realtime
-from dihya_realtime.settings import SettingsError, load_settings
+from dihya_realtime.kernel.client_address import client_address, parse_networks
+from dihya_realtime.kernel.refusals import RefusalAudit
+from dihya_realtime.kernel.settings import SettingsError, load_settings
+from dihya_realtime.realtime import Realtime
+from dihya_realtime.transport.sessions import GuardAdaptationError, check_internals
 
 PROXIES = parse_networks(["10.0.0.0/8", "2001:db8::/32"])
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from flask import Flask
 
-from dihya_realtime.devmode import DEV_SECRET_PREFIX, dev_secret, is_dev_secret
-from dihya_realtime.server import create_app
+from dihya_realtime.app import create_app
+from dihya_realtime.kernel.devmode import DEV_SECRET_PREFIX, dev_secret, is_dev_secret
 
 DEV_SECRET = DEV_SECRET_PREFIX + "a" * 64
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 from pycrdt import Doc, Text, handle_sync_message, merge_updates
 
-from dihya_realtime.auth import hash_api_key
-from dihya_realtime.doc_worker import count_structs
+from dihya_realtime.features.collab.worker import count_structs
+from dihya_realtime.kernel.auth import hash_api_key
 
 API_KEY = "doc-access-key"
 ROLES = {"user": ["doc:edit", "doc:read"], "viewer": ["doc:read"], "admin": ["*"]}
@@ -215,7 +215,7 @@ def many_clients_update(count: int, first_client: int) -> bytes:
 
 
 def test_a_worker_that_overruns_its_time_limit_is_killed_and_replaced(make_rt, connect):
-    from dihya_realtime import doc_worker
+    from dihya_realtime.features.collab import worker as doc_worker
 
     rt = make_rt(doc_update_max_clients=100_000, doc_update_max_structs=100_000,
                  doc_update_cpu_seconds=10, doc_worker_timeout=0.3, doc_workers=1)

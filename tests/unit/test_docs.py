@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import dihya_realtime.events  # noqa: F401 - declares every event
+import dihya_realtime.app  # noqa: F401 - declares every event
 from dihya_realtime.docs import asyncapi_document, events_markdown, write_docs
-from dihya_realtime.registry import registry
+from dihya_realtime.kernel.registry import registry
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from dihya_realtime.expiry import ExpiryWatch
+from dihya_realtime.kernel.expiry import ExpiryWatch
 
 WARNING, GRACE = 60.0, 5.0
 

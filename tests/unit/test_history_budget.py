@@ -19,8 +19,8 @@ import pytest
 
 from dihya_realtime.broker import BrokerUnavailable, MemoryBroker, StreamPosition
 from dihya_realtime.broker.base import wire_size
-from dihya_realtime.errors import ErrorCode
-from dihya_realtime.settings import HistoryPolicy, Settings
+from dihya_realtime.kernel.errors import ErrorCode
+from dihya_realtime.kernel.settings import HistoryPolicy, Settings
 
 KEEP = HistoryPolicy(size=1000, ttl=60)
 KIB = 1024
@@ -273,7 +273,7 @@ def test_history_holds_what_the_caps_count_not_the_decoded_objects() -> None:
     import tracemalloc
 
     from dihya_realtime.broker.memory import MemoryBroker
-    from dihya_realtime.settings import HistoryPolicy
+    from dihya_realtime.kernel.settings import HistoryPolicy
 
     broker = MemoryBroker(max_history_bytes_per_channel=1024 * 1024)
     policy = HistoryPolicy(size=200, ttl=3600)

@@ -12,7 +12,7 @@ from tests.unit.test_pipeline import audit_lines
 
 def test_a_host_connect_handler_that_refuses_leaves_nothing_behind(settings_overrides,
                                                                   make_token):
-    from dihya_realtime.events import register_socketio_events
+    from dihya_realtime.app import register_socketio_events
 
     app = Flask("host")
     socketio = SocketIO(app, async_mode="threading")

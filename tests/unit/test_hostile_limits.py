@@ -8,10 +8,10 @@ import orjson
 import pytest
 from pydantic import BaseModel, Field
 
-from dihya_realtime.channels import CHANNEL_RE
-from dihya_realtime.collab import DOC_ID_RE
-from dihya_realtime.events.channels import PublishPayload
-from dihya_realtime.notifications import _CURSOR_ID
+from dihya_realtime.features.channels.events import PublishPayload
+from dihya_realtime.features.channels.service import CHANNEL_RE
+from dihya_realtime.features.collab.service import DOC_ID_RE
+from dihya_realtime.features.notifications.service import _CURSOR_ID
 from tests.unit.conftest import fresh_registry
 from tests.unit.test_pipeline import audit_lines
 
@@ -178,7 +178,7 @@ def test_a_new_channel_past_the_history_channels_cap_is_refused_and_old_history_
 
 
 def test_http_history_is_paged_too(make_rt, connect):
-    from dihya_realtime.auth import hash_api_key
+    from dihya_realtime.kernel.auth import hash_api_key
 
     rt = make_rt(history_page_max_count=2, api_keys=hash_api_key("k" * 24))
     bob = connect(rt, "bob")

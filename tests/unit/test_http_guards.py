@@ -8,9 +8,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from dihya_realtime.httpguard import HideSessionIds, check_pywsgi, safe_text
-from dihya_realtime.packetguard import refuse_malformed_packets
-from dihya_realtime.settings import SettingsError, load_settings
+from dihya_realtime.kernel.settings import SettingsError, load_settings
+from dihya_realtime.transport.http import HideSessionIds, check_pywsgi, safe_text
+from dihya_realtime.transport.packets import refuse_malformed_packets
 
 
 def test_check_pywsgi_passes_on_the_installed_gevent() -> None:
@@ -21,13 +21,13 @@ def test_check_pywsgi_names_the_adaptation_when_an_internal_is_missing(monkeypat
     from gevent import pywsgi
 
     monkeypatch.delattr(pywsgi.WSGIHandler, "format_request")
-    with pytest.raises(RuntimeError, match=r"httpguard .*format_request"):
+    with pytest.raises(RuntimeError, match=r"transport\.http .*format_request"):
         check_pywsgi()
 
 
 def test_packet_guard_fails_loudly_without_engineio_message_handler() -> None:
     server = SimpleNamespace(eio=SimpleNamespace(handlers={}))
-    with pytest.raises(RuntimeError, match="packetguard"):
+    with pytest.raises(RuntimeError, match=r"transport\.packets"):
         refuse_malformed_packets(server)
 
 

@@ -8,17 +8,17 @@ import types
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from dihya_realtime.inbound import (
+from dihya_realtime.kernel.payloads import JsonValue
+from dihya_realtime.kernel.ratelimit import TokenBucket
+from dihya_realtime.kernel.registry import registry
+from dihya_realtime.kernel.settings import RateLimit, SettingsError, load_settings
+from dihya_realtime.transport.inbound import (
     InboundGuard,
     InternalsMissing,
     attachment_problem,
     check_internals,
     peek,
 )
-from dihya_realtime.payloads import JsonValue
-from dihya_realtime.ratelimit import TokenBucket
-from dihya_realtime.registry import registry
-from dihya_realtime.settings import RateLimit, SettingsError, load_settings
 
 json_value = TypeAdapter(JsonValue)
 
@@ -36,7 +36,7 @@ def test_json_value_accepts_every_json_shape():
 
 
 def test_only_the_collab_events_that_carry_bytes_are_declared_binary():
-    import dihya_realtime.events  # noqa: F401
+    import dihya_realtime.app  # noqa: F401
 
     binary = {name for name, spec in registry.events.items() if spec.binary}
     assert binary == {"doc:join", "doc:update", "doc:sync"}
@@ -85,7 +85,7 @@ def test_start_up_fails_loudly_when_python_socketio_lacks_an_internal(rt):
                                          "environ", "manager", "eio")})
     with pytest.raises(InternalsMissing, match=r"_binary_packet.*python-socketio<6"):
         check_internals(stripped)
-    with pytest.raises(InternalsMissing, match="dihya_realtime.inbound"):
+    with pytest.raises(InternalsMissing, match="dihya_realtime.transport.inbound"):
         InboundGuard(rt).install(stripped)
 
 
@@ -97,7 +97,7 @@ def test_the_guard_is_engineio_s_message_handler(rt):
 
 
 def test_packet_json_replaces_lone_surrogates_and_keeps_valid_pairs():
-    from dihya_realtime.server import PacketJSON
+    from dihya_realtime.transport.packets import PacketJSON
 
     decoded = PacketJSON.loads('{"\\udfff": ["a\\ud83d", "\\ud83d\\ude00", {"k": "\\udc00"}]}')
     assert decoded == {"\ufffd": ["a\ufffd", "\U0001F600", {"k": "\ufffd"}]}

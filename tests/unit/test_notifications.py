@@ -13,9 +13,13 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from dihya_realtime.auth import hash_api_key
-from dihya_realtime.errors import RealtimeError
-from dihya_realtime.notifications import NOTIFICATIONS, decode_cursor, purge_notifications
+from dihya_realtime.features.notifications.service import (
+    NOTIFICATIONS,
+    decode_cursor,
+    purge_notifications,
+)
+from dihya_realtime.kernel.auth import hash_api_key
+from dihya_realtime.kernel.errors import RealtimeError
 
 API_KEY = "notify-test-key-" + "k" * 24
 
@@ -210,7 +214,7 @@ def test_offline_user_gets_counts_at_next_connect_and_finds_the_list(nrt, connec
 
 
 def test_notify_from_a_worker_without_socketio_stores_it(settings_overrides, database_url):
-    from dihya_realtime.server import Realtime
+    from dihya_realtime.realtime import Realtime
 
     worker = Realtime(**{**settings_overrides, "database_url": database_url})
     try:
@@ -227,7 +231,7 @@ def test_notify_from_a_worker_publishes_on_the_socketio_message_queue(
         settings_overrides, redis_url, redis_prefix):
     import redis
 
-    from dihya_realtime.server import Realtime
+    from dihya_realtime.realtime import Realtime
 
     worker = Realtime(**{**settings_overrides, "redis_url": redis_url,
                          "redis_prefix": redis_prefix})

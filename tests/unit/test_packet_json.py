@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 
-from dihya_realtime.server import PacketJSON
+from dihya_realtime.transport.packets import PacketJSON
 
 
 def test_packet_json_matches_the_stdlib_and_falls_back_where_orjson_refuses():

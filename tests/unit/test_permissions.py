@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from dihya_realtime.permissions import PermissionSet, RolePolicy
-from dihya_realtime.settings import DEFAULT_ROLES
+from dihya_realtime.kernel.permissions import PermissionSet, RolePolicy
+from dihya_realtime.kernel.settings import DEFAULT_ROLES
 
 
 def test_an_exact_grant_allows_that_permission_only():

@@ -8,7 +8,7 @@ import time
 import jwt
 from pydantic import BaseModel, Field
 
-from dihya_realtime.settings import RateLimit
+from dihya_realtime.kernel.settings import RateLimit
 from tests.unit.conftest import fresh_registry
 
 
@@ -132,7 +132,7 @@ def test_seed_usage_keeps_working_and_is_authenticated(settings_overrides, make_
     from flask import Flask
     from flask_socketio import SocketIO, emit
 
-    from dihya_realtime.events import register_socketio_events
+    from dihya_realtime.app import register_socketio_events
     from tests.unit.conftest import Client
 
     app = Flask("seed")

@@ -15,7 +15,7 @@ def test_rate_limit_events_setting_overrides_the_declared_limit(make_rt, connect
 
 
 def test_rate_limit_events_setting_parses_from_the_environment(monkeypatch):
-    from dihya_realtime.settings import load_settings
+    from dihya_realtime.kernel.settings import load_settings
 
     monkeypatch.setenv("DIHYA_RT_RATE_LIMIT_EVENTS", '{"publish": {"rate": 500, "burst": 1000}}')
     limit = load_settings().rate_limit_events["publish"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from dihya_realtime.ratelimit import KeyedBuckets, TokenBucket
-from dihya_realtime.settings import RateLimit
+from dihya_realtime.kernel.ratelimit import KeyedBuckets, TokenBucket
+from dihya_realtime.kernel.settings import RateLimit
 
 
 def test_token_bucket_allows_its_burst_then_says_how_long_to_wait() -> None:

@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from dihya_realtime.redaction import KEY_CACHE_SIZE, REDACTED, Redactor, is_secret_key
-from dihya_realtime.settings import DEFAULT_REDACT_KEYS, Settings
+from dihya_realtime.kernel.redaction import KEY_CACHE_SIZE, REDACTED, Redactor, is_secret_key
+from dihya_realtime.kernel.settings import DEFAULT_REDACT_KEYS, Settings
 
 SECRET = "s3cr3t-Value-0042"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import BaseModel
 
-from dihya_realtime.registry import Registry
-from dihya_realtime.settings import RateLimit
+from dihya_realtime.kernel.registry import Registry
+from dihya_realtime.kernel.settings import RateLimit
 
 
 class Payload(BaseModel):

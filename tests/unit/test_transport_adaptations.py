@@ -1,4 +1,4 @@
-"""Each adaptation of transport.py checks, at start-up, that what it patches exists.
+"""Each adaptation of transport/websocket.py checks, at start-up, that what it patches exists.
 
 A library upgrade that renames an internal must stop the server with an error naming the
 adaptation, never silently drop a limit (the frame-size limit once disappeared when the
@@ -18,7 +18,7 @@ from gevent import pywsgi
 from geventwebsocket.handler import WebSocketHandler
 from geventwebsocket.websocket import Header, WebSocket
 
-from dihya_realtime.transport import (
+from dihya_realtime.transport.websocket import (
     TransportAdaptationError,
     _limited_gevent_ws,
     adapt_websocket_driver,

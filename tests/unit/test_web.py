@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from flask import Flask
 
-from dihya_realtime.devmode import DEV_SECRET_PREFIX
-from dihya_realtime.server import create_app
-from dihya_realtime.web import doc_html
+from dihya_realtime.app import create_app
+from dihya_realtime.demo.web import doc_html
+from dihya_realtime.kernel.devmode import DEV_SECRET_PREFIX
 
 
 @pytest.fixture

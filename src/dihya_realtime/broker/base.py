@@ -23,8 +23,8 @@ from typing import Any, Literal
 
 import orjson
 
-from dihya_realtime.errors import ErrorCode, RealtimeError
-from dihya_realtime.settings import HistoryPolicy
+from dihya_realtime.kernel.errors import ErrorCode, RealtimeError
+from dihya_realtime.kernel.settings import HistoryPolicy
 
 log = logging.getLogger(__name__)
 

@@ -36,7 +36,7 @@ from dihya_realtime.broker.base import (
     new_publication_id,
     public_user,
 )
-from dihya_realtime.settings import HistoryPolicy
+from dihya_realtime.kernel.settings import HistoryPolicy
 
 # Expired channels are swept once every this many publishes, so memory stays bounded by the
 # live channels without a background thread.

@@ -44,7 +44,7 @@ from dihya_realtime.broker.base import (
     new_publication_id,
     public_user,
 )
-from dihya_realtime.settings import HistoryPolicy
+from dihya_realtime.kernel.settings import HistoryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -337,7 +337,8 @@ class RedisBroker(Broker):
         """Call ``fn()`` each time the fan-out is subscribed again after it was lost, from the
         listener thread, before anything newly fanned out is dispatched and before
         :meth:`ping` reports ready again. ``fn`` brings local subscribers up to date from
-        history (:mod:`dihya_realtime.catchup`); if it raises, the listener subscribes again
+        history (:mod:`dihya_realtime.features.channels.catchup`); if it raises, the listener
+        subscribes again
         and calls it again."""
         self._resubscribed = fn
 

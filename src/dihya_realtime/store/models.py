@@ -55,7 +55,8 @@ class User(Base):
 
 
 class AuditEvent(Base):
-    """One row of the hash-chained audit trail (written only by :mod:`dihya_realtime.audit`)."""
+    """One row of the hash-chained audit trail (written only by
+    :mod:`dihya_realtime.kernel.audit`)."""
 
     __tablename__ = "audit_events"
 

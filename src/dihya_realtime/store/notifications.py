@@ -19,7 +19,8 @@ from dihya_realtime.store.models import Base, UTCDateTime
 
 
 class Notification(Base):
-    """One in-app notification of one user (written by :mod:`dihya_realtime.notifications`)."""
+    """One in-app notification of one user (written by
+    :mod:`dihya_realtime.features.notifications.service`)."""
 
     __tablename__ = "notifications"
     __table_args__ = (

@@ -1,0 +1,1 @@
+"""The demo web pages (templates and static bundle stay at the package root)."""

@@ -1,0 +1,235 @@
+"""The demo web client and the rendered events reference, served by the standalone service.
+
+``create_app`` registers :func:`create_web_blueprint`; a host app embedding ``Realtime`` does
+not get these pages (they are a demo and a reference, not part of a product's UI).
+
+- ``GET /``: the demo app (``templates/index.html`` + the esbuild bundle ``static/app.js``
+  built from ``web/src`` by ``make web``);
+- ``GET /docs/events``: the AsyncAPI document rendered as a page, with no external asset;
+- dev mode only (``DIHYA_RT_DEV`` / ``serve --dev``; absent, hence 404, in production):
+  ``POST /dev/token`` mints a short-lived token for any user name and roles, and
+  ``POST /dev/publish`` publishes on a ``live:`` channel without an API key. Both answer only
+  a loopback ``Host`` (else 403: no DNS rebinding), and ``/dev/token`` exists only while the
+  JWT secret is the generated dev secret, never a configured one (see :mod:`devmode`).
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import re
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from flask import Blueprint, Response, jsonify, render_template, request
+from markupsafe import Markup
+from pydantic import BaseModel, Field, ValidationError
+
+from dihya_realtime import __version__
+from dihya_realtime.http.api import error_response, json_body, request_json
+from dihya_realtime.kernel.devmode import is_dev_secret, is_loopback_host
+from dihya_realtime.kernel.errors import RealtimeError, forbidden, invalid
+from dihya_realtime.kernel.pipeline import validation_details
+
+if TYPE_CHECKING:
+    from dihya_realtime.realtime import Realtime
+
+log = logging.getLogger("dihya_realtime.web")
+PACKAGE_DIR = Path(__file__).parent.parent  # templates/ and static/ stay at the package root
+STATIC_DIR = PACKAGE_DIR / "static"
+DEV_TOKEN_TTL = 15 * 60
+"""Seconds a dev-mode token lives: short, so the demo shows ``auth:expiring`` / ``auth:refresh``."""
+
+# The demo needs nothing from another origin: a strict policy proves it (no CDN, no inline JS).
+CONTENT_SECURITY_POLICY = ("default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; "
+                           "style-src 'self'; script-src 'self'; base-uri 'none'; "
+                           "frame-ancestors 'none'; form-action 'self'")
+
+
+class DevTokenRequest(BaseModel):
+    user_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$",
+                         examples=["alice"])
+    name: str | None = Field(default=None, max_length=80, examples=["Alice"])
+    roles: list[str] = Field(default_factory=lambda: ["user"], max_length=10)
+
+
+class DevPublishRequest(BaseModel):
+    channel: str = Field(default="live:demo", pattern=r"^live:", max_length=161)
+    data: Any = Field(default=None, description="any JSON value; a timestamped note if absent")
+
+
+def _validated(model: type[BaseModel], data: Any) -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise invalid("invalid request body", validation_details(exc)) from None
+
+
+def asset_version() -> str:
+    """Changes whenever the bundle is rebuilt, so browsers never run a stale ``app.js``."""
+    try:
+        return str(int((STATIC_DIR / "app.js").stat().st_mtime))
+    except FileNotFoundError:
+        return "missing"
+
+
+_CODE = re.compile(r"``(.+?)``|`([^`]+?)`")
+
+
+def doc_html(text: str | None) -> Markup:
+    """A docstring as HTML: escaped, ``code`` spans kept, blank lines as paragraphs."""
+    if not text:
+        return Markup("")
+    paragraphs = []
+    for block in re.split(r"\n\s*\n", text.strip()):
+        escaped = html.escape(" ".join(line.strip() for line in block.splitlines()), quote=False)
+        paragraphs.append("<p>" + _CODE.sub(lambda m: f"<code>{m.group(1) or m.group(2)}</code>",
+                                            escaped) + "</p>")
+    return Markup("".join(paragraphs))
+
+
+def _type_of(schema: dict[str, Any]) -> str:
+    if "$ref" in schema:
+        return schema["$ref"].rsplit("/", 1)[-1]
+    if "anyOf" in schema or "oneOf" in schema:
+        options = [_type_of(s) for s in schema.get("anyOf") or schema.get("oneOf") or []]
+        return " | ".join(dict.fromkeys(options))
+    if schema.get("type") == "array":
+        return f"list[{_type_of(schema.get('items') or {})}]"
+    if "const" in schema:
+        return repr(schema["const"])
+    if "enum" in schema:
+        return " | ".join(str(v) for v in schema["enum"])
+    return str(schema.get("type") or "any")
+
+
+def _fields(schema: dict[str, Any]) -> list[dict[str, Any]]:
+    required = set(schema.get("required") or [])
+    return [{"name": name, "type": _type_of(sub), "required": name in required,
+             "description": sub.get("description") or sub.get("title") or ""}
+            for name, sub in (schema.get("properties") or {}).items()]
+
+
+def events_page(doc: dict[str, Any]) -> dict[str, Any]:
+    """The AsyncAPI document arranged for the page: events grouped by feature prefix."""
+    schemas = doc["components"]["schemas"]
+    messages = doc["components"]["messages"]
+
+    def model(ref: dict[str, Any]) -> dict[str, Any] | None:
+        if "$ref" not in ref:
+            return None
+        name = ref["$ref"].rsplit("/", 1)[-1]
+        return {"name": name, "fields": _fields(schemas.get(name, {}))}
+
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for key, op in doc["operations"].items():
+        msg = messages[key]
+        name = msg["name"]
+        entry = {"name": name, "anchor": "ev-" + key,
+                 "direction": ("client → server" if op["action"] == "receive"
+                               else "server → client"),
+                 "summary": msg.get("summary") or "",
+                 "description": doc_html(msg.get("description")),
+                 "permission": msg.get("x-permission"),
+                 "payload": model(msg.get("payload") or {}), "reply": None}
+        reply = messages.get(key + "_reply")
+        if reply:
+            ok = reply["payload"]["oneOf"][0]["properties"]["data"]
+            entry["reply"] = model(ok)
+        feature = name.split(":", 1)[0] if ":" in name else "core"
+        groups.setdefault(feature, []).append(entry)
+    ordered = sorted(groups.items(), key=lambda kv: (kv[0] != "core", kv[0]))
+    return {"info": doc["info"], "servers": doc.get("servers", {}), "groups": ordered}
+
+
+def create_web_blueprint(rt: Realtime) -> Blueprint:
+    """The demo pages and, in dev mode only, the dev endpoints."""
+    bp = Blueprint("dihya_web", __name__, template_folder=str(PACKAGE_DIR / "templates"),
+                   static_folder=str(STATIC_DIR), static_url_path="/static")
+    settings = rt.settings
+
+    @bp.after_request
+    def security_headers(response: Response) -> Response:
+        if response.mimetype == "text/html":
+            response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+            response.headers.setdefault("X-Content-Type-Options", "nosniff")
+            response.headers.setdefault("Referrer-Policy", "no-referrer")
+        return response
+
+    @bp.get("/")
+    def index() -> Any:
+        """The demo web client."""
+        events = rt.registry.events
+        config = {"dev": settings.dev, "version": __version__,
+                  "roles": sorted(settings.roles), "live_channel": "live:demo",
+                  # the page hides what this server does not offer (a feature not installed)
+                  "features": {"chat": "chat:send" in events,
+                               "notifications": "notifications:list" in events,
+                               "docs": "doc:join" in events}}
+        return render_template("index.html", config=config, asset_version=asset_version())
+
+    @bp.get("/docs/events")
+    def docs_events() -> Any:
+        """The AsyncAPI document of every Socket.IO event, as a page (no external asset)."""
+        from dihya_realtime.docs import asyncapi_document
+
+        return render_template("events.html", page=events_page(asyncapi_document(rt.registry)),
+                               asset_version=asset_version())
+
+    if not settings.dev:
+        return bp
+
+    @bp.before_request
+    def loopback_only() -> Any:
+        """The dev endpoints answer a loopback ``Host`` only: a page of another site whose
+        name resolves to 127.0.0.1 (DNS rebinding) sends its own name and is refused."""
+        if request.path.startswith("/dev/") and not is_loopback_host(request.host):
+            return error_response(forbidden("the dev endpoints answer a loopback Host only"))
+        return None
+
+    publish_route(bp, rt)
+    if not is_dev_secret(settings.jwt_secret):
+        log.warning("dev mode with a configured JWT secret: POST /dev/token is off (it signs "
+                    "only with the generated dev secret)")
+        return bp
+
+    @bp.post("/dev/token")
+    def dev_token() -> Any:
+        """Dev mode only: a token for any user name and roles (the demo's sign-in)."""
+        from dihya_realtime.kernel.auth import mint_token
+
+        try:
+            body = _validated(DevTokenRequest, json_body())
+            unknown = [r for r in body.roles if r not in settings.roles]
+            if unknown:
+                raise invalid(f"unknown roles: {', '.join(unknown)}",
+                              [{"field": "roles", "message": "known roles: "
+                                + ", ".join(sorted(settings.roles))}])
+        except RealtimeError as exc:
+            return error_response(exc)
+        token = mint_token(settings, body.user_id, body.roles, name=body.name or body.user_id,
+                           ttl=DEV_TOKEN_TTL)
+        rt.audit.record("dev_token", outcome="ok", user_id=body.user_id,
+                        remote_addr=request.remote_addr, details={"roles": body.roles})
+        return jsonify({"ok": True, "data": {"token": token, "user_id": body.user_id,
+                                             "expires_at": time.time() + DEV_TOKEN_TTL}})
+
+    return bp
+
+
+def publish_route(bp: Blueprint, rt: Realtime) -> None:
+    """``POST /dev/publish`` (dev mode only)."""
+
+    @bp.post("/dev/publish")
+    def dev_publish() -> Any:
+        """Dev mode only: publish on a ``live:`` channel (production: ``POST /api/v1/publish``)."""
+        try:
+            body = _validated(DevPublishRequest, request_json() or {})
+            data = body.data if body.data is not None else {
+                "text": "published from the demo", "at": time.time()}
+            pub, _ = rt.publish(body.channel, data)
+        except RealtimeError as exc:
+            return error_response(exc)
+        return jsonify({"ok": True, "data": {"channel": pub.channel, "offset": pub.offset,
+                                             "epoch": pub.epoch, "id": pub.id}})

@@ -1,0 +1,1 @@
+"""Channels: subscribe, publish, history, presence, catch-up."""

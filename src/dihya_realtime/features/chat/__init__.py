@@ -1,0 +1,1 @@
+"""Chat: conversations, messages, moderation, typing, mentions."""

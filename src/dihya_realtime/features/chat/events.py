@@ -1,0 +1,716 @@
+"""Chat events: rooms, direct messages, persisted history, receipts and moderation.
+
+Every handler is thin: the rules live in
+:class:`dihya_realtime.features.chat.service.ChatService` (``rt.chat``),
+the pipeline does validation, permission (``chat:write``), rate limits and audit of refusals.
+Room events are pushed to the members after the ack (``ctx.after_reply``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from typing import TYPE_CHECKING, Any, Literal
+
+from flask import jsonify, request
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from dihya_realtime.features.chat.service import Actor, ChatService
+from dihya_realtime.kernel.errors import invalid
+from dihya_realtime.kernel.payloads import JsonValue
+from dihya_realtime.kernel.pipeline import EventContext, validation_details
+from dihya_realtime.kernel.registry import event, server_event
+from dihya_realtime.kernel.settings import RateLimit
+
+if TYPE_CHECKING:
+    from dihya_realtime.realtime import Realtime
+
+WRITE = "chat:write"
+Id = Field(min_length=1, max_length=128)
+RoomId = Field(min_length=1, max_length=32, description="a room id")
+MessageId = Field(min_length=1, max_length=32, description="a message id")
+Seq = Field(ge=0, le=2**62)
+AnchorSeq = Field(None, ge=0, le=2**62, description="exclusive")
+
+
+# -- schemas: what the server sends
+
+
+class Author(BaseModel):
+    user_id: str
+    name: str
+
+
+class Message(BaseModel):
+    """A stored message. A deleted one is a tombstone: ``deleted: true``, ``text: null``."""
+
+    id: str
+    room_id: str
+    seq: int = Field(description="per-room order: 1, 2, 3 … with no gaps")
+    kind: Literal["user", "system"]
+    author: Author | None = Field(description="null for a system message")
+    text: str | None
+    data: Any = Field(None, description="a system message's structured data")
+    client_msg_id: str | None
+    reply_to: str | None
+    mentions: list[str] = Field(description="user ids mentioned (members only)")
+    reactions: dict[str, int] = Field(description="emoji → count")
+    created_at: str
+    edited_at: str | None
+    deleted: bool
+    deleted_at: str | None
+
+
+class DeletedMessage(Message):
+    deleted_by: str
+
+
+class Member(BaseModel):
+    user_id: str
+    name: str
+    role: Literal["owner", "moderator", "member"]
+    joined_at: str
+    last_read_seq: int
+    muted_until: str | None
+
+
+class Room(BaseModel):
+    id: str
+    kind: Literal["room", "dm"]
+    name: str
+    topic: str | None
+    visibility: Literal["public", "private"]
+    created_by: str | None
+    created_at: str
+    last_seq: int
+    peer: str | None = Field(description="a DM: the other user")
+    role: Literal["owner", "moderator", "member"] | None = Field(description="mine; null: "
+                                                                 "not a member")
+    last_read_seq: int | None
+    muted_until: str | None
+    member_count: int
+
+
+class RoomSummary(Room):
+    unread_count: int = Field(description="messages after my read marker, not mine")
+    mention_count: int = Field(description="mentions of me after my read marker")
+
+
+class RoomList(BaseModel):
+    rooms: list[RoomSummary]
+    more: bool = Field(description="more rooms after this page: ask again with next_cursor")
+    next_cursor: str | None = Field(description="pass as cursor for the next page; null: "
+                                    "this was the last page")
+
+
+class RoomDetails(Room):
+    members: list[Member]
+
+
+class History(BaseModel):
+    room_id: str
+    messages: list[Message]
+    has_more: bool = Field(description="more messages in the paging direction")
+    has_more_before: bool
+    has_more_after: bool
+    last_seq: int
+
+
+class Reaction(BaseModel):
+    room_id: str
+    message_id: str
+    seq: int
+    emoji: str
+    user_id: str
+    action: Literal["add", "remove"]
+    reactions: dict[str, int] = Field(description="emoji → count, after the change")
+
+
+class Typing(BaseModel):
+    room_id: str
+    user_id: str
+    name: str | None
+    typing: bool
+    expires_in: float | None = Field(description="seconds until it lapses without renewal")
+
+
+class ReadMarker(BaseModel):
+    room_id: str
+    user_id: str
+    seq: int
+
+
+class MemberJoined(BaseModel):
+    room_id: str
+    user_id: str
+    role: str
+    name: str | None
+    by: str | None = Field(description="who invited them; null: they joined")
+
+
+class MemberLeft(BaseModel):
+    room_id: str
+    user_id: str
+    reason: Literal["left", "removed", "kicked", "banned"]
+    by: str | None
+
+
+class MemberUpdated(BaseModel):
+    room_id: str
+    user_id: str
+    role: str
+    muted_until: str | None
+    by: str | None
+
+
+# -- schemas: what the client sends
+
+
+class CreateRoomPayload(BaseModel):
+    name: str = Field(min_length=1, max_length=100)
+    topic: str | None = Field(None, max_length=500)
+    visibility: Literal["public", "private"]
+
+
+class RoomsPayload(BaseModel):
+    limit: int | None = Field(None, ge=1, le=1000, description="rooms per page; at most "
+                              "DIHYA_RT_CHAT_ROOMS_PAGE_LIMIT (default and cap: 100)")
+    cursor: str | None = Field(None, min_length=1, max_length=600,
+                               description="next_cursor of the previous page")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_payload(cls, value: Any) -> Any:
+        return {} if value is None else value
+
+    @field_validator("cursor")
+    @classmethod
+    def _cursor_shape(cls, value: str | None) -> str | None:
+        if value is not None:
+            decode_cursor(value)
+        return value
+
+
+def encode_cursor(key: tuple[str, str, str]) -> str:
+    """An opaque cursor: the last ``(kind, name, id)`` of a page, as base64url JSON."""
+    return base64.urlsafe_b64encode(json.dumps(list(key)).encode()).decode().rstrip("=")
+
+
+def decode_cursor(value: str) -> tuple[str, str, str]:
+    try:
+        key = json.loads(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
+    except (ValueError, binascii.Error):
+        raise ValueError("not a cursor from chat:rooms") from None
+    if not (isinstance(key, list) and len(key) == 3 and all(isinstance(k, str) for k in key)):
+        raise ValueError("not a cursor from chat:rooms")
+    return key[0], key[1], key[2]
+
+
+class RoomPayload(BaseModel):
+    room_id: str = RoomId
+
+
+class MemberPayload(BaseModel):
+    room_id: str = RoomId
+    user_id: str = Id
+
+
+class RolePayload(MemberPayload):
+    role: Literal["moderator", "member"]
+
+
+class DmPayload(BaseModel):
+    user_id: str = Id
+
+
+class SendPayload(BaseModel):
+    room_id: str = RoomId
+    text: str = Field(min_length=1, max_length=4000)
+    client_msg_id: str = Field(description="a UUID the client makes; a resend is idempotent")
+    reply_to: str | None = Field(None, min_length=1, max_length=32)
+    mentions: list[str] = Field(default_factory=list, max_length=50)
+
+    @field_validator("client_msg_id")
+    @classmethod
+    def _uuid(cls, value: str) -> str:
+        return str(uuid.UUID(value))  # canonical form, so "ABC…" and "abc…" are one message
+
+    @field_validator("text")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("text must not be blank")
+        return value
+
+
+class HistoryPayload(BaseModel):
+    room_id: str = RoomId
+    before_seq: int | None = AnchorSeq
+    after_seq: int | None = AnchorSeq
+    around_seq: int | None = Field(None, ge=0, le=2**62, description="a page centred here")
+    limit: int | None = Field(None, ge=1, le=100)
+
+    @model_validator(mode="after")
+    def _one_anchor(self) -> HistoryPayload:
+        anchors = ("before_seq", "after_seq", "around_seq")
+        given = [n for n in anchors if getattr(self, n) is not None]
+        if len(given) > 1:
+            raise ValueError(f"give at most one of {', '.join(anchors)} (got {given})")
+        return self
+
+
+class EditPayload(BaseModel):
+    message_id: str = MessageId
+    text: str = Field(min_length=1, max_length=4000)
+
+
+class MessageRef(BaseModel):
+    message_id: str = MessageId
+
+
+class ReactPayload(BaseModel):
+    message_id: str = MessageId
+    emoji: str = Field(min_length=1, max_length=64, pattern=r"^\S+$",
+                       description="an emoji or a :shortcode:")
+
+
+class TypingPayload(BaseModel):
+    room_id: str = RoomId
+    typing: bool
+
+
+class ReadPayload(BaseModel):
+    room_id: str = RoomId
+    seq: int = Seq
+
+
+class MutePayload(MemberPayload):
+    until: AwareDatetime | None = Field(description="ISO 8601 with a time zone; null or a past "
+                                        "time unmutes")
+
+
+class BanPayload(MemberPayload):
+    reason: str | None = Field(None, max_length=500)
+
+
+# -- replies
+
+
+class SendReply(Message):
+    duplicate: bool = Field(description="true: this client_msg_id was already stored")
+
+
+class Left(BaseModel):
+    room_id: str
+    left: bool
+
+
+class InviteReply(BaseModel):
+    room_id: str
+    member: Member
+    added: bool = Field(description="false: already a member")
+
+
+class Removed(BaseModel):
+    room_id: str
+    user_id: str
+    removed: bool
+
+
+class ReactReply(Reaction):
+    changed: bool
+
+
+class TypingReply(BaseModel):
+    room_id: str
+    typing: bool
+    sent: bool = Field(description="false: throttled, the expiry was renewed")
+
+
+class ReadReply(ReadMarker):
+    moved: bool = Field(description="false: the marker was already at or past seq")
+    unread_count: int
+    mention_count: int
+
+
+class BanReply(BaseModel):
+    room_id: str
+    user_id: str
+    banned: bool
+    was_member: bool = Field(description="the user was a member and was removed")
+
+
+class UnbanReply(BaseModel):
+    room_id: str
+    user_id: str
+    banned: bool
+
+
+def _chat(ctx: EventContext) -> ChatService:
+    return ctx.rt.chat  # type: ignore[no-any-return,attr-defined]
+
+
+# -- rooms
+
+
+@event("chat:create_room", payload=CreateRoomPayload, reply=Room, permission=WRITE,
+       rate=RateLimit(rate=0.5, burst=10))
+def create_room(ctx: EventContext, p: CreateRoomPayload) -> dict:
+    """Create a room; you are its owner.
+
+    Payload example: ``{"name": "release-train", "topic": "Friday deploys",
+    "visibility": "public"}``. Reply: the room (``role: "owner"``).
+    """
+    room = _chat(ctx).create_room(Actor.of(ctx.conn), p.name, p.topic, p.visibility)
+    ctx.audit("chat_room_created", room_id=room["id"], visibility=p.visibility)
+    return room
+
+
+@event("chat:rooms", payload=RoomsPayload, reply=RoomList, permission=WRITE)
+def rooms(ctx: EventContext, p: RoomsPayload) -> dict:
+    """List public rooms and my rooms, each with ``unread_count`` and ``mention_count``, a page
+    at a time.
+
+    Payload: none, or ``{"limit": 50, "cursor": "…"}``. ``limit`` defaults to and is capped
+    by ``DIHYA_RT_CHAT_ROOMS_PAGE_LIMIT`` (100); rooms come in a stable order (kind, name,
+    id). Reply example: ``{"rooms": [{"id": "9f…", "name": "general", "role": "member",
+    "last_seq": 42, "last_read_seq": 40, "unread_count": 2, "mention_count": 1, …}],
+    "more": true, "next_cursor": "WyJyb29t…"}``: while ``more`` is true, ask again with
+    ``cursor`` = ``next_cursor``. A public room I have not joined has ``role: null``.
+    """
+    cursor = decode_cursor(p.cursor) if p.cursor else None
+    page = _chat(ctx).rooms(Actor.of(ctx.conn), p.limit, cursor)
+    key = page["next_cursor"]
+    return {**page, "next_cursor": encode_cursor(key) if key is not None else None}
+
+
+@event("chat:room", payload=RoomPayload, reply=RoomDetails, permission=WRITE)
+def room(ctx: EventContext, p: RoomPayload) -> dict:
+    """A room's details and members (a private room or DM: members only → else ``forbidden``).
+
+    Payload example: ``{"room_id": "9f2c…"}``.
+    """
+    return _chat(ctx).room(Actor.of(ctx.conn), p.room_id)
+
+
+@event("chat:join", payload=RoomPayload, reply=Room, permission=WRITE,
+       emits=("chat:member_joined",))
+def join(ctx: EventContext, p: RoomPayload) -> dict:
+    """Join a public room. Private room or banned → ``forbidden`` (``details.reason``).
+
+    Payload example: ``{"room_id": "9f2c…"}``. The members get ``chat:member_joined``.
+    """
+    return _chat(ctx).join(Actor.of(ctx.conn), p.room_id, ctx.after_reply)
+
+
+@event("chat:leave", payload=RoomPayload, reply=Left, permission=WRITE,
+       emits=("chat:member_left", "chat:typing", "unsubscribed"))
+def leave(ctx: EventContext, p: RoomPayload) -> dict:
+    """Leave a room (not a DM → ``conflict``). A leaving owner hands over to a moderator.
+
+    Payload example: ``{"room_id": "9f2c…"}``.
+    """
+    return _chat(ctx).leave(Actor.of(ctx.conn), p.room_id, ctx.after_reply)
+
+
+@event("chat:invite", payload=MemberPayload, reply=InviteReply, permission=WRITE,
+       emits=("chat:member_joined",))
+def invite(ctx: EventContext, p: MemberPayload) -> dict:
+    """Add a user to a room: its owner or moderators (or ``chat:moderate``).
+
+    Payload example: ``{"room_id": "9f2c…", "user_id": "42"}``. A banned user → ``conflict``.
+    """
+    result = _chat(ctx).invite(Actor.of(ctx.conn), p.room_id, p.user_id, ctx.after_reply)
+    ctx.audit("chat_invite", room_id=p.room_id, target=p.user_id)
+    return result
+
+
+@event("chat:remove_member", payload=MemberPayload, reply=Removed, permission=WRITE,
+       emits=("chat:member_left", "chat:typing", "unsubscribed"))
+def remove_member(ctx: EventContext, p: MemberPayload) -> dict:
+    """Remove a member: the room's owner or moderators (a moderator cannot remove a moderator).
+
+    Payload example: ``{"room_id": "9f2c…", "user_id": "42"}``.
+    """
+    result = _chat(ctx).remove_member(Actor.of(ctx.conn), p.room_id, p.user_id, "removed",
+                                      ctx.after_reply)
+    ctx.audit("chat_remove_member", room_id=p.room_id, target=p.user_id)
+    return result
+
+
+@event("chat:set_role", payload=RolePayload, reply=MemberUpdated, permission=WRITE,
+       emits=("chat:member_updated",))
+def set_role(ctx: EventContext, p: RolePayload) -> dict:
+    """Make a member a room moderator, or a plain member again: the owner only.
+
+    Payload example: ``{"room_id": "9f2c…", "user_id": "42", "role": "moderator"}``.
+    """
+    result = _chat(ctx).set_role(Actor.of(ctx.conn), p.room_id, p.user_id, p.role,
+                                 ctx.after_reply)
+    ctx.audit("chat_set_role", room_id=p.room_id, target=p.user_id, role=p.role)
+    return result
+
+
+@event("chat:dm", payload=DmPayload, reply=Room, permission=WRITE)
+def dm(ctx: EventContext, p: DmPayload) -> dict:
+    """The direct-message room shared with another user (created once, then always the same).
+
+    Payload example: ``{"user_id": "42"}``. Then ``chat:send`` to its ``id``.
+    """
+    return _chat(ctx).dm(Actor.of(ctx.conn), p.user_id)
+
+
+# -- messages
+
+
+@event("chat:send", payload=SendPayload, reply=SendReply, permission=WRITE,
+       rate=RateLimit(rate=5, burst=20), emits=("chat:message",))
+def send(ctx: EventContext, p: SendPayload) -> dict:
+    """Send a message; the ack carries the stored message (``id``, ``seq``, ``created_at``).
+
+    Payload example::
+
+        {"room_id": "9f2c…", "text": "ship it @42",
+         "client_msg_id": "1b4e28ba-2fa1-11d2-883f-0016d3cca427", "reply_to": null,
+         "mentions": []}
+
+    The ack comes only once the message is stored. Resending the same ``client_msg_id``
+    returns the original (``duplicate: true``) and creates nothing. Not a member, muted
+    (``details.reason: "muted"``) → ``forbidden``. Members then get ``chat:message``.
+    """
+    message, created = _chat(ctx).send(Actor.of(ctx.conn), p.room_id, p.text, p.client_msg_id,
+                                       p.reply_to, p.mentions, ctx.after_reply)
+    return {**message, "duplicate": not created}
+
+
+@event("chat:history", payload=HistoryPayload, reply=History, permission=WRITE)
+def history(ctx: EventContext, p: HistoryPayload) -> dict:
+    """A page of messages in ``seq`` order (private rooms: members only).
+
+    Payload examples: ``{"room_id": "9f2c…"}`` (latest), ``{"room_id": "9f2c…",
+    "before_seq": 120, "limit": 50}`` (older), ``{"after_seq": 120}`` (newer, to fill a gap),
+    ``{"around_seq": 77}`` (a page centred on a message). At most one anchor; ``limit`` 1..100.
+    """
+    return _chat(ctx).history(Actor.of(ctx.conn), p.room_id, p.before_seq, p.after_seq,
+                              p.around_seq, p.limit)
+
+
+@event("chat:edit", payload=EditPayload, reply=Message, permission=WRITE,
+       rate=RateLimit(rate=2, burst=10), emits=("chat:message_edited",))
+def edit(ctx: EventContext, p: EditPayload) -> dict:
+    """Edit the text of your own message (others → ``forbidden``; deleted → ``conflict``).
+
+    Muted → ``forbidden`` (``details: {"reason": "muted", "until"}``), as for ``chat:send``.
+
+    Payload example: ``{"message_id": "5d1e…", "text": "ship it on Friday"}``.
+    """
+    return _chat(ctx).edit(Actor.of(ctx.conn), p.message_id, p.text, ctx.after_reply)
+
+
+@event("chat:delete", payload=MessageRef, reply=Message, permission=WRITE,
+       emits=("chat:message_deleted",))
+def delete(ctx: EventContext, p: MessageRef) -> dict:
+    """Delete a message: its author, or the room's owner/moderators, or ``chat:moderate``.
+
+    Payload example: ``{"message_id": "5d1e…"}``. The message becomes a tombstone that keeps
+    its ``seq``; a moderator's deletion is audited.
+    """
+    message, by_moderator = _chat(ctx).delete(Actor.of(ctx.conn), p.message_id,
+                                              ctx.after_reply)
+    if by_moderator:
+        ctx.audit("chat_moderate_delete", room_id=message["room_id"],
+                  message_id=p.message_id, target=(message["author"] or {}).get("user_id"))
+    return message
+
+
+@event("chat:react", payload=ReactPayload, reply=ReactReply, permission=WRITE,
+       emits=("chat:reaction",))
+def react(ctx: EventContext, p: ReactPayload) -> dict:
+    """Add your reaction to a message. Payload example: ``{"message_id": "5d1e…", "emoji": "🎉"}``.
+
+    Reacting twice with the same emoji changes nothing (``changed: false``, no push).
+    Muted → ``forbidden`` (``details.reason: "muted"``); ``chat:unreact`` stays allowed.
+    """
+    return _chat(ctx).react(Actor.of(ctx.conn), p.message_id, p.emoji, True, ctx.after_reply)
+
+
+@event("chat:unreact", payload=ReactPayload, reply=ReactReply, permission=WRITE,
+       emits=("chat:reaction",))
+def unreact(ctx: EventContext, p: ReactPayload) -> dict:
+    """Remove your reaction. Payload example: ``{"message_id": "5d1e…", "emoji": "🎉"}``."""
+    return _chat(ctx).react(Actor.of(ctx.conn), p.message_id, p.emoji, False, ctx.after_reply)
+
+
+@event("chat:typing", payload=TypingPayload, reply=TypingReply, permission=WRITE,
+       rate=RateLimit(rate=2, burst=10), emits=("chat:typing",))
+def typing(ctx: EventContext, p: TypingPayload) -> dict:
+    """Say you are typing (or stopped); the other members get ``chat:typing``.
+
+    Payload example: ``{"room_id": "9f2c…", "typing": true}``. Ephemeral, never stored.
+    Renew every few seconds while typing: renewals inside ``DIHYA_RT_CHAT_TYPING_THROTTLE``
+    are not pushed again, and without renewal it lapses after ``DIHYA_RT_CHAT_TYPING_TTL``
+    seconds (``typing: false`` is pushed). Sending a message stops it. Muted →
+    ``forbidden`` for ``typing: true``.
+    """
+    return _chat(ctx).typing(Actor.of(ctx.conn), ctx.sid, p.room_id, p.typing)
+
+
+@event("chat:read", payload=ReadPayload, reply=ReadReply, permission=WRITE,
+       emits=("chat:read",))
+def read(ctx: EventContext, p: ReadPayload) -> dict:
+    """Mark the room read up to ``seq``; the marker never moves backwards.
+
+    Payload example: ``{"room_id": "9f2c…", "seq": 42}``. Reply: the marker now, plus my
+    ``unread_count`` and ``mention_count``. The members get ``chat:read`` when it moved.
+    """
+    return _chat(ctx).mark_read(Actor.of(ctx.conn), p.room_id, p.seq, ctx.after_reply)
+
+
+# -- moderation (room owner/moderators, or the global chat:moderate permission)
+
+
+@event("chat:mute", payload=MutePayload, reply=MemberUpdated, permission=WRITE,
+       emits=("chat:member_updated",))
+def mute(ctx: EventContext, p: MutePayload) -> dict:
+    """Mute a member until a time: until then they cannot speak in the room.
+
+    ``chat:send``, ``chat:edit``, ``chat:react``, ``chat:typing`` (true) and ``publish`` on the
+    room's ``chat:<room id>`` channel → ``forbidden`` with ``details: {"reason": "muted",
+    "until", "room_id"}``. Taking back a reaction and deleting their own messages stay allowed.
+
+    Payload example: ``{"room_id": "9f2c…", "user_id": "42", "until": "2026-12-01T18:00:00Z"}``.
+    ``until: null`` (or a past time) unmutes. Audited.
+    """
+    result = _chat(ctx).mute(Actor.of(ctx.conn), p.room_id, p.user_id, p.until, ctx.after_reply)
+    ctx.audit("chat_mute", room_id=p.room_id, target=p.user_id, until=result["muted_until"])
+    return result
+
+
+@event("chat:kick", payload=MemberPayload, reply=Removed, permission=WRITE,
+       emits=("chat:member_left", "chat:typing", "unsubscribed"))
+def kick(ctx: EventContext, p: MemberPayload) -> dict:
+    """Remove a member now (they may join a public room again). Audited.
+
+    Payload example: ``{"room_id": "9f2c…", "user_id": "42"}``.
+    """
+    result = _chat(ctx).remove_member(Actor.of(ctx.conn), p.room_id, p.user_id, "kicked",
+                                      ctx.after_reply)
+    ctx.audit("chat_kick", room_id=p.room_id, target=p.user_id)
+    return result
+
+
+@event("chat:ban", payload=BanPayload, reply=BanReply, permission=WRITE,
+       emits=("chat:member_left", "chat:typing", "unsubscribed"))
+def ban(ctx: EventContext, p: BanPayload) -> dict:
+    """Ban a user from a room: removed, and ``chat:join`` → ``forbidden`` until unbanned.
+
+    A banned user's ``publish`` on the room's ``chat:<room id>`` channel → ``forbidden``
+    (``details.reason: "banned"``); on a room's channel only members publish.
+
+    Payload example: ``{"room_id": "9f2c…", "user_id": "42", "reason": "spam"}``. Audited.
+    """
+    result = _chat(ctx).ban(Actor.of(ctx.conn), p.room_id, p.user_id, p.reason, ctx.after_reply)
+    ctx.audit("chat_ban", room_id=p.room_id, target=p.user_id)
+    return result
+
+
+@event("chat:unban", payload=MemberPayload, reply=UnbanReply, permission=WRITE)
+def unban(ctx: EventContext, p: MemberPayload) -> dict:
+    """Lift a ban. Payload example: ``{"room_id": "9f2c…", "user_id": "42"}``. Audited."""
+    result = _chat(ctx).unban(Actor.of(ctx.conn), p.room_id, p.user_id)
+    ctx.audit("chat_unban", room_id=p.room_id, target=p.user_id)
+    return result
+
+
+# -- server → client
+
+
+server_event("chat:message", Message, """
+    A new message in one of my rooms (only members receive it), after it was stored.
+
+    Clients order by ``seq``; a jump in ``seq`` means something was missed: fetch it with
+    ``chat:history {"room_id", "after_seq"}``. My own message arrives too (match it by
+    ``client_msg_id``).
+""")
+server_event("chat:message_edited", Message, """
+    A message was edited: the full message with its new ``text`` and ``edited_at``.
+""")
+server_event("chat:message_deleted", DeletedMessage, """
+    A message was deleted: its tombstone (``deleted: true``, ``text: null``, same ``seq``).
+""")
+server_event("chat:reaction", Reaction, """
+    A reaction was added or removed; ``reactions`` holds the message's counts after it.
+""")
+server_event("chat:typing", Typing, """
+    Another member started or stopped typing (never sent to the typist).
+
+    ``typing: true`` lapses after ``expires_in`` seconds unless renewed; the server also
+    pushes ``typing: false`` when it lapses, when the typist sends or disconnects, and when
+    they leave the room or are removed, kicked or banned (with several server processes that
+    last one comes whether or not they were typing: a stop for someone not typing is a no-op).
+""")
+server_event("chat:read", ReadMarker, """
+    A member's read marker moved forward (read receipts): ``{"room_id", "user_id", "seq"}``.
+""")
+server_event("chat:member_joined", MemberJoined, """
+    Someone joined or was invited; the new member receives it too.
+""")
+server_event("chat:member_left", MemberLeft, """
+    Someone left, was removed, kicked or banned (``reason``); the leaver receives it too.
+""")
+server_event("chat:member_updated", MemberUpdated, """
+    A member's role or mute changed (``muted_until`` null: not muted).
+""")
+
+
+# -- set-up: the service, the disconnect hook, the HTTP API
+
+
+class HttpMessage(BaseModel):
+    text: str = Field(min_length=1, max_length=4000)
+    data: JsonValue = None
+
+
+def setup(rt: Realtime) -> None:
+    """Attach ``rt.chat`` and the ``/api/v1/chat`` routes."""
+    from dihya_realtime.http.api import json_body, require_api_key
+
+    service = ChatService(rt)
+    rt.chat = service  # type: ignore[attr-defined]
+    rt.on_disconnect(lambda conn, reason: service.connection_closed(conn.sid))
+    rt.channels.add_access_check("chat", service.check_channel)
+
+    @rt.blueprint.post("/api/v1/chat/rooms/<room_id>/messages")  # type: ignore[attr-defined]
+    @require_api_key(rt)
+    def post_message(room_id: str) -> Any:
+        """Post a system message: ``{"text": "Deploy finished", "data": {"build": 42}}``."""
+        try:
+            body = HttpMessage.model_validate(json_body())
+        except ValidationError as exc:
+            raise invalid("invalid message", validation_details(exc)) from None
+        message = service.send_system_message(room_id, body.text, body.data)
+        return jsonify({"ok": True, "data": message}), 201
+
+    @rt.blueprint.get("/api/v1/chat/rooms/<room_id>/messages")  # type: ignore[attr-defined]
+    @require_api_key(rt)
+    def get_messages(room_id: str) -> Any:
+        """History, as ``chat:history``: ``?before_seq=``, ``after_seq=``, ``around_seq=``,
+        ``limit=``."""
+        try:
+            query = HistoryPayload.model_validate({"room_id": room_id, **request.args.to_dict()})
+        except ValidationError as exc:
+            raise invalid("invalid query", validation_details(exc)) from None
+        page = service.history(None, room_id, query.before_seq, query.after_seq,
+                               query.around_seq, query.limit)
+        return jsonify({"ok": True, "data": page})
+
+

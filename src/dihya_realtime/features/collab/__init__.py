@@ -1,0 +1,1 @@
+"""Collaborative documents (Yjs), their state kept in worker processes."""

@@ -1,0 +1,1 @@
+"""In-app notifications: stored per user, pushed live, read state."""

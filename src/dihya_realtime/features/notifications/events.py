@@ -1,0 +1,269 @@
+"""Notification events: the in-app inbox of the connected user.
+
+A user only ever reads or changes their own notifications; someone else's id is answered
+``not_found`` and nothing changes. Creating is server-side only: :meth:`Realtime.notify`
+(Python) or ``POST /api/v1/notifications`` (API key). Every change a client makes is pushed to
+the user's other connections as ``notifications:updated`` and ``notifications:counts``. The
+logic lives in :mod:`dihya_realtime.features.notifications.service`; see ``docs/notifications.md``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from flask import jsonify
+from pydantic import BaseModel, Field
+
+from dihya_realtime.features.notifications.service import (
+    MAX_IDS,
+    Category,
+    Counts,
+    NotificationId,
+    NotificationOut,
+    NotificationService,
+    Page,
+    Preferences,
+    State,
+    StateChange,
+    Status,
+    Updated,
+)
+from dihya_realtime.kernel.errors import forbidden
+from dihya_realtime.kernel.pipeline import EventContext
+from dihya_realtime.kernel.registry import event, server_event
+
+if TYPE_CHECKING:
+    from dihya_realtime.realtime import Realtime
+
+
+def setup(rt: Realtime) -> None:
+    """Attach ``rt.notifications``, the connect hook and ``POST /api/v1/notifications``."""
+    from dihya_realtime.http.api import json_body, require_api_key
+
+    service = rt.notifications = NotificationService(rt)  # type: ignore[attr-defined]
+    rt.on_connect(service.on_connect)
+
+    @rt.blueprint.post("/api/v1/notifications")  # type: ignore[attr-defined]
+    @require_api_key(rt)
+    def create_notifications() -> Any:
+        """Create notifications; 201 when any is new, 200 when an idempotent repeat."""
+        notifications, created = service.create(service.validate(json_body()))
+        body = {"ok": True, "data": {"notifications": notifications, "created": created}}
+        return jsonify(body), (201 if created else 200)
+
+
+def _service(ctx: EventContext) -> NotificationService:
+    if ctx.conn.principal.anonymous:
+        raise forbidden("notifications need a signed-in user")
+    return ctx.rt.notifications  # type: ignore[attr-defined, no-any-return]
+
+
+def _changed(ctx: EventContext, ids: list[str], state: State) -> StateChange:
+    counts = _service(ctx).changed(ctx.user_id, ids, state, skip_sid=ctx.sid)
+    return StateChange(ids=ids, state=state, counts=Counts(**counts))
+
+
+# -- reading
+
+
+class ListPayload(BaseModel):
+    status: Status = Field(default="all", description="all = read and unread, not archived")
+    category: Category | None = None
+    before: str | None = Field(default=None, max_length=256,
+                               description="the next_cursor of the previous page")
+    limit: int = Field(default=20, ge=1, le=50)
+
+
+@event("notifications:list", payload=ListPayload, reply=Page)
+def list_(ctx: EventContext, payload: ListPayload) -> dict:
+    """One page of my notifications, newest first, with a cursor for the next page.
+
+    ``status``: ``all`` (default: read and unread, not archived), ``unread``, ``read`` or
+    ``archived``. Payload example::
+
+        {"status": "unread", "category": "mention", "limit": 20}
+        {"before": "MjAyNi0xMS0yNVQxMDowMDowMCswMDowMHw5ZjE…", "limit": 20}
+
+    Reply example::
+
+        {"ok": true, "data": {"items": [{"id": "9f1c…", "user_id": "17", "category": "mention",
+          "title": "Alice mentioned you", "body": "@bob can you look?", "data": {"room_id": "r1"},
+          "action_url": "/chat/r1", "severity": "info", "created_at": "2026-11-25T10:00:00Z",
+          "seen_at": null, "read_at": null, "archived_at": null}],
+          "next_cursor": "MjAyNi0xMS0y…"}}
+    """
+    return _service(ctx).page(ctx.user_id, payload.status, payload.category, payload.before,
+                              payload.limit)
+
+
+@event("notifications:counts", reply=Counts)
+def counts(ctx: EventContext, payload: object) -> dict:
+    """My badge counts: unseen and unread, archived notifications excluded.
+
+    Payload: none. Reply example: ``{"ok": true, "data": {"unseen": 3, "unread": 5}}``.
+    """
+    return _service(ctx).counts(ctx.user_id)
+
+
+# -- changing state
+
+
+class IdsPayload(BaseModel):
+    ids: list[NotificationId] = Field(min_length=1, max_length=MAX_IDS)
+
+
+class MarkAllReadPayload(BaseModel):
+    category: Category | None = Field(default=None, description="only this category")
+
+
+@event("notifications:mark_read", payload=IdsPayload, reply=StateChange,
+       emits=("notifications:updated", "notifications:counts"))
+def mark_read(ctx: EventContext, payload: IdsPayload) -> StateChange:
+    """Mark my notifications read (and seen).
+
+    Any id that is not mine → ``not_found`` and nothing changes. The reply lists the ids whose
+    state changed and my new counts; my other connections get ``notifications:updated`` and
+    ``notifications:counts``. Payload example: ``{"ids": ["9f1c…", "a07e…"]}``. Reply example::
+
+        {"ok": true, "data": {"ids": ["9f1c…"], "state": "read",
+                              "counts": {"unseen": 0, "unread": 4}}}
+    """
+    ids = _service(ctx).mark(ctx.user_id, payload.ids, "read")
+    return _changed(ctx, ids, "read")
+
+
+@event("notifications:mark_unread", payload=IdsPayload, reply=StateChange,
+       emits=("notifications:updated", "notifications:counts"))
+def mark_unread(ctx: EventContext, payload: IdsPayload) -> StateChange:
+    """Mark my notifications unread again (they stay seen).
+
+    Payload example: ``{"ids": ["9f1c…"]}``; reply as ``notifications:mark_read`` with
+    ``"state": "unread"``.
+    """
+    ids = _service(ctx).mark(ctx.user_id, payload.ids, "unread")
+    return _changed(ctx, ids, "unread")
+
+
+@event("notifications:mark_all_read", payload=MarkAllReadPayload, reply=StateChange,
+       emits=("notifications:updated", "notifications:counts"))
+def mark_all_read(ctx: EventContext, payload: MarkAllReadPayload) -> StateChange:
+    """Mark all my notifications read, or all of one category.
+
+    Payload example: ``{}`` or ``{"category": "mention"}``; reply as
+    ``notifications:mark_read`` (``ids`` lists every notification that changed).
+    """
+    ids = _service(ctx).mark_all(ctx.user_id, "read", payload.category)
+    return _changed(ctx, ids, "read")
+
+
+@event("notifications:mark_seen", payload=IdsPayload, reply=StateChange,
+       emits=("notifications:updated", "notifications:counts"))
+def mark_seen(ctx: EventContext, payload: IdsPayload) -> StateChange:
+    """Mark my notifications seen (the bell was opened; read state unchanged).
+
+    Payload example: ``{"ids": ["9f1c…"]}``; reply as ``notifications:mark_read`` with
+    ``"state": "seen"``.
+    """
+    ids = _service(ctx).mark(ctx.user_id, payload.ids, "seen")
+    return _changed(ctx, ids, "seen")
+
+
+@event("notifications:mark_all_seen", reply=StateChange,
+       emits=("notifications:updated", "notifications:counts"))
+def mark_all_seen(ctx: EventContext, payload: object) -> StateChange:
+    """Mark all my notifications seen: the unseen badge goes to zero.
+
+    Payload: none. Reply as ``notifications:mark_read`` with ``"state": "seen"``.
+    """
+    ids = _service(ctx).mark_all(ctx.user_id, "seen")
+    return _changed(ctx, ids, "seen")
+
+
+@event("notifications:archive", payload=IdsPayload, reply=StateChange,
+       emits=("notifications:updated", "notifications:counts"))
+def archive(ctx: EventContext, payload: IdsPayload) -> StateChange:
+    """Archive my notifications: out of the inbox and the counts, listed with ``archived``.
+
+    Payload example: ``{"ids": ["9f1c…"]}``; reply as ``notifications:mark_read`` with
+    ``"state": "archived"``.
+    """
+    ids = _service(ctx).mark(ctx.user_id, payload.ids, "archived")
+    return _changed(ctx, ids, "archived")
+
+
+@event("notifications:unarchive", payload=IdsPayload, reply=StateChange,
+       emits=("notifications:updated", "notifications:counts"))
+def unarchive(ctx: EventContext, payload: IdsPayload) -> StateChange:
+    """Bring archived notifications of mine back to the inbox.
+
+    Payload example: ``{"ids": ["9f1c…"]}``; reply as ``notifications:mark_read`` with
+    ``"state": "unarchived"``.
+    """
+    ids = _service(ctx).mark(ctx.user_id, payload.ids, "unarchived")
+    return _changed(ctx, ids, "unarchived")
+
+
+# -- preferences
+
+
+class PushPreference(BaseModel):
+    push: bool
+
+
+class SetPreferencesPayload(BaseModel):
+    preferences: dict[Category, PushPreference] = Field(min_length=1, max_length=50)
+
+
+@event("notifications:preferences", reply=Preferences)
+def preferences(ctx: EventContext, payload: object) -> dict:
+    """My live-push setting per category (any category not listed is pushed).
+
+    Payload: none. Reply example::
+
+        {"ok": true, "data": {"critical": ["security"], "preferences": [
+          {"category": "marketing", "push": false, "critical": false},
+          {"category": "security", "push": true, "critical": true}]}}
+    """
+    return _service(ctx).preferences(ctx.user_id)
+
+
+@event("notifications:set_preferences", payload=SetPreferencesPayload, reply=Preferences)
+def set_preferences(ctx: EventContext, payload: SetPreferencesPayload) -> dict:
+    """Turn live push on or off per category; notifications are stored and counted either way.
+
+    Turning off a critical category (``DIHYA_RT_NOTIFICATIONS_CRITICAL_CATEGORIES``) →
+    ``forbidden`` and nothing changes. Payload example::
+
+        {"preferences": {"marketing": {"push": false}, "mention": {"push": true}}}
+
+    Reply: as ``notifications:preferences``.
+    """
+    push = {category: p.push for category, p in payload.preferences.items()}
+    result = _service(ctx).set_preferences(ctx.user_id, push)
+    ctx.audit("notification_preferences", categories=sorted(push))
+    return result
+
+
+# -- what the server sends
+
+server_event("notifications:new", NotificationOut, """
+    A new notification for me, sent to every connection of mine (unless I turned push off for
+    its category), followed by ``notifications:counts``.
+
+    Example: ``{"id": "9f1c…", "user_id": "17", "category": "builds", "title": "Build 42
+    finished", "body": "", "data": {"build": 42}, "action_url": "/builds/42",
+    "severity": "success", "created_at": "2026-11-25T10:00:00Z", "seen_at": null,
+    "read_at": null, "archived_at": null}``.
+""")
+server_event("notifications:counts", Counts, """
+    My badge counts changed (or I just connected): ``{"unseen": 3, "unread": 5}``.
+
+    Sent after every connect, after each new notification, and to my other connections after
+    every state change.
+""")
+server_event("notifications:updated", Updated, """
+    Another connection of mine changed these notifications' state.
+
+    ``state`` is ``read``, ``unread``, ``seen``, ``archived`` or ``unarchived``. Example:
+    ``{"ids": ["9f1c…"], "state": "read"}``; ``notifications:counts`` follows.
+""")

@@ -1,0 +1,1 @@
+"""The session events every connection has: who am I, refreshing the token."""

@@ -1,0 +1,1 @@
+"""The HTTP API blueprint and its OpenAPI document."""

@@ -1,0 +1,146 @@
+"""The one place where an event is declared.
+
+A feature module reads like its event list::
+
+    class SendPayload(BaseModel):
+        room_id: str
+        text: str = Field(min_length=1, max_length=4000)
+
+    @event("chat:send", payload=SendPayload, reply=Message, permission="chat:write")
+    def send(ctx: EventContext, payload: SendPayload) -> dict:
+        '''Send a message to a room. ... payload example ...'''
+        ...
+
+The decorator records the name, payload and reply models, permission and rate limit beside
+the handler. :mod:`dihya_realtime.kernel.pipeline` runs every declared event through
+rate limit → validation → permission → handler → redaction → audit → metrics, and
+:mod:`dihya_realtime.docs` turns the same declarations into the events reference and the
+AsyncAPI document, so nothing is written twice.
+
+Events the server sends (``publication``, ``presence:join`` …) are declared with
+:func:`server_event` so they are documented from one schema too.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+
+from dihya_realtime.kernel.settings import RateLimit
+
+Handler = Callable[..., Any]
+
+
+@dataclass(slots=True)
+class EventSpec:
+    """A client → server event: how it is checked and what it replies."""
+
+    name: str
+    handler: Handler
+    payload: type[BaseModel] | None
+    reply: type[BaseModel] | None
+    permission: str | None
+    rate: RateLimit | None
+    feature: str
+    summary: str
+    description: str
+    emits: tuple[str, ...] = ()
+    allow_anonymous: bool = True
+    binary: bool = False
+
+
+@dataclass(slots=True)
+class ServerEventSpec:
+    """A server → client event: its payload schema and when it is sent."""
+
+    name: str
+    schema: type[BaseModel]
+    feature: str
+    summary: str
+    description: str
+
+
+@dataclass
+class Registry:
+    """Every declared event, in declaration order."""
+
+    events: dict[str, EventSpec] = field(default_factory=dict)
+    server_events: dict[str, ServerEventSpec] = field(default_factory=dict)
+
+    def event(
+        self,
+        name: str,
+        *,
+        payload: type[BaseModel] | None = None,
+        reply: type[BaseModel] | None = None,
+        permission: str | None = None,
+        rate: RateLimit | None = None,
+        emits: tuple[str, ...] = (),
+        feature: str | None = None,
+        binary: bool = False,
+    ) -> Callable[[Handler], Handler]:
+        """Declare the client event ``name``; the handler is ``fn(ctx, payload)``.
+
+        ``payload`` validates what the client sends (``None``: the event takes no payload);
+        ``reply`` documents ``data`` of the success envelope; ``permission`` is checked
+        against the caller's roles; ``rate`` overrides the per-event default token bucket.
+        ``binary=True``: the payload may carry bytes (Socket.IO attachments); any other event's
+        binary packet is refused with ``invalid_payload`` before its attachments are read.
+        """
+
+        def decorate(fn: Handler) -> Handler:
+            if name in self.events and self.events[name].handler is not fn:
+                raise ValueError(f"event {name!r} is declared twice")
+            summary, description = _split_doc(fn)
+            self.events[name] = EventSpec(
+                name=name,
+                handler=fn,
+                payload=payload,
+                reply=reply,
+                permission=permission,
+                rate=rate,
+                feature=feature or _feature_of(name),
+                summary=summary,
+                description=description,
+                emits=emits,
+                binary=binary,
+            )
+            return fn
+
+        return decorate
+
+    def server_event(
+        self, name: str, schema: type[BaseModel], doc: str, *, feature: str | None = None
+    ) -> None:
+        """Declare an event the server emits to clients, with its payload schema."""
+        summary, _, description = inspect.cleandoc(doc).partition("\n")
+        self.server_events[name] = ServerEventSpec(
+            name=name,
+            schema=schema,
+            feature=feature or _feature_of(name),
+            summary=summary.strip(),
+            description=description.strip(),
+        )
+
+
+def _feature_of(name: str) -> str:
+    return name.split(":", 1)[0] if ":" in name else "core"
+
+
+def _split_doc(fn: Handler) -> tuple[str, str]:
+    doc = inspect.getdoc(fn)
+    if not doc:
+        raise ValueError(f"event handler {fn.__qualname__} needs a docstring: it is the docs")
+    summary, _, description = doc.partition("\n")
+    return summary.strip(), description.strip()
+
+
+registry = Registry()
+"""The default registry: every built-in feature declares its events here."""
+
+event = registry.event
+server_event = registry.server_event

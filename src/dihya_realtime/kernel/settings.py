@@ -1,0 +1,387 @@
+"""One validated configuration object for the whole service.
+
+Values come, highest priority first, from keyword arguments (tests, embedding apps),
+``DIHYA_RT_*`` environment variables, the TOML file named by ``DIHYA_RT_CONFIG`` and the
+defaults below. A bad value stops start-up with :class:`SettingsError`, whose message names
+the setting (``DIHYA_RT_MAX_PAYLOAD_BYTES: Input should be a valid integer``).
+
+Lists given through the environment are comma separated
+(``DIHYA_RT_ALLOWED_ORIGINS=https://a.example,https://b.example``); nested tables
+(``roles``, ``namespaces``) come from the TOML file or as JSON in the environment.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from dihya_realtime.kernel.redaction import SECRET_WORDS
+
+ENV_PREFIX = "DIHYA_RT_"
+
+# Secret words of key names (see redaction.py: matched by shape, so "api_key" also catches
+# apiKey, X-API-KEY, x_api_key). These are always applied; DIHYA_RT_REDACT_KEYS adds words.
+DEFAULT_REDACT_KEYS = sorted(SECRET_WORDS)
+
+DEFAULT_ROLES: dict[str, list[str]] = {
+    "admin": ["*"],
+    "moderator": [
+        "chat:moderate",
+        "chat:write",
+        "notifications:send",
+        "live:read",
+        "doc:edit",
+        "doc:read",
+    ],
+    "user": ["chat:write", "live:read", "doc:edit", "doc:read"],
+}
+
+
+class SettingsError(Exception):
+    """Raised when the configuration is invalid; the message names each bad setting."""
+
+
+def _split_csv(value: Any) -> Any:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+CsvList = Annotated[list[str], NoDecode]
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+
+
+def parse_duration(value: Any) -> float:
+    """``"24h"`` → 86400.0; numbers are seconds. Raises ``ValueError`` on anything else."""
+    if isinstance(value, int | float):
+        return float(value)
+    match = _DURATION.match(str(value))
+    if not match:
+        raise ValueError(f"not a duration: {value!r} (use e.g. 30s, 5m, 24h)")
+    return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+
+
+class HistoryPolicy(BaseModel):
+    """How much of a channel's past the broker keeps for history and recovery."""
+
+    size: int = Field(default=0, ge=0, le=100_000)
+    ttl: float = 86400.0
+
+    _parse_ttl = field_validator("ttl", mode="before")(lambda cls, v: parse_duration(v))
+
+
+class NamespacePolicy(BaseModel):
+    """The policy of one channel namespace (``[namespaces.chat]`` in ``realtime.toml``).
+
+    ``subscribe`` / ``publish`` name the permission needed; ``publish = None`` means only the
+    server publishes there (live updates). ``personal`` channels are ``ns:#<user_id>`` and
+    only that user may subscribe.
+    """
+
+    model_config = {"extra": "forbid"}
+
+    subscribe: str | None = None
+    publish: str | None = None
+    presence: bool = False
+    history: HistoryPolicy = Field(default_factory=HistoryPolicy)
+    anonymous: bool = False
+    personal: bool = False
+
+
+def default_namespaces() -> dict[str, NamespacePolicy]:
+    return {
+        "chat": NamespacePolicy(
+            subscribe="chat:write",
+            publish="chat:write",
+            presence=True,
+            history=HistoryPolicy(size=200, ttl=86400),
+        ),
+        "live": NamespacePolicy(
+            subscribe="live:read", publish=None, history=HistoryPolicy(size=100, ttl=3600)
+        ),
+        "user": NamespacePolicy(personal=True, history=HistoryPolicy(size=100, ttl=86400)),
+    }
+
+
+class RateLimit(BaseModel):
+    """A token bucket: ``rate`` tokens per second, at most ``burst`` saved up."""
+
+    rate: float = Field(gt=0)
+    burst: int = Field(ge=1)
+
+
+class Settings(BaseSettings):
+    """Every setting of dihya-realtime, each documented in docs/configuration.md."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        extra="forbid",
+        case_sensitive=False,
+        validate_default=True,
+    )
+
+    # -- running
+    dev: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(default=5000, ge=0, le=65535)
+    async_mode: Literal["gevent", "threading"] = "gevent"
+    secret_key: SecretStr | None = None  # Flask session signing key of the standalone app
+
+    # -- authentication
+    jwt_secret: SecretStr | None = None
+    jwt_public_key_file: Path | None = None
+    jwt_private_key_file: Path | None = None  # only to mint tokens (`dihya-realtime token`)
+    jwt_algorithms: CsvList = Field(default_factory=list)
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_leeway: float = Field(default=0, ge=0, le=300)
+    allow_query_token: bool = False
+    session_auth: bool = False
+    session_user_key: str = "user_id"
+    session_roles_key: str = "roles"
+    session_name_key: str = "name"
+    anonymous: bool = False
+    expiry_warning_seconds: float = Field(default=60, ge=0)
+    expiry_grace_seconds: float = Field(default=25, ge=0)
+
+    # -- transport
+    allowed_origins: CsvList = Field(default_factory=list)
+    max_payload_bytes: int = Field(default=65536, ge=1024, le=16 * 1024 * 1024)
+    ping_interval: float = Field(default=25, gt=0)
+    ping_timeout: float = Field(default=20, gt=0)
+
+    # -- storage and scale
+    database_url: str = "sqlite:///dihya_realtime.db"
+    redis_url: str | None = None
+    redis_prefix: str = "dihya"
+
+    # -- HTTP API
+    api_keys: CsvList = Field(default_factory=list)
+
+    # -- audit
+    audit_log: str = "-"  # "-" = stdout, "off", or a file path
+    audit_db: bool = True
+
+    # -- rate limits
+    rate_limit_event: RateLimit = Field(default_factory=lambda: RateLimit(rate=50, burst=100))
+    rate_limit_user: RateLimit = Field(default_factory=lambda: RateLimit(rate=200, burst=400))
+    rate_limit_connect_ip: RateLimit = Field(default_factory=lambda: RateLimit(rate=20, burst=60))
+    rate_limit_abuse_strikes: int = Field(default=50, ge=1)
+
+    # -- redaction
+    redact_keys: CsvList = Field(default_factory=lambda: list(DEFAULT_REDACT_KEYS))
+
+    # -- authorization and channels
+    roles: dict[str, list[str]] = Field(default_factory=lambda: dict(DEFAULT_ROLES))
+    namespaces: dict[str, NamespacePolicy] = Field(default_factory=default_namespaces)
+    idempotency_ttl: float = Field(default=300, gt=0)
+    presence_ttl: float = Field(default=30, gt=0)
+
+    # -- notifications
+    notifications_retention: float = Field(default=30 * 86400, gt=0)  # `purge` default age
+    notifications_critical_categories: CsvList = Field(default_factory=lambda: ["security"])
+    _notifications_retention = field_validator("notifications_retention", mode="before")(
+        lambda cls, v: parse_duration(v))
+    _notifications_split = field_validator("notifications_critical_categories", mode="before")(
+        lambda cls, v: _split_csv(v))
+
+    # -- collab
+    docs_compact_every: int = Field(default=200, ge=1)  # updates merged into a snapshot
+    docs_compact_idle: float = Field(default=30, ge=0)  # seconds without updates; 0 = never
+    docs_create_on_join: bool = True  # doc:join of an unknown document by an editor creates it
+
+    # -- chat
+    chat_typing_ttl: float = Field(default=6, gt=0)  # typing expires without renewal
+    chat_typing_throttle: float = Field(default=2, ge=0)  # min seconds between typing:true
+    chat_history_limit: int = Field(default=50, ge=1, le=100)  # chat:history default page
+
+    # -- hostile input: connection guard (Engine.IO sessions, CONNECTs, client address)
+    # An Engine.IO session without an authenticated CONNECT within this is closed (seconds).
+    connect_timeout: float = Field(default=10, gt=0, le=300)
+    # Engine.IO sessions not yet authenticated, per client address; the next handshake → 429.
+    max_pending_per_ip: int = Field(default=20, ge=1)
+    # Authenticated connections of one user on one process; the next CONNECT → rate_limited.
+    max_connections_per_user: int = Field(default=20, ge=1)
+    # CONNECT packets one Engine.IO session may send; past it the session is closed.
+    max_connects_per_session: int = Field(default=16, ge=1)
+    # Proxies (CIDRs) whose X-Forwarded-For names the client address.
+    trusted_proxies: CsvList = Field(default_factory=list)
+    # Connect refusals: one audit row per (address, reason) and window, then a counted summary.
+    refusal_audit_window: float = Field(default=60, gt=0, le=3600)
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _proxy_networks(cls, value: Any) -> Any:
+        import ipaddress
+
+        value = _split_csv(value)
+        for item in value or ():
+            try:
+                ipaddress.ip_network(str(item), strict=False)
+            except ValueError:
+                raise ValueError(f"not an IP network (CIDR): {item!r}") from None
+        return value
+
+    # -- hostile input: chat
+    # chat:rooms: the page size when the client gives no `limit`, and the largest it may ask
+    chat_rooms_page_limit: int = Field(default=100, ge=1, le=1000)
+
+    # -- hostile input: limits that count cost
+    # Subscriptions one connection may hold; one more → `forbidden`, details
+    # {"reason": "subscriptions", "limit": N} (unsubscribe first).
+    max_subscriptions_per_connection: int = Field(default=200, ge=1)
+    # Channels keeping history, per broker (this process's memory, or one Redis). Starting
+    # history on one more drops the history of the least recently published channel if it
+    # has been idle for history_evict_idle (or expired); if every channel is more recent, the
+    # publish → `unavailable`, details {"reason": "history_channels", "limit": N}. Recent
+    # history is never evicted: a client creating channels pushes out only idle history, one
+    # channel per channel it starts.
+    max_history_channels: int = Field(default=100_000, ge=1)
+    history_evict_idle: float = Field(default=600, ge=0)
+    _history_evict_idle = field_validator("history_evict_idle", mode="before")(
+        lambda cls, v: parse_duration(v))
+    # Bytes of history per channel (JSON of the publications): the oldest are trimmed past
+    # it, and a recovery reaching back past them says recovered=false.
+    max_history_bytes_per_channel: int = Field(default=4 * 1024 * 1024, ge=1024)
+    # Bytes of history all channels together keep (per broker). Past it, the oldest
+    # publications of the least recently published channels are trimmed (their recovery then
+    # says recovered=false); the channel published to keeps its newest publication and no
+    # publish is refused for it. The memory broker enforces it; on Redis, history is bounded
+    # by Redis's own `maxmemory` (set it, with `volatile-lru`: docs/limits.md) and a write
+    # Redis refuses for memory → `unavailable`.
+    max_history_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
+    # One `history` / `subscribe`-with-`since` reply holds at most this many publications and
+    # (past the first) bytes; `more: true` says to continue with `history` from the last offset.
+    history_page_max_count: int = Field(default=100, ge=1, le=10_000)
+    history_page_max_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # Per-event rate-limit buckets kept in memory (one per user and event); the least
+    # recently used are forgotten past it.
+    rate_limit_max_keys: int = Field(default=100_000, ge=100)
+
+    # -- hostile input: documents
+    # A Yjs update is checked in a worker process against the document's current state
+    # (pycrdt holds the GIL, so a thread would still freeze the event loop). Over a cap →
+    # payload_too_large; bytes that do not apply to the document → invalid_payload.
+    doc_update_max_structs: int = Field(default=20_000, ge=1)  # items/GC/skip in one update
+    doc_update_max_clients: int = Field(default=256, ge=1)  # distinct client ids in one update
+    doc_update_cpu_seconds: float = Field(default=0.05, gt=0, le=10)  # CPU to integrate one
+    doc_max_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)  # encoded document state
+    doc_workers: int = Field(default=2, ge=1, le=64)  # worker processes per server process
+    doc_worker_timeout: float = Field(default=5, gt=0, le=300)  # wall/CPU per job, then killed
+    doc_worker_memory_mb: int = Field(default=512, ge=0)  # heap of a worker (0 = no limit)
+
+    # -- hostile input: inbound packets
+    # A binary packet's attachments: at most this many, announced in its header; their bytes,
+    # with the header's, count against DIHYA_RT_MAX_PAYLOAD_BYTES as they arrive.
+    # Over either → payload_too_large.
+    max_attachments: int = Field(default=16, ge=1, le=1024)
+    # Bytes one connection may send: every Engine.IO message is charged by its length. Over it
+    # → rate_limited with retry_after, and a strike (DIHYA_RT_RATE_LIMIT_ABUSE_STRIKES).
+    rate_limit_bytes: RateLimit = Field(
+        default_factory=lambda: RateLimit(rate=256 * 1024, burst=1024 * 1024))
+
+    @model_validator(mode="after")
+    def _byte_burst_holds_a_message(self) -> Settings:
+        if self.rate_limit_bytes.burst < self.max_payload_bytes:
+            raise ValueError("rate_limit_bytes: burst must be at least max_payload_bytes "
+                             f"({self.max_payload_bytes}), or no message that size could pass")
+        return self
+
+    # -- hostile input: http
+    # Seconds a client has to send a request line and headers (in total; also bounds an idle
+    # keep-alive connection); then the connection is closed.
+    http_header_timeout: float = Field(default=10, gt=0, le=300)
+    # An HTTP request body over this is refused with 413 payload_too_large before it is read
+    # (Content-Length) or as it arrives (chunked). At least DIHYA_RT_MAX_PAYLOAD_BYTES.
+    max_http_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=256 * 1024 * 1024)
+
+    @model_validator(mode="after")
+    def _http_body_holds_a_payload(self) -> Settings:
+        if self.max_http_body_bytes < self.max_payload_bytes:
+            raise ValueError(f"max_http_body_bytes must be at least DIHYA_RT_MAX_PAYLOAD_BYTES "
+                             f"({self.max_payload_bytes}): an HTTP publish carries a payload")
+        return self
+
+    # -- perf
+    # Per-event limits by event name ({"publish": {"rate": 500, "burst": 1000}}), consulted
+    # before an event's declared `rate=` and the DIHYA_RT_RATE_LIMIT_EVENT default.
+    rate_limit_events: dict[str, RateLimit] = Field(default_factory=dict)
+
+    _split = field_validator("jwt_algorithms", "allowed_origins", "api_keys", "redact_keys",
+                             mode="before")(lambda cls, v: _split_csv(v))
+
+    @field_validator("namespaces")
+    @classmethod
+    def _namespace_names(cls, value: dict[str, NamespacePolicy]) -> dict[str, NamespacePolicy]:
+        for name in value:
+            if not re.fullmatch(r"[a-z][a-z0-9_]{0,31}", name):
+                raise ValueError(f"namespace name {name!r} must match [a-z][a-z0-9_]{{0,31}}")
+        return value
+
+    @model_validator(mode="after")
+    def _derive(self) -> Settings:
+        if not self.jwt_algorithms:
+            if self.jwt_public_key_file is not None:
+                self.jwt_algorithms = ["RS256", "ES256"]
+            else:
+                self.jwt_algorithms = ["HS256"]
+        bad = [a for a in self.jwt_algorithms if a.lower() == "none"]
+        if bad:
+            raise ValueError("jwt_algorithms: 'none' is never accepted")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get(ENV_PREFIX + "CONFIG")
+        if config_file:
+            if not Path(config_file).is_file():
+                raise SettingsError(f"{ENV_PREFIX}CONFIG: no such file: {config_file}")
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+        return tuple(sources)
+
+    # -- derived views
+    @property
+    def jwt_configured(self) -> bool:
+        return self.jwt_secret is not None or self.jwt_public_key_file is not None
+
+    def require_production_ready(self) -> None:
+        """Refuse to serve in production mode without a way to verify tokens."""
+        if not self.dev and not self.jwt_configured:
+            raise SettingsError(
+                f"{ENV_PREFIX}JWT_SECRET or {ENV_PREFIX}JWT_PUBLIC_KEY_FILE is required "
+                "outside dev mode (use --dev for a local demo)"
+            )
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings, turning pydantic's errors into one message naming each bad setting."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err["loc"]) or "settings"
+            name = ENV_PREFIX + loc.upper() if "." not in loc else loc
+            lines.append(f"{name}: {err['msg']}")
+        raise SettingsError("invalid configuration:\n  " + "\n  ".join(lines)) from None

@@ -1,0 +1,539 @@
+"""Flask-SocketIO set-up and the :class:`Realtime` extension object.
+
+``Realtime(app)`` (or ``Realtime().init_app(app)``) gives a Flask app authenticated,
+validated, audited Socket.IO events, the HTTP API and the metrics. ``create_app()``
+(:mod:`dihya_realtime.app`) builds the standalone service that ``dihya-realtime serve`` runs.
+
+Two hooks into python-socketio (pinned ``>=5.16.2,<6``) make the pipeline possible:
+``Server._trigger_event`` is wrapped so that authentication runs before *any* connect handler
+(a host app's own ``@socketio.on('connect')`` cannot bypass it) and declared events reach the
+pipeline without Flask-SocketIO's per-event request context; ``Server._handle_event_internal``
+is wrapped so the pipeline knows whether the client asked for an ack. Authentication runs
+for the CONNECT of *every* namespace (a host app's handlers on ``/admin`` included);
+what happens before any CONNECT (Engine.IO sessions, CONNECT packets per session, unknown
+namespaces) is :mod:`dihya_realtime.transport.sessions`'s.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from flask import Flask
+from flask_socketio import SocketIO
+from socketio.exceptions import ConnectionRefusedError as SioConnectionRefused
+
+from dihya_realtime.broker import (
+    Broker,
+    Publication,
+    RecoveryResult,
+    StreamPosition,
+    create_broker,
+)
+from dihya_realtime.features.channels.service import ChannelService
+from dihya_realtime.kernel.audit import AuditLog
+from dihya_realtime.kernel.auth import (
+    ApiKeyChecker,
+    AuthError,
+    TokenVerifier,
+    authenticate_connection,
+)
+from dihya_realtime.kernel.client_address import client_address, parse_networks
+from dihya_realtime.kernel.connections import Connection, ConnectionTable
+from dihya_realtime.kernel.expiry import ExpiryWatch
+from dihya_realtime.kernel.metrics import Metrics
+from dihya_realtime.kernel.permissions import RolePolicy
+from dihya_realtime.kernel.pipeline import RESERVED_EVENTS, EventContext, Pipeline, client_event
+from dihya_realtime.kernel.principal import Principal
+from dihya_realtime.kernel.ratelimit import KeyedBuckets
+from dihya_realtime.kernel.redaction import Redactor
+from dihya_realtime.kernel.refusals import RefusalAudit
+from dihya_realtime.kernel.registry import Registry, registry
+from dihya_realtime.kernel.settings import Settings, load_settings
+from dihya_realtime.store import Database
+from dihya_realtime.transport.cors import CorsForAllowedOrigins
+from dihya_realtime.transport.inbound import InboundGuard
+from dihya_realtime.transport.packets import (
+    PacketJSON,
+    refuse_failed_requests,
+    refuse_malformed_packets,
+)
+from dihya_realtime.transport.sessions import SessionGuard
+from dihya_realtime.transport.websocket import EIO_SID_KEY, adapt_websocket_driver, pings_on_timers
+
+log = logging.getLogger("dihya_realtime")
+
+ConnectHook = Callable[[Connection], None]
+DisconnectHook = Callable[[Connection, str], None]
+RefreshHook = Callable[[EventContext], None]
+
+
+def refusal(error: dict[str, Any]) -> SioConnectionRefused:
+    """A connect refusal whose ``connect_error`` data is ``error`` itself.
+
+    The fields sit at the top level (what a python-socketio client's ``connect_error``
+    handler receives) and again under ``data`` (what socket.io-client exposes as ``err.data``).
+    """
+    exc = SioConnectionRefused(error["message"])
+    exc.error_args = {**error, "data": dict(error)}
+    return exc
+
+
+def user_room(user_id: str) -> str:
+    """The Socket.IO room holding every connection of one user, on every process."""
+    return f"user-sids:{user_id}"
+
+
+class Realtime:
+    """The dihya-realtime extension for one Flask app.
+
+    Attributes a host app uses: :attr:`settings`, :attr:`socketio`, :attr:`audit`,
+    :attr:`db`, :attr:`broker`, and the feature services that the event modules attach
+    (``rt.channels`` …). Declare your own events with :meth:`event`.
+    """
+
+    def __init__(
+        self,
+        app: Flask | None = None,
+        *,
+        settings: Settings | None = None,
+        socketio: SocketIO | None = None,
+        registry_: Registry | None = None,
+        **overrides: Any,
+    ) -> None:
+        self.settings = settings or load_settings(**overrides)
+        self.registry = registry_ or registry
+        self.socketio: SocketIO = socketio  # type: ignore[assignment]
+        self.app: Flask | None = None
+        self.connections = ConnectionTable()
+        # authenticated connections on the host app's other namespaces (sid → Connection)
+        self.namespace_connections = ConnectionTable()
+        self.trusted_proxies = parse_networks(self.settings.trusted_proxies)
+        self.metrics = Metrics()
+        self.redactor = Redactor(self.settings.redact_keys)
+        self.roles = RolePolicy(self.settings.roles)
+        self.verifier = TokenVerifier(self.settings)
+        self.api_keys = ApiKeyChecker(self.settings)
+        self.user_buckets = KeyedBuckets(self.settings.rate_limit_user)
+        self.ip_buckets = KeyedBuckets(self.settings.rate_limit_connect_ip)
+        self.db = Database(self.settings.database_url)
+        self.audit = AuditLog(self.db if self.settings.audit_db else None,
+                              self.settings.audit_log)
+        self.refusals = RefusalAudit(self.audit.record, self.settings.refusal_audit_window)
+        self.guard = SessionGuard(self)
+        self.broker: Broker = create_broker(
+            self.settings.redis_url, self.settings.redis_prefix,
+            max_history_channels=self.settings.max_history_channels,
+            max_history_bytes_per_channel=self.settings.max_history_bytes_per_channel,
+            max_history_bytes=self.settings.max_history_bytes,
+            history_evict_idle=self.settings.history_evict_idle)
+        self.pipeline = Pipeline(self)
+        self.channels = ChannelService(self)
+        self.expiry = ExpiryWatch(self)
+        self.broker_handlers: list[Callable[[Any], None]] = []
+        self.connect_hooks: list[ConnectHook] = []
+        self.disconnect_hooks: list[DisconnectHook] = []
+        self.refresh_hooks: list[RefreshHook] = [self._refresh_namespace_connections]
+        if app is not None:
+            self.init_app(app, socketio=socketio)
+
+    # -- Flask integration
+    def init_app(self, app: Flask, socketio: SocketIO | None = None) -> Realtime:
+        """Attach to ``app``: Socket.IO server, event pipeline, HTTP API, features."""
+        from dihya_realtime.app import setup_features
+        from dihya_realtime.http.api import create_blueprint
+
+        settings = self.settings
+        self.app = app
+        app.extensions["dihya_realtime"] = self
+        if socketio is None:
+            socketio = SocketIO(app, **self.socketio_options())
+        else:
+            self._adopt(socketio)
+        self.socketio = socketio
+        adapt_websocket_driver(socketio.server.eio, settings.max_payload_bytes,
+                                 self._audit_oversized_message)
+        pings_on_timers(socketio.server.eio)
+        # first, so that InboundGuard (below) wraps it: bytes and binary are bounded before a
+        # packet is decoded, and a packet that will not decode is refused without a traceback
+        refuse_malformed_packets(socketio.server)
+        server = socketio.server
+        # instance attributes shadowing python-socketio's methods: see the module docstring
+        setattr(server, "_trigger_event", self._around_trigger(server._trigger_event))  # noqa: B010
+        setattr(server, "_handle_event_internal",  # noqa: B010
+                self.pipeline.around_event_call(server._handle_event_internal))
+        self.guard.install(server)  # Engine.IO sessions, CONNECT packets: see transport/sessions.py
+        app.wsgi_app = self.guard.wsgi(app.wsgi_app)  # type: ignore[method-assign]
+        InboundGuard(self).install(server)  # bounds binary packets and inbound bytes per second
+        if settings.allowed_origins:
+            app.wsgi_app = CorsForAllowedOrigins(  # type: ignore[method-assign]
+                app.wsgi_app, settings)
+        # outermost on the Socket.IO path: what engine.io cannot decode is a 400, not a traceback
+        app.wsgi_app = refuse_failed_requests(app.wsgi_app)  # type: ignore[method-assign]
+        blueprint = create_blueprint(self)
+        setup_features(self)  # features add their hooks, services and HTTP routes
+        app.register_blueprint(blueprint)
+        self.broker.set_handler(self._on_broker_message)
+        self.broker.start()
+        return self
+
+    def socketio_options(self) -> dict[str, Any]:
+        s = self.settings
+        options: dict[str, Any] = {
+            "async_mode": s.async_mode,
+            # handle a client's events in its reader greenlet, in order, instead of spawning
+            # a greenlet per event: acked publish +10%, p99 halved (benchmarks/README.md)
+            "async_handlers": False,
+            # Origin is checked at connect by us, with a clear refusal reason; engine.io's
+            # own check would answer a bare HTTP 400. CORS headers: CorsForAllowedOrigins.
+            "cors_allowed_origins": [],
+            "max_http_buffer_size": s.max_payload_bytes,
+            "ping_interval": s.ping_interval,
+            "ping_timeout": s.ping_timeout,
+            "manage_session": False,
+            "logger": False,
+            "engineio_logger": False,
+            "json": PacketJSON,
+        }
+        if s.redis_url:
+            from dihya_realtime.broker.redis import socketio_queue
+
+            options["message_queue"] = s.redis_url
+            options["client_manager"] = socketio_queue(s.redis_url, f"{s.redis_prefix}-socketio")
+        return options
+
+    def _adopt(self, socketio: SocketIO) -> None:
+        """Take over a host-made SocketIO (the seed's usage): our limits, our Origin check."""
+        eio = socketio.server.eio
+        if eio.cors_allowed_origins not in ([], None):
+            log.warning("cors_allowed_origins of the host SocketIO is replaced by "
+                        "DIHYA_RT_ALLOWED_ORIGINS (checked at connect)")
+        eio.cors_allowed_origins = []
+        eio.max_http_buffer_size = self.settings.max_payload_bytes
+
+    # -- declaring events (host apps use this for their own handlers)
+    def event(self, name: str, **kwargs: Any) -> Callable:
+        """Declare an event of the host app; it runs through the same pipeline."""
+        return self.registry.event(name, **kwargs)
+
+    # -- emitting
+    def emit(self, event: str, data: Any, to: str | None = None,
+             skip_sid: str | list[str] | None = None, local: bool = False) -> None:
+        """Emit through the redaction filter, to a sid or a room (every process)."""
+        clean = self.redact(data, event=event)
+        self.socketio.server.emit(event, clean, to=to, skip_sid=skip_sid, namespace="/",
+                                  ignore_queue=local)
+
+    def emit_to_user(self, user_id: str, event: str, data: Any,
+                     skip_sid: str | None = None) -> None:
+        """Emit to every connection of ``user_id``, on every process."""
+        self.emit(event, data, to=user_room(user_id), skip_sid=skip_sid)
+
+    def redact(self, value: Any, *, event: str, conn: Connection | None = None) -> Any:
+        clean, paths = self.redactor.redact(value)
+        if paths:
+            fields = conn.audit_fields() if conn else {}
+            self.audit.record("redaction", event=event, outcome="redacted",
+                              details={"paths": paths}, **fields)
+        return clean
+
+    # -- notifications
+    def notify(self, **fields: Any) -> list[dict[str, Any]]:
+        """Create in-app notifications: see :meth:`NotificationService.notify`.
+
+        Works without a Flask app too (a worker's ``Realtime()``): it stores, then delivers
+        through the Redis message queue when one is configured.
+        """
+        service = getattr(self, "notifications", None)
+        if service is None:
+            from dihya_realtime.features.notifications.service import NotificationService
+
+            service = self.notifications = NotificationService(self)  # type: ignore[attr-defined]
+        return service.notify(**fields)
+
+    # -- connections
+    def disconnect_sid(self, sid: str) -> None:
+        self.socketio.server.disconnect(sid, namespace="/")
+
+    # -- the server-side API (also from a worker with no sockets: only the broker is needed)
+    def publish(self, channel: str, data: Any, idempotency_key: str | None = None
+                ) -> tuple[Publication, bool]:
+        """Publish ``data`` on ``channel`` from the server; returns ``(publication, created)``.
+
+        Raises ``RealtimeError`` (``not_found`` for an unknown namespace, ``invalid_payload``
+        for a bad name, ``unavailable`` when the broker is down: never a silent loss).
+        """
+        pub, created = self.channels.publish(channel, data, idempotency_key=idempotency_key)
+        if created:
+            self.audit.record("publish", event="server", outcome="ok",
+                              details={"channel": pub.channel, "offset": pub.offset})
+        return pub, created
+
+    def broadcast(self, channels: Iterable[str], data: Any) -> list[Publication]:
+        """Publish the same ``data`` on several channels (every name is checked first)."""
+        names = list(channels)
+        for name in names:
+            self.channels.resolve(name)
+        return [self.publish(name, data)[0] for name in names]
+
+    def presence(self, channel: str) -> list[dict]:
+        return self.channels.presence(self.channels.resolve(channel))
+
+    def history(self, channel: str, limit: int | None = None,
+                since: StreamPosition | None = None) -> RecoveryResult:
+        return self.channels.history(self.channels.resolve(channel), limit, since)
+
+    def unsubscribe(self, user_id: str, channel: str, reason: str = "server") -> None:
+        """Remove every connection of ``user_id`` from ``channel``, on every process."""
+        self.channels.resolve(channel)
+        self.channels.control("unsubscribe", user_id=user_id, channel=channel, reason=reason)
+
+    def disconnect_user(self, user_id: str, reason: str = "disconnected by server") -> None:
+        """Disconnect every connection of ``user_id``, on every process."""
+        self.audit.record("disconnect_user_requested", outcome="ok", user_id=user_id,
+                          details={"reason": reason})
+        self.channels.control("disconnect_user", user_id=user_id, reason=reason)
+
+    def disconnect_user_here(self, user_id: str, reason: str = "disconnected by server") -> int:
+        """Disconnect every connection of ``user_id`` on this process; returns how many."""
+        conns = self.connections.of_user(user_id)
+        for conn in conns:
+            self.audit.record("disconnect_user", outcome="disconnected",
+                              details={"reason": reason}, **conn.audit_fields())
+            self.emit("disconnecting", {"reason": reason}, to=conn.sid, local=True)
+            self.disconnect_sid(conn.sid)
+        others = self.namespace_connections.of_user(user_id)
+        for conn in others:  # the host app's namespaces
+            self.audit.record("disconnect_user", outcome="disconnected",
+                              details={"reason": reason, "namespace": conn.namespace},
+                              **conn.audit_fields())
+            self.socketio.server.disconnect(conn.sid, namespace=conn.namespace)
+        return len(conns) + len(others)
+
+    def on_connect(self, fn: ConnectHook) -> ConnectHook:
+        """Run ``fn(conn)`` after a connection is authenticated (features push state here)."""
+        self.connect_hooks.append(fn)
+        return fn
+
+    def on_disconnect(self, fn: DisconnectHook) -> DisconnectHook:
+        self.disconnect_hooks.append(fn)
+        return fn
+
+    def on_refresh(self, fn: RefreshHook) -> RefreshHook:
+        """Run ``fn(ctx)`` after ``auth:refresh`` gave ``ctx.conn`` its new principal.
+
+        Access is checked when something is opened (a subscribe, a ``doc:join``); a refresh
+        with fewer roles must take back at once what the new roles no longer allow, so every
+        feature that holds per-connection access checks it again here and audits what it
+        takes back with ``ctx.audit``. A hook should decide every item itself (a check that
+        cannot be made takes the item back); if one raises anyway, it is logged, the other
+        hooks still run, and the refresh then fails (``internal`` for an unexpected error).
+        """
+        self.refresh_hooks.append(fn)
+        return fn
+
+    def principal_permissions(self, principal: Principal):  # noqa: ANN201 - PermissionSet
+        return self.roles.permissions_for(principal.roles)
+
+    # -- python-socketio hooks
+    def _around_trigger(self, original: Callable[..., Any]) -> Callable[..., Any]:
+        events = self.registry.events
+        dispatch = self.pipeline.dispatch
+
+        def trigger_event(event: str, namespace: str, *args: Any) -> Any:
+            if namespace == "/":
+                spec = events.get(event)
+                if spec is not None:
+                    return dispatch(spec, event, args[0], args[1:])
+                if event in RESERVED_EVENTS and client_event():
+                    # a client EVENT packet named like a lifecycle event: never the real thing
+                    return dispatch(None, event, args[0], args[1:])
+            if event == "connect":
+                # every namespace: authenticated (and Origin-checked) before any handler
+                sid = args[0]
+                self._connect(sid, args[1], args[2] if len(args) > 2 else None, namespace)
+                try:
+                    accepted = original(event, namespace, *args)
+                except BaseException:
+                    self._disconnect(sid, "refused by the host app", namespace)
+                    raise
+                if accepted is False:  # python-socketio sends no disconnect event then
+                    self._disconnect(sid, "refused by the host app", namespace)
+                return accepted
+            if event == "disconnect":
+                try:
+                    return original(event, namespace, *args)
+                finally:
+                    self._disconnect(args[0], args[1] if len(args) > 1 else "unknown", namespace)
+            if namespace != "/":
+                # a host app's handler: python-socketio delivers events only to connections
+                # that passed the connect above; a token past its deadline ends it here
+                if not self._namespace_connection_valid(args[0], namespace):
+                    return None
+                return original(event, namespace, *args)
+            if original.__self__.handlers.get(namespace, {}).get(event):  # type: ignore
+                return original(event, namespace, *args)  # a host app's own handler
+            return dispatch(None, event, args[0], args[1:])
+
+        return trigger_event
+
+    def _namespace_connection_valid(self, sid: str, namespace: str) -> bool:
+        """Is ``sid`` an authenticated connection of ``namespace`` whose token (refreshed with
+        ``auth:refresh`` on "/" of the same session) has not expired past the grace period?
+        If it has, the connection is audited and disconnected."""
+        conn = self.namespace_connections.get(sid)
+        if conn is None:
+            return False
+        exp = conn.principal.expires_at
+        if exp is None or time.time() <= exp + self.settings.expiry_grace_seconds:
+            return True
+        self.audit.record("auth_expired", outcome="disconnected",
+                          details={"expired_at": exp, "namespace": namespace},
+                          **conn.audit_fields())
+        self.socketio.server.disconnect(sid, namespace=namespace)
+        return False
+
+    def _refresh_namespace_connections(self, ctx: EventContext) -> None:
+        """``auth:refresh`` on "/" gives the new principal to the same Engine.IO session's
+        connections on other namespaces too."""
+        eio_sid = ctx.conn.eio_sid
+        if eio_sid is None:
+            return
+        for conn in self.namespace_connections:
+            if conn.eio_sid == eio_sid:
+                self.namespace_connections.replace_principal(
+                    conn, ctx.conn.principal, ctx.conn.permissions)
+
+    def client_address(self, environ: dict) -> str | None:
+        """The client's address of a request: ``REMOTE_ADDR``, or ``X-Forwarded-For`` from a
+        proxy in ``DIHYA_RT_TRUSTED_PROXIES`` (see :mod:`dihya_realtime.kernel.client_address`)."""
+        return client_address(environ, self.trusted_proxies)
+
+    def connection(self, sid: str, namespace: str = "/") -> Connection | None:
+        """The authenticated connection ``sid`` of ``namespace`` (a host handler on its own
+        namespace finds its user here: ``rt.connection(request.sid, "/admin").user_id``)."""
+        table = self.connections if namespace == "/" else self.namespace_connections
+        return table.get(sid)
+
+    def _connect(self, sid: str, environ: dict, auth: Any, namespace: str = "/") -> None:
+        settings = self.settings
+        server = self.socketio.server
+        remote = self.client_address(environ)
+        eio_sid = server.manager.eio_sid_from_sid(sid, namespace)
+        fields: dict[str, Any] = {"sid": sid, "remote_addr": remote,
+                                  "origin": environ.get("HTTP_ORIGIN"),
+                                  "user_agent": environ.get("HTTP_USER_AGENT")}
+        session = None
+        if settings.session_auth and self.app is not None:
+            with self.app.request_context(environ):
+                from flask import session as flask_session
+
+                session = dict(flask_session)
+        try:
+            principal = authenticate_connection(settings, self.verifier, environ, auth, session)
+        except AuthError as exc:
+            self.metrics.auth_failures.labels(exc.reason).inc()
+            # the per-address bucket measures failed attempts only: valid credentials never
+            # pay for, nor wait on, what others sent from the same address
+            wait = self.ip_buckets.take(remote or "?")
+            if wait:
+                self.metrics.rate_limited.labels("connect_ip").inc()
+                self.refusals.refused("too_many_connections", outcome="rate_limited", **fields)
+                raise refusal({"code": "rate_limited", "reason": "too_many_connections",
+                               "message": "too many failed connection attempts from this "
+                                          "address", "retry_after": round(wait, 3)}) from None
+            self.refusals.refused(exc.reason, outcome="unauthenticated", **fields)
+            raise refusal(exc.to_connect_error()) from None
+        user_id = principal.user_id
+        held = len(self.connections.of_user(user_id)) + len(
+            self.namespace_connections.of_user(user_id))
+        if held >= settings.max_connections_per_user:
+            self.metrics.rate_limited.labels("connections_per_user").inc()
+            self.refusals.refused("too_many_connections_for_user", outcome="rate_limited",
+                                  user_id=user_id,
+                                  details={"max": settings.max_connections_per_user}, **fields)
+            raise refusal({"code": "rate_limited", "reason": "too_many_connections_for_user",
+                           "message": "too many connections for this user",
+                           "details": {"max": settings.max_connections_per_user},
+                           "retry_after": 1.0})
+        conn = Connection(sid=sid, principal=principal,
+                          permissions=self.principal_permissions(principal),
+                          remote_addr=remote, origin=fields["origin"],
+                          user_agent=fields["user_agent"], namespace=namespace,
+                          eio_sid=eio_sid)
+        self.guard.authenticated(eio_sid)
+        if namespace != "/":
+            self.namespace_connections.add(conn)
+            self.audit.record("connect", outcome="ok",
+                              details={"method": principal.method, "namespace": namespace,
+                                       "roles": list(principal.roles)},
+                              **conn.audit_fields())
+            return
+        self.connections.add(conn)
+        server.enter_room(sid, user_room(principal.user_id), namespace="/")
+        self.metrics.connections.inc()
+        self.expiry.watch(conn)
+        self.audit.record("connect", outcome="ok",
+                          details={"method": principal.method, "roles": list(principal.roles)},
+                          **conn.audit_fields())
+        for hook in self.connect_hooks:
+            try:
+                hook(conn)
+            except Exception:
+                log.exception("connect hook %r failed", hook)
+
+    def _disconnect(self, sid: str, reason: Any, namespace: str = "/") -> None:
+        if namespace != "/":
+            conn = self.namespace_connections.remove(sid)
+            if conn is not None:
+                self.guard.released(conn.eio_sid)
+                self.audit.record("disconnect", outcome="ok",
+                                  details={"reason": str(reason), "namespace": namespace,
+                                           "duration": round(time.time() - conn.connected_at,
+                                                             3)},
+                                  **conn.audit_fields())
+            return
+        conn = self.connections.remove(sid)
+        if conn is None:
+            return
+        self.guard.released(conn.eio_sid)
+        self.expiry.forget(sid)
+        self.metrics.connections.dec()
+        for hook in self.disconnect_hooks:
+            try:
+                hook(conn, str(reason))
+            except Exception:
+                log.exception("disconnect hook %r failed", hook)
+        self.audit.record("disconnect", outcome="ok",
+                          details={"reason": str(reason),
+                                   "duration": round(time.time() - conn.connected_at, 3)},
+                          **conn.audit_fields())
+
+    def _audit_oversized_message(self, environ: dict, size: int) -> None:
+        """Audit a WebSocket message refused by size while it arrived (see
+        :func:`adapt_websocket_driver`), with the connection's fields when it has
+        authenticated, else what the request tells (address, origin, agent)."""
+        eio_sid = environ.get(EIO_SID_KEY)
+        sid = self.socketio.server.manager.sid_from_eio_sid(eio_sid, "/") if eio_sid else None
+        conn = self.connections.get(sid) if sid else None
+        fields: dict[str, Any] = conn.audit_fields() if conn is not None else {
+            "sid": sid, "remote_addr": self.client_address(environ),
+            "origin": environ.get("HTTP_ORIGIN"), "user_agent": environ.get("HTTP_USER_AGENT")}
+        self.audit.record("payload_too_large", outcome="payload_too_large",
+                          details={"announced_bytes": size,
+                                   "max_bytes": self.settings.max_payload_bytes}, **fields)
+
+    def _on_broker_message(self, message: Any) -> None:
+        for handler in self.broker_handlers:
+            handler(message)
+
+    def close(self) -> None:
+        """Stop background work and flush the audit trail (tests and shutdown)."""
+        self.expiry.stop()
+        self.guard.stop()
+        self.broker.close()
+        self.audit.flush()
+        self.audit.close()
+        self.db.dispose()
