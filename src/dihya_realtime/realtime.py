@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask
 from flask_socketio import SocketIO
@@ -63,6 +63,13 @@ from dihya_realtime.transport.packets import (
 from dihya_realtime.transport.sessions import SessionGuard
 from dihya_realtime.transport.websocket import EIO_SID_KEY, adapt_websocket_driver, pings_on_timers
 
+if TYPE_CHECKING:
+    from flask import Blueprint
+
+    from dihya_realtime.features.chat.service import ChatService
+    from dihya_realtime.features.collab.service import DocService
+    from dihya_realtime.features.notifications.service import NotificationService
+
 log = logging.getLogger("dihya_realtime")
 
 ConnectHook = Callable[[Connection], None]
@@ -93,6 +100,13 @@ class Realtime:
     :attr:`db`, :attr:`broker`, and the feature services that the event modules attach
     (``rt.channels`` …). Declare your own events with :meth:`event`.
     """
+
+    # Set by each feature's setup (``app.setup_features``), typed here so that the path of
+    # an event from the socket to the database is visible to mypy and to readers.
+    blueprint: Blueprint
+    chat: ChatService
+    docs: DocService
+    notifications: NotificationService
 
     def __init__(
         self,
@@ -250,7 +264,7 @@ class Realtime:
         if service is None:
             from dihya_realtime.features.notifications.service import NotificationService
 
-            service = self.notifications = NotificationService(self)  # type: ignore[attr-defined]
+            service = self.notifications = NotificationService(self)
         return service.notify(**fields)
 
     # -- connections

@@ -76,7 +76,7 @@ def json_body() -> dict:
 
 def create_blueprint(rt: Realtime) -> Blueprint:
     bp = Blueprint("dihya_realtime", __name__)
-    rt.blueprint = bp  # type: ignore[attr-defined]
+    rt.blueprint = bp
 
     @bp.after_request
     def redact_json(response: Response) -> Response:

@@ -319,7 +319,7 @@ def setup(rt: Realtime) -> None:
     settings = rt.settings
     interval = max(1.0, settings.presence_ttl / 3)
     rt.broker.run_maintenance(rt.channels.node_id, interval=interval, ttl=settings.presence_ttl)
-    bp = rt.blueprint  # type: ignore[attr-defined]
+    bp = rt.blueprint
     api_key = require_api_key(rt)
 
     @bp.post("/api/v1/publish")

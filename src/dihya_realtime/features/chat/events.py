@@ -685,11 +685,11 @@ def setup(rt: Realtime) -> None:
     from dihya_realtime.http.api import json_body, require_api_key
 
     service = ChatService(rt)
-    rt.chat = service  # type: ignore[attr-defined]
+    rt.chat = service
     rt.on_disconnect(lambda conn, reason: service.connection_closed(conn.sid))
     rt.channels.add_access_check("chat", service.check_channel)
 
-    @rt.blueprint.post("/api/v1/chat/rooms/<room_id>/messages")  # type: ignore[attr-defined]
+    @rt.blueprint.post("/api/v1/chat/rooms/<room_id>/messages")
     @require_api_key(rt)
     def post_message(room_id: str) -> Any:
         """Post a system message: ``{"text": "Deploy finished", "data": {"build": 42}}``."""
@@ -700,7 +700,7 @@ def setup(rt: Realtime) -> None:
         message = service.send_system_message(room_id, body.text, body.data)
         return jsonify({"ok": True, "data": message}), 201
 
-    @rt.blueprint.get("/api/v1/chat/rooms/<room_id>/messages")  # type: ignore[attr-defined]
+    @rt.blueprint.get("/api/v1/chat/rooms/<room_id>/messages")
     @require_api_key(rt)
     def get_messages(room_id: str) -> Any:
         """History, as ``chat:history``: ``?before_seq=``, ``after_seq=``, ``around_seq=``,

@@ -78,7 +78,7 @@ def join(ctx: EventContext, payload: JoinPayload) -> dict:
 
     Refusals: ``forbidden`` (no access), ``not_found`` (no such document and not created).
     """
-    docs: DocService = ctx.rt.docs  # type: ignore[attr-defined]
+    docs: DocService = ctx.rt.docs
     reply = docs.join(ctx.conn, payload.doc_id, payload.sync_step1)
     ctx.audit("doc_join", doc_id=payload.doc_id, read_only=reply["read_only"],
               seq=reply["seq"])
@@ -116,7 +116,7 @@ def update(ctx: EventContext, payload: UpdatePayload) -> dict:
     ``conflict`` (not joined); ``unavailable`` with ``retry_after`` (every worker busy).
     Each refusal over a cap is audited as ``doc_update_refused``.
     """
-    docs: DocService = ctx.rt.docs  # type: ignore[attr-defined]
+    docs: DocService = ctx.rt.docs
     seq = docs.update(ctx.conn, payload.doc_id, payload.update)
     ctx.audit("doc_update", doc_id=payload.doc_id, size=len(payload.update), seq=seq)
     return {"doc_id": payload.doc_id, "seq": seq}
@@ -146,7 +146,7 @@ def sync(ctx: EventContext, payload: SyncPayload) -> dict:
     "message": <bytes>}``; reply ``{"ok": true, "data": {"doc_id": "spec-42",
     "message": null, "seq": 18}}``.
     """
-    docs: DocService = ctx.rt.docs  # type: ignore[attr-defined]
+    docs: DocService = ctx.rt.docs
     reply = docs.sync(ctx.conn, payload.doc_id, payload.message)
     if reply["message"] is None:
         ctx.audit("doc_update", doc_id=payload.doc_id, size=len(payload.message),
@@ -184,7 +184,7 @@ def awareness(ctx: EventContext, payload: AwarenessPayload) -> dict:
     Payload example: ``{"doc_id": "spec-42", "state": {"cursor": {"anchor": 3, "head": 7},
     "color": "#f783ac"}}``.
     """
-    docs: DocService = ctx.rt.docs  # type: ignore[attr-defined]
+    docs: DocService = ctx.rt.docs
     client_id = docs.awareness(ctx.conn, payload.doc_id, payload.state)
     return {"doc_id": payload.doc_id, "client_id": client_id}
 
@@ -205,7 +205,7 @@ def leave(ctx: EventContext, payload: LeavePayload) -> dict:
 
     Payload example: ``{"doc_id": "spec-42"}``.
     """
-    docs: DocService = ctx.rt.docs  # type: ignore[attr-defined]
+    docs: DocService = ctx.rt.docs
     return {"doc_id": payload.doc_id, "left": docs.leave(ctx.conn, payload.doc_id)}
 
 
@@ -259,7 +259,7 @@ class AccessReply(BaseModel):
 
 
 def _manage(ctx: EventContext, doc_id: str) -> DocService:
-    docs: DocService = ctx.rt.docs  # type: ignore[attr-defined]
+    docs: DocService = ctx.rt.docs
     if not docs.may_manage(ctx.conn.principal, ctx.conn.can("doc:admin"), doc_id):
         raise forbidden("only the document's creator or a doc:admin may change its access",
                         {"doc_id": doc_id})
@@ -371,7 +371,7 @@ class CreateDoc(BaseModel):
 
 def setup(rt: Realtime) -> None:
     docs = DocService(rt)
-    rt.docs = docs  # type: ignore[attr-defined]
+    rt.docs = docs
     rt.on_disconnect(lambda conn, reason: docs.drop_connection(conn))
     rt.broker_handlers.append(docs.on_broker_message)
 
@@ -379,7 +379,7 @@ def setup(rt: Realtime) -> None:
     def close_unreadable_docs(ctx: EventContext) -> None:
         docs.close_unreadable(ctx.conn)  # each close is audited as doc_leave, with its reason
 
-    bp = rt.blueprint  # type: ignore[attr-defined]
+    bp = rt.blueprint
     api_key = require_api_key(rt)
 
     @bp.post("/api/v1/docs")

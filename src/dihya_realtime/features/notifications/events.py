@@ -40,10 +40,10 @@ def setup(rt: Realtime) -> None:
     """Attach ``rt.notifications``, the connect hook and ``POST /api/v1/notifications``."""
     from dihya_realtime.http.api import json_body, require_api_key
 
-    service = rt.notifications = NotificationService(rt)  # type: ignore[attr-defined]
+    service = rt.notifications = NotificationService(rt)
     rt.on_connect(service.on_connect)
 
-    @rt.blueprint.post("/api/v1/notifications")  # type: ignore[attr-defined]
+    @rt.blueprint.post("/api/v1/notifications")
     @require_api_key(rt)
     def create_notifications() -> Any:
         """Create notifications; 201 when any is new, 200 when an idempotent repeat."""
