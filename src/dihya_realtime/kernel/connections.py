@@ -9,7 +9,6 @@ from typing import Any
 
 from dihya_realtime.kernel.permissions import PermissionSet
 from dihya_realtime.kernel.principal import Principal
-from dihya_realtime.kernel.ratelimit import TokenBucket
 
 
 @dataclass(slots=True, eq=False)
@@ -23,7 +22,6 @@ class Connection:
     origin: str | None
     user_agent: str | None
     connected_at: float = field(default_factory=time.time)
-    buckets: dict[str, TokenBucket] = field(default_factory=dict)
     strikes: int = 0
     channels: set[str] = field(default_factory=set)
     expiry_warned: bool = False
