@@ -55,7 +55,7 @@ class Access:
         and not muted (``reason: "muted"``, ``until``). Withdrawing (``chat:unreact``,
         deleting one's own message, ``typing: false``) is not speaking. ``chat:send`` checks
         the same conditions inside its one SQL statement for speed, and when that statement
-        refuses, asks this method why (:meth:`_send_refused`).
+        refuses, asks this method why (:meth:`.messages.Messages._send_refused`).
         """
         member = self.store.member(s, room.id, actor.user_id)
         if member is None:
@@ -101,7 +101,7 @@ class Access:
         :meth:`check_channel` runs when a connection subscribes (and again at
         ``auth:refresh``); without this a member who left or was removed from a private room
         would keep seeing its presence and publications until then. A public room's channel
-        is open to every chat user, member or not (the same rule as :meth:`_require_reader`),
+        is open to every chat user, member or not (the same rule as :meth:`require_reader`),
         so leaving one takes nothing back and its subscriptions stay. Called after the
         membership change is committed, so a subscribe that starts later is refused (one whose
         check ran just before the commit can still complete; the next refresh takes it back).
