@@ -15,14 +15,7 @@ import random
 
 from pycrdt import Array, Doc, Map, Text, merge_updates
 
-
-def var_uint(num: int) -> bytes:
-    out = bytearray()
-    while num > 127:
-        out.append(0x80 | (num & 0x7F))
-        num >>= 7
-    out.append(num)
-    return bytes(out)
+from dihya_realtime.features.collab.service import var_uint
 
 
 def var_string(s: str) -> bytes:

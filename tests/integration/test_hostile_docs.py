@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 
 from pycrdt import Doc, Text, handle_sync_message, merge_updates
 
+from dihya_realtime.features.collab.service import var_uint
+
 DOC_REFUSALS = {"invalid_payload", "payload_too_large"}
 
 
@@ -29,14 +31,6 @@ def parented_by_text_item(client: int, text_client: int, text_clock: int) -> byt
     """A one-item update whose parent is the *text item* ``text_client#text_clock`` (an
     item that is not a shared type): any decoder accepts it, applying it to a document
     that holds that item fails."""
-
-    def var_uint(n: int) -> bytes:
-        out = bytearray()
-        while n > 127:
-            out.append(0x80 | (n & 0x7F))
-            n >>= 7
-        out.append(n)
-        return bytes(out)
 
     # 1 client, 1 struct, client, clock 0; info 4 = string content, no origins; parent by
     # id (0) = text_client#text_clock; the string "x"; an empty delete set.

@@ -160,11 +160,12 @@ def parse_sync_message(message: bytes) -> tuple[YSyncMessageType, bytes]:
 
 def sync_step2_message(update: bytes) -> bytes:
     """A y-protocols sync step 2 message carrying ``update``."""
-    return bytes([YMessageType.SYNC, YSyncMessageType.SYNC_STEP2]) + _var_uint(len(update)) \
+    return bytes([YMessageType.SYNC, YSyncMessageType.SYNC_STEP2]) + var_uint(len(update)) \
         + update
 
 
-def _var_uint(num: int) -> bytes:
+def var_uint(num: int) -> bytes:
+    """``num`` as lib0's variable-length unsigned integer (the Yjs and y-protocols framing)."""
     out = bytearray()
     while num > 127:
         out.append(0x80 | (num & 0x7F))
