@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 from dihya_realtime.kernel.errors import ErrorCode, RealtimeError
 from dihya_realtime.kernel.principal import Principal
+from dihya_realtime.version import __version__
 
 if TYPE_CHECKING:
     from dihya_realtime.app import create_app
     from dihya_realtime.realtime import Realtime
 
-__all__ = ["ErrorCode", "Principal", "Realtime", "RealtimeError", "create_app"]
-__version__ = "0.1.0"
+__all__ = ["ErrorCode", "Principal", "Realtime", "RealtimeError", "__version__", "create_app"]
 
 
 def __getattr__(name: str) -> Any:

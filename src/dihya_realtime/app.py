@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from dihya_realtime.features import feature_modules
+from dihya_realtime.features import feature_modules, setup_features
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -19,13 +19,6 @@ if TYPE_CHECKING:
 
     from dihya_realtime.kernel.settings import Settings
     from dihya_realtime.realtime import Realtime
-
-
-def setup_features(rt: Realtime) -> None:
-    for module in feature_modules():
-        setup = getattr(module, "setup", None)
-        if setup is not None:
-            setup(rt)
 
 
 def register_socketio_events(socketio: SocketIO, **settings: Any) -> Realtime:

@@ -70,7 +70,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     app = create_app(settings)
     rt = app.extensions["dihya_realtime"]
     if settings.dev:
-        rt.db.migrate()
+        from dihya_realtime.features import migration_branches
+
+        rt.db.migrate(migration_branches(rt.settings.features))
     server = WSGIServer((settings.host, settings.port), app, log=None,
                         error_log=logging.getLogger("dihya_realtime.wsgi"),
                         handler_class=pywsgi_handler_class(
@@ -124,10 +126,11 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
+    from dihya_realtime.features import migration_branches
     from dihya_realtime.store import Database
 
     settings = _settings(dev=args.dev)
-    Database(settings.database_url).migrate()
+    Database(settings.database_url).migrate(migration_branches(settings.features))
     print(f"database migrated: {settings.database_url.split('://')[0]}")
     return 0
 

@@ -17,8 +17,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from dihya_realtime import __version__
-from dihya_realtime.kernel.registry import Registry
+from dihya_realtime.kernel.host import Events
+from dihya_realtime.version import __version__
 
 ENVELOPE_OK = '{"ok": true, "data": …}'
 ENVELOPE_ERR = '{"ok": false, "error": {"code", "message", "details"?, "retry_after"?}}'
@@ -59,7 +59,7 @@ def _fields(model: type[BaseModel] | None) -> str:
     return ", ".join(parts) or "none"
 
 
-def events_markdown(registry: Registry) -> str:
+def events_markdown(registry: Events) -> str:
     """The events reference, grouped by feature."""
     out = [
         "Every client event is sent with an ack and answered with an envelope: "
@@ -91,7 +91,7 @@ def events_markdown(registry: Registry) -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
-def asyncapi_document(registry: Registry) -> dict[str, Any]:
+def asyncapi_document(registry: Events) -> dict[str, Any]:
     """An AsyncAPI 3.0 document of every event (Socket.IO over WebSocket, namespace ``/``)."""
     channels: dict[str, Any] = {}
     operations: dict[str, Any] = {}
@@ -162,7 +162,7 @@ def asyncapi_document(registry: Registry) -> dict[str, Any]:
     }
 
 
-def write_docs(registry: Registry, root: Path, check: bool = False) -> list[str]:
+def write_docs(registry: Events, root: Path, check: bool = False) -> list[str]:
     """Write (or with ``check``, compare) the generated files; returns the stale ones."""
     md = events_markdown(registry)
     doc = json.dumps(asyncapi_document(registry), indent=2, sort_keys=True) + "\n"

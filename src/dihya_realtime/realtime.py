@@ -17,13 +17,11 @@ namespaces) is :mod:`dihya_realtime.transport.sessions`'s.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from flask import Flask
 from flask_socketio import SocketIO
-from socketio.exceptions import ConnectionRefusedError as SioConnectionRefused
 
 from dihya_realtime.broker import (
     Broker,
@@ -32,25 +30,30 @@ from dihya_realtime.broker import (
     StreamPosition,
     create_broker,
 )
+from dihya_realtime.features import hidden_feature_modules, setup_features
 from dihya_realtime.features.channels.service import ChannelService
 from dihya_realtime.kernel.audit import AuditLog
-from dihya_realtime.kernel.auth import (
-    ApiKeyChecker,
-    AuthError,
-    TokenVerifier,
-    authenticate_connection,
-)
+from dihya_realtime.kernel.auth import ApiKeyChecker, TokenVerifier
 from dihya_realtime.kernel.client_address import client_address, parse_networks
 from dihya_realtime.kernel.connections import Connection, ConnectionTable
 from dihya_realtime.kernel.expiry import ExpiryWatch
+from dihya_realtime.kernel.lifecycle import (
+    ConnectHook,
+    ConnectionLifecycle,
+    DisconnectHook,
+    RefreshHook,
+    refusal,
+)
 from dihya_realtime.kernel.metrics import Metrics
 from dihya_realtime.kernel.permissions import RolePolicy
-from dihya_realtime.kernel.pipeline import RESERVED_EVENTS, EventContext, Pipeline, client_event
+from dihya_realtime.kernel.pipeline import RESERVED_EVENTS, Pipeline, client_event
 from dihya_realtime.kernel.principal import Principal
 from dihya_realtime.kernel.ratelimit import KeyedBuckets
 from dihya_realtime.kernel.redaction import Redactor
 from dihya_realtime.kernel.refusals import RefusalAudit
 from dihya_realtime.kernel.registry import Registry, registry
+from dihya_realtime.kernel.registry_view import RegistryView
+from dihya_realtime.kernel.rooms import user_room
 from dihya_realtime.kernel.settings import Settings, load_settings
 from dihya_realtime.store import Database
 from dihya_realtime.transport.cors import CorsForAllowedOrigins
@@ -72,26 +75,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("dihya_realtime")
 
-ConnectHook = Callable[[Connection], None]
-DisconnectHook = Callable[[Connection, str], None]
-RefreshHook = Callable[[EventContext], None]
-
-
-def refusal(error: dict[str, Any]) -> SioConnectionRefused:
-    """A connect refusal whose ``connect_error`` data is ``error`` itself.
-
-    The fields sit at the top level (what a python-socketio client's ``connect_error``
-    handler receives) and again under ``data`` (what socket.io-client exposes as ``err.data``).
-    """
-    exc = SioConnectionRefused(error["message"])
-    exc.error_args = {**error, "data": dict(error)}
-    return exc
-
-
-def user_room(user_id: str) -> str:
-    """The Socket.IO room holding every connection of one user, on every process."""
-    return f"user-sids:{user_id}"
-
 
 class Realtime:
     """The dihya-realtime extension for one Flask app.
@@ -101,7 +84,7 @@ class Realtime:
     (``rt.channels`` …). Declare your own events with :meth:`event`.
     """
 
-    # Set by each feature's setup (``app.setup_features``), typed here so that the path of
+    # Set by each feature's setup (``features.setup_features``), typed here so that the path of
     # an event from the socket to the database is visible to mypy and to readers.
     blueprint: Blueprint
     chat: ChatService
@@ -118,9 +101,11 @@ class Realtime:
         **overrides: Any,
     ) -> None:
         self.settings = settings or load_settings(**overrides)
-        self.registry = registry_ or registry
+        hidden = hidden_feature_modules(self.settings.features)  # unknown names fail here
+        base = registry_ or registry
+        self.registry: Registry | RegistryView = (
+            RegistryView(base, hidden) if hidden else base)
         self.socketio: SocketIO = socketio  # type: ignore[assignment]
-        self.app: Flask | None = None
         self.connections = ConnectionTable()
         # authenticated connections on the host app's other namespaces (sid → Connection)
         self.namespace_connections = ConnectionTable()
@@ -147,21 +132,18 @@ class Realtime:
         self.channels = ChannelService(self)
         self.expiry = ExpiryWatch(self)
         self.broker_handlers: list[Callable[[Any], None]] = []
-        self.connect_hooks: list[ConnectHook] = []
-        self.disconnect_hooks: list[DisconnectHook] = []
-        self.refresh_hooks: list[RefreshHook] = [self._refresh_namespace_connections]
+        self.lifecycle = ConnectionLifecycle(self)
         if app is not None:
             self.init_app(app, socketio=socketio)
 
     # -- Flask integration
     def init_app(self, app: Flask, socketio: SocketIO | None = None) -> Realtime:
         """Attach to ``app``: Socket.IO server, event pipeline, HTTP API, features."""
-        from dihya_realtime.app import setup_features
         from dihya_realtime.http.api import create_blueprint
 
         settings = self.settings
-        self.app = app
         app.extensions["dihya_realtime"] = self
+        self.audit.start()
         if socketio is None:
             socketio = SocketIO(app, **self.socketio_options())
         else:
@@ -187,7 +169,7 @@ class Realtime:
         # outermost on the Socket.IO path: what engine.io cannot decode is a 400, not a traceback
         app.wsgi_app = refuse_failed_requests(app.wsgi_app)  # type: ignore[method-assign]
         blueprint = create_blueprint(self)
-        setup_features(self)  # features add their hooks, services and HTTP routes
+        setup_features(self)  # the enabled features add their hooks, services and HTTP routes
         app.register_blueprint(blueprint)
         self.broker.set_handler(self._on_broker_message)
         self.broker.start()
@@ -226,6 +208,13 @@ class Realtime:
                         "DIHYA_RT_ALLOWED_ORIGINS (checked at connect)")
         eio.cors_allowed_origins = []
         eio.max_http_buffer_size = self.settings.max_payload_bytes
+
+    @property
+    def app(self) -> Flask | None:
+        """The Flask app this extension's SocketIO serves (``None`` before :meth:`init_app`,
+        and in a worker's ``Realtime()``). Derived, never stored: Flask's extension guide."""
+        mw = getattr(self.socketio, "sockio_mw", None)
+        return mw.flask_app if mw is not None else None
 
     # -- declaring events (host apps use this for their own handlers)
     def event(self, name: str, **kwargs: Any) -> Callable:
@@ -326,13 +315,27 @@ class Realtime:
             self.socketio.server.disconnect(conn.sid, namespace=conn.namespace)
         return len(conns) + len(others)
 
+    # -- the connection lifecycle's hooks (kernel/lifecycle.py runs them)
+    @property
+    def connect_hooks(self) -> list[ConnectHook]:
+        return self.lifecycle.hooks.connect
+
+    @property
+    def disconnect_hooks(self) -> list[DisconnectHook]:
+        return self.lifecycle.hooks.disconnect
+
+    @property
+    def refresh_hooks(self) -> list[RefreshHook]:
+        return self.lifecycle.hooks.refresh
+
     def on_connect(self, fn: ConnectHook) -> ConnectHook:
         """Run ``fn(conn)`` after a connection is authenticated (features push state here)."""
-        self.connect_hooks.append(fn)
+        self.lifecycle.hooks.connect.append(fn)
         return fn
 
     def on_disconnect(self, fn: DisconnectHook) -> DisconnectHook:
-        self.disconnect_hooks.append(fn)
+        """Run ``fn(conn, reason)`` after a connection closed (features forget it here)."""
+        self.lifecycle.hooks.disconnect.append(fn)
         return fn
 
     def on_refresh(self, fn: RefreshHook) -> RefreshHook:
@@ -345,7 +348,7 @@ class Realtime:
         cannot be made takes the item back); if one raises anyway, it is logged, the other
         hooks still run, and the refresh then fails (``internal`` for an unexpected error).
         """
-        self.refresh_hooks.append(fn)
+        self.lifecycle.hooks.refresh.append(fn)
         return fn
 
     def principal_permissions(self, principal: Principal):  # noqa: ANN201 - PermissionSet
@@ -355,6 +358,7 @@ class Realtime:
     def _around_trigger(self, original: Callable[..., Any]) -> Callable[..., Any]:
         events = self.registry.events
         dispatch = self.pipeline.dispatch
+        lifecycle = self.lifecycle
 
         def trigger_event(event: str, namespace: str, *args: Any) -> Any:
             if namespace == "/":
@@ -367,24 +371,25 @@ class Realtime:
             if event == "connect":
                 # every namespace: authenticated (and Origin-checked) before any handler
                 sid = args[0]
-                self._connect(sid, args[1], args[2] if len(args) > 2 else None, namespace)
+                lifecycle.connect(sid, args[1], args[2] if len(args) > 2 else None, namespace)
                 try:
                     accepted = original(event, namespace, *args)
                 except BaseException:
-                    self._disconnect(sid, "refused by the host app", namespace)
+                    lifecycle.disconnect(sid, "refused by the host app", namespace)
                     raise
                 if accepted is False:  # python-socketio sends no disconnect event then
-                    self._disconnect(sid, "refused by the host app", namespace)
+                    lifecycle.disconnect(sid, "refused by the host app", namespace)
                 return accepted
             if event == "disconnect":
                 try:
                     return original(event, namespace, *args)
                 finally:
-                    self._disconnect(args[0], args[1] if len(args) > 1 else "unknown", namespace)
+                    lifecycle.disconnect(args[0], args[1] if len(args) > 1 else "unknown",
+                                         namespace)
             if namespace != "/":
                 # a host app's handler: python-socketio delivers events only to connections
                 # that passed the connect above; a token past its deadline ends it here
-                if not self._namespace_connection_valid(args[0], namespace):
+                if not lifecycle.namespace_connection_valid(args[0], namespace):
                     return None
                 return original(event, namespace, *args)
             if original.__self__.handlers.get(namespace, {}).get(event):  # type: ignore
@@ -392,33 +397,6 @@ class Realtime:
             return dispatch(None, event, args[0], args[1:])
 
         return trigger_event
-
-    def _namespace_connection_valid(self, sid: str, namespace: str) -> bool:
-        """Is ``sid`` an authenticated connection of ``namespace`` whose token (refreshed with
-        ``auth:refresh`` on "/" of the same session) has not expired past the grace period?
-        If it has, the connection is audited and disconnected."""
-        conn = self.namespace_connections.get(sid)
-        if conn is None:
-            return False
-        exp = conn.principal.expires_at
-        if exp is None or time.time() <= exp + self.settings.expiry_grace_seconds:
-            return True
-        self.audit.record("auth_expired", outcome="disconnected",
-                          details={"expired_at": exp, "namespace": namespace},
-                          **conn.audit_fields())
-        self.socketio.server.disconnect(sid, namespace=namespace)
-        return False
-
-    def _refresh_namespace_connections(self, ctx: EventContext) -> None:
-        """``auth:refresh`` on "/" gives the new principal to the same Engine.IO session's
-        connections on other namespaces too."""
-        eio_sid = ctx.conn.eio_sid
-        if eio_sid is None:
-            return
-        for conn in self.namespace_connections:
-            if conn.eio_sid == eio_sid:
-                self.namespace_connections.replace_principal(
-                    conn, ctx.conn.principal, ctx.conn.permissions)
 
     def client_address(self, environ: dict) -> str | None:
         """The client's address of a request: ``REMOTE_ADDR``, or ``X-Forwarded-For`` from a
@@ -431,99 +409,8 @@ class Realtime:
         table = self.connections if namespace == "/" else self.namespace_connections
         return table.get(sid)
 
-    def _connect(self, sid: str, environ: dict, auth: Any, namespace: str = "/") -> None:
-        settings = self.settings
-        server = self.socketio.server
-        remote = self.client_address(environ)
-        eio_sid = server.manager.eio_sid_from_sid(sid, namespace)
-        fields: dict[str, Any] = {"sid": sid, "remote_addr": remote,
-                                  "origin": environ.get("HTTP_ORIGIN"),
-                                  "user_agent": environ.get("HTTP_USER_AGENT")}
-        session = None
-        if settings.session_auth and self.app is not None:
-            with self.app.request_context(environ):
-                from flask import session as flask_session
-
-                session = dict(flask_session)
-        try:
-            principal = authenticate_connection(settings, self.verifier, environ, auth, session)
-        except AuthError as exc:
-            self.metrics.auth_failures.labels(exc.reason).inc()
-            # the per-address bucket measures failed attempts only: valid credentials never
-            # pay for, nor wait on, what others sent from the same address
-            wait = self.ip_buckets.take(remote or "?")
-            if wait:
-                self.metrics.rate_limited.labels("connect_ip").inc()
-                self.refusals.refused("too_many_connections", outcome="rate_limited", **fields)
-                raise refusal({"code": "rate_limited", "reason": "too_many_connections",
-                               "message": "too many failed connection attempts from this "
-                                          "address", "retry_after": round(wait, 3)}) from None
-            self.refusals.refused(exc.reason, outcome="unauthenticated", **fields)
-            raise refusal(exc.to_connect_error()) from None
-        user_id = principal.user_id
-        held = len(self.connections.of_user(user_id)) + len(
-            self.namespace_connections.of_user(user_id))
-        if held >= settings.max_connections_per_user:
-            self.metrics.rate_limited.labels("connections_per_user").inc()
-            self.refusals.refused("too_many_connections_for_user", outcome="rate_limited",
-                                  user_id=user_id,
-                                  details={"max": settings.max_connections_per_user}, **fields)
-            raise refusal({"code": "rate_limited", "reason": "too_many_connections_for_user",
-                           "message": "too many connections for this user",
-                           "details": {"max": settings.max_connections_per_user},
-                           "retry_after": 1.0})
-        conn = Connection(sid=sid, principal=principal,
-                          permissions=self.principal_permissions(principal),
-                          remote_addr=remote, origin=fields["origin"],
-                          user_agent=fields["user_agent"], namespace=namespace,
-                          eio_sid=eio_sid)
-        self.guard.authenticated(eio_sid)
-        if namespace != "/":
-            self.namespace_connections.add(conn)
-            self.audit.record("connect", outcome="ok",
-                              details={"method": principal.method, "namespace": namespace,
-                                       "roles": list(principal.roles)},
-                              **conn.audit_fields())
-            return
-        self.connections.add(conn)
-        server.enter_room(sid, user_room(principal.user_id), namespace="/")
-        self.metrics.connections.inc()
-        self.expiry.watch(conn)
-        self.audit.record("connect", outcome="ok",
-                          details={"method": principal.method, "roles": list(principal.roles)},
-                          **conn.audit_fields())
-        for hook in self.connect_hooks:
-            try:
-                hook(conn)
-            except Exception:
-                log.exception("connect hook %r failed", hook)
-
     def _disconnect(self, sid: str, reason: Any, namespace: str = "/") -> None:
-        if namespace != "/":
-            conn = self.namespace_connections.remove(sid)
-            if conn is not None:
-                self.guard.released(conn.eio_sid)
-                self.audit.record("disconnect", outcome="ok",
-                                  details={"reason": str(reason), "namespace": namespace,
-                                           "duration": round(time.time() - conn.connected_at,
-                                                             3)},
-                                  **conn.audit_fields())
-            return
-        conn = self.connections.remove(sid)
-        if conn is None:
-            return
-        self.guard.released(conn.eio_sid)
-        self.expiry.forget(sid)
-        self.metrics.connections.dec()
-        for hook in self.disconnect_hooks:
-            try:
-                hook(conn, str(reason))
-            except Exception:
-                log.exception("disconnect hook %r failed", hook)
-        self.audit.record("disconnect", outcome="ok",
-                          details={"reason": str(reason),
-                                   "duration": round(time.time() - conn.connected_at, 3)},
-                          **conn.audit_fields())
+        self.lifecycle.disconnect(sid, reason, namespace)
 
     def _audit_oversized_message(self, environ: dict, size: int) -> None:
         """Audit a WebSocket message refused by size while it arrived (see
@@ -551,3 +438,6 @@ class Realtime:
         self.audit.flush()
         self.audit.close()
         self.db.dispose()
+
+
+__all__ = ["Realtime", "refusal", "user_room"]

@@ -336,3 +336,16 @@ def test_a_backlog_is_written_in_large_batches_in_chain_order(database: Database
     result = verify(database)
     assert result.ok, result.reason
     assert result.rows == 1000
+
+
+def test_the_audit_log_opens_nothing_until_started(tmp_path):
+    """Flask manners: the constructor opens no file and starts no thread; init_app (or, in
+    a worker, the first record) does."""
+    from dihya_realtime.kernel.audit import AuditLog
+
+    target = tmp_path / "audit.log"
+    log = AuditLog(None, str(target))
+    assert not target.exists() and not log.started
+    log.record("connect", outcome="ok")
+    assert log.started and target.read_text().count('"connect"') == 1
+    log.close()

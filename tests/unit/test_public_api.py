@@ -21,7 +21,11 @@ def test_realtime_and_create_app_import_from_the_package(tmp_path):
     standalone = create_app(jwt_secret="s" * 32, async_mode="threading", audit_log="off",
                             database_url=f"sqlite:///{tmp_path / 'u.db'}")
     try:
-        assert standalone.extensions["dihya_realtime"].app is standalone
+        rt = standalone.extensions["dihya_realtime"]
+        assert rt.app is standalone
+        # Flask's extension manners: the app is never stored on the extension; ``rt.app`` is
+        # the app its SocketIO serves, and connections find theirs in environ["flask.app"]
+        assert "app" not in vars(rt)
     finally:
         standalone.extensions["dihya_realtime"].close()
 

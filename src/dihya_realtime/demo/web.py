@@ -26,11 +26,11 @@ from flask import Blueprint, Response, jsonify, render_template, request
 from markupsafe import Markup
 from pydantic import BaseModel, Field, ValidationError
 
-from dihya_realtime import __version__
 from dihya_realtime.http.api import error_response, json_body, request_json
 from dihya_realtime.kernel.devmode import is_dev_secret, is_loopback_host
 from dihya_realtime.kernel.errors import RealtimeError, forbidden, invalid
 from dihya_realtime.kernel.pipeline import validation_details
+from dihya_realtime.version import __version__
 
 if TYPE_CHECKING:
     from dihya_realtime.realtime import Realtime

@@ -4,6 +4,11 @@ A feature package's ``events`` module declares its events when imported and may 
 ``setup(rt)`` to attach its service to the :class:`~dihya_realtime.realtime.Realtime`
 (``rt.channels`` …) and its connect/disconnect hooks. Packages are discovered, so adding a
 feature means adding a package here. The kernel never imports this package.
+
+``DIHYA_RT_FEATURES`` (default ``all``) names the features a server runs. A feature left off
+registers no event (the server answers its events like any unknown name), no HTTP route, no
+migration branch and no element of the demo page. ``session`` (``auth:refresh``) is part of
+every server: a connection's token must be refreshable whatever else runs.
 """
 
 from __future__ import annotations
@@ -11,14 +16,68 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from types import ModuleType
+from typing import TYPE_CHECKING
+
+from dihya_realtime.kernel.settings import SettingsError
+
+if TYPE_CHECKING:
+    from dihya_realtime.realtime import Realtime
+
+ALWAYS_ON = ("session",)
+"""Features every server runs, whatever ``DIHYA_RT_FEATURES`` says."""
 
 
-def feature_modules() -> list[ModuleType]:
-    """Every feature's events module, session first, in name order after that."""
+def feature_names() -> list[str]:
+    """Every built-in feature, session first, in name order after that."""
     names = sorted(m.name for m in pkgutil.iter_modules(__path__)
                    if m.ispkg and not m.name.startswith("_"))
     names.sort(key=lambda n: (n != "session", n))
-    return [importlib.import_module(f"{__name__}.{name}.events") for name in names]
+    return names
 
 
-__all__ = ["feature_modules"]
+def feature_modules() -> list[ModuleType]:
+    """Every feature's events module (importing one declares its events)."""
+    return [importlib.import_module(f"{__name__}.{name}.events") for name in feature_names()]
+
+
+def enabled_features(requested: list[str]) -> list[str]:
+    """The features ``DIHYA_RT_FEATURES`` turns on, in :func:`feature_names` order.
+
+    Raises :class:`SettingsError` for a name that is no feature: a typo must not quietly run
+    a server without what its operator asked for.
+    """
+    known = feature_names()
+    wanted = {name.strip().lower() for name in requested if name.strip()}
+    if "all" in wanted:
+        return known
+    unknown = sorted(wanted - set(known))
+    if unknown:
+        raise SettingsError(
+            f"DIHYA_RT_FEATURES: unknown feature(s) {', '.join(unknown)}; "
+            f"known: all, {', '.join(n for n in known if n not in ALWAYS_ON)}")
+    return [name for name in known if name in wanted or name in ALWAYS_ON]
+
+
+def hidden_feature_modules(requested: list[str]) -> tuple[str, ...]:
+    """Module prefixes of the features left off (empty when every feature runs)."""
+    enabled = set(enabled_features(requested))
+    return tuple(f"{__name__}.{name}." for name in feature_names() if name not in enabled)
+
+
+def migration_branches(requested: list[str]) -> list[str]:
+    """The Alembic branch labels to upgrade: the foundation and each enabled feature's own
+    (a feature without tables has none)."""
+    return ["foundation", *enabled_features(requested)]
+
+
+def setup_features(rt: Realtime) -> None:
+    """Run ``setup(rt)`` of every enabled feature: services, hooks, HTTP routes."""
+    modules = dict(zip(feature_names(), feature_modules(), strict=True))
+    for name in enabled_features(rt.settings.features):
+        setup = getattr(modules[name], "setup", None)
+        if setup is not None:
+            setup(rt)
+
+
+__all__ = ["ALWAYS_ON", "enabled_features", "feature_modules", "feature_names",
+           "hidden_feature_modules", "migration_branches", "setup_features"]

@@ -14,7 +14,7 @@ from typing import Any
 from flask import Flask
 from pydantic import BaseModel
 
-from dihya_realtime import __version__
+from dihya_realtime.version import __version__
 
 
 def body(model: type[BaseModel]) -> Callable:

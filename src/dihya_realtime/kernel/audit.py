@@ -285,9 +285,6 @@ class AuditLog:
         self.database = database
         self._target = log_target
         self._file: IO[bytes] | None = None
-        if log_target not in ("-", "off"):
-            # Unbuffered append: each line is one write(2), whole even with several processes.
-            self._file = open(log_target, "ab", buffering=0)  # noqa: SIM115
         self._line_lock = threading.Lock()
         self._max_queue = max_queue
         self._batch_size = batch_size
@@ -305,12 +302,33 @@ class AuditLog:
         self._thread: threading.Thread | None = None
         self._insert: _RowInsert | None = None
         self._atexit = functools.partial(_close_at_exit, weakref.ref(self))
-        if database is not None:
-            self._thread = threading.Thread(
-                target=self._run, name="dihya-audit-writer", daemon=True
-            )
-            self._thread.start()
-            atexit.register(self._atexit)
+        self._start_lock = threading.Lock()
+        self._started = False  # the file and the writer open in start(), not here
+
+    def start(self) -> None:
+        """Open the JSON-line file and start the database writer (idempotent).
+
+        ``Realtime.init_app`` calls it; a worker's ``Realtime()`` that never attaches to an
+        app starts it with its first record. After :meth:`close` it does nothing.
+        """
+        with self._start_lock:
+            if self._started:
+                return
+            self._started = True
+            if self._target not in ("-", "off"):
+                # Unbuffered append: each line is one write(2), whole even with several
+                # processes.
+                self._file = open(self._target, "ab", buffering=0)  # noqa: SIM115
+            if self.database is not None:
+                self._thread = threading.Thread(
+                    target=self._run, name="dihya-audit-writer", daemon=True
+                )
+                self._thread.start()
+                atexit.register(self._atexit)
+
+    @property
+    def started(self) -> bool:
+        return self._started
 
     @property
     def dropped(self) -> int:
@@ -353,6 +371,8 @@ class AuditLog:
         A record that cannot be built (never seen: every value is escaped or stringified) is
         counted as dropped and leaves a gap row in the chain, which :func:`verify` reports.
         """
+        if not self._started:
+            self.start()
         try:
             now = datetime.now(UTC)
             now = now.replace(microsecond=now.microsecond // 1000 * 1000)
@@ -399,6 +419,8 @@ class AuditLog:
 
     def close(self, timeout: float = 5.0) -> None:
         """Flush what can be flushed within ``timeout``, stop the writer, close the file."""
+        with self._start_lock:
+            self._started = True  # a record after close writes no file and starts nothing
         if self._thread is not None:
             self.flush(timeout)
             with self._cond:

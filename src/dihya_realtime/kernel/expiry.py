@@ -19,9 +19,10 @@ import time
 from typing import TYPE_CHECKING
 
 from dihya_realtime.kernel.connections import Connection
+from dihya_realtime.kernel.sweeper import Sweeper
 
 if TYPE_CHECKING:
-    from dihya_realtime.realtime import Realtime
+    from dihya_realtime.kernel.host import Host
 
 log = logging.getLogger("dihya_realtime.expiry")
 
@@ -32,7 +33,7 @@ Deadline = tuple[float, int, str, str, int, float]
 
 
 class ExpiryWatch:
-    def __init__(self, rt: Realtime, tick: float = 0.5) -> None:
+    def __init__(self, rt: Host, tick: float = 0.5) -> None:
         self.rt = rt
         self.tick = tick
         self._heap: list[Deadline] = []
@@ -40,8 +41,7 @@ class ExpiryWatch:
         self._schedules: dict[str, tuple[int, int]] = {}  # sid → (schedule, entries in heap)
         self._retired = 0  # heap entries whose schedule was replaced or forgotten
         self._lock = threading.Lock()
-        self._started = False
-        self._stopped = False
+        self._sweeper: Sweeper | None = None
 
     def __len__(self) -> int:
         """Entries in the heap, retired ones included (at most twice the live ones)."""
@@ -66,10 +66,8 @@ class ExpiryWatch:
                                         next(self._seq), EXPIRE, conn.sid, schedule, exp))
             self._schedules[conn.sid] = (schedule, 2)
             self._compact()
-            start = not self._started
-            self._started = True
-        if start:
-            self.rt.socketio.server.start_background_task(self._run)
+            sweeper = self._ensure_sweeper()
+        sweeper.wake()
 
     def forget(self, sid: str) -> None:
         """The connection is gone: its deadlines are retired (called on disconnect)."""
@@ -93,16 +91,25 @@ class ExpiryWatch:
         self._retired = 0
 
     def stop(self) -> None:
-        self._stopped = True
+        with self._lock:
+            if self._sweeper is not None:
+                self._sweeper.stop()
 
-    def _run(self) -> None:
-        sleep = self.rt.socketio.server.sleep
-        while not self._stopped:
-            try:
-                self.run_due(time.time())
-            except Exception:
-                log.exception("expiry watch failed")
-            sleep(self.tick)
+    def _ensure_sweeper(self) -> Sweeper:
+        """One persistent task per process, from the first watched token on (built on first
+        use, under the lock: the Socket.IO server, whose sleep it uses, is made after this
+        object)."""
+        if self._sweeper is None:
+            server = self.rt.socketio.server
+            self._sweeper = Sweeper("token expiry", self.tick, self._pass,
+                                    spawn=server.start_background_task,
+                                    sleep=lambda seconds: server.sleep(seconds),
+                                    persistent=True)
+        return self._sweeper
+
+    def _pass(self) -> bool:
+        self.run_due(time.time())
+        return True
 
     def run_due(self, now: float) -> None:
         """Act on every deadline that has passed (public so tests can drive time)."""

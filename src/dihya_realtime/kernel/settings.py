@@ -139,6 +139,9 @@ class Settings(BaseSettings):
     port: int = Field(default=5000, ge=0, le=65535)
     async_mode: Literal["gevent", "threading"] = "gevent"
     secret_key: SecretStr | None = None  # Flask session signing key of the standalone app
+    # which features run: "all", or names (channels, chat, collab, notifications); session
+    # always runs. Checked against the feature packages when Realtime starts.
+    features: CsvList = Field(default_factory=lambda: ["all"])
 
     # -- authentication
     jwt_secret: SecretStr | None = None
@@ -321,7 +324,7 @@ class Settings(BaseSettings):
     rate_limit_events: dict[str, RateLimit] = Field(default_factory=dict)
 
     _split = field_validator("jwt_algorithms", "allowed_origins", "api_keys", "redact_keys",
-                             mode="before")(lambda cls, v: _split_csv(v))
+                             "features", mode="before")(lambda cls, v: _split_csv(v))
 
     @field_validator("namespaces")
     @classmethod

@@ -112,8 +112,10 @@ class Database:
             with conn.begin():
                 yield conn
 
-    def migrate(self) -> None:
-        """Apply every pending migration of every branch (``alembic upgrade heads``).
+    def migrate(self, branches: list[str] | None = None) -> None:
+        """Apply every pending migration of ``branches`` (Alembic branch labels; ``None``: every
+        branch, ``alembic upgrade heads``). Each feature with tables has its own branch, so a
+        server without a feature (``DIHYA_RT_FEATURES``) never creates that feature's tables.
 
         Uses the scripts shipped in ``store/migrations``; no ``alembic.ini`` is needed. Safe to
         run from several processes at once: PostgreSQL takes an advisory lock, SQLite the
@@ -129,7 +131,13 @@ class Database:
             if self.is_postgres:
                 conn.execute(sa.select(sa.func.pg_advisory_xact_lock(MIGRATE_LOCK_KEY)))
             config.attributes["connection"] = conn
-            command.upgrade(config, "heads")
+            if branches is None:
+                command.upgrade(config, "heads")
+                return
+            labels = _branch_labels(config)
+            for branch in branches:
+                if branch in labels:
+                    command.upgrade(config, labels[branch])
 
     def ping(self) -> None:
         """Raise if the database cannot be reached (``/readyz`` turns that into 503)."""
@@ -176,3 +184,20 @@ def _sqlite_on_begin(conn: Connection) -> None:
     if mode not in _SQLITE_BEGIN_MODES:
         raise ValueError(f"sqlite_begin must be one of {sorted(_SQLITE_BEGIN_MODES)}")
     conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def _branch_labels(config: Any) -> dict[str, str]:
+    """Every branch label the shipped migrations declare → the revision to upgrade to.
+
+    A feature's branch goes to its head (``chat@head``). The foundation, which every feature
+    branch grows from, has one head per feature: it goes to the revision that declares it.
+    """
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(config)
+    targets: dict[str, str] = {}
+    for rev in script.walk_revisions():
+        for label in rev.branch_labels or ():
+            shared = len(script.revision_map.get_revision(rev.revision).nextrev) > 1
+            targets[label] = rev.revision if shared else f"{label}@head"
+    return targets

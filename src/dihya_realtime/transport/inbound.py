@@ -48,7 +48,7 @@ from dihya_realtime.kernel.settings import RateLimit
 
 if TYPE_CHECKING:
     from dihya_realtime.kernel.connections import Connection
-    from dihya_realtime.realtime import Realtime
+    from dihya_realtime.kernel.host import Host
 
 
 STATE_KEY = "dihya_realtime.transport.inbound"
@@ -170,7 +170,7 @@ class SessionInbound:
 class InboundGuard:
     """Wraps one python-socketio server's message handling (see the module docstring)."""
 
-    def __init__(self, rt: Realtime) -> None:
+    def __init__(self, rt: Host) -> None:
         settings = rt.settings
         self.rt = rt
         self.byte_limit = settings.rate_limit_bytes

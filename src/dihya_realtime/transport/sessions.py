@@ -39,8 +39,10 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from socketio import packet as sio_packet
 
+from dihya_realtime.kernel.sweeper import Sweeper
+
 if TYPE_CHECKING:
-    from dihya_realtime.realtime import Realtime
+    from dihya_realtime.kernel.host import Host
 
 log = logging.getLogger("dihya_realtime")
 
@@ -87,7 +89,7 @@ class _Session:
 class SessionGuard:
     """Tracks Engine.IO sessions; see the module docstring."""
 
-    def __init__(self, rt: Realtime) -> None:
+    def __init__(self, rt: Host) -> None:
         self.rt = rt
         s = rt.settings
         self.timeout = s.connect_timeout
@@ -96,8 +98,7 @@ class SessionGuard:
         self._lock = threading.Lock()
         self._sessions: dict[str, _Session] = {}
         self._pending: Counter[str] = Counter()
-        self._sweeper: Any = None
-        self._stopped = False
+        self._sweeper: Sweeper | None = None  # made at install: it needs engine.io's sleep
         self.eio: Any = None
         self.server: Any = None
 
@@ -106,6 +107,9 @@ class SessionGuard:
         check_internals(server)
         self.server = server
         self.eio = eio = server.eio
+        self._sweeper = Sweeper("connection guard", min(1.0, self.timeout / 4),
+                                self._sweep_pass, spawn=eio.start_background_task,
+                                sleep=eio.sleep, persistent=True)
         on_connect, on_disconnect = eio.handlers["connect"], eio.handlers["disconnect"]
 
         def eio_connect(eio_sid: str, environ: dict) -> Any:
@@ -230,11 +234,8 @@ class SessionGuard:
         with self._lock:
             self._sessions[eio_sid] = _Session(address, time.monotonic())
             self._pending[address] += 1
-            start = self._sweeper is None and not self._stopped
-            if start:
-                self._sweeper = True
-        if start:
-            self._sweeper = self.eio.start_background_task(self._sweep_forever)
+        if self._sweeper is not None:
+            self._sweeper.wake()  # one task per process, from the first session on
 
     def closed(self, eio_sid: str) -> None:
         with self._lock:
@@ -298,15 +299,11 @@ class SessionGuard:
         self.rt.refusals.flush()
         return len(late)
 
-    def _sweep_forever(self) -> None:
-        interval = min(1.0, self.timeout / 4)
-        while not self._stopped:
-            self.eio.sleep(interval)
-            try:
-                self.sweep()
-            except Exception:
-                log.exception("connection guard sweep failed")
+    def _sweep_pass(self) -> bool:
+        self.sweep()
+        return True  # persistent: refusal summaries are flushed on this beat too
 
     def stop(self) -> None:
-        self._stopped = True
+        if self._sweeper is not None:
+            self._sweeper.stop()
         self.rt.refusals.flush(everything=True)

@@ -75,7 +75,7 @@ class ChatStore:
         python-socketio accepts a list of rooms: the payload is redacted and encoded once and,
         with a message queue, published once; each process resolves the rooms locally.
         """
-        from dihya_realtime.realtime import user_room
+        from dihya_realtime.kernel.rooms import user_room
 
         rooms = [user_room(u) for u in dict.fromkeys(user_ids)]
         if not rooms:

@@ -599,7 +599,7 @@ class NotificationService:
             return
         emitter = self._worker_emitter()
         if emitter is not None:
-            from dihya_realtime.realtime import user_room
+            from dihya_realtime.kernel.rooms import user_room
 
             emitter.emit(event, rt.redact(data, event=event), to=user_room(user_id),
                          namespace="/", skip_sid=skip_sid)

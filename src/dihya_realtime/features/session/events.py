@@ -70,15 +70,7 @@ def refresh(ctx: EventContext, payload: RefreshPayload) -> RefreshReply:
     rt.connections.replace_principal(ctx.conn, principal, rt.principal_permissions(principal))
     rt.expiry.watch(ctx.conn)
     ctx.audit("auth_refreshed", expires_at=principal.expires_at)
-    failed: Exception | None = None
-    for hook in rt.refresh_hooks:  # each feature takes back what the new roles do not allow
-        try:
-            hook(ctx)
-        except Exception as exc:
-            log.exception("refresh hook %r failed", hook)
-            failed = failed or exc
-    if failed is not None:
-        raise failed
+    rt.lifecycle.hooks.refreshed(ctx)  # each feature takes back what the new roles forbid
     return RefreshReply(expires_at=principal.expires_at)
 
 
