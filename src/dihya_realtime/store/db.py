@@ -198,6 +198,6 @@ def _branch_labels(config: Any) -> dict[str, str]:
     targets: dict[str, str] = {}
     for rev in script.walk_revisions():
         for label in rev.branch_labels or ():
-            shared = len(script.revision_map.get_revision(rev.revision).nextrev) > 1
+            shared = len(rev.nextrev) > 1
             targets[label] = rev.revision if shared else f"{label}@head"
     return targets
