@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from dihya_realtime.features.channels.events import PublishPayload
 from dihya_realtime.features.channels.service import CHANNEL_RE
 from dihya_realtime.features.collab.service import DOC_ID_RE
-from dihya_realtime.features.notifications.service import _CURSOR_ID
+from dihya_realtime.features.notifications.inbox import _CURSOR_ID
 from tests.unit.conftest import fresh_registry
 from tests.unit.test_pipeline import audit_lines
 

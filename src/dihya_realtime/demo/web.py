@@ -24,12 +24,12 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Response, jsonify, render_template, request
 from markupsafe import Markup
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
-from dihya_realtime.http.api import error_response, json_body, request_json
+from dihya_realtime.http.api import error_response
+from dihya_realtime.http.bodies import body
 from dihya_realtime.kernel.devmode import is_dev_secret, is_loopback_host
 from dihya_realtime.kernel.errors import RealtimeError, forbidden, invalid
-from dihya_realtime.kernel.pipeline import validation_details
 from dihya_realtime.version import __version__
 
 if TYPE_CHECKING:
@@ -57,13 +57,6 @@ class DevTokenRequest(BaseModel):
 class DevPublishRequest(BaseModel):
     channel: str = Field(default="live:demo", pattern=r"^live:", max_length=161)
     data: Any = Field(default=None, description="any JSON value; a timestamped note if absent")
-
-
-def _validated(model: type[BaseModel], data: Any) -> Any:
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise invalid("invalid request body", validation_details(exc)) from None
 
 
 def asset_version() -> str:
@@ -188,6 +181,8 @@ def create_web_blueprint(rt: Realtime) -> Blueprint:
             return error_response(forbidden("the dev endpoints answer a loopback Host only"))
         return None
 
+    # The dev endpoints answer their errors as the API does: ``{"ok": false, "error": …}``.
+    bp.register_error_handler(RealtimeError, error_response)
     publish_route(bp, rt)
     if not is_dev_secret(settings.jwt_secret):
         log.warning("dev mode with a configured JWT secret: POST /dev/token is off (it signs "
@@ -195,19 +190,16 @@ def create_web_blueprint(rt: Realtime) -> Blueprint:
         return bp
 
     @bp.post("/dev/token")
-    def dev_token() -> Any:
+    @body(DevTokenRequest)
+    def dev_token(body: DevTokenRequest) -> Any:
         """Dev mode only: a token for any user name and roles (the demo's sign-in)."""
         from dihya_realtime.kernel.auth import mint_token
 
-        try:
-            body = _validated(DevTokenRequest, json_body())
-            unknown = [r for r in body.roles if r not in settings.roles]
-            if unknown:
-                raise invalid(f"unknown roles: {', '.join(unknown)}",
-                              [{"field": "roles", "message": "known roles: "
-                                + ", ".join(sorted(settings.roles))}])
-        except RealtimeError as exc:
-            return error_response(exc)
+        unknown = [r for r in body.roles if r not in settings.roles]
+        if unknown:
+            raise invalid(f"unknown roles: {', '.join(unknown)}",
+                          [{"field": "roles", "message": "known roles: "
+                            + ", ".join(sorted(settings.roles))}])
         token = mint_token(settings, body.user_id, body.roles, name=body.name or body.user_id,
                            ttl=DEV_TOKEN_TTL)
         rt.audit.record("dev_token", outcome="ok", user_id=body.user_id,
@@ -219,17 +211,15 @@ def create_web_blueprint(rt: Realtime) -> Blueprint:
 
 
 def publish_route(bp: Blueprint, rt: Realtime) -> None:
-    """``POST /dev/publish`` (dev mode only)."""
+    """``POST /dev/publish`` (dev mode only; its errors are answered by the handler that
+    :func:`create_web_blueprint` registers)."""
 
     @bp.post("/dev/publish")
-    def dev_publish() -> Any:
+    @body(DevPublishRequest, optional=True)
+    def dev_publish(body: DevPublishRequest) -> Any:
         """Dev mode only: publish on a ``live:`` channel (production: ``POST /api/v1/publish``)."""
-        try:
-            body = _validated(DevPublishRequest, request_json() or {})
-            data = body.data if body.data is not None else {
-                "text": "published from the demo", "at": time.time()}
-            pub, _ = rt.publish(body.channel, data)
-        except RealtimeError as exc:
-            return error_response(exc)
+        data = body.data if body.data is not None else {
+            "text": "published from the demo", "at": time.time()}
+        pub, _ = rt.publish(body.channel, data)
         return jsonify({"ok": True, "data": {"channel": pub.channel, "offset": pub.offset,
                                              "epoch": pub.epoch, "id": pub.id}})

@@ -16,14 +16,14 @@ from flask import Blueprint, Response, g, jsonify, request
 from dihya_realtime.kernel.errors import ErrorCode, RealtimeError
 
 if TYPE_CHECKING:
-    from dihya_realtime.realtime import Realtime
+    from dihya_realtime.kernel.host import Host
 
 
 def error_response(exc: RealtimeError) -> tuple[Response, int]:
     return jsonify({"ok": False, "error": exc.to_dict()}), exc.http_status
 
 
-def require_api_key(rt: Realtime) -> Callable:
+def require_api_key(rt: Host) -> Callable:
     """Decorator: the route needs ``Authorization: Bearer <key>`` or ``X-API-Key``; audited."""
 
     def decorate(view: Callable) -> Callable:
@@ -55,26 +55,7 @@ def require_api_key(rt: Realtime) -> Callable:
     return decorate
 
 
-def request_json() -> Any:
-    """The request's JSON document, or ``None`` if it is not JSON, malformed, or nested
-    deeper than the parser goes (the standard library raised ``RecursionError`` there: a
-    500 with a traceback in the log, before any authentication on ``/dev/token``)."""
-    try:
-        return request.get_json(silent=True)
-    except RecursionError:
-        return None
-
-
-def json_body() -> dict:
-    """The request's JSON object, or a 400 ``invalid_payload`` naming the problem."""
-    data = request_json()
-    if not isinstance(data, dict):
-        raise RealtimeError(ErrorCode.INVALID_PAYLOAD, "the body must be a JSON object",
-                            [{"field": "body", "message": "expected a JSON object"}])
-    return data
-
-
-def create_blueprint(rt: Realtime) -> Blueprint:
+def create_blueprint(rt: Host) -> Blueprint:
     bp = Blueprint("dihya_realtime", __name__)
     rt.blueprint = bp
 

@@ -1,30 +1,20 @@
 """The OpenAPI 3.1 document of the HTTP API, built from the Flask routes themselves.
 
-Each view's docstring is its description; :func:`body` records the pydantic model of its JSON
-body. Routes under ``/api/v1`` need an API key. Served at ``GET /openapi.json``.
+Each view's docstring is its description; :func:`dihya_realtime.http.bodies.body` records the
+pydantic model of its JSON body. Routes under ``/api/v1`` need an API key. Served at
+``GET /openapi.json``.
 """
 
 from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Callable
 from typing import Any
 
 from flask import Flask
-from pydantic import BaseModel
 
+from dihya_realtime.http.bodies import body_model
 from dihya_realtime.version import __version__
-
-
-def body(model: type[BaseModel]) -> Callable:
-    """Declare the JSON body model of a view (for the document; validation is the view's)."""
-
-    def mark(view: Callable) -> Callable:
-        view.openapi_body = model  # type: ignore[attr-defined]
-        return view
-
-    return mark
 
 
 def openapi_document(app: Flask, blueprint: str = "dihya_realtime") -> dict[str, Any]:
@@ -48,7 +38,7 @@ def openapi_document(app: Flask, blueprint: str = "dihya_realtime") -> dict[str,
                       for arg in rule.arguments]
             if params:
                 op["parameters"] = params
-            model = getattr(view, "openapi_body", None)
+            model = body_model(view)
             if model is not None:
                 schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
                 schemas.update(schema.pop("$defs", {}))

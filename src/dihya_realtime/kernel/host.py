@@ -13,7 +13,10 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from flask import Blueprint
     from flask_socketio import SocketIO
+
+    from dihya_realtime.broker import Broker
 
     from dihya_realtime.kernel.audit import AuditLog
     from dihya_realtime.kernel.auth import ApiKeyChecker, TokenVerifier
@@ -26,6 +29,7 @@ if TYPE_CHECKING:
     from dihya_realtime.kernel.refusals import RefusalAudit
     from dihya_realtime.kernel.registry import EventSpec, ServerEventSpec
     from dihya_realtime.kernel.settings import Settings
+    from dihya_realtime.store import Database
 
 
 class Events(Protocol):
@@ -61,6 +65,9 @@ class Host(Protocol):
     verifier: TokenVerifier
     api_keys: ApiKeyChecker
     expiry: ExpiryWatch
+    db: Database
+    broker: Broker
+    blueprint: Blueprint
 
     @property
     def registry(self) -> Events: ...

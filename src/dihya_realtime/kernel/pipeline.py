@@ -17,10 +17,11 @@ import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from dihya_realtime.kernel.connections import Connection
 from dihya_realtime.kernel.errors import ErrorCode, RealtimeError, fail, ok
+from dihya_realtime.kernel.payloads import clip_text, validate
 from dihya_realtime.kernel.ratelimit import KeyedBuckets
 from dihya_realtime.kernel.registry import EventSpec
 from dihya_realtime.kernel.settings import RateLimit
@@ -82,37 +83,6 @@ class EventContext:
     def audit(self, type_: str, outcome: str = "ok", **details: Any) -> None:
         self.rt.audit.record(type_, event=self.event, outcome=outcome, details=details or None,
                              **self.conn.audit_fields())
-
-
-MAX_ERROR_DETAILS = 20
-"""A validation error names at most this many bad fields; past it, a last entry
-``{"field": "*", "type": "truncated", "truncated": true, "message": "N more errors"}``
-says how many were left out. The reply and its audit row stay small whatever the input."""
-
-MAX_ERROR_TEXT = 200
-"""Characters kept of each field name and message in a validation error (then ``…``)."""
-
-
-def _clip(text: str) -> str:
-    return text if len(text) <= MAX_ERROR_TEXT else text[:MAX_ERROR_TEXT - 1] + "…"
-
-
-def validation_details(exc: ValidationError) -> list[dict[str, Any]]:
-    """Name each bad field: ``[{"field": "since.offset", "message": …, "type": …}]``.
-
-    At most :data:`MAX_ERROR_DETAILS` entries of at most :data:`MAX_ERROR_TEXT` characters
-    each, plus a ``truncated`` marker when some were left out.
-    """
-    errors = exc.errors(include_url=False, include_context=False, include_input=False)
-    details: list[dict[str, Any]] = []
-    for err in errors[:MAX_ERROR_DETAILS]:
-        field = ".".join(str(p) for p in err["loc"]) or "payload"
-        details.append({"field": _clip(field), "message": _clip(err["msg"]),
-                        "type": _clip(err["type"])})
-    if len(errors) > MAX_ERROR_DETAILS:
-        details.append({"field": "*", "type": "truncated", "truncated": True,
-                        "message": f"{len(errors) - MAX_ERROR_DETAILS} more errors not shown"})
-    return details
 
 
 class Pipeline:
@@ -179,7 +149,7 @@ class Pipeline:
         conn = rt.connections.get(sid)
         outcome = "ok"
         if spec is None:
-            name = _clip(str(name))  # a client's unknown name: bounded in replies and audit
+            name = clip_text(str(name))  # a client's unknown name: bounded in replies and audit
         try:
             if conn is None:
                 raise RealtimeError(ErrorCode.UNAUTHENTICATED, "connection is not authenticated")
@@ -266,11 +236,9 @@ class Pipeline:
             return args[0] if args else None
         raw = args[0] if args else {}
         try:
-            return spec.payload.model_validate(raw)
-        except ValidationError as exc:
-            details = validation_details(exc)  # capped: see MAX_ERROR_DETAILS
+            return validate(spec.payload, raw, f"invalid payload for {spec.name!r}")
+        except RealtimeError as exc:
             self.rt.audit.record(
                 "invalid_payload", event=spec.name, outcome="invalid_payload",
-                details={"fields": [d["field"] for d in details]}, **conn.audit_fields())
-            raise RealtimeError(ErrorCode.INVALID_PAYLOAD,
-                                f"invalid payload for {spec.name!r}", details) from None
+                details={"fields": [d["field"] for d in exc.details]}, **conn.audit_fields())
+            raise

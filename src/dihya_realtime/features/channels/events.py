@@ -9,15 +9,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from flask import jsonify, request
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
 from dihya_realtime.broker import StreamPosition
 from dihya_realtime.features.channels.service import ChannelService
-from dihya_realtime.http.api import json_body, require_api_key
-from dihya_realtime.http.openapi import body
+from dihya_realtime.http.api import require_api_key
+from dihya_realtime.http.bodies import body
 from dihya_realtime.kernel.errors import invalid
 from dihya_realtime.kernel.payloads import JsonValue
-from dihya_realtime.kernel.pipeline import EventContext, validation_details
+from dihya_realtime.kernel.pipeline import EventContext
 from dihya_realtime.kernel.registry import event, server_event
 from dihya_realtime.kernel.settings import RateLimit
 
@@ -300,13 +300,6 @@ class HttpDisconnect(BaseModel):
     reason: str = Field(default="disconnected by server", max_length=200)
 
 
-def _model(model: type[BaseModel], data: Any) -> Any:
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise invalid("invalid request body", validation_details(exc)) from None
-
-
 def setup(rt: Realtime) -> None:
     rt.broker_handlers.append(rt.channels.on_broker_message)
     rt.on_disconnect(lambda conn, reason: rt.channels.drop_connection(conn))
@@ -325,12 +318,11 @@ def setup(rt: Realtime) -> None:
     @bp.post("/api/v1/publish")
     @api_key
     @body(HttpPublish)
-    def http_publish() -> Any:
+    def http_publish(body: HttpPublish) -> Any:
         """Publish on a channel (any namespace: the server may publish everywhere).
 
         Body: ``{"channel": "live:project-9", "data": {...}, "idempotency_key"?: "..."}``.
         """
-        body = _model(HttpPublish, json_body())
         pub, created = rt.publish(body.channel, body.data, idempotency_key=body.idempotency_key)
         return jsonify({"ok": True, "data": {"offset": pub.offset, "epoch": pub.epoch,
                                              "id": pub.id, "created": created}})
@@ -338,9 +330,8 @@ def setup(rt: Realtime) -> None:
     @bp.post("/api/v1/broadcast")
     @api_key
     @body(HttpBroadcast)
-    def http_broadcast() -> Any:
+    def http_broadcast(body: HttpBroadcast) -> Any:
         """Publish the same data on several channels (every name checked first)."""
-        body = _model(HttpBroadcast, json_body())
         for channel in body.channels:
             rt.channels.resolve(channel)  # all or nothing: check every name first
         pubs = rt.broadcast(body.channels, body.data)
@@ -378,9 +369,8 @@ def setup(rt: Realtime) -> None:
 
     @bp.post("/api/v1/users/<user_id>/disconnect")
     @api_key
-    @body(HttpDisconnect)
-    def http_disconnect(user_id: str) -> Any:
+    @body(HttpDisconnect, optional=True)
+    def http_disconnect(user_id: str, body: HttpDisconnect) -> Any:
         """Disconnect every connection of a user, on every process. Body: ``{"reason"?}``."""
-        body = _model(HttpDisconnect, request.get_json(silent=True) or {})
         rt.disconnect_user(user_id, body.reason)
         return jsonify({"ok": True, "data": {"user_id": user_id}})

@@ -19,15 +19,13 @@ from pydantic import (
     AwareDatetime,
     BaseModel,
     Field,
-    ValidationError,
     field_validator,
     model_validator,
 )
 
 from dihya_realtime.features.chat.service import Actor, ChatService
-from dihya_realtime.kernel.errors import invalid
 from dihya_realtime.kernel.payloads import JsonValue
-from dihya_realtime.kernel.pipeline import EventContext, validation_details
+from dihya_realtime.kernel.pipeline import EventContext
 from dihya_realtime.kernel.registry import event, server_event
 from dihya_realtime.kernel.settings import RateLimit
 
@@ -682,7 +680,9 @@ class HttpMessage(BaseModel):
 
 def setup(rt: Realtime) -> None:
     """Attach ``rt.chat`` and the ``/api/v1/chat`` routes."""
-    from dihya_realtime.http.api import json_body, require_api_key
+    from dihya_realtime.http.api import require_api_key
+    from dihya_realtime.http.bodies import body
+    from dihya_realtime.kernel.payloads import validate
 
     service = ChatService(rt)
     rt.chat = service
@@ -691,12 +691,9 @@ def setup(rt: Realtime) -> None:
 
     @rt.blueprint.post("/api/v1/chat/rooms/<room_id>/messages")
     @require_api_key(rt)
-    def post_message(room_id: str) -> Any:
+    @body(HttpMessage, message="invalid message")
+    def post_message(room_id: str, body: HttpMessage) -> Any:
         """Post a system message: ``{"text": "Deploy finished", "data": {"build": 42}}``."""
-        try:
-            body = HttpMessage.model_validate(json_body())
-        except ValidationError as exc:
-            raise invalid("invalid message", validation_details(exc)) from None
         message = service.send_system_message(room_id, body.text, body.data)
         return jsonify({"ok": True, "data": message}), 201
 
@@ -705,10 +702,8 @@ def setup(rt: Realtime) -> None:
     def get_messages(room_id: str) -> Any:
         """History, as ``chat:history``: ``?before_seq=``, ``after_seq=``, ``around_seq=``,
         ``limit=``."""
-        try:
-            query = HistoryPayload.model_validate({"room_id": room_id, **request.args.to_dict()})
-        except ValidationError as exc:
-            raise invalid("invalid query", validation_details(exc)) from None
+        query = validate(HistoryPayload, {"room_id": room_id, **request.args.to_dict()},
+                         "invalid query")
         page = service.history(None, room_id, query.before_seq, query.after_seq,
                                query.around_seq, query.limit)
         return jsonify({"ok": True, "data": page})

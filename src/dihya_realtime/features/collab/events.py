@@ -12,9 +12,9 @@ from flask import Response, jsonify, request
 from pydantic import BaseModel, Field, Strict, field_validator, model_validator
 
 from dihya_realtime.features.collab.service import DOC_ID_RE, DocService
-from dihya_realtime.http.api import json_body, require_api_key
-from dihya_realtime.http.openapi import body
-from dihya_realtime.kernel.errors import forbidden, invalid
+from dihya_realtime.http.api import require_api_key
+from dihya_realtime.http.bodies import body
+from dihya_realtime.kernel.errors import forbidden
 from dihya_realtime.kernel.payloads import JsonValue
 from dihya_realtime.kernel.pipeline import EventContext
 from dihya_realtime.kernel.registry import event, server_event
@@ -384,19 +384,12 @@ def setup(rt: Realtime) -> None:
 
     @bp.post("/api/v1/docs")
     @api_key
-    def http_create_doc() -> Any:
+    @body(CreateDoc, message="invalid document")
+    def http_create_doc(body: CreateDoc) -> Any:
         """Create a document, optionally with initial text.
 
         Body: ``{"doc_id": "spec-42", "text": "# Spec\\n"}`` → 201 with the document.
         """
-        from pydantic import ValidationError
-
-        from dihya_realtime.kernel.pipeline import validation_details
-
-        try:
-            body = CreateDoc.model_validate(json_body())
-        except ValidationError as exc:
-            raise invalid("invalid document", validation_details(exc)) from None
         return jsonify(docs.create(body.doc_id, body.text, root=body.root)), 201
 
     @bp.get("/api/v1/docs/<doc_id>/access")
@@ -407,22 +400,14 @@ def setup(rt: Realtime) -> None:
 
     @bp.put("/api/v1/docs/<doc_id>/access")
     @api_key
-    @body(AccessBody)
-    def http_set_access(doc_id: str) -> Any:
+    @body(AccessBody, message="invalid grants")
+    def http_set_access(doc_id: str, body: AccessBody) -> Any:
         """Replace a document's grants.
 
         Body: ``{"grants": [{"user_id": "17", "mode": "edit"}, {"role": "staff",
         "mode": "read"}]}`` → 200 with the grants. Open copies of users who lost access
         are closed (``doc:closed``).
         """
-        from pydantic import ValidationError
-
-        from dihya_realtime.kernel.pipeline import validation_details
-
-        try:
-            body = AccessBody.model_validate(json_body())
-        except ValidationError as exc:
-            raise invalid("invalid grants", validation_details(exc)) from None
         changes = [("user", e.user_id, e.mode) if e.user_id is not None
                    else ("role", str(e.role), e.mode) for e in body.grants]
         return jsonify(docs.set_grants(doc_id, changes, by=None, replace=True))

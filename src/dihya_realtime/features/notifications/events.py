@@ -19,6 +19,7 @@ from dihya_realtime.features.notifications.service import (
     Category,
     Counts,
     NotificationId,
+    NotificationIn,
     NotificationOut,
     NotificationService,
     Page,
@@ -38,18 +39,20 @@ if TYPE_CHECKING:
 
 def setup(rt: Realtime) -> None:
     """Attach ``rt.notifications``, the connect hook and ``POST /api/v1/notifications``."""
-    from dihya_realtime.http.api import json_body, require_api_key
+    from dihya_realtime.http.api import require_api_key
+    from dihya_realtime.http.bodies import body
 
     service = rt.notifications = NotificationService(rt)
     rt.on_connect(service.on_connect)
 
     @rt.blueprint.post("/api/v1/notifications")
     @require_api_key(rt)
-    def create_notifications() -> Any:
+    @body(NotificationIn, message="invalid notification")
+    def create_notifications(body: NotificationIn) -> Any:
         """Create notifications; 201 when any is new, 200 when an idempotent repeat."""
-        notifications, created = service.create(service.validate(json_body()))
-        body = {"ok": True, "data": {"notifications": notifications, "created": created}}
-        return jsonify(body), (201 if created else 200)
+        notifications, created = service.create(service.check_target(body))
+        reply = {"ok": True, "data": {"notifications": notifications, "created": created}}
+        return jsonify(reply), (201 if created else 200)
 
 
 def _service(ctx: EventContext) -> NotificationService:

@@ -5,14 +5,19 @@ an HTTP client after a dropped response) must not give the user the same notific
 NULL keys never collide, so notifications without a key are never deduplicated. The index on
 ``(user_id, created_at, id)`` serves both the inbox page (newest first, keyset cursor) and the
 per-user counts.
+
+The tables belong to the feature (its migration is ``0002_notifications``); the two SQL helpers
+at the end are what every part of the feature uses on them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, mapped_column
 
 from dihya_realtime.store.models import Base, UTCDateTime
@@ -20,7 +25,7 @@ from dihya_realtime.store.models import Base, UTCDateTime
 
 class Notification(Base):
     """One in-app notification of one user (written by
-    :mod:`dihya_realtime.features.notifications.service`)."""
+    :mod:`dihya_realtime.features.notifications.creating`)."""
 
     __tablename__ = "notifications"
     __table_args__ = (
@@ -52,3 +57,20 @@ class NotificationPreference(Base):
     category: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
     push: Mapped[bool] = mapped_column(sa.Boolean, nullable=False)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
+NOTIFICATIONS = cast(sa.Table, Notification.__table__)
+PREFERENCES = cast(sa.Table, NotificationPreference.__table__)
+
+CHUNK = 500
+"""Rows per ``IN (...)`` / executemany: well under SQLite's and PostgreSQL's limits."""
+
+
+def insert_for(dialect: str) -> Any:
+    """The dialect's ``INSERT`` (both have ``on_conflict_do_nothing`` / ``_do_update``)."""
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
+
+
+def chunks(items: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
