@@ -18,9 +18,8 @@ anonymous users may call it and what to audit on success beside the handler::
            audit="chat_invite",
            audit_details=lambda p, reply: {"room_id": p.room_id, "target": p.user_id})
 
-:mod:`dihya_realtime.kernel.pipeline` runs every declared event through
-rate limit → validation → permission → anonymous rule → handler → audit → redaction →
-metrics, and
+:mod:`dihya_realtime.kernel.pipeline` runs every declared event through rate limit →
+validation → permission → anonymous rule → handler → audit → redaction → metrics, and
 :mod:`dihya_realtime.docs` turns the same declarations into the events reference and the
 AsyncAPI document, so nothing is written twice.
 
@@ -44,8 +43,8 @@ Handler = Callable[..., Any]
 AuditDetails = Callable[[Any, Any], dict[str, Any] | None]
 """``fn(payload, reply)`` → the details of an event's success row, or ``None`` for no row.
 
-``payload`` is the validated payload, ``reply`` the handler's result as sent (a model
-already dumped to its dict). ``None`` says the reply shows nothing worth auditing
+``payload`` is the validated payload, ``reply`` the handler's result (a model dumped to
+its dict), before redaction. ``None`` says the reply shows nothing worth auditing
 happened (``unsubscribe`` of a channel the connection was not subscribed to).
 """
 
