@@ -76,6 +76,8 @@ def events_markdown(registry: Events) -> str:
         lines.append(f"- reply `data`: {_fields(spec.reply)}")
         lines.append(f"- permission: `{spec.permission}`" if spec.permission
                      else "- permission: any authenticated connection")
+        if not spec.allow_anonymous:
+            lines.append("- anonymous users: not allowed (`forbidden`)")
         if spec.rate:
             lines.append(f"- rate limit: {spec.rate.rate:g}/s, burst {spec.rate.burst}")
         lines.append("")
@@ -114,7 +116,8 @@ def asyncapi_document(registry: Events) -> dict[str, Any]:
         k = key(spec.name)
         messages[k] = {"name": spec.name, "title": spec.name, "summary": spec.summary,
                        "description": spec.description, "payload": add_schema(spec.payload),
-                       "x-permission": spec.permission}
+                       "x-permission": spec.permission,
+                       "x-allow-anonymous": spec.allow_anonymous}
         messages[k + "_reply"] = {"name": spec.name + " (ack)", "payload": {
             "oneOf": [{"type": "object", "properties": {"ok": {"const": True},
                                                         "data": add_schema(spec.reply)}},

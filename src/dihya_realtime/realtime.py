@@ -268,11 +268,7 @@ class Realtime:
         Raises ``RealtimeError`` (``not_found`` for an unknown namespace, ``invalid_payload``
         for a bad name, ``unavailable`` when the broker is down: never a silent loss).
         """
-        pub, created = self.channels.publish(channel, data, idempotency_key=idempotency_key)
-        if created:
-            self.audit.record("publish", event="server", outcome="ok",
-                              details={"channel": pub.channel, "offset": pub.offset})
-        return pub, created
+        return self.channels.publish(channel, data, idempotency_key=idempotency_key)
 
     def broadcast(self, channels: Iterable[str], data: Any) -> list[Publication]:
         """Publish the same ``data`` on several channels (every name is checked first)."""

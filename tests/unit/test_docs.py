@@ -58,3 +58,15 @@ def test_every_test_the_readme_security_table_names_exists():
             missing.append(f"{current.name}{test}")
     assert named >= 30
     assert missing == []
+
+
+def test_the_anonymous_rule_is_in_the_reference_where_declared():
+    md = events_markdown(registry)
+    doc = asyncapi_document(registry)
+    rule = "- anonymous users: not allowed (`forbidden`)"
+    for name, spec in registry.events.items():
+        section = md.split(f"#### `{name}` (client → server)", 1)[1].split("####", 1)[0]
+        assert (rule in section) is (not spec.allow_anonymous), name
+        message = doc["components"]["messages"][name.replace(":", "_")]
+        assert message["x-allow-anonymous"] is spec.allow_anonymous
+    assert not registry.events["notifications:counts"].allow_anonymous

@@ -1,6 +1,11 @@
 """The event pipeline: every client event goes through here, once.
 
-    rate limit → validation → permission → handler → redaction → audit → metrics
+    rate limit → validation → permission → anonymous rule → handler → audit → redaction
+    → metrics
+
+What an event declares (:meth:`~dihya_realtime.kernel.registry.Registry.event`) is enforced
+here, so a handler repeats none of it: its permission, whether anonymous users may call it,
+and the audit row its success records.
 
 A handler only holds its feature's logic. Every failure becomes a value from the wire
 contract (:mod:`dihya_realtime.kernel.errors`): a reply envelope when the client asked for an ack,
@@ -45,6 +50,12 @@ RESERVED_EVENTS = frozenset({"connect", "disconnect", "connect_error"})
 """Lifecycle event names a client must not be able to trigger with an EVENT packet."""
 
 
+def anonymous_refusal(spec: EventSpec) -> str:
+    """The ``forbidden`` message for an anonymous caller of an ``allow_anonymous=False``
+    event: ``"notifications need a signed-in user"``."""
+    return f"{spec.feature} need a signed-in user"
+
+
 def client_event() -> bool:
     """True while a client's EVENT packet is being handled (not connect/disconnect)."""
     return getattr(_call, "client", False)
@@ -53,12 +64,13 @@ def client_event() -> bool:
 class EventContext:
     """What a handler gets besides its payload: who called, and ways to answer."""
 
-    __slots__ = ("rt", "conn", "event")
+    __slots__ = ("rt", "conn", "event", "audit_skipped")
 
     def __init__(self, rt: Realtime, conn: Connection, event: str) -> None:
         self.rt = rt
         self.conn = conn
         self.event = event
+        self.audit_skipped = False
 
     @property
     def user_id(self) -> str:
@@ -79,6 +91,11 @@ class EventContext:
             fn()
         else:
             hooks.append(fn)
+
+    def skip_audit(self) -> None:
+        """Record no success row for this call: only the handler knew nothing worth it
+        happened (an author deleting their own message is no moderation)."""
+        self.audit_skipped = True
 
     def audit(self, type_: str, outcome: str = "ok", **details: Any) -> None:
         self.rt.audit.record(type_, event=self.event, outcome=outcome, details=details or None,
@@ -168,9 +185,14 @@ class Pipeline:
                 raise RealtimeError(ErrorCode.FORBIDDEN,
                                     f"missing permission {spec.permission!r}",
                                     {"permission": spec.permission})
-            result = spec.handler(EventContext(rt, conn, name), payload)
+            if not spec.allow_anonymous and conn.principal.anonymous:
+                raise RealtimeError(ErrorCode.FORBIDDEN, anonymous_refusal(spec))
+            ctx = EventContext(rt, conn, name)
+            result = spec.handler(ctx, payload)
             if isinstance(result, BaseModel):
                 result = result.model_dump(mode="json", by_alias=True)
+            if spec.audit is not None and not ctx.audit_skipped:
+                self._audit_success(spec.audit, spec, conn, payload, result)
             envelope = ok(rt.redact(result, event=name, conn=conn))
         except RealtimeError as exc:
             outcome = exc.code.value
@@ -196,6 +218,17 @@ class Pipeline:
         if not envelope["ok"]:
             rt.emit("error", {"event": name, "error": envelope["error"]}, to=sid)
         return None
+
+    def _audit_success(self, action: str, spec: EventSpec, conn: Connection, payload: Any,
+                       reply: Any) -> None:
+        """The row ``spec`` declares for a success, before the reply is redacted and sent."""
+        details = None
+        if spec.audit_details is not None:
+            details = spec.audit_details(payload, reply)
+            if details is None:
+                return  # the reply shows nothing worth auditing happened
+        self.rt.audit.record(action, event=spec.name, outcome="ok",
+                             details=details or None, **conn.audit_fields())
 
     def _check_rate(self, spec: EventSpec | None, conn: Connection, name: str) -> None:
         """Per user and event (unknown names share one bucket), then per user overall.

@@ -11,9 +11,15 @@ A feature module reads like its event list::
         '''Send a message to a room. ... payload example ...'''
         ...
 
-The decorator records the name, payload and reply models, permission and rate limit beside
-the handler. :mod:`dihya_realtime.kernel.pipeline` runs every declared event through
-rate limit → validation → permission → handler → redaction → audit → metrics, and
+The decorator records the name, payload and reply models, permission, rate limit, whether
+anonymous users may call it and what to audit on success beside the handler::
+
+    @event("chat:invite", payload=MemberPayload, reply=InviteReply, permission="chat:write",
+           audit="chat_invite",
+           audit_details=lambda p, reply: {"room_id": p.room_id, "target": p.user_id})
+
+:mod:`dihya_realtime.kernel.pipeline` runs every declared event through rate limit →
+validation → permission → anonymous rule → handler → audit → redaction → metrics, and
 :mod:`dihya_realtime.docs` turns the same declarations into the events reference and the
 AsyncAPI document, so nothing is written twice.
 
@@ -34,6 +40,14 @@ from dihya_realtime.kernel.settings import RateLimit
 
 Handler = Callable[..., Any]
 
+AuditDetails = Callable[[Any, Any], dict[str, Any] | None]
+"""``fn(payload, reply)`` → the details of an event's success row, or ``None`` for no row.
+
+``payload`` is the validated payload, ``reply`` the handler's result (a model dumped to
+its dict), before redaction. ``None`` says the reply shows nothing worth auditing
+happened (``unsubscribe`` of a channel the connection was not subscribed to).
+"""
+
 
 @dataclass(slots=True)
 class EventSpec:
@@ -51,6 +65,8 @@ class EventSpec:
     emits: tuple[str, ...] = ()
     allow_anonymous: bool = True
     binary: bool = False
+    audit: str | None = None
+    audit_details: AuditDetails | None = None
 
 
 @dataclass(slots=True)
@@ -82,6 +98,9 @@ class Registry:
         emits: tuple[str, ...] = (),
         feature: str | None = None,
         binary: bool = False,
+        allow_anonymous: bool = True,
+        audit: str | None = None,
+        audit_details: AuditDetails | None = None,
     ) -> Callable[[Handler], Handler]:
         """Declare the client event ``name``; the handler is ``fn(ctx, payload)``.
 
@@ -90,7 +109,14 @@ class Registry:
         against the caller's roles; ``rate`` overrides the per-event default token bucket.
         ``binary=True``: the payload may carry bytes (Socket.IO attachments); any other event's
         binary packet is refused with ``invalid_payload`` before its attachments are read.
+        ``allow_anonymous=False``: an anonymous principal is refused with ``forbidden``.
+        ``audit``: the type of the row recorded once the handler succeeded, with the
+        connection's audit fields and ``audit_details(payload, reply)`` as details (see
+        :data:`AuditDetails`); a handler that learns nothing worth it happened calls
+        ``ctx.skip_audit()``. A failed call records no such row.
         """
+        if audit_details is not None and audit is None:
+            raise ValueError(f"event {name!r}: audit_details without audit")
 
         def decorate(fn: Handler) -> Handler:
             if name in self.events and self.events[name].handler is not fn:
@@ -107,7 +133,10 @@ class Registry:
                 summary=summary,
                 description=description,
                 emits=emits,
+                allow_anonymous=allow_anonymous,
                 binary=binary,
+                audit=audit,
+                audit_details=audit_details,
             )
             return fn
 

@@ -83,7 +83,9 @@ class SubscribeReply(BaseModel):
 
 
 @event("subscribe", payload=SubscribePayload, reply=SubscribeReply,
-       emits=("publication", "presence:join", "presence:leave"))
+       emits=("publication", "presence:join", "presence:leave"), audit="subscribe",
+       audit_details=lambda p, r: {"channel": r["channel"], "recovered": r["recovered"],
+                                   "since": p.since.offset if p.since else None})
 def subscribe(ctx: EventContext, payload: SubscribePayload) -> dict:
     """Subscribe to a channel; with ``since``, get what was missed.
 
@@ -113,8 +115,6 @@ def subscribe(ctx: EventContext, payload: SubscribePayload) -> dict:
     reply, go_live = svc.subscribe(ctx.conn, ref, payload.since.position() if payload.since
                                    else None)
     ctx.after_reply(go_live)
-    ctx.audit("subscribe", channel=ref.channel, recovered=reply["recovered"],
-              since=payload.since.offset if payload.since else None)
     return reply
 
 
@@ -127,15 +127,14 @@ class UnsubscribeReply(BaseModel):
     unsubscribed: bool = Field(description="false when the connection was not subscribed")
 
 
-@event("unsubscribe", payload=ChannelPayload, reply=UnsubscribeReply)
+@event("unsubscribe", payload=ChannelPayload, reply=UnsubscribeReply, audit="unsubscribe",
+       audit_details=lambda p, r: {"channel": p.channel} if r["unsubscribed"] else None)
 def unsubscribe(ctx: EventContext, payload: ChannelPayload) -> dict:
     """Stop receiving a channel's publications (and leave its presence).
 
     Payload example: ``{"channel": "chat:general"}``.
     """
     done = ctx.rt.channels.unsubscribe(ctx.conn, payload.channel)
-    if done:
-        ctx.audit("unsubscribe", channel=payload.channel)
     return {"channel": payload.channel, "unsubscribed": done}
 
 
@@ -173,13 +172,11 @@ def publish(ctx: EventContext, payload: PublishPayload) -> dict:
     ref = svc.resolve(payload.channel)
     svc.check_publish(ctx.conn, ref)
     principal = ctx.conn.principal
-    pub, created = svc.publish(ref.channel, payload.data, ref=ref,
-                               from_={"user_id": principal.user_id,
-                                      "name": principal.display_name},
-                               idempotency_key=payload.idempotency_key,
-                               idempotency_user=ctx.user_id)
-    if created:
-        ctx.audit("publish", channel=ref.channel, offset=pub.offset)
+    pub, _ = svc.publish(ref.channel, payload.data, ref=ref,
+                         from_={"user_id": principal.user_id,
+                                "name": principal.display_name},
+                         idempotency_key=payload.idempotency_key,
+                         idempotency_user=ctx.user_id, by=ctx.conn)
     return {"offset": pub.offset, "epoch": pub.epoch, "id": pub.id}
 
 

@@ -304,10 +304,13 @@ class ChannelService:
     # -- publishing (clients and the server)
     def publish(self, channel: str, data: Any, *, from_: dict | None = None,
                 idempotency_key: str | None = None, ref: ChannelRef | None = None,
-                idempotency_user: str | None = None) -> tuple[Publication, bool]:
+                idempotency_user: str | None = None,
+                by: Connection | None = None) -> tuple[Publication, bool]:
         """Publish; ``idempotency_key`` is the server's, or ``idempotency_user``'s when given.
 
         A repeated key returns the first result with ``created=False`` and ``data=None``.
+        Every publication is audited here, once, whichever path made it: ``by`` the
+        connection of a client's ``publish`` event, else the server (event ``server``).
         """
         ref = ref or self.resolve(channel)
         key = None if idempotency_key is None else idempotency_scope(idempotency_key,
@@ -321,6 +324,9 @@ class ChannelService:
                                 "the broker is unavailable; nothing was published") from exc
         if created:
             self.rt.metrics.publications.inc()
+            self.rt.audit.record("publish", event="publish" if by else "server", outcome="ok",
+                                 details={"channel": pub.channel, "offset": pub.offset},
+                                 **(by.audit_fields() if by else {}))
         return pub, created
 
     def control(self, action: str, **args: Any) -> None:

@@ -361,16 +361,15 @@ def _chat(ctx: EventContext) -> ChatService:
 
 
 @event("chat:create_room", payload=CreateRoomPayload, reply=Room, permission=WRITE,
-       rate=RateLimit(rate=0.5, burst=10))
+       rate=RateLimit(rate=0.5, burst=10), audit="chat_room_created",
+       audit_details=lambda p, room: {"room_id": room["id"], "visibility": p.visibility})
 def create_room(ctx: EventContext, p: CreateRoomPayload) -> dict:
     """Create a room; you are its owner.
 
     Payload example: ``{"name": "release-train", "topic": "Friday deploys",
     "visibility": "public"}``. Reply: the room (``role: "owner"``).
     """
-    room = _chat(ctx).create_room(Actor.of(ctx.conn), p.name, p.topic, p.visibility)
-    ctx.audit("chat_room_created", room_id=room["id"], visibility=p.visibility)
-    return room
+    return _chat(ctx).create_room(Actor.of(ctx.conn), p.name, p.topic, p.visibility)
 
 
 @event("chat:rooms", payload=RoomsPayload, reply=RoomList, permission=WRITE)
@@ -421,41 +420,38 @@ def leave(ctx: EventContext, p: RoomPayload) -> dict:
 
 
 @event("chat:invite", payload=MemberPayload, reply=InviteReply, permission=WRITE,
-       emits=("chat:member_joined",))
+       emits=("chat:member_joined",), audit="chat_invite",
+       audit_details=lambda p, _: {"room_id": p.room_id, "target": p.user_id})
 def invite(ctx: EventContext, p: MemberPayload) -> dict:
     """Add a user to a room: its owner or moderators (or ``chat:moderate``).
 
     Payload example: ``{"room_id": "9f2c…", "user_id": "42"}``. A banned user → ``conflict``.
     """
-    result = _chat(ctx).invite(Actor.of(ctx.conn), p.room_id, p.user_id, ctx.after_reply)
-    ctx.audit("chat_invite", room_id=p.room_id, target=p.user_id)
-    return result
+    return _chat(ctx).invite(Actor.of(ctx.conn), p.room_id, p.user_id, ctx.after_reply)
 
 
 @event("chat:remove_member", payload=MemberPayload, reply=Removed, permission=WRITE,
-       emits=("chat:member_left", "chat:typing", "unsubscribed"))
+       emits=("chat:member_left", "chat:typing", "unsubscribed"), audit="chat_remove_member",
+       audit_details=lambda p, _: {"room_id": p.room_id, "target": p.user_id})
 def remove_member(ctx: EventContext, p: MemberPayload) -> dict:
     """Remove a member: the room's owner or moderators (a moderator cannot remove a moderator).
 
     Payload example: ``{"room_id": "9f2c…", "user_id": "42"}``.
     """
-    result = _chat(ctx).remove_member(Actor.of(ctx.conn), p.room_id, p.user_id, "removed",
-                                      ctx.after_reply)
-    ctx.audit("chat_remove_member", room_id=p.room_id, target=p.user_id)
-    return result
+    return _chat(ctx).remove_member(Actor.of(ctx.conn), p.room_id, p.user_id, "removed",
+                                    ctx.after_reply)
 
 
 @event("chat:set_role", payload=RolePayload, reply=MemberUpdated, permission=WRITE,
-       emits=("chat:member_updated",))
+       emits=("chat:member_updated",), audit="chat_set_role",
+       audit_details=lambda p, _: {"room_id": p.room_id, "target": p.user_id, "role": p.role})
 def set_role(ctx: EventContext, p: RolePayload) -> dict:
     """Make a member a room moderator, or a plain member again: the owner only.
 
     Payload example: ``{"room_id": "9f2c…", "user_id": "42", "role": "moderator"}``.
     """
-    result = _chat(ctx).set_role(Actor.of(ctx.conn), p.room_id, p.user_id, p.role,
-                                 ctx.after_reply)
-    ctx.audit("chat_set_role", room_id=p.room_id, target=p.user_id, role=p.role)
-    return result
+    return _chat(ctx).set_role(Actor.of(ctx.conn), p.room_id, p.user_id, p.role,
+                               ctx.after_reply)
 
 
 @event("chat:dm", payload=DmPayload, reply=Room, permission=WRITE)
@@ -515,7 +511,9 @@ def edit(ctx: EventContext, p: EditPayload) -> dict:
 
 
 @event("chat:delete", payload=MessageRef, reply=Message, permission=WRITE,
-       emits=("chat:message_deleted",))
+       emits=("chat:message_deleted",), audit="chat_moderate_delete",
+       audit_details=lambda p, m: {"room_id": m["room_id"], "message_id": p.message_id,
+                                   "target": (m["author"] or {}).get("user_id")})
 def delete(ctx: EventContext, p: MessageRef) -> dict:
     """Delete a message: its author, or the room's owner/moderators, or ``chat:moderate``.
 
@@ -524,9 +522,8 @@ def delete(ctx: EventContext, p: MessageRef) -> dict:
     """
     message, by_moderator = _chat(ctx).delete(Actor.of(ctx.conn), p.message_id,
                                               ctx.after_reply)
-    if by_moderator:
-        ctx.audit("chat_moderate_delete", room_id=message["room_id"],
-                  message_id=p.message_id, target=(message["author"] or {}).get("user_id"))
+    if not by_moderator:
+        ctx.skip_audit()
     return message
 
 
@@ -577,7 +574,9 @@ def read(ctx: EventContext, p: ReadPayload) -> dict:
 
 
 @event("chat:mute", payload=MutePayload, reply=MemberUpdated, permission=WRITE,
-       emits=("chat:member_updated",))
+       emits=("chat:member_updated",), audit="chat_mute",
+       audit_details=lambda p, r: {"room_id": p.room_id, "target": p.user_id,
+                                   "until": r["muted_until"]})
 def mute(ctx: EventContext, p: MutePayload) -> dict:
     """Mute a member until a time: until then they cannot speak in the room.
 
@@ -588,26 +587,24 @@ def mute(ctx: EventContext, p: MutePayload) -> dict:
     Payload example: ``{"room_id": "9f2c…", "user_id": "42", "until": "2026-12-01T18:00:00Z"}``.
     ``until: null`` (or a past time) unmutes. Audited.
     """
-    result = _chat(ctx).mute(Actor.of(ctx.conn), p.room_id, p.user_id, p.until, ctx.after_reply)
-    ctx.audit("chat_mute", room_id=p.room_id, target=p.user_id, until=result["muted_until"])
-    return result
+    return _chat(ctx).mute(Actor.of(ctx.conn), p.room_id, p.user_id, p.until, ctx.after_reply)
 
 
 @event("chat:kick", payload=MemberPayload, reply=Removed, permission=WRITE,
-       emits=("chat:member_left", "chat:typing", "unsubscribed"))
+       emits=("chat:member_left", "chat:typing", "unsubscribed"), audit="chat_kick",
+       audit_details=lambda p, _: {"room_id": p.room_id, "target": p.user_id})
 def kick(ctx: EventContext, p: MemberPayload) -> dict:
     """Remove a member now (they may join a public room again). Audited.
 
     Payload example: ``{"room_id": "9f2c…", "user_id": "42"}``.
     """
-    result = _chat(ctx).remove_member(Actor.of(ctx.conn), p.room_id, p.user_id, "kicked",
-                                      ctx.after_reply)
-    ctx.audit("chat_kick", room_id=p.room_id, target=p.user_id)
-    return result
+    return _chat(ctx).remove_member(Actor.of(ctx.conn), p.room_id, p.user_id, "kicked",
+                                    ctx.after_reply)
 
 
 @event("chat:ban", payload=BanPayload, reply=BanReply, permission=WRITE,
-       emits=("chat:member_left", "chat:typing", "unsubscribed"))
+       emits=("chat:member_left", "chat:typing", "unsubscribed"), audit="chat_ban",
+       audit_details=lambda p, _: {"room_id": p.room_id, "target": p.user_id})
 def ban(ctx: EventContext, p: BanPayload) -> dict:
     """Ban a user from a room: removed, and ``chat:join`` → ``forbidden`` until unbanned.
 
@@ -616,17 +613,15 @@ def ban(ctx: EventContext, p: BanPayload) -> dict:
 
     Payload example: ``{"room_id": "9f2c…", "user_id": "42", "reason": "spam"}``. Audited.
     """
-    result = _chat(ctx).ban(Actor.of(ctx.conn), p.room_id, p.user_id, p.reason, ctx.after_reply)
-    ctx.audit("chat_ban", room_id=p.room_id, target=p.user_id)
-    return result
+    return _chat(ctx).ban(Actor.of(ctx.conn), p.room_id, p.user_id, p.reason, ctx.after_reply)
 
 
-@event("chat:unban", payload=MemberPayload, reply=UnbanReply, permission=WRITE)
+@event("chat:unban", payload=MemberPayload, reply=UnbanReply, permission=WRITE,
+       audit="chat_unban",
+       audit_details=lambda p, _: {"room_id": p.room_id, "target": p.user_id})
 def unban(ctx: EventContext, p: MemberPayload) -> dict:
     """Lift a ban. Payload example: ``{"room_id": "9f2c…", "user_id": "42"}``. Audited."""
-    result = _chat(ctx).unban(Actor.of(ctx.conn), p.room_id, p.user_id)
-    ctx.audit("chat_unban", room_id=p.room_id, target=p.user_id)
-    return result
+    return _chat(ctx).unban(Actor.of(ctx.conn), p.room_id, p.user_id)
 
 
 # -- server → client

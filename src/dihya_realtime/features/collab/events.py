@@ -58,7 +58,9 @@ class JoinReply(BaseModel):
 
 
 @event("doc:join", payload=JoinPayload, reply=JoinReply, permission="doc:read",
-       emits=("doc:update", "doc:awareness"), binary=True)
+       emits=("doc:update", "doc:awareness"), binary=True, audit="doc_join",
+       audit_details=lambda p, r: {"doc_id": p.doc_id, "read_only": r["read_only"],
+                                   "seq": r["seq"]})
 def join(ctx: EventContext, payload: JoinPayload) -> dict:
     """Join a document: the reply carries its state (Yjs sync step 1 and step 2).
 
@@ -80,8 +82,6 @@ def join(ctx: EventContext, payload: JoinPayload) -> dict:
     """
     docs: DocService = ctx.rt.docs
     reply = docs.join(ctx.conn, payload.doc_id, payload.sync_step1)
-    ctx.audit("doc_join", doc_id=payload.doc_id, read_only=reply["read_only"],
-              seq=reply["seq"])
     ctx.after_reply(lambda: docs.ask_peers_for_awareness(ctx.conn, payload.doc_id))
     return reply
 
@@ -97,7 +97,9 @@ class UpdateReply(BaseModel):
 
 
 @event("doc:update", payload=UpdatePayload, reply=UpdateReply, permission="doc:edit",
-       rate=RateLimit(rate=60, burst=200), emits=("doc:update",), binary=True)
+       rate=RateLimit(rate=60, burst=200), emits=("doc:update",), binary=True,
+       audit="doc_update",
+       audit_details=lambda p, r: {"doc_id": p.doc_id, "size": len(p.update), "seq": r["seq"]})
 def update(ctx: EventContext, payload: UpdatePayload) -> dict:
     """Apply a Yjs update to a joined document; acked once it is stored.
 
@@ -118,7 +120,6 @@ def update(ctx: EventContext, payload: UpdatePayload) -> dict:
     """
     docs: DocService = ctx.rt.docs
     seq = docs.update(ctx.conn, payload.doc_id, payload.update)
-    ctx.audit("doc_update", doc_id=payload.doc_id, size=len(payload.update), seq=seq)
     return {"doc_id": payload.doc_id, "seq": seq}
 
 
@@ -134,7 +135,10 @@ class SyncReply(BaseModel):
 
 
 @event("doc:sync", payload=SyncPayload, reply=SyncReply, permission="doc:read",
-       rate=RateLimit(rate=20, burst=50), emits=("doc:update",), binary=True)
+       rate=RateLimit(rate=20, burst=50), emits=("doc:update",), binary=True,
+       audit="doc_update",
+       audit_details=lambda p, r: None if r["message"] is not None else {
+           "doc_id": p.doc_id, "size": len(p.message), "seq": r["seq"]})
 def sync(ctx: EventContext, payload: SyncPayload) -> dict:
     """Send a y-protocols sync message for a joined document.
 
@@ -147,11 +151,7 @@ def sync(ctx: EventContext, payload: SyncPayload) -> dict:
     "message": null, "seq": 18}}``.
     """
     docs: DocService = ctx.rt.docs
-    reply = docs.sync(ctx.conn, payload.doc_id, payload.message)
-    if reply["message"] is None:
-        ctx.audit("doc_update", doc_id=payload.doc_id, size=len(payload.message),
-                  seq=reply["seq"])
-    return reply
+    return docs.sync(ctx.conn, payload.doc_id, payload.message)
 
 
 class AwarenessPayload(BaseModel):

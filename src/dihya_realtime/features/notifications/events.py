@@ -29,7 +29,6 @@ from dihya_realtime.features.notifications.service import (
     Status,
     Updated,
 )
-from dihya_realtime.kernel.errors import forbidden
 from dihya_realtime.kernel.pipeline import EventContext
 from dihya_realtime.kernel.registry import event, server_event
 
@@ -56,8 +55,6 @@ def setup(rt: Realtime) -> None:
 
 
 def _service(ctx: EventContext) -> NotificationService:
-    if ctx.conn.principal.anonymous:
-        raise forbidden("notifications need a signed-in user")
     return ctx.rt.notifications  # type: ignore[attr-defined, no-any-return]
 
 
@@ -77,7 +74,7 @@ class ListPayload(BaseModel):
     limit: int = Field(default=20, ge=1, le=50)
 
 
-@event("notifications:list", payload=ListPayload, reply=Page)
+@event("notifications:list", payload=ListPayload, reply=Page, allow_anonymous=False)
 def list_(ctx: EventContext, payload: ListPayload) -> dict:
     """One page of my notifications, newest first, with a cursor for the next page.
 
@@ -99,7 +96,7 @@ def list_(ctx: EventContext, payload: ListPayload) -> dict:
                               payload.limit)
 
 
-@event("notifications:counts", reply=Counts)
+@event("notifications:counts", reply=Counts, allow_anonymous=False)
 def counts(ctx: EventContext, payload: object) -> dict:
     """My badge counts: unseen and unread, archived notifications excluded.
 
@@ -120,7 +117,7 @@ class MarkAllReadPayload(BaseModel):
 
 
 @event("notifications:mark_read", payload=IdsPayload, reply=StateChange,
-       emits=("notifications:updated", "notifications:counts"))
+       emits=("notifications:updated", "notifications:counts"), allow_anonymous=False)
 def mark_read(ctx: EventContext, payload: IdsPayload) -> StateChange:
     """Mark my notifications read (and seen).
 
@@ -136,7 +133,7 @@ def mark_read(ctx: EventContext, payload: IdsPayload) -> StateChange:
 
 
 @event("notifications:mark_unread", payload=IdsPayload, reply=StateChange,
-       emits=("notifications:updated", "notifications:counts"))
+       emits=("notifications:updated", "notifications:counts"), allow_anonymous=False)
 def mark_unread(ctx: EventContext, payload: IdsPayload) -> StateChange:
     """Mark my notifications unread again (they stay seen).
 
@@ -148,7 +145,7 @@ def mark_unread(ctx: EventContext, payload: IdsPayload) -> StateChange:
 
 
 @event("notifications:mark_all_read", payload=MarkAllReadPayload, reply=StateChange,
-       emits=("notifications:updated", "notifications:counts"))
+       emits=("notifications:updated", "notifications:counts"), allow_anonymous=False)
 def mark_all_read(ctx: EventContext, payload: MarkAllReadPayload) -> StateChange:
     """Mark all my notifications read, or all of one category.
 
@@ -160,7 +157,7 @@ def mark_all_read(ctx: EventContext, payload: MarkAllReadPayload) -> StateChange
 
 
 @event("notifications:mark_seen", payload=IdsPayload, reply=StateChange,
-       emits=("notifications:updated", "notifications:counts"))
+       emits=("notifications:updated", "notifications:counts"), allow_anonymous=False)
 def mark_seen(ctx: EventContext, payload: IdsPayload) -> StateChange:
     """Mark my notifications seen (the bell was opened; read state unchanged).
 
@@ -172,7 +169,7 @@ def mark_seen(ctx: EventContext, payload: IdsPayload) -> StateChange:
 
 
 @event("notifications:mark_all_seen", reply=StateChange,
-       emits=("notifications:updated", "notifications:counts"))
+       emits=("notifications:updated", "notifications:counts"), allow_anonymous=False)
 def mark_all_seen(ctx: EventContext, payload: object) -> StateChange:
     """Mark all my notifications seen: the unseen badge goes to zero.
 
@@ -183,7 +180,7 @@ def mark_all_seen(ctx: EventContext, payload: object) -> StateChange:
 
 
 @event("notifications:archive", payload=IdsPayload, reply=StateChange,
-       emits=("notifications:updated", "notifications:counts"))
+       emits=("notifications:updated", "notifications:counts"), allow_anonymous=False)
 def archive(ctx: EventContext, payload: IdsPayload) -> StateChange:
     """Archive my notifications: out of the inbox and the counts, listed with ``archived``.
 
@@ -195,7 +192,7 @@ def archive(ctx: EventContext, payload: IdsPayload) -> StateChange:
 
 
 @event("notifications:unarchive", payload=IdsPayload, reply=StateChange,
-       emits=("notifications:updated", "notifications:counts"))
+       emits=("notifications:updated", "notifications:counts"), allow_anonymous=False)
 def unarchive(ctx: EventContext, payload: IdsPayload) -> StateChange:
     """Bring archived notifications of mine back to the inbox.
 
@@ -217,7 +214,7 @@ class SetPreferencesPayload(BaseModel):
     preferences: dict[Category, PushPreference] = Field(min_length=1, max_length=50)
 
 
-@event("notifications:preferences", reply=Preferences)
+@event("notifications:preferences", reply=Preferences, allow_anonymous=False)
 def preferences(ctx: EventContext, payload: object) -> dict:
     """My live-push setting per category (any category not listed is pushed).
 
@@ -230,7 +227,9 @@ def preferences(ctx: EventContext, payload: object) -> dict:
     return _service(ctx).preferences(ctx.user_id)
 
 
-@event("notifications:set_preferences", payload=SetPreferencesPayload, reply=Preferences)
+@event("notifications:set_preferences", payload=SetPreferencesPayload, reply=Preferences,
+       allow_anonymous=False, audit="notification_preferences",
+       audit_details=lambda p, _: {"categories": sorted(p.preferences)})
 def set_preferences(ctx: EventContext, payload: SetPreferencesPayload) -> dict:
     """Turn live push on or off per category; notifications are stored and counted either way.
 
@@ -242,9 +241,7 @@ def set_preferences(ctx: EventContext, payload: SetPreferencesPayload) -> dict:
     Reply: as ``notifications:preferences``.
     """
     push = {category: p.push for category, p in payload.preferences.items()}
-    result = _service(ctx).set_preferences(ctx.user_id, push)
-    ctx.audit("notification_preferences", categories=sorted(push))
-    return result
+    return _service(ctx).set_preferences(ctx.user_id, push)
 
 
 # -- what the server sends
