@@ -17,7 +17,6 @@ if TYPE_CHECKING:
     from flask_socketio import SocketIO
 
     from dihya_realtime.broker import Broker
-
     from dihya_realtime.kernel.audit import AuditLog
     from dihya_realtime.kernel.auth import ApiKeyChecker, TokenVerifier
     from dihya_realtime.kernel.connections import Connection, ConnectionTable
