@@ -36,6 +36,7 @@ from dihya_realtime.kernel.audit import AuditLog
 from dihya_realtime.kernel.auth import ApiKeyChecker, TokenVerifier
 from dihya_realtime.kernel.client_address import client_address, parse_networks
 from dihya_realtime.kernel.connections import Connection, ConnectionTable
+from dihya_realtime.kernel.control import ControlBus
 from dihya_realtime.kernel.expiry import ExpiryWatch
 from dihya_realtime.kernel.lifecycle import (
     ConnectHook,
@@ -128,6 +129,7 @@ class Realtime:
             max_history_bytes_per_channel=self.settings.max_history_bytes_per_channel,
             max_history_bytes=self.settings.max_history_bytes,
             history_evict_idle=self.settings.history_evict_idle)
+        self.control = ControlBus(self.broker)  # what every process is asked to do
         self.pipeline = Pipeline(self)
         self.channels = ChannelService(self)
         self.expiry = ExpiryWatch(self)
@@ -287,13 +289,13 @@ class Realtime:
     def unsubscribe(self, user_id: str, channel: str, reason: str = "server") -> None:
         """Remove every connection of ``user_id`` from ``channel``, on every process."""
         self.channels.resolve(channel)
-        self.channels.control("unsubscribe", user_id=user_id, channel=channel, reason=reason)
+        self.control.send("unsubscribe", user_id=user_id, channel=channel, reason=reason)
 
     def disconnect_user(self, user_id: str, reason: str = "disconnected by server") -> None:
         """Disconnect every connection of ``user_id``, on every process."""
         self.audit.record("disconnect_user_requested", outcome="ok", user_id=user_id,
                           details={"reason": reason})
-        self.channels.control("disconnect_user", user_id=user_id, reason=reason)
+        self.control.send("disconnect_user", user_id=user_id, reason=reason)
 
     def disconnect_user_here(self, user_id: str, reason: str = "disconnected by server") -> int:
         """Disconnect every connection of ``user_id`` on this process; returns how many."""
@@ -423,6 +425,8 @@ class Realtime:
                                    "max_bytes": self.settings.max_payload_bytes}, **fields)
 
     def _on_broker_message(self, message: Any) -> None:
+        if self.control.dispatch(message):
+            return
         for handler in self.broker_handlers:
             handler(message)
 

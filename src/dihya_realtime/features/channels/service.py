@@ -39,7 +39,7 @@ from dihya_realtime.broker import (
 from dihya_realtime.broker.base import wire_size
 from dihya_realtime.features.channels.catchup import FanoutCatchUp
 from dihya_realtime.kernel.errors import ErrorCode, RealtimeError, forbidden, invalid, not_found
-from dihya_realtime.kernel.settings import HistoryPolicy, NamespacePolicy
+from dihya_realtime.kernel.settings import NamespacePolicy
 
 if TYPE_CHECKING:
     from dihya_realtime.kernel.connections import Connection
@@ -49,9 +49,6 @@ log = logging.getLogger("dihya_realtime.channels")
 
 CHANNEL_RE = re.compile(r"^([a-z][a-z0-9_]{0,31}):([A-Za-z0-9_.#=@,-]{1,128})\Z")
 """``\\Z``, not ``$``: Python's ``$`` also matches before a final newline."""
-CONTROL_PREFIX = "__control:"
-"""Publications on these channels are instructions to every process, never delivered."""
-CONTROL_HISTORY = HistoryPolicy(size=0, ttl=60)
 
 
 AccessCheck = Callable[["Connection", "ChannelRef", str], None]
@@ -108,10 +105,8 @@ class ChannelService:
         self._reserved: dict[str, set[str]] = {}  # sid → channels being subscribed
         self.catchup = FanoutCatchUp(self)  # no silent gap when the fan-out comes back
         self._access_checks: dict[str, list[AccessCheck]] = {}
-        self._control_handlers: dict[str, Any] = {
-            "disconnect_user": self._control_disconnect_user,
-            "unsubscribe": self._control_unsubscribe,
-        }
+        rt.control.register("disconnect_user", self._control_disconnect_user)
+        rt.control.register("unsubscribe", self._control_unsubscribe)
 
     # -- names and policies
     def resolve(self, channel: str) -> ChannelRef:
@@ -330,12 +325,8 @@ class ChannelService:
         return pub, created
 
     def control(self, action: str, **args: Any) -> None:
-        """Ask every process (this one included) to do ``action``."""
-        try:
-            self.broker.publish(CONTROL_PREFIX + action, {"action": action, **args},
-                                history=CONTROL_HISTORY)
-        except BrokerUnavailable as exc:
-            raise RealtimeError(ErrorCode.UNAVAILABLE, "the broker is unavailable") from exc
+        """Ask every process (this one included) to do ``action``: ``rt.control.send``."""
+        self.rt.control.send(action, **args)
 
     def history(self, ref: ChannelRef, limit: int | None,
                 since: StreamPosition | None) -> RecoveryResult:
@@ -378,11 +369,6 @@ class ChannelService:
             self.rt.emit(f"presence:{message.kind}",
                          {"channel": message.channel, "user": message.user},
                          to=room_of(message.channel), local=True)
-            return
-        if message.channel.startswith(CONTROL_PREFIX):
-            handler = self._control_handlers.get(message.data.get("action"))
-            if handler is not None:
-                handler(message.data)
             return
         room = room_of(message.channel)
         if not self._has_local_members(room):

@@ -373,7 +373,6 @@ def setup(rt: Realtime) -> None:
     docs = DocService(rt)
     rt.docs = docs
     rt.on_disconnect(lambda conn, reason: docs.drop_connection(conn))
-    rt.broker_handlers.append(docs.on_broker_message)
 
     @rt.on_refresh
     def close_unreadable_docs(ctx: EventContext) -> None:

@@ -7,11 +7,27 @@ from the CLI, from tests and from an embedding app.
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import pkgutil
+
 import sqlalchemy as sa
 from alembic import context
 
+from dihya_realtime import features
 from dihya_realtime.store.models import Base
 
+
+def _import_feature_models() -> None:
+    """Each feature keeps its tables in ``features/<name>/models.py``: import them all, so
+    that ``Base.metadata`` (what autogenerate compares) holds every table."""
+    for info in pkgutil.iter_modules(features.__path__):
+        name = f"{features.__name__}.{info.name}.models"
+        if info.ispkg and importlib.util.find_spec(name) is not None:
+            importlib.import_module(name)
+
+
+_import_feature_models()
 config = context.config
 target_metadata = Base.metadata
 

@@ -1,4 +1,7 @@
-"""Tables of collaborative documents: the document row, its update log and its snapshot.
+"""The collab feature's tables: the document row, its update log, snapshot, grants, quarantine.
+
+They live with the feature (the store keeps only the shared base and the tables every feature
+uses); the migrations that create them are the ``collab`` branch in ``store/migrations``.
 
 A document's content is a Yjs (CRDT) state. Every accepted update is appended to
 ``doc_updates`` with the next ``seq`` of its document *before* the client gets its ack, so a
@@ -11,6 +14,7 @@ sequence numbers: incrementing it takes the row lock, so appends to one document
 from __future__ import annotations
 
 from datetime import datetime
+from typing import cast
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
@@ -90,3 +94,12 @@ class DocQuarantine(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     quarantined_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     reason: Mapped[str] = mapped_column(sa.String(200), nullable=False)
+
+
+# The Core tables, for the statements that bypass the ORM unit of work (the update log's hot
+# path). Declarative types ``__table__`` as a FromClause; these are Tables.
+docs_table = cast(sa.Table, DocRecord.__table__)
+updates_table = cast(sa.Table, DocUpdate.__table__)
+snapshots_table = cast(sa.Table, DocSnapshot.__table__)
+grants_table = cast(sa.Table, DocGrant.__table__)
+quarantine_table = cast(sa.Table, DocQuarantine.__table__)

@@ -1,0 +1,97 @@
+"""One way for a process to ask every process to do something: the control bus.
+
+Some work cannot be done where it is asked for: disconnecting a user whose connections live on
+other processes, closing a document for participants elsewhere, sending a joiner the cursors
+held by the other processes. Each used to carry its own broker channel and its own dispatch,
+and each had to get the same details right (a publication that is never delivered to clients,
+no history kept, one bad message never stopping the broker's reader).
+
+:class:`ControlBus` holds those details once. A feature registers a handler per action at
+set-up; :meth:`ControlBus.send` publishes ``{"action": action, **args}`` on the broker channel
+``__control:<action>`` (no history; the broker fans it out to every process, this one
+included), and every process hands it to the handler registered for the action. Handlers run
+in the broker's delivery thread, in order: they must be quick (start a background task for
+slow work). A handler that wants to skip its own process compares a node id it sent.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from dihya_realtime.broker import Broker, BrokerUnavailable, Publication
+from dihya_realtime.kernel.errors import ErrorCode, RealtimeError
+from dihya_realtime.kernel.settings import HistoryPolicy
+
+log = logging.getLogger("dihya_realtime.control")
+
+CONTROL_PREFIX = "__control:"
+"""Publications on these channels are instructions to every process, never delivered."""
+CONTROL_HISTORY = HistoryPolicy(size=0, ttl=60)
+
+ControlHandler = Callable[[dict[str, Any]], None]
+"""``fn(data)``: ``data`` is what :meth:`ControlBus.send` published (``action`` included)."""
+
+
+class ControlBus:
+    """Actions every process can be asked to do, each with one handler, over the broker."""
+
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+        self._handlers: dict[str, ControlHandler] = {}
+        self._lock = threading.Lock()
+        self._unknown_seen: set[str] = set()
+
+    def register(self, action: str, handler: ControlHandler) -> None:
+        """Handle ``action`` on this process; a second handler for one action is an error."""
+        with self._lock:
+            if action in self._handlers:
+                raise ValueError(f"control action {action!r} has a handler already")
+            self._handlers[action] = handler
+
+    def send(self, action: str, **args: Any) -> None:
+        """Ask every process (this one included) to do ``action`` with ``args``.
+
+        Raises ``unavailable`` when the broker cannot be reached (nothing was sent).
+        """
+        try:
+            self.broker.publish(CONTROL_PREFIX + action, {"action": action, **args},
+                                history=CONTROL_HISTORY)
+        except BrokerUnavailable as exc:
+            raise RealtimeError(ErrorCode.UNAVAILABLE, "the broker is unavailable") from exc
+
+    def dispatch(self, message: Any) -> bool:
+        """Run the handler of a control message; returns whether ``message`` was one.
+
+        An action nobody registered (sent by a process with another feature set or version)
+        is logged and ignored; a handler that raises is logged, and the next message is
+        handled as usual.
+        """
+        if not (isinstance(message, Publication) and message.channel.startswith(CONTROL_PREFIX)):
+            return False
+        data = message.data if isinstance(message.data, dict) else {}
+        action = data.get("action")
+        handler = self._handlers.get(action) if isinstance(action, str) else None
+        if handler is None:
+            self._unknown(message.channel, action)
+            return True
+        try:
+            handler(data)
+        except Exception:
+            log.exception("control action %r failed on this process", action)
+        return True
+
+    def _unknown(self, channel: str, action: Any) -> None:
+        key = repr(action)
+        with self._lock:
+            first = key not in self._unknown_seen
+            if first and len(self._unknown_seen) < 1000:
+                self._unknown_seen.add(key)
+        # once per action: a process without a feature would otherwise log every message
+        (log.warning if first else log.debug)(
+            "control message on %s with no handler for action %r: ignored", channel, action)
+
+
+__all__ = ["CONTROL_HISTORY", "CONTROL_PREFIX", "ControlBus", "ControlHandler"]
