@@ -30,13 +30,13 @@ from dihya_realtime.broker import (
     StreamPosition,
     create_broker,
 )
+from dihya_realtime.broker.control import ControlBus
 from dihya_realtime.features import hidden_feature_modules, setup_features
 from dihya_realtime.features.channels.service import ChannelService
 from dihya_realtime.kernel.audit import AuditLog
 from dihya_realtime.kernel.auth import ApiKeyChecker, TokenVerifier
 from dihya_realtime.kernel.client_address import client_address, parse_networks
 from dihya_realtime.kernel.connections import Connection, ConnectionTable
-from dihya_realtime.kernel.control import ControlBus
 from dihya_realtime.kernel.expiry import ExpiryWatch
 from dihya_realtime.kernel.lifecycle import (
     ConnectHook,
@@ -129,7 +129,7 @@ class Realtime:
             max_history_bytes_per_channel=self.settings.max_history_bytes_per_channel,
             max_history_bytes=self.settings.max_history_bytes,
             history_evict_idle=self.settings.history_evict_idle)
-        self.control = ControlBus(self.broker)  # what every process is asked to do
+        self.control: ControlBus = ControlBus(self.broker)  # what every process is asked
         self.pipeline = Pipeline(self)
         self.channels = ChannelService(self)
         self.expiry = ExpiryWatch(self)

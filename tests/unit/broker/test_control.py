@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from dihya_realtime.broker import BrokerUnavailable, MemoryBroker, PresenceEvent, Publication
-from dihya_realtime.kernel.control import CONTROL_HISTORY, CONTROL_PREFIX, ControlBus
+from dihya_realtime.broker.control import CONTROL_HISTORY, CONTROL_PREFIX, ControlBus
 from dihya_realtime.kernel.errors import ErrorCode, RealtimeError
 
 
