@@ -36,15 +36,15 @@ from dihya_realtime.features.chat.common import (
     typing_dict,
     utcnow,
 )
-from dihya_realtime.features.chat.typing_indicator import TypingIndicator
-from dihya_realtime.kernel.errors import ErrorCode, RealtimeError, conflict, invalid
-from dihya_realtime.store.chat import (
+from dihya_realtime.features.chat.models import (
     ChatMember,
     ChatMention,
     ChatMessage,
     ChatReaction,
     ChatRoom,
 )
+from dihya_realtime.features.chat.typing_indicator import TypingIndicator
+from dihya_realtime.kernel.errors import ErrorCode, RealtimeError, conflict, invalid
 
 log = logging.getLogger("dihya_realtime.chat")
 

@@ -29,10 +29,10 @@ from dihya_realtime.features.chat.base import ChatStore
 from dihya_realtime.features.chat.common import Actor, Defer, parse_mentions
 from dihya_realtime.features.chat.membership import Membership
 from dihya_realtime.features.chat.messages import Messages
+from dihya_realtime.features.chat.models import ChatMember, ChatRoom
 from dihya_realtime.features.chat.moderation import Moderation
 from dihya_realtime.features.chat.queries import Queries
 from dihya_realtime.features.chat.typing_indicator import TypingIndicator, TypingTracker
-from dihya_realtime.store.chat import ChatMember, ChatRoom
 
 if TYPE_CHECKING:
     from dihya_realtime.features.channels.service import ChannelRef
