@@ -391,7 +391,7 @@ def setup(rt: Realtime) -> None:
     """Attach ``rt.chat`` and the ``/api/v1/chat`` routes."""
     from dihya_realtime.http.api import json_body, require_api_key
 
-    service = ChatService(rt)
+    service = ChatService(rt, notifier=rt)
     rt.chat = service
     rt.on_disconnect(lambda conn, reason: service.connection_closed(conn.sid))
     rt.channels.add_access_check("chat", service.check_channel)

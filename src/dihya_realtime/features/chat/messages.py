@@ -43,6 +43,7 @@ from dihya_realtime.features.chat.models import (
     ChatReaction,
     ChatRoom,
 )
+from dihya_realtime.features.chat.ports import Notifier
 from dihya_realtime.features.chat.typing_indicator import TypingIndicator
 from dihya_realtime.kernel.errors import ErrorCode, RealtimeError, conflict, invalid
 
@@ -52,10 +53,12 @@ log = logging.getLogger("dihya_realtime.chat")
 class Messages:
     """The messages of the rooms, from the send hot path to the tombstone."""
 
-    def __init__(self, store: ChatStore, access: Access, typing: TypingIndicator) -> None:
+    def __init__(self, store: ChatStore, access: Access, typing: TypingIndicator,
+                 notifier: Notifier | None = None) -> None:
         self.store = store
         self.access = access
         self.typing = typing
+        self.notifier = notifier
 
     def send(self, actor: Actor, room_id: str, text: str, client_msg_id: str,
              reply_to: str | None = None, mentions: Sequence[str] = (),
@@ -203,18 +206,17 @@ class Messages:
 
     def _notify_mentions(self, room_name: str, message: dict[str, Any],
                          user_ids: Sequence[str]) -> None:
-        """Tell mentioned users through the notifications feature, when it is installed.
+        """Tell mentioned users through the :class:`Notifier`, when chat was given one.
 
-        The hook is ``rt.notify(user_ids=…, category=…, title=…, …)``; without it mentions are
-        still stored and counted by ``chat:rooms``. A notification failure never fails a send.
+        Without it mentions are still stored and counted by ``chat:rooms``. A notification
+        failure never fails a send.
         """
-        notify = getattr(self.store.rt, "notify", None)
-        if notify is None or not user_ids:
+        if self.notifier is None or not user_ids:
             return
         author = (message["author"] or {}).get("name") or "Someone"
         text = message["text"] or ""
         try:
-            notify(user_ids=list(user_ids), category="chat.mention",
+            self.notifier.notify(user_ids=list(user_ids), category="chat.mention",
                    title=f"{author} mentioned you in {room_name}",
                    body=text[:200] + ("…" if len(text) > 200 else ""),
                    data={"room_id": message["room_id"], "message_id": message["id"],
