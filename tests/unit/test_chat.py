@@ -13,10 +13,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
+from dihya_realtime.features.chat.models import ChatMember
 from dihya_realtime.features.chat.service import Actor, ChatService, parse_mentions
 from dihya_realtime.kernel.auth import hash_api_key
 from dihya_realtime.store import Database
-from dihya_realtime.store.chat import ChatMember
 from tests.unit.test_pipeline import audit_lines
 
 API_KEY = "chat-test-key"

@@ -21,8 +21,8 @@ from dihya_realtime.features.chat.common import (
     iso,
     members_only,
 )
+from dihya_realtime.features.chat.models import ChatMember, ChatRoom
 from dihya_realtime.kernel.errors import RealtimeError, not_found
-from dihya_realtime.store.chat import ChatMember, ChatRoom
 
 if TYPE_CHECKING:
     from dihya_realtime.features.channels.service import ChannelRef

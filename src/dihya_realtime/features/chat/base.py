@@ -16,8 +16,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from dihya_realtime.features.chat.common import Defer, table, utcnow
+from dihya_realtime.features.chat.models import ChatBan, ChatMember, ChatMessage, ChatRoom
 from dihya_realtime.kernel.errors import not_found
-from dihya_realtime.store.chat import ChatBan, ChatMember, ChatMessage, ChatRoom
 
 if TYPE_CHECKING:
     from dihya_realtime.realtime import Realtime

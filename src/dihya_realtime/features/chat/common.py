@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any, cast
 import sqlalchemy as sa
 from sqlalchemy.engine import CursorResult
 
+from dihya_realtime.features.chat.models import ChatMember, ChatMessage, ChatRoom
 from dihya_realtime.kernel.errors import RealtimeError, forbidden
-from dihya_realtime.store.chat import ChatMember, ChatMessage, ChatRoom
 from dihya_realtime.store.models import Base
 
 if TYPE_CHECKING:

@@ -24,9 +24,9 @@ from dihya_realtime.features.chat.common import (
     room_dict,
     utcnow,
 )
+from dihya_realtime.features.chat.models import ChatMember, ChatRoom
 from dihya_realtime.features.chat.typing_indicator import TypingIndicator
 from dihya_realtime.kernel.errors import ErrorCode, RealtimeError, conflict, invalid
-from dihya_realtime.store.chat import ChatMember, ChatRoom
 
 
 class Membership:

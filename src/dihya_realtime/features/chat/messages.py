@@ -1,24 +1,19 @@
-"""Messages: storing, editing, deleting, reacting, and their wire form.
+"""Messages: sending, editing, deleting, reacting, and their wire form.
 
-Ordering: ``seq`` is allocated inside the transaction that stores the message, by incrementing
-``chat_rooms.last_seq`` (a row lock on PostgreSQL, the database write lock from
-``BEGIN IMMEDIATE`` on SQLite). A failed insert rolls the counter back, so ``seq`` is gap-free
-and strictly increasing per room, whatever the number of processes. Delivery order between two
-concurrent senders is not guaranteed; clients order by ``seq`` and fill a gap with
+How a message is stored (the ``seq`` ordering, one statement on PostgreSQL) is
+:mod:`.message_store`, the one path for a member's message and the server's. Delivery order
+between two concurrent senders is not guaranteed; clients order by ``seq`` and fill a gap with
 ``chat:history {"after_seq"}``.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -36,15 +31,16 @@ from dihya_realtime.features.chat.common import (
     typing_dict,
     utcnow,
 )
-from dihya_realtime.features.chat.typing_indicator import TypingIndicator
-from dihya_realtime.kernel.errors import ErrorCode, RealtimeError, conflict, invalid
-from dihya_realtime.store.chat import (
+from dihya_realtime.features.chat.message_store import Refused, store_message
+from dihya_realtime.features.chat.models import (
     ChatMember,
     ChatMention,
     ChatMessage,
     ChatReaction,
-    ChatRoom,
 )
+from dihya_realtime.features.chat.ports import Notifier
+from dihya_realtime.features.chat.typing_indicator import TypingIndicator
+from dihya_realtime.kernel.errors import ErrorCode, RealtimeError, conflict, invalid, not_found
 
 log = logging.getLogger("dihya_realtime.chat")
 
@@ -52,10 +48,12 @@ log = logging.getLogger("dihya_realtime.chat")
 class Messages:
     """The messages of the rooms, from the send hot path to the tombstone."""
 
-    def __init__(self, store: ChatStore, access: Access, typing: TypingIndicator) -> None:
+    def __init__(self, store: ChatStore, access: Access, typing: TypingIndicator,
+                 notifier: Notifier | None = None) -> None:
         self.store = store
         self.access = access
         self.typing = typing
+        self.notifier = notifier
 
     def send(self, actor: Actor, room_id: str, text: str, client_msg_id: str,
              reply_to: str | None = None, mentions: Sequence[str] = (),
@@ -63,93 +61,34 @@ class Messages:
         """Store a message, then push it as ``chat:message``; returns ``(message, created)``.
 
         Resending the same ``client_msg_id`` returns the stored message and creates nothing.
-
-        The hot path of the chat feature, so it is written in SQLAlchemy Core, in as few round
-        trips as the rules allow (the ORM's unit of work and identity map were most of a
-        send's cost): one statement checks membership, mute and ``reply_to`` *and* takes the
-        next ``seq``; the insert skips a resent ``client_msg_id``. When either finds nothing
-        to do, the transaction is rolled back (so ``seq`` keeps no gap) and
-        :meth:`_send_refused` finds out why: the duplicate to return, or the error to raise.
+        When :func:`store_message` stores nothing, :meth:`_send_refused` finds out why: the
+        duplicate to return, or the error to raise.
         """
         author = actor.user_id
         wanted = mention_candidates(text, mentions, author)
         for _ in range(3):
-            message_id = uuid.uuid4().hex
-            now = utcnow()
-            row = {"id": message_id, "room_id": room_id, "kind": "user", "author_id": author,
-                   "author_name": actor.name, "client_msg_id": client_msg_id, "text": text,
-                   "reply_to": reply_to, "created_at": now}
-            checks = {"rid": room_id, "uid": author, "now": now, "parent": reply_to}
+            row = _row(room_id, "user", text, author=author, author_name=actor.name,
+                       client_msg_id=client_msg_id, reply_to=reply_to)
             try:
-                stored = self._send_statements(checks, row, wanted)
-            except _Refused:
-                stored = None
-            except IntegrityError:
-                # the same client_msg_id stored by a concurrent resend: that one is the message
-                stored = None
-            if stored is not None:
+                stored = store_message(self.store.db, row, wanted)
                 break
+            except Refused:
+                pass
+            except IntegrityError:
+                pass  # the same client_msg_id stored by a concurrent resend: that is the message
             existing = self._send_refused(actor, room_id, client_msg_id, reply_to)
             if existing is not None:
                 return existing, False
             # nothing was wrong any more (a mute ran out, a concurrent resend rolled back)
         else:
             raise RealtimeError(ErrorCode.CONFLICT, "could not store the message, retry")
-        seq, room_name, recipients, mentioned = stored
-        data = {
-            "id": message_id, "room_id": room_id, "seq": seq, "kind": "user",
-            "author": {"user_id": author, "name": actor.name or author},
-            "text": text, "data": None, "client_msg_id": client_msg_id, "reply_to": reply_to,
-            "mentions": mentioned, "reactions": {}, "created_at": iso(now),
-            "edited_at": None, "deleted": False, "deleted_at": None,
-        }
+        data = _new_message_dict(row, stored.seq, stored.mentioned)
         if self.typing.state.stop(room_id, author):
-            self.store.push([r for r in recipients if r != author], "chat:typing",
-                       typing_dict(room_id, actor, False), defer)
-        self.store.push(recipients, "chat:message", data, defer)
-        self._notify_mentions(room_name, data, mentioned)
+            self.store.push([r for r in stored.recipients if r != author], "chat:typing",
+                            typing_dict(room_id, actor, False), defer)
+        self.store.push(stored.recipients, "chat:message", data, defer)
+        self._notify_mentions(stored.room_name, data, stored.mentioned)
         return data, True
-
-    def _send_statements(self, checks: dict[str, Any], row: dict[str, Any], wanted: list[str],
-                         ) -> tuple[int, str, list[str], list[str]]:
-        """Store one message; raises :class:`_Refused` when a check or the insert says no.
-
-        PostgreSQL: ONE statement in autocommit (the ``seq`` bump with every check, the
-        insert, the mentions, the sender's read marker and the member ids as data-modifying
-        CTEs). The room's row lock is then held inside the server for the statement and its
-        commit only, never across a round trip to this (busy) process: with a transaction
-        around it the lock waited for the greenlet to be scheduled again to send ``COMMIT``,
-        which capped a room's rate and queued its senders. Any error aborts the whole
-        statement, so a concurrent resend (a unique violation on the insert) leaves no gap.
-        SQLite: the same steps as separate statements under the write lock of
-        ``BEGIN IMMEDIATE`` (no network there, and SQLite has no writing CTEs).
-        """
-        stmts = _send_statements(self.store.db.is_postgres, checks["parent"] is not None)
-        if self.store.db.is_postgres:
-            params = {**checks, **{f"v_{k}": v for k, v in row.items()}, "wanted": wanted}
-            with self.store.db.engine.connect() as conn:
-                got = conn.execution_options(isolation_level="AUTOCOMMIT").execute(
-                    stmts.combined, params).first()
-            if got is None:
-                raise _Refused
-            present = set(got.mentioned or ())
-            return (got.seq, got.name, list(got.recipients or ()),
-                    [u for u in wanted if u in present])
-        with self.store.db.write_transaction() as conn:
-            got = conn.execute(stmts.bump, checks).first()
-            if got is None:
-                raise _Refused
-            seq, room_name = got.seq, got.name
-            if conn.execute(stmts.insert, {**row, "seq": seq}).first() is None:
-                raise _Refused
-            conn.execute(stmts.read_marker, {**checks, "new_seq": seq})
-            recipients = list(conn.scalars(stmts.members, checks))
-            mentioned: list[str] = []
-            if wanted:
-                present = set(conn.scalars(stmts.mentions, {
-                    "mid": row["id"], "rid": row["room_id"], "new_seq": seq, "wanted": wanted}))
-                mentioned = [u for u in wanted if u in present]
-        return seq, room_name, recipients, mentioned
 
     def _send_refused(self, actor: Actor, room_id: str, client_msg_id: str,
                       reply_to: str | None) -> dict[str, Any] | None:
@@ -171,26 +110,6 @@ class Messages:
                                   [{"field": "reply_to", "message": "unknown message"}])
         return None
 
-    def _store(self, s: Session, room: ChatRoom, author: str | None, author_name: str | None,
-               text: str, client_msg_id: str | None, reply_to: str | None,
-               mentions: Sequence[str], kind: str = "user",
-               data: Any = None) -> tuple[ChatMessage, list[str]]:
-        """Allocate the next ``seq`` and insert the message and its mentions (one transaction)."""
-        seq = s.execute(
-            sa.update(table(ChatRoom)).where(ChatRoom.id == room.id)
-            .values(last_seq=ChatRoom.last_seq + 1).returning(ChatRoom.last_seq)).scalar_one()
-        room.last_seq = seq
-        message = ChatMessage(id=uuid.uuid4().hex, room_id=room.id, seq=seq, kind=kind,
-                              author_id=author, author_name=author_name,
-                              client_msg_id=client_msg_id, text=text, data=data,
-                              reply_to=reply_to, created_at=utcnow())
-        s.add(message)
-        s.flush()
-        mentioned = self._mentionable(s, room.id, author, text, mentions)
-        s.add_all(ChatMention(message_id=message.id, user_id=u, room_id=room.id, seq=seq)
-                  for u in mentioned)
-        return message, mentioned
-
     def _mentionable(self, s: Session, room_id: str, author: str | None, text: str,
                      extra: Sequence[str] = ()) -> list[str]:
         """The :func:`mention_candidates` of a message who are members of the room."""
@@ -203,18 +122,17 @@ class Messages:
 
     def _notify_mentions(self, room_name: str, message: dict[str, Any],
                          user_ids: Sequence[str]) -> None:
-        """Tell mentioned users through the notifications feature, when it is installed.
+        """Tell mentioned users through the :class:`Notifier`, when chat was given one.
 
-        The hook is ``rt.notify(user_ids=…, category=…, title=…, …)``; without it mentions are
-        still stored and counted by ``chat:rooms``. A notification failure never fails a send.
+        Without it mentions are still stored and counted by ``chat:rooms``. A notification
+        failure never fails a send.
         """
-        notify = getattr(self.store.rt, "notify", None)
-        if notify is None or not user_ids:
+        if self.notifier is None or not user_ids:
             return
         author = (message["author"] or {}).get("name") or "Someone"
         text = message["text"] or ""
         try:
-            notify(user_ids=list(user_ids), category="chat.mention",
+            self.notifier.notify(user_ids=list(user_ids), category="chat.mention",
                    title=f"{author} mentioned you in {room_name}",
                    body=text[:200] + ("…" if len(text) > 200 else ""),
                    data={"room_id": message["room_id"], "message_id": message["id"],
@@ -224,17 +142,21 @@ class Messages:
             log.exception("mention notification failed for message %s", message["id"])
 
     def send_system_message(self, room_id: str, text: str, data: Any = None) -> dict[str, Any]:
-        """Post a server message (no author) to a room and push it to the members."""
+        """Post a server message (no author) to a room and push it to the members.
+
+        Its ``@mentions`` of members are stored (``chat:history`` shows them); the reply and
+        the push list none, and nobody is notified.
+        """
         if not isinstance(text, str) or not 1 <= len(text) <= 4000:
             raise invalid("text must be 1..4000 characters",
                           [{"field": "text", "message": "1..4000 characters"}])
-        with self.store.write() as s:
-            room = self.store.room(s, room_id)
-            message, _ = self._store(s, room, None, None, text, None, None, (), kind="system",
-                                     data=data)
-            result = message_dict(message, {}, [])
-            recipients = self.store.member_ids(s, room_id)
-        self.store.push(recipients, "chat:message", result)
+        row = _row(room_id, "system", text, data=data)
+        try:
+            stored = store_message(self.store.db, row, mention_candidates(text, (), None))
+        except Refused:
+            raise not_found("no such room", {"room_id": room_id}) from None
+        result = _new_message_dict(row, stored.seq, [])
+        self.store.push(stored.recipients, "chat:message", result)
         return result
 
     def edit(self, actor: Actor, message_id: str, text: str,
@@ -352,92 +274,24 @@ class Messages:
                 for m in messages]
 
 
-class _Refused(Exception):  # noqa: N818 - a signal inside send(), never raised to callers
-    """The send's statements stored nothing: roll back, then :meth:`Messages._send_refused`."""
+def _row(room_id: str, kind: str, text: str, *, author: str | None = None,
+         author_name: str | None = None, client_msg_id: str | None = None,
+         reply_to: str | None = None, **extra: Any) -> dict[str, Any]:
+    """A new message's row for :func:`store_message`, with a fresh id and time."""
+    return {"id": uuid.uuid4().hex, "room_id": room_id, "kind": kind, "author_id": author,
+            "author_name": author_name, "client_msg_id": client_msg_id, "text": text,
+            "reply_to": reply_to, "created_at": utcnow(), **extra}
 
 
-@dataclass(frozen=True, slots=True)
-class _SendStatements:
-    """The Core statements of ``send``, built once (so SQLAlchemy compiles them once)."""
-
-    combined: Any  # PostgreSQL: everything in one autocommit statement
-    bump: Any  # SQLite: the checks and the next seq
-    insert: Any
-    read_marker: Any
-    members: Any
-    mentions: Any  # SQLite: the mentioned members, inserted and returned
-
-
-@functools.cache
-def _send_statements(postgres: bool, with_reply: bool) -> _SendStatements:
-    rooms, members, messages, mentions = (table(ChatRoom), table(ChatMember),
-                                          table(ChatMessage), table(ChatMention))
-
-    def bp(column: sa.Column, name: str | None = None) -> sa.BindParameter:
-        return sa.bindparam(name or column.name, type_=column.type)
-
-    # parameters of the conditions are named apart from every column (``rid``, not
-    # ``room_id``): an UPDATE would turn a parameter named like a column into a SET
-    room_id = bp(members.c.room_id, "rid")
-    author = bp(members.c.user_id, "uid")
-    may_send = sa.exists().where(
-        members.c.room_id == room_id, members.c.user_id == author,
-        sa.or_(members.c.muted_until.is_(None), members.c.muted_until <= bp(
-            members.c.muted_until, "now")))
-    checks = [rooms.c.id == room_id, may_send]
-    if with_reply:
-        checks.append(sa.exists().where(messages.c.id == bp(messages.c.id, "parent"),
-                                        messages.c.room_id == room_id))
-    # the row lock that orders every sender of the room, on every process
-    bump = (sa.update(rooms).where(*checks).values(last_seq=rooms.c.last_seq + 1)
-            .returning(rooms.c.last_seq.label("seq"), rooms.c.name))
-    columns = ["id", "room_id", "seq", "kind", "author_id", "author_name", "client_msg_id",
-               "text", "reply_to", "created_at"]
-    idempotency = ["room_id", "author_id", "client_msg_id"]
-    recipients = sa.select(members.c.user_id).where(members.c.room_id == room_id)
-    mentioned = sa.insert(mentions).from_select(
-        ["message_id", "user_id", "room_id", "seq"],
-        sa.select(bp(mentions.c.message_id, "mid"), members.c.user_id, room_id,
-                  bp(mentions.c.seq, "new_seq")).where(
-            members.c.room_id == room_id,
-            members.c.user_id.in_(sa.bindparam("wanted", expanding=True)))
-    ).returning(mentions.c.user_id)
-    if postgres:
-        # Autocommit cannot roll back: the bump must not happen for a resend. The NOT EXISTS
-        # skips the common one; a concurrent one (invisible to this statement's snapshot)
-        # hits the unique key in the plain INSERT below, which aborts the whole statement.
-        bump = bump.where(~sa.exists().where(
-            messages.c.room_id == room_id, messages.c.author_id == author,
-            messages.c.client_msg_id == bp(messages.c.client_msg_id, "v_client_msg_id")))
-        # values as v_<column>: the CTEs' UPDATEs must not see parameters named as columns
-        bumped = bump.cte("bump")
-        inserted = (sa.insert(messages).from_select(columns, sa.select(*[
-            bumped.c.seq if c == "seq" else bp(messages.c[c], f"v_{c}") for c in columns]))
-            .returning(messages.c.id, messages.c.seq).cte("ins"))
-        read = (sa.update(members).where(
-            members.c.room_id == room_id, members.c.user_id == author,
-            members.c.last_read_seq < inserted.c.seq)
-            .values(last_read_seq=inserted.c.seq).returning(members.c.user_id).cte("rd"))
-        mention_rows = (sa.insert(mentions).from_select(
-            ["message_id", "user_id", "room_id", "seq"],
-            sa.select(inserted.c.id, members.c.user_id, room_id, inserted.c.seq)
-            .select_from(inserted.join(members, sa.and_(
-                members.c.room_id == room_id, members.c.user_id == sa.any_(
-                    sa.bindparam("wanted", type_=postgresql.ARRAY(sa.String())))))))
-            .returning(mentions.c.user_id).cte("men"))
-        combined = sa.select(
-            bumped.c.seq, bumped.c.name,
-            sa.select(sa.func.array_agg(members.c.user_id)).where(
-                members.c.room_id == room_id).scalar_subquery().label("recipients"),
-            sa.select(sa.func.array_agg(mention_rows.c.user_id)).scalar_subquery().label(
-                "mentioned"),
-        ).add_cte(read)
-        return _SendStatements(combined, None, None, None, None, None)
-    insert = (sqlite.insert(messages).on_conflict_do_nothing(index_elements=idempotency)
-              .returning(messages.c.seq))
-    read_marker = sa.update(members).where(
-        members.c.room_id == room_id, members.c.user_id == author,
-        members.c.last_read_seq < bp(members.c.last_read_seq, "new_seq")).values(
-        last_read_seq=bp(members.c.last_read_seq, "new_seq"))
-    return _SendStatements(None, bump, insert, read_marker, recipients, mentioned)
-
+def _new_message_dict(row: dict[str, Any], seq: int, mentions: list[str]) -> dict[str, Any]:
+    """:func:`~.common.message_dict` of a message just stored, from its row (no query)."""
+    author = row["author_id"]
+    return {
+        "id": row["id"], "room_id": row["room_id"], "seq": seq, "kind": row["kind"],
+        "author": None if author is None else {"user_id": author,
+                                               "name": row["author_name"] or author},
+        "text": row["text"], "data": row.get("data"), "client_msg_id": row["client_msg_id"],
+        "reply_to": row["reply_to"], "mentions": mentions, "reactions": {},
+        "created_at": iso(row["created_at"]), "edited_at": None, "deleted": False,
+        "deleted_at": None,
+    }

@@ -20,9 +20,9 @@ from dihya_realtime.features.chat.common import (
     table,
     utcnow,
 )
+from dihya_realtime.features.chat.models import ChatBan
 from dihya_realtime.features.chat.typing_indicator import TypingIndicator
 from dihya_realtime.kernel.errors import not_found
-from dihya_realtime.store.chat import ChatBan
 
 
 class Moderation:

@@ -20,7 +20,7 @@ from dihya_realtime.features.chat.common import (
     table,
 )
 from dihya_realtime.features.chat.messages import Messages
-from dihya_realtime.store.chat import ChatMember, ChatMention, ChatMessage, ChatRoom
+from dihya_realtime.features.chat.models import ChatMember, ChatMention, ChatMessage, ChatRoom
 from dihya_realtime.store.models import User
 
 

@@ -13,7 +13,9 @@ re-subscribing any connection.
 - :mod:`.messages`: storing (the ``seq`` ordering lives there), editing, deleting, reactions;
 - :mod:`.queries`: the rooms list, a room, history, read markers and counts;
 - :mod:`.typing_indicator`: ephemeral typing state and its sweeper;
-- :mod:`.base` and :mod:`.common`: the transactions, lookups, push and wire dicts they share.
+- :mod:`.base` and :mod:`.common`: the transactions, lookups, push and wire dicts they share;
+- :mod:`.models`: the tables; :mod:`.schemas`: the wire schemas; :mod:`.ports`: what chat asks
+  of other features (:class:`~.ports.Notifier`).
 """
 
 from __future__ import annotations
@@ -29,10 +31,11 @@ from dihya_realtime.features.chat.base import ChatStore
 from dihya_realtime.features.chat.common import Actor, Defer, parse_mentions
 from dihya_realtime.features.chat.membership import Membership
 from dihya_realtime.features.chat.messages import Messages
+from dihya_realtime.features.chat.models import ChatMember, ChatRoom
 from dihya_realtime.features.chat.moderation import Moderation
+from dihya_realtime.features.chat.ports import Notifier
 from dihya_realtime.features.chat.queries import Queries
 from dihya_realtime.features.chat.typing_indicator import TypingIndicator, TypingTracker
-from dihya_realtime.store.chat import ChatMember, ChatRoom
 
 if TYPE_CHECKING:
     from dihya_realtime.features.channels.service import ChannelRef
@@ -50,13 +53,15 @@ class ChatService:
     Each delegates to the part that owns the concept.
     """
 
-    def __init__(self, rt: Realtime) -> None:
+    def __init__(self, rt: Realtime, notifier: Notifier | None = None) -> None:
+        """``notifier``: how mentioned users are told (``rt`` when the notifications feature
+        is on); ``None``: mentions are stored and counted, not notified."""
         self.rt = rt
         self.db = rt.db
         self.store = ChatStore(rt)
         self.access = Access(self.store)
         self.typing_indicator = TypingIndicator(self.store, self.access)
-        self.messages = Messages(self.store, self.access, self.typing_indicator)
+        self.messages = Messages(self.store, self.access, self.typing_indicator, notifier)
         self.membership = Membership(self.store, self.access, self.typing_indicator)
         self.moderation = Moderation(self.store, self.access, self.typing_indicator)
         self.queries = Queries(self.store, self.access, self.messages)

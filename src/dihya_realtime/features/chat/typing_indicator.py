@@ -2,12 +2,11 @@
 
 Nothing here is stored. A typist's state lives on the process of their connection; a
 background task per process (only while someone types) pushes ``typing: false`` for the
-indicators not renewed in time.
+indicators not renewed in time (a :class:`~dihya_realtime.kernel.sweeper.Sweeper`).
 """
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from typing import Any
@@ -15,8 +14,7 @@ from typing import Any
 from dihya_realtime.features.chat.access import Access
 from dihya_realtime.features.chat.base import ChatStore
 from dihya_realtime.features.chat.common import Actor, Defer, typing_dict
-
-log = logging.getLogger("dihya_realtime.chat")
+from dihya_realtime.kernel.sweeper import Sweeper
 
 
 class TypingTracker:
@@ -70,8 +68,12 @@ class TypingIndicator:
         self.access = access
         settings = store.rt.settings
         self.state = TypingTracker(settings.chat_typing_ttl, settings.chat_typing_throttle)
-        self._sweeper_lock = threading.Lock()
-        self._sweeping = False
+        rt = store.rt
+        # looked up when used: a service built over a Realtime without a Socket.IO server (a
+        # worker, a test) works until someone types
+        self.sweeper = Sweeper("chat typing", min(1.0, self.state.ttl / 4), self._sweep,
+                                spawn=lambda fn: rt.socketio.start_background_task(fn),
+                                sleep=lambda seconds: rt.socketio.sleep(seconds))
 
     def typing(self, actor: Actor, sid: str, room_id: str, typing: bool) -> dict[str, Any]:
         """Tell the other members that the actor is (no longer) typing; throttled, ephemeral."""
@@ -129,26 +131,9 @@ class TypingIndicator:
 
     def _ensure_sweeper(self) -> None:
         """One background task per process while someone types; it ends when nobody does."""
-        with self._sweeper_lock:
-            if self._sweeping:
-                return
-            self._sweeping = True
-        self.store.rt.socketio.start_background_task(self._sweep)
+        self.sweeper.interval = min(1.0, self.state.ttl / 4)  # the ttl may change at run time
+        self.sweeper.wake()
 
-    def _sweep(self) -> None:
-        interval = min(1.0, self.state.ttl / 4)
-        try:
-            while True:
-                self.store.rt.socketio.sleep(interval)
-                try:
-                    self.expire_typing()
-                except Exception:
-                    log.exception("typing expiry failed")
-                with self._sweeper_lock:
-                    if not len(self.state):
-                        self._sweeping = False
-                        return
-        except BaseException:
-            with self._sweeper_lock:
-                self._sweeping = False
-            raise
+    def _sweep(self) -> bool:
+        self.expire_typing()
+        return len(self.state) > 0
