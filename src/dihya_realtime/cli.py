@@ -24,7 +24,7 @@ def _settings(dev: bool = False, **overrides: Any):  # noqa: ANN202 - Settings
     except SettingsError as exc:
         sys.exit(f"dihya-realtime: {exc}")
     if settings.dev and not settings.jwt_configured:
-        settings.jwt_secret = _dev_secret()  # type: ignore[assignment]
+        settings.jwt_secret = _dev_secret()
     return settings
 
 

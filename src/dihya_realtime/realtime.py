@@ -1,17 +1,17 @@
-"""Flask-SocketIO set-up and the :class:`Realtime` extension object.
+"""The :class:`Realtime` Flask extension: composes the kernel, the transport and the features.
 
 ``Realtime(app)`` (or ``Realtime().init_app(app)``) gives a Flask app authenticated,
 validated, audited Socket.IO events, the HTTP API and the metrics. ``create_app()``
 (:mod:`dihya_realtime.app`) builds the standalone service that ``dihya-realtime serve`` runs.
 
-Two hooks into python-socketio (pinned ``>=5.16.2,<6``) make the pipeline possible:
-``Server._trigger_event`` is wrapped so that authentication runs before *any* connect handler
-(a host app's own ``@socketio.on('connect')`` cannot bypass it) and declared events reach the
-pipeline without Flask-SocketIO's per-event request context; ``Server._handle_event_internal``
-is wrapped so the pipeline knows whether the client asked for an ack. Authentication runs
-for the CONNECT of *every* namespace (a host app's handlers on ``/admin`` included);
-what happens before any CONNECT (Engine.IO sessions, CONNECT packets per session, unknown
-namespaces) is :mod:`dihya_realtime.transport.sessions`'s.
+This module only builds and wires: the connection lifecycle is
+:mod:`dihya_realtime.kernel.lifecycle`'s, the event pipeline
+:mod:`dihya_realtime.kernel.pipeline`'s, the python-socketio hooks they stand on
+:mod:`dihya_realtime.transport.hooks`'s, and what happens before any CONNECT (Engine.IO
+sessions, CONNECT packets per session, unknown namespaces)
+:mod:`dihya_realtime.transport.sessions`'s. What it keeps is the server-side API a host app
+calls (``rt.publish``, ``rt.notify``, ``rt.disconnect_user`` …). docs/architecture.md
+draws the layers.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ from dihya_realtime.kernel.lifecycle import (
 )
 from dihya_realtime.kernel.metrics import Metrics
 from dihya_realtime.kernel.permissions import RolePolicy
-from dihya_realtime.kernel.pipeline import RESERVED_EVENTS, Pipeline, client_event
+from dihya_realtime.kernel.pipeline import Pipeline
 from dihya_realtime.kernel.principal import Principal
 from dihya_realtime.kernel.ratelimit import KeyedBuckets
 from dihya_realtime.kernel.redaction import Redactor
@@ -57,6 +57,7 @@ from dihya_realtime.kernel.registry_view import RegistryView
 from dihya_realtime.kernel.rooms import user_room
 from dihya_realtime.kernel.settings import Settings, load_settings
 from dihya_realtime.store import Database
+from dihya_realtime.transport import hooks as event_hooks
 from dihya_realtime.transport.cors import CorsForAllowedOrigins
 from dihya_realtime.transport.inbound import InboundGuard
 from dihya_realtime.transport.packets import (
@@ -106,7 +107,7 @@ class Realtime:
         base = registry_ or registry
         self.registry: Registry | RegistryView = (
             RegistryView(base, hidden) if hidden else base)
-        self.socketio: SocketIO = socketio  # type: ignore[assignment]
+        self.socketio: SocketIO = socketio
         self.connections = ConnectionTable()
         # authenticated connections on the host app's other namespaces (sid → Connection)
         self.namespace_connections = ConnectionTable()
@@ -158,10 +159,10 @@ class Realtime:
         # packet is decoded, and a packet that will not decode is refused without a traceback
         refuse_malformed_packets(socketio.server)
         server = socketio.server
-        # instance attributes shadowing python-socketio's methods: see the module docstring
-        setattr(server, "_trigger_event", self._around_trigger(server._trigger_event))  # noqa: B010
-        setattr(server, "_handle_event_internal",  # noqa: B010
-                self.pipeline.around_event_call(server._handle_event_internal))
+        # authentication before any connect handler, declared events, acks: transport/hooks.py
+        event_hooks.install(server, events=self.registry.events, dispatch=self.pipeline.dispatch,
+                            lifecycle=self.lifecycle,
+                            around_event_call=self.pipeline.around_event_call)
         self.guard.install(server)  # Engine.IO sessions, CONNECT packets: see transport/sessions.py
         app.wsgi_app = self.guard.wsgi(app.wsgi_app)  # type: ignore[method-assign]
         InboundGuard(self).install(server)  # bounds binary packets and inbound bytes per second
@@ -224,7 +225,7 @@ class Realtime:
         return self.registry.event(name, **kwargs)
 
     # -- emitting
-    def emit(self, event: str, data: Any, to: str | None = None,
+    def emit(self, event: str, data: Any, to: str | list[str] | None = None,
              skip_sid: str | list[str] | None = None, local: bool = False) -> None:
         """Emit through the redaction filter, to a sid or a room (every process)."""
         clean = self.redact(data, event=event)
@@ -351,50 +352,6 @@ class Realtime:
 
     def principal_permissions(self, principal: Principal):  # noqa: ANN201 - PermissionSet
         return self.roles.permissions_for(principal.roles)
-
-    # -- python-socketio hooks
-    def _around_trigger(self, original: Callable[..., Any]) -> Callable[..., Any]:
-        events = self.registry.events
-        dispatch = self.pipeline.dispatch
-        lifecycle = self.lifecycle
-
-        def trigger_event(event: str, namespace: str, *args: Any) -> Any:
-            if namespace == "/":
-                spec = events.get(event)
-                if spec is not None:
-                    return dispatch(spec, event, args[0], args[1:])
-                if event in RESERVED_EVENTS and client_event():
-                    # a client EVENT packet named like a lifecycle event: never the real thing
-                    return dispatch(None, event, args[0], args[1:])
-            if event == "connect":
-                # every namespace: authenticated (and Origin-checked) before any handler
-                sid = args[0]
-                lifecycle.connect(sid, args[1], args[2] if len(args) > 2 else None, namespace)
-                try:
-                    accepted = original(event, namespace, *args)
-                except BaseException:
-                    lifecycle.disconnect(sid, "refused by the host app", namespace)
-                    raise
-                if accepted is False:  # python-socketio sends no disconnect event then
-                    lifecycle.disconnect(sid, "refused by the host app", namespace)
-                return accepted
-            if event == "disconnect":
-                try:
-                    return original(event, namespace, *args)
-                finally:
-                    lifecycle.disconnect(args[0], args[1] if len(args) > 1 else "unknown",
-                                         namespace)
-            if namespace != "/":
-                # a host app's handler: python-socketio delivers events only to connections
-                # that passed the connect above; a token past its deadline ends it here
-                if not lifecycle.namespace_connection_valid(args[0], namespace):
-                    return None
-                return original(event, namespace, *args)
-            if original.__self__.handlers.get(namespace, {}).get(event):  # type: ignore
-                return original(event, namespace, *args)  # a host app's own handler
-            return dispatch(None, event, args[0], args[1:])
-
-        return trigger_event
 
     def client_address(self, environ: dict) -> str | None:
         """The client's address of a request: ``REMOTE_ADDR``, or ``X-Forwarded-For`` from a

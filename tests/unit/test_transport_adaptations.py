@@ -109,3 +109,30 @@ def test_pywsgi_websocket_handler_fails_loudly_when_it_takes_no_rfile(monkeypatc
     monkeypatch.setattr(WebSocketHandler, "__init__", old_init)
     with pytest.raises(TransportAdaptationError, match=r"pywsgi WebSocket handler.*rfile"):
         pywsgi_handler_class(pywsgi.WSGIHandler)
+
+
+def test_event_hooks_fail_loudly_when_python_socketio_lacks_trigger_event(monkeypatch):
+    """A hook set on a method the library no longer calls would let every connection in
+    unauthenticated: start-up stops instead, naming the adaptation."""
+    import socketio
+
+    from dihya_realtime.transport.hooks import HooksMissing, check_hooks
+
+    server = socketio.Server()
+    check_hooks(server)  # the installed version has both
+    monkeypatch.delattr(socketio.Server, "_trigger_event")
+    with pytest.raises(HooksMissing, match=r"transport\.hooks.*_trigger_event is missing"):
+        check_hooks(server)
+
+
+def test_event_hooks_fail_loudly_when_handle_event_internal_changes_shape(monkeypatch):
+    import socketio
+
+    from dihya_realtime.transport.hooks import HooksMissing, check_hooks
+
+    def changed(self, server, sid, data, namespace, id):  # no eio_sid any more
+        raise AssertionError("never called")
+
+    monkeypatch.setattr(socketio.Server, "_handle_event_internal", changed)
+    with pytest.raises(HooksMissing, match="_handle_event_internal"):
+        check_hooks(socketio.Server())

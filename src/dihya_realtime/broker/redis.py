@@ -481,7 +481,7 @@ def socketio_queue(url: str, channel: str, *, max_connections: int = 64,
     """
     import socketio
 
-    class BlockingRedisManager(socketio.RedisManager):  # type: ignore[misc]
+    class BlockingRedisManager(socketio.RedisManager):
         def _redis_connect(self) -> None:
             pool = redis.BlockingConnectionPool.from_url(
                 self.redis_url, max_connections=max_connections, timeout=pool_timeout,

@@ -35,7 +35,7 @@ def require_api_key(rt: Host) -> Callable:
                 "user_agent": request.headers.get("User-Agent"),
                 "event": f"{request.method} {request.path}",
             }
-            key = rt.api_keys.from_headers(request.headers)  # type: ignore[arg-type]
+            key = rt.api_keys.from_headers(request.headers.items())
             if not rt.api_keys.check(key):
                 rt.metrics.auth_failures.labels("api_key").inc()
                 rt.audit.record("api_refused", outcome="unauthenticated", **fields)

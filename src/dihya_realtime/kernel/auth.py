@@ -23,7 +23,7 @@ import hmac
 import re
 import secrets
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
@@ -433,9 +433,10 @@ class ApiKeyChecker:
         return matched
 
     @staticmethod
-    def from_headers(headers: Mapping[str, str]) -> str | None:
+    def from_headers(headers: Iterable[tuple[str, str]] | Mapping[str, str]) -> str | None:
         """The key an HTTP request presents: ``Authorization: Bearer <key>`` or ``X-API-Key``."""
-        lowered = {str(k).lower(): str(v) for k, v in headers.items()}
+        pairs = headers.items() if isinstance(headers, Mapping) else headers
+        lowered = {str(k).lower(): str(v) for k, v in pairs}
         scheme, _, credentials = lowered.get("authorization", "").strip().partition(" ")
         if scheme.lower() == "bearer" and credentials.strip():
             return credentials.strip()

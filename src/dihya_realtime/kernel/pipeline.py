@@ -20,7 +20,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
@@ -32,9 +32,14 @@ from dihya_realtime.kernel.registry import EventSpec
 from dihya_realtime.kernel.settings import RateLimit
 
 if TYPE_CHECKING:
-    from dihya_realtime.realtime import Realtime
+    from dihya_realtime.kernel.host import Host
 
 log = logging.getLogger("dihya_realtime.events")
+
+HostT = TypeVar("HostT", bound="Host", covariant=True)
+"""What ``ctx.rt`` is: the kernel knows it as a :class:`~dihya_realtime.kernel.host.Host`; a
+feature's handlers take ``EventContext[Realtime]`` so mypy follows ``ctx.rt.chat`` to the
+feature's service."""
 
 _call = threading.local()
 """Per event call: did the client ask for an ack, and what runs after the reply is sent.
@@ -61,12 +66,12 @@ def client_event() -> bool:
     return getattr(_call, "client", False)
 
 
-class EventContext:
+class EventContext(Generic[HostT]):
     """What a handler gets besides its payload: who called, and ways to answer."""
 
     __slots__ = ("rt", "conn", "event", "audit_skipped")
 
-    def __init__(self, rt: Realtime, conn: Connection, event: str) -> None:
+    def __init__(self, rt: HostT, conn: Connection, event: str) -> None:
         self.rt = rt
         self.conn = conn
         self.event = event
@@ -105,7 +110,7 @@ class EventContext:
 class Pipeline:
     """Runs declared events for one :class:`~dihya_realtime.realtime.Realtime`."""
 
-    def __init__(self, rt: Realtime) -> None:
+    def __init__(self, rt: Host) -> None:
         self.rt = rt
         settings = rt.settings
         self.event_limit = settings.rate_limit_event

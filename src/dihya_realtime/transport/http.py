@@ -145,7 +145,7 @@ def guarded_handler(base: type, *, header_timeout: float | None, max_body: int |
     check_pywsgi()
     import gevent
 
-    class GuardedHandler(base):  # type: ignore[misc, valid-type]
+    class GuardedHandler(base):
         _header_timer: Any = None
 
         # -- header deadline

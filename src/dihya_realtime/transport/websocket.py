@@ -384,7 +384,7 @@ def _closing_handler(base: type) -> type:
 
     _check_closing_handler(base)
 
-    class ClosingHandler(base):  # type: ignore[misc, valid-type]
+    class ClosingHandler(base):
         def __init__(self, sock: Any, address: Any, server: Any, rfile: Any = None) -> None:
             # pywsgi's default read buffer is 8 KB per connection, kept for the connection's
             # life: most of it never holds anything (a handshake is < 1 KB, frames are

@@ -24,6 +24,8 @@ from dihya_realtime.kernel.settings import RateLimit
 if TYPE_CHECKING:
     from dihya_realtime.realtime import Realtime
 
+    Ctx = EventContext[Realtime]  # handlers see the facade: mypy follows ctx.rt.<feature>
+
 ChannelName = Field(min_length=3, max_length=161, examples=["chat:general"],
                     description="namespace:name")
 
@@ -86,7 +88,7 @@ class SubscribeReply(BaseModel):
        emits=("publication", "presence:join", "presence:leave"), audit="subscribe",
        audit_details=lambda p, r: {"channel": r["channel"], "recovered": r["recovered"],
                                    "since": p.since.offset if p.since else None})
-def subscribe(ctx: EventContext, payload: SubscribePayload) -> dict:
+def subscribe(ctx: Ctx, payload: SubscribePayload) -> dict:
     """Subscribe to a channel; with ``since``, get what was missed.
 
     Payload example: ``{"channel": "chat:general", "since": {"offset": 41, "epoch": "f3a9"}}``.
@@ -129,7 +131,7 @@ class UnsubscribeReply(BaseModel):
 
 @event("unsubscribe", payload=ChannelPayload, reply=UnsubscribeReply, audit="unsubscribe",
        audit_details=lambda p, r: {"channel": p.channel} if r["unsubscribed"] else None)
-def unsubscribe(ctx: EventContext, payload: ChannelPayload) -> dict:
+def unsubscribe(ctx: Ctx, payload: ChannelPayload) -> dict:
     """Stop receiving a channel's publications (and leave its presence).
 
     Payload example: ``{"channel": "chat:general"}``.
@@ -152,7 +154,7 @@ class PublishReply(BaseModel):
 
 
 @event("publish", payload=PublishPayload, reply=PublishReply, rate=RateLimit(rate=50, burst=100))
-def publish(ctx: EventContext, payload: PublishPayload) -> dict:
+def publish(ctx: Ctx, payload: PublishPayload) -> dict:
     """Publish on a channel whose namespace lets clients publish.
 
     Payload example: ``{"channel": "chat:general", "data": {"text": "hi"},
@@ -181,7 +183,7 @@ def publish(ctx: EventContext, payload: PublishPayload) -> dict:
 
 
 @event("presence", payload=ChannelPayload, reply=PresenceReply)
-def presence(ctx: EventContext, payload: ChannelPayload) -> dict:
+def presence(ctx: Ctx, payload: ChannelPayload) -> dict:
     """Who is in a channel: one entry per user, however many tabs.
 
     Payload example: ``{"channel": "chat:general"}``; reply ``{"members": [{"user_id": "17",
@@ -212,7 +214,7 @@ class HistoryReply(BaseModel):
 
 
 @event("history", payload=HistoryPayload, reply=HistoryReply)
-def history(ctx: EventContext, payload: HistoryPayload) -> dict:
+def history(ctx: Ctx, payload: HistoryPayload) -> dict:
     """Read a channel's retained publications, oldest first.
 
     Payload example: ``{"channel": "chat:general", "limit": 50}`` (the latest 50) or
@@ -302,7 +304,7 @@ def setup(rt: Realtime) -> None:
     rt.on_disconnect(lambda conn, reason: rt.channels.drop_connection(conn))
 
     @rt.on_refresh
-    def drop_unreadable_channels(ctx: EventContext) -> None:
+    def drop_unreadable_channels(ctx: Ctx) -> None:
         for channel, reason in rt.channels.drop_unreadable(ctx.conn):
             ctx.audit("unsubscribed", outcome=reason, channel=channel)
 

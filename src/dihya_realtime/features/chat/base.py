@@ -82,7 +82,7 @@ class ChatStore:
             return
 
         def send() -> None:
-            self.rt.emit(event, data, to=rooms)  # type: ignore[arg-type]  # list of rooms
+            self.rt.emit(event, data, to=rooms)
 
         if defer is None:
             send()

@@ -62,11 +62,13 @@ from dihya_realtime.kernel.settings import RateLimit
 if TYPE_CHECKING:
     from dihya_realtime.realtime import Realtime
 
+    Ctx = EventContext[Realtime]  # handlers see the facade: mypy follows ctx.rt.<feature>
+
 WRITE = "chat:write"
 
 
-def _chat(ctx: EventContext) -> ChatService:
-    return ctx.rt.chat  # type: ignore[no-any-return,attr-defined]
+def _chat(ctx: Ctx) -> ChatService:
+    return ctx.rt.chat
 
 
 # -- rooms
@@ -75,7 +77,7 @@ def _chat(ctx: EventContext) -> ChatService:
 @event("chat:create_room", payload=CreateRoomPayload, reply=Room, permission=WRITE,
        rate=RateLimit(rate=0.5, burst=10), audit="chat_room_created",
        audit_details=lambda p, room: {"room_id": room["id"], "visibility": p.visibility})
-def create_room(ctx: EventContext, p: CreateRoomPayload) -> dict:
+def create_room(ctx: Ctx, p: CreateRoomPayload) -> dict:
     """Create a room; you are its owner.
 
     Payload example: ``{"name": "release-train", "topic": "Friday deploys",
@@ -85,7 +87,7 @@ def create_room(ctx: EventContext, p: CreateRoomPayload) -> dict:
 
 
 @event("chat:rooms", payload=RoomsPayload, reply=RoomList, permission=WRITE)
-def rooms(ctx: EventContext, p: RoomsPayload) -> dict:
+def rooms(ctx: Ctx, p: RoomsPayload) -> dict:
     """List public rooms and my rooms, each with ``unread_count`` and ``mention_count``, a page
     at a time.
 
@@ -103,7 +105,7 @@ def rooms(ctx: EventContext, p: RoomsPayload) -> dict:
 
 
 @event("chat:room", payload=RoomPayload, reply=RoomDetails, permission=WRITE)
-def room(ctx: EventContext, p: RoomPayload) -> dict:
+def room(ctx: Ctx, p: RoomPayload) -> dict:
     """A room's details and members (a private room or DM: members only → else ``forbidden``).
 
     Payload example: ``{"room_id": "9f2c…"}``.
@@ -113,7 +115,7 @@ def room(ctx: EventContext, p: RoomPayload) -> dict:
 
 @event("chat:join", payload=RoomPayload, reply=Room, permission=WRITE,
        emits=("chat:member_joined",))
-def join(ctx: EventContext, p: RoomPayload) -> dict:
+def join(ctx: Ctx, p: RoomPayload) -> dict:
     """Join a public room. Private room or banned → ``forbidden`` (``details.reason``).
 
     Payload example: ``{"room_id": "9f2c…"}``. The members get ``chat:member_joined``.
@@ -123,7 +125,7 @@ def join(ctx: EventContext, p: RoomPayload) -> dict:
 
 @event("chat:leave", payload=RoomPayload, reply=Left, permission=WRITE,
        emits=("chat:member_left", "chat:typing", "unsubscribed"))
-def leave(ctx: EventContext, p: RoomPayload) -> dict:
+def leave(ctx: Ctx, p: RoomPayload) -> dict:
     """Leave a room (not a DM → ``conflict``). A leaving owner hands over to a moderator.
 
     Payload example: ``{"room_id": "9f2c…"}``.
@@ -134,7 +136,7 @@ def leave(ctx: EventContext, p: RoomPayload) -> dict:
 @event("chat:invite", payload=MemberPayload, reply=InviteReply, permission=WRITE,
        emits=("chat:member_joined",), audit="chat_invite",
        audit_details=lambda p, _: {"room_id": p.room_id, "target": p.user_id})
-def invite(ctx: EventContext, p: MemberPayload) -> dict:
+def invite(ctx: Ctx, p: MemberPayload) -> dict:
     """Add a user to a room: its owner or moderators (or ``chat:moderate``).
 
     Payload example: ``{"room_id": "9f2c…", "user_id": "42"}``. A banned user → ``conflict``.
@@ -145,7 +147,7 @@ def invite(ctx: EventContext, p: MemberPayload) -> dict:
 @event("chat:remove_member", payload=MemberPayload, reply=Removed, permission=WRITE,
        emits=("chat:member_left", "chat:typing", "unsubscribed"), audit="chat_remove_member",
        audit_details=lambda p, _: {"room_id": p.room_id, "target": p.user_id})
-def remove_member(ctx: EventContext, p: MemberPayload) -> dict:
+def remove_member(ctx: Ctx, p: MemberPayload) -> dict:
     """Remove a member: the room's owner or moderators (a moderator cannot remove a moderator).
 
     Payload example: ``{"room_id": "9f2c…", "user_id": "42"}``.
@@ -157,7 +159,7 @@ def remove_member(ctx: EventContext, p: MemberPayload) -> dict:
 @event("chat:set_role", payload=RolePayload, reply=MemberUpdated, permission=WRITE,
        emits=("chat:member_updated",), audit="chat_set_role",
        audit_details=lambda p, _: {"room_id": p.room_id, "target": p.user_id, "role": p.role})
-def set_role(ctx: EventContext, p: RolePayload) -> dict:
+def set_role(ctx: Ctx, p: RolePayload) -> dict:
     """Make a member a room moderator, or a plain member again: the owner only.
 
     Payload example: ``{"room_id": "9f2c…", "user_id": "42", "role": "moderator"}``.
@@ -167,7 +169,7 @@ def set_role(ctx: EventContext, p: RolePayload) -> dict:
 
 
 @event("chat:dm", payload=DmPayload, reply=Room, permission=WRITE)
-def dm(ctx: EventContext, p: DmPayload) -> dict:
+def dm(ctx: Ctx, p: DmPayload) -> dict:
     """The direct-message room shared with another user (created once, then always the same).
 
     Payload example: ``{"user_id": "42"}``. Then ``chat:send`` to its ``id``.
@@ -180,7 +182,7 @@ def dm(ctx: EventContext, p: DmPayload) -> dict:
 
 @event("chat:send", payload=SendPayload, reply=SendReply, permission=WRITE,
        rate=RateLimit(rate=5, burst=20), emits=("chat:message",))
-def send(ctx: EventContext, p: SendPayload) -> dict:
+def send(ctx: Ctx, p: SendPayload) -> dict:
     """Send a message; the ack carries the stored message (``id``, ``seq``, ``created_at``).
 
     Payload example::
@@ -199,7 +201,7 @@ def send(ctx: EventContext, p: SendPayload) -> dict:
 
 
 @event("chat:history", payload=HistoryPayload, reply=History, permission=WRITE)
-def history(ctx: EventContext, p: HistoryPayload) -> dict:
+def history(ctx: Ctx, p: HistoryPayload) -> dict:
     """A page of messages in ``seq`` order (private rooms: members only).
 
     Payload examples: ``{"room_id": "9f2c…"}`` (latest), ``{"room_id": "9f2c…",
@@ -212,7 +214,7 @@ def history(ctx: EventContext, p: HistoryPayload) -> dict:
 
 @event("chat:edit", payload=EditPayload, reply=Message, permission=WRITE,
        rate=RateLimit(rate=2, burst=10), emits=("chat:message_edited",))
-def edit(ctx: EventContext, p: EditPayload) -> dict:
+def edit(ctx: Ctx, p: EditPayload) -> dict:
     """Edit the text of your own message (others → ``forbidden``; deleted → ``conflict``).
 
     Muted → ``forbidden`` (``details: {"reason": "muted", "until"}``), as for ``chat:send``.
@@ -226,7 +228,7 @@ def edit(ctx: EventContext, p: EditPayload) -> dict:
        emits=("chat:message_deleted",), audit="chat_moderate_delete",
        audit_details=lambda p, m: {"room_id": m["room_id"], "message_id": p.message_id,
                                    "target": (m["author"] or {}).get("user_id")})
-def delete(ctx: EventContext, p: MessageRef) -> dict:
+def delete(ctx: Ctx, p: MessageRef) -> dict:
     """Delete a message: its author, or the room's owner/moderators, or ``chat:moderate``.
 
     Payload example: ``{"message_id": "5d1e…"}``. The message becomes a tombstone that keeps
@@ -241,7 +243,7 @@ def delete(ctx: EventContext, p: MessageRef) -> dict:
 
 @event("chat:react", payload=ReactPayload, reply=ReactReply, permission=WRITE,
        emits=("chat:reaction",))
-def react(ctx: EventContext, p: ReactPayload) -> dict:
+def react(ctx: Ctx, p: ReactPayload) -> dict:
     """Add your reaction to a message. Payload example: ``{"message_id": "5d1e…", "emoji": "🎉"}``.
 
     Reacting twice with the same emoji changes nothing (``changed: false``, no push).
@@ -252,14 +254,14 @@ def react(ctx: EventContext, p: ReactPayload) -> dict:
 
 @event("chat:unreact", payload=ReactPayload, reply=ReactReply, permission=WRITE,
        emits=("chat:reaction",))
-def unreact(ctx: EventContext, p: ReactPayload) -> dict:
+def unreact(ctx: Ctx, p: ReactPayload) -> dict:
     """Remove your reaction. Payload example: ``{"message_id": "5d1e…", "emoji": "🎉"}``."""
     return _chat(ctx).react(Actor.of(ctx.conn), p.message_id, p.emoji, False, ctx.after_reply)
 
 
 @event("chat:typing", payload=TypingPayload, reply=TypingReply, permission=WRITE,
        rate=RateLimit(rate=2, burst=10), emits=("chat:typing",))
-def typing(ctx: EventContext, p: TypingPayload) -> dict:
+def typing(ctx: Ctx, p: TypingPayload) -> dict:
     """Say you are typing (or stopped); the other members get ``chat:typing``.
 
     Payload example: ``{"room_id": "9f2c…", "typing": true}``. Ephemeral, never stored.
@@ -273,7 +275,7 @@ def typing(ctx: EventContext, p: TypingPayload) -> dict:
 
 @event("chat:read", payload=ReadPayload, reply=ReadReply, permission=WRITE,
        emits=("chat:read",))
-def read(ctx: EventContext, p: ReadPayload) -> dict:
+def read(ctx: Ctx, p: ReadPayload) -> dict:
     """Mark the room read up to ``seq``; the marker never moves backwards.
 
     Payload example: ``{"room_id": "9f2c…", "seq": 42}``. Reply: the marker now, plus my
@@ -289,7 +291,7 @@ def read(ctx: EventContext, p: ReadPayload) -> dict:
        emits=("chat:member_updated",), audit="chat_mute",
        audit_details=lambda p, r: {"room_id": p.room_id, "target": p.user_id,
                                    "until": r["muted_until"]})
-def mute(ctx: EventContext, p: MutePayload) -> dict:
+def mute(ctx: Ctx, p: MutePayload) -> dict:
     """Mute a member until a time: until then they cannot speak in the room.
 
     ``chat:send``, ``chat:edit``, ``chat:react``, ``chat:typing`` (true) and ``publish`` on the
@@ -305,7 +307,7 @@ def mute(ctx: EventContext, p: MutePayload) -> dict:
 @event("chat:kick", payload=MemberPayload, reply=Removed, permission=WRITE,
        emits=("chat:member_left", "chat:typing", "unsubscribed"), audit="chat_kick",
        audit_details=lambda p, _: {"room_id": p.room_id, "target": p.user_id})
-def kick(ctx: EventContext, p: MemberPayload) -> dict:
+def kick(ctx: Ctx, p: MemberPayload) -> dict:
     """Remove a member now (they may join a public room again). Audited.
 
     Payload example: ``{"room_id": "9f2c…", "user_id": "42"}``.
@@ -317,7 +319,7 @@ def kick(ctx: EventContext, p: MemberPayload) -> dict:
 @event("chat:ban", payload=BanPayload, reply=BanReply, permission=WRITE,
        emits=("chat:member_left", "chat:typing", "unsubscribed"), audit="chat_ban",
        audit_details=lambda p, _: {"room_id": p.room_id, "target": p.user_id})
-def ban(ctx: EventContext, p: BanPayload) -> dict:
+def ban(ctx: Ctx, p: BanPayload) -> dict:
     """Ban a user from a room: removed, and ``chat:join`` → ``forbidden`` until unbanned.
 
     A banned user's ``publish`` on the room's ``chat:<room id>`` channel → ``forbidden``
@@ -331,7 +333,7 @@ def ban(ctx: EventContext, p: BanPayload) -> dict:
 @event("chat:unban", payload=MemberPayload, reply=UnbanReply, permission=WRITE,
        audit="chat_unban",
        audit_details=lambda p, _: {"room_id": p.room_id, "target": p.user_id})
-def unban(ctx: EventContext, p: MemberPayload) -> dict:
+def unban(ctx: Ctx, p: MemberPayload) -> dict:
     """Lift a ban. Payload example: ``{"room_id": "9f2c…", "user_id": "42"}``. Audited."""
     return _chat(ctx).unban(Actor.of(ctx.conn), p.room_id, p.user_id)
 

@@ -23,6 +23,8 @@ from dihya_realtime.kernel.settings import RateLimit
 if TYPE_CHECKING:
     from dihya_realtime.realtime import Realtime
 
+    Ctx = EventContext[Realtime]  # handlers see the facade: mypy follows ctx.rt.<feature>
+
 DocId = Annotated[str, Field(pattern=DOC_ID_RE.pattern, description="the document id")]
 Binary = Annotated[bytes, Strict(), Field(description="binary (a Socket.IO attachment)")]
 AWARENESS_MAX_BYTES = 8192
@@ -61,7 +63,7 @@ class JoinReply(BaseModel):
        emits=("doc:update", "doc:awareness"), binary=True, audit="doc_join",
        audit_details=lambda p, r: {"doc_id": p.doc_id, "read_only": r["read_only"],
                                    "seq": r["seq"]})
-def join(ctx: EventContext, payload: JoinPayload) -> dict:
+def join(ctx: Ctx, payload: JoinPayload) -> dict:
     """Join a document: the reply carries its state (Yjs sync step 1 and step 2).
 
     Then answer the server's ``sync_step1`` with ``doc:sync`` (your step 2: what the server
@@ -100,7 +102,7 @@ class UpdateReply(BaseModel):
        rate=RateLimit(rate=60, burst=200), emits=("doc:update",), binary=True,
        audit="doc_update",
        audit_details=lambda p, r: {"doc_id": p.doc_id, "size": len(p.update), "seq": r["seq"]})
-def update(ctx: EventContext, payload: UpdatePayload) -> dict:
+def update(ctx: Ctx, payload: UpdatePayload) -> dict:
     """Apply a Yjs update to a joined document; acked once it is stored.
 
     It is relayed to every other participant on every process as ``doc:update``. The update
@@ -139,7 +141,7 @@ class SyncReply(BaseModel):
        audit="doc_update",
        audit_details=lambda p, r: None if r["message"] is not None else {
            "doc_id": p.doc_id, "size": len(p.message), "seq": r["seq"]})
-def sync(ctx: EventContext, payload: SyncPayload) -> dict:
+def sync(ctx: Ctx, payload: SyncPayload) -> dict:
     """Send a y-protocols sync message for a joined document.
 
     A step 2 (your answer to the join reply's ``sync_step1``) or an update is checked,
@@ -177,7 +179,7 @@ class AwarenessReply(BaseModel):
 @event("doc:awareness", payload=AwarenessPayload, reply=AwarenessReply,
        permission="doc:read", rate=RateLimit(rate=30, burst=60),
        emits=("doc:awareness",))
-def awareness(ctx: EventContext, payload: AwarenessPayload) -> dict:
+def awareness(ctx: Ctx, payload: AwarenessPayload) -> dict:
     """Share this participant's cursor, selection and the like with the others.
 
     Relayed as ``doc:awareness`` with the user identity stamped by the server.
@@ -200,7 +202,7 @@ class LeaveReply(BaseModel):
 
 @event("doc:leave", payload=LeavePayload, reply=LeaveReply, permission="doc:read",
        emits=("doc:awareness",))
-def leave(ctx: EventContext, payload: LeavePayload) -> dict:
+def leave(ctx: Ctx, payload: LeavePayload) -> dict:
     """Stop taking part in a document; the others see this participant's awareness cleared.
 
     Payload example: ``{"doc_id": "spec-42"}``.
@@ -258,7 +260,7 @@ class AccessReply(BaseModel):
     grants: list[UserGrant | RoleGrant] = Field(description="each names a user_id or a role")
 
 
-def _manage(ctx: EventContext, doc_id: str) -> DocService:
+def _manage(ctx: Ctx, doc_id: str) -> DocService:
     docs: DocService = ctx.rt.docs
     if not docs.may_manage(ctx.conn.principal, ctx.conn.can("doc:admin"), doc_id):
         raise forbidden("only the document's creator or a doc:admin may change its access",
@@ -268,7 +270,7 @@ def _manage(ctx: EventContext, doc_id: str) -> DocService:
 
 @event("doc:grant", payload=GrantPayload, reply=AccessReply, permission="doc:read",
        rate=RateLimit(rate=5, burst=20))
-def grant(ctx: EventContext, payload: GrantPayload) -> dict:
+def grant(ctx: Ctx, payload: GrantPayload) -> dict:
     """Give a user or a role ``read`` or ``edit`` access to a document (replacing theirs).
 
     For the document's creator or a holder of ``doc:admin``. Role permissions stay a
@@ -288,7 +290,7 @@ def grant(ctx: EventContext, payload: GrantPayload) -> dict:
 
 @event("doc:revoke", payload=AccessSubject, reply=AccessReply, permission="doc:read",
        rate=RateLimit(rate=5, burst=20), emits=("doc:closed",))
-def revoke(ctx: EventContext, payload: AccessSubject) -> dict:
+def revoke(ctx: Ctx, payload: AccessSubject) -> dict:
     """Take a user's or a role's grant away; their open copies are closed (``doc:closed``).
 
     For the document's creator or a holder of ``doc:admin``; the creator's own access is not
@@ -304,7 +306,7 @@ class AccessPayload(BaseModel):
 
 
 @event("doc:access", payload=AccessPayload, reply=AccessReply, permission="doc:read")
-def access(ctx: EventContext, payload: AccessPayload) -> dict:
+def access(ctx: Ctx, payload: AccessPayload) -> dict:
     """Who may open a document: its creator and its grants.
 
     For the document's creator or a holder of ``doc:admin``. Payload example:
@@ -375,7 +377,7 @@ def setup(rt: Realtime) -> None:
     rt.on_disconnect(lambda conn, reason: docs.drop_connection(conn))
 
     @rt.on_refresh
-    def close_unreadable_docs(ctx: EventContext) -> None:
+    def close_unreadable_docs(ctx: Ctx) -> None:
         docs.close_unreadable(ctx.conn)  # each close is audited as doc_leave, with its reason
 
     bp = rt.blueprint

@@ -35,6 +35,8 @@ from dihya_realtime.kernel.registry import event, server_event
 if TYPE_CHECKING:
     from dihya_realtime.realtime import Realtime
 
+    Ctx = EventContext[Realtime]  # handlers see the facade: mypy follows ctx.rt.<feature>
+
 
 def setup(rt: Realtime) -> None:
     """Attach ``rt.notifications``, the connect hook and ``POST /api/v1/notifications``."""
@@ -54,11 +56,11 @@ def setup(rt: Realtime) -> None:
         return jsonify(reply), (201 if created else 200)
 
 
-def _service(ctx: EventContext) -> NotificationService:
-    return ctx.rt.notifications  # type: ignore[attr-defined, no-any-return]
+def _service(ctx: Ctx) -> NotificationService:
+    return ctx.rt.notifications
 
 
-def _changed(ctx: EventContext, ids: list[str], state: State) -> StateChange:
+def _changed(ctx: Ctx, ids: list[str], state: State) -> StateChange:
     counts = _service(ctx).changed(ctx.user_id, ids, state, skip_sid=ctx.sid)
     return StateChange(ids=ids, state=state, counts=Counts(**counts))
 
@@ -75,7 +77,7 @@ class ListPayload(BaseModel):
 
 
 @event("notifications:list", payload=ListPayload, reply=Page, allow_anonymous=False)
-def list_(ctx: EventContext, payload: ListPayload) -> dict:
+def list_(ctx: Ctx, payload: ListPayload) -> dict:
     """One page of my notifications, newest first, with a cursor for the next page.
 
     ``status``: ``all`` (default: read and unread, not archived), ``unread``, ``read`` or
@@ -97,7 +99,7 @@ def list_(ctx: EventContext, payload: ListPayload) -> dict:
 
 
 @event("notifications:counts", reply=Counts, allow_anonymous=False)
-def counts(ctx: EventContext, payload: object) -> dict:
+def counts(ctx: Ctx, payload: object) -> dict:
     """My badge counts: unseen and unread, archived notifications excluded.
 
     Payload: none. Reply example: ``{"ok": true, "data": {"unseen": 3, "unread": 5}}``.
@@ -118,7 +120,7 @@ class MarkAllReadPayload(BaseModel):
 
 @event("notifications:mark_read", payload=IdsPayload, reply=StateChange,
        emits=("notifications:updated", "notifications:counts"), allow_anonymous=False)
-def mark_read(ctx: EventContext, payload: IdsPayload) -> StateChange:
+def mark_read(ctx: Ctx, payload: IdsPayload) -> StateChange:
     """Mark my notifications read (and seen).
 
     Any id that is not mine → ``not_found`` and nothing changes. The reply lists the ids whose
@@ -134,7 +136,7 @@ def mark_read(ctx: EventContext, payload: IdsPayload) -> StateChange:
 
 @event("notifications:mark_unread", payload=IdsPayload, reply=StateChange,
        emits=("notifications:updated", "notifications:counts"), allow_anonymous=False)
-def mark_unread(ctx: EventContext, payload: IdsPayload) -> StateChange:
+def mark_unread(ctx: Ctx, payload: IdsPayload) -> StateChange:
     """Mark my notifications unread again (they stay seen).
 
     Payload example: ``{"ids": ["9f1c…"]}``; reply as ``notifications:mark_read`` with
@@ -146,7 +148,7 @@ def mark_unread(ctx: EventContext, payload: IdsPayload) -> StateChange:
 
 @event("notifications:mark_all_read", payload=MarkAllReadPayload, reply=StateChange,
        emits=("notifications:updated", "notifications:counts"), allow_anonymous=False)
-def mark_all_read(ctx: EventContext, payload: MarkAllReadPayload) -> StateChange:
+def mark_all_read(ctx: Ctx, payload: MarkAllReadPayload) -> StateChange:
     """Mark all my notifications read, or all of one category.
 
     Payload example: ``{}`` or ``{"category": "mention"}``; reply as
@@ -158,7 +160,7 @@ def mark_all_read(ctx: EventContext, payload: MarkAllReadPayload) -> StateChange
 
 @event("notifications:mark_seen", payload=IdsPayload, reply=StateChange,
        emits=("notifications:updated", "notifications:counts"), allow_anonymous=False)
-def mark_seen(ctx: EventContext, payload: IdsPayload) -> StateChange:
+def mark_seen(ctx: Ctx, payload: IdsPayload) -> StateChange:
     """Mark my notifications seen (the bell was opened; read state unchanged).
 
     Payload example: ``{"ids": ["9f1c…"]}``; reply as ``notifications:mark_read`` with
@@ -170,7 +172,7 @@ def mark_seen(ctx: EventContext, payload: IdsPayload) -> StateChange:
 
 @event("notifications:mark_all_seen", reply=StateChange,
        emits=("notifications:updated", "notifications:counts"), allow_anonymous=False)
-def mark_all_seen(ctx: EventContext, payload: object) -> StateChange:
+def mark_all_seen(ctx: Ctx, payload: object) -> StateChange:
     """Mark all my notifications seen: the unseen badge goes to zero.
 
     Payload: none. Reply as ``notifications:mark_read`` with ``"state": "seen"``.
@@ -181,7 +183,7 @@ def mark_all_seen(ctx: EventContext, payload: object) -> StateChange:
 
 @event("notifications:archive", payload=IdsPayload, reply=StateChange,
        emits=("notifications:updated", "notifications:counts"), allow_anonymous=False)
-def archive(ctx: EventContext, payload: IdsPayload) -> StateChange:
+def archive(ctx: Ctx, payload: IdsPayload) -> StateChange:
     """Archive my notifications: out of the inbox and the counts, listed with ``archived``.
 
     Payload example: ``{"ids": ["9f1c…"]}``; reply as ``notifications:mark_read`` with
@@ -193,7 +195,7 @@ def archive(ctx: EventContext, payload: IdsPayload) -> StateChange:
 
 @event("notifications:unarchive", payload=IdsPayload, reply=StateChange,
        emits=("notifications:updated", "notifications:counts"), allow_anonymous=False)
-def unarchive(ctx: EventContext, payload: IdsPayload) -> StateChange:
+def unarchive(ctx: Ctx, payload: IdsPayload) -> StateChange:
     """Bring archived notifications of mine back to the inbox.
 
     Payload example: ``{"ids": ["9f1c…"]}``; reply as ``notifications:mark_read`` with
@@ -215,7 +217,7 @@ class SetPreferencesPayload(BaseModel):
 
 
 @event("notifications:preferences", reply=Preferences, allow_anonymous=False)
-def preferences(ctx: EventContext, payload: object) -> dict:
+def preferences(ctx: Ctx, payload: object) -> dict:
     """My live-push setting per category (any category not listed is pushed).
 
     Payload: none. Reply example::
@@ -230,7 +232,7 @@ def preferences(ctx: EventContext, payload: object) -> dict:
 @event("notifications:set_preferences", payload=SetPreferencesPayload, reply=Preferences,
        allow_anonymous=False, audit="notification_preferences",
        audit_details=lambda p, _: {"categories": sorted(p.preferences)})
-def set_preferences(ctx: EventContext, payload: SetPreferencesPayload) -> dict:
+def set_preferences(ctx: Ctx, payload: SetPreferencesPayload) -> dict:
     """Turn live push on or off per category; notifications are stored and counted either way.
 
     Turning off a critical category (``DIHYA_RT_NOTIFICATIONS_CRITICAL_CATEGORIES``) →

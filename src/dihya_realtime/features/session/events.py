@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
 
@@ -12,6 +13,11 @@ from dihya_realtime.kernel.errors import ErrorCode, RealtimeError
 from dihya_realtime.kernel.pipeline import EventContext
 from dihya_realtime.kernel.registry import event, server_event
 from dihya_realtime.kernel.settings import RateLimit
+
+if TYPE_CHECKING:
+    from dihya_realtime.realtime import Realtime
+
+    Ctx = EventContext[Realtime]  # handlers see the facade: mypy follows ctx.rt.<feature>
 
 log = logging.getLogger("dihya_realtime.events")
 
@@ -26,7 +32,7 @@ class WhoAmIReply(BaseModel):
 
 
 @event("whoami", reply=WhoAmIReply)
-def whoami(ctx: EventContext, payload: object) -> WhoAmIReply:
+def whoami(ctx: Ctx, payload: object) -> WhoAmIReply:
     """Who this connection is authenticated as.
 
     Payload: none. Reply example::
@@ -49,7 +55,7 @@ class RefreshReply(BaseModel):
 
 @event("auth:refresh", payload=RefreshPayload, reply=RefreshReply,
        rate=RateLimit(rate=1, burst=5), emits=("unsubscribed", "doc:closed"))
-def refresh(ctx: EventContext, payload: RefreshPayload) -> RefreshReply:
+def refresh(ctx: Ctx, payload: RefreshPayload) -> RefreshReply:
     """Extend a live connection with a fresh token for the same user.
 
     Send it after ``auth:expiring``. A token for another ``sub`` → ``forbidden``; an invalid
