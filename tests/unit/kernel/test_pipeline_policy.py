@@ -9,7 +9,7 @@ from pydantic import BaseModel
 from dihya_realtime.kernel.errors import forbidden
 from dihya_realtime.kernel.registry import Registry
 from tests.unit.conftest import fresh_registry
-from tests.unit.test_pipeline import audit_lines
+from tests.unit.kernel.test_pipeline import audit_lines
 
 
 class Item(BaseModel):

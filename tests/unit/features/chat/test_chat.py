@@ -17,7 +17,7 @@ from dihya_realtime.features.chat.models import ChatMember
 from dihya_realtime.features.chat.service import Actor, ChatService, parse_mentions
 from dihya_realtime.kernel.auth import hash_api_key
 from dihya_realtime.store import Database
-from tests.unit.test_pipeline import audit_lines
+from tests.unit.kernel.test_pipeline import audit_lines
 
 API_KEY = "chat-test-key"
 

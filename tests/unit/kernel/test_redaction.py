@@ -213,7 +213,7 @@ def test_key_verdicts_are_cached_in_a_bounded_cache(redactor):
 
 
 def test_a_redaction_reaching_a_client_is_audited(make_rt, connect):
-    from tests.unit.test_pipeline import audit_lines
+    from tests.unit.kernel.test_pipeline import audit_lines
 
     rt = make_rt()
     client = connect(rt)

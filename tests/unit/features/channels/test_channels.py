@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dihya_realtime.kernel.auth import hash_api_key
-from tests.unit.test_pipeline import audit_lines
+from tests.unit.kernel.test_pipeline import audit_lines
 
 API_KEY = "test-api-key-0123456789"
 

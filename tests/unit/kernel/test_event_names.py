@@ -3,7 +3,7 @@ before they are audited, audited even when the name is not valid UTF-8."""
 
 from __future__ import annotations
 
-from tests.unit.test_pipeline import audit_lines
+from tests.unit.kernel.test_pipeline import audit_lines
 
 
 def test_a_client_cannot_fake_the_disconnect_event_to_escape_kicks(rt, connect):

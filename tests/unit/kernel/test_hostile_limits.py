@@ -13,7 +13,7 @@ from dihya_realtime.features.channels.service import CHANNEL_RE
 from dihya_realtime.features.collab.service import DOC_ID_RE
 from dihya_realtime.features.notifications.inbox import _CURSOR_ID
 from tests.unit.conftest import fresh_registry
-from tests.unit.test_pipeline import audit_lines
+from tests.unit.kernel.test_pipeline import audit_lines
 
 
 def test_channel_name_with_a_trailing_newline_is_refused(rt, connect):

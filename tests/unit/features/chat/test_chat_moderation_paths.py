@@ -12,8 +12,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.unit.test_chat import drain, err, make_room, ok, send
-from tests.unit.test_pipeline import audit_lines
+from tests.unit.features.chat.test_chat import drain, err, make_room, ok, send
+from tests.unit.kernel.test_pipeline import audit_lines
 
 
 @pytest.fixture

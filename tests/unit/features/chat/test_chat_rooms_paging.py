@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.unit.test_chat import err, make_room, ok
+from tests.unit.features.chat.test_chat import err, make_room, ok
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from flask import Flask
 from flask_socketio import SocketIO
 
 from tests.unit.conftest import Client
-from tests.unit.test_pipeline import audit_lines
+from tests.unit.kernel.test_pipeline import audit_lines
 
 
 def test_a_host_connect_handler_that_refuses_leaves_nothing_behind(settings_overrides,
