@@ -46,7 +46,8 @@ def test_every_test_the_readme_security_table_names_exists():
     layers = {"u": ROOT / "tests" / "unit", "i": ROOT / "tests" / "integration"}
     named, missing = 0, []
     current = None
-    for layer, file, test in re.findall(r"`(?:([ui])/((?:\w+/)*test_\w+\.py))?(::test_\w+)?`", table):
+    named_tests = r"`(?:([ui])/((?:\w+/)*test_\w+\.py))?(::test_\w+)?`"
+    for layer, file, test in re.findall(named_tests, table):
         if file:
             current = layers[layer] / file
         if not (file or test):
