@@ -14,14 +14,13 @@ from typing import TYPE_CHECKING, Any
 from flask import jsonify
 from pydantic import BaseModel, Field
 
-from dihya_realtime.features.notifications.service import (
+from dihya_realtime.features.notifications.schemas import (
     MAX_IDS,
     Category,
     Counts,
     NotificationId,
     NotificationIn,
     NotificationOut,
-    NotificationService,
     Page,
     Preferences,
     State,
@@ -29,6 +28,7 @@ from dihya_realtime.features.notifications.service import (
     Status,
     Updated,
 )
+from dihya_realtime.features.notifications.service import NotificationService
 from dihya_realtime.kernel.pipeline import EventContext
 from dihya_realtime.kernel.registry import event, server_event
 
