@@ -6,7 +6,8 @@ It imports nothing from Flask or Socket.IO because worker processes (Celery, cro
 only a Redis URL, and because the same code runs under plain threads and under gevent.
 
 Modelled on centrifugal/centrifuge's ``Broker``: one documented interface, one in-memory and
-one Redis implementation, and one test suite (``tests/unit/broker/test_broker.py``) run against both.
+one Redis implementation, and one test suite (``tests/unit/broker/test_broker.py``) run
+against both.
 """
 
 from __future__ import annotations
