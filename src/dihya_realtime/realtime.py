@@ -31,7 +31,7 @@ from dihya_realtime.broker import (
     create_broker,
 )
 from dihya_realtime.broker.control import ControlBus
-from dihya_realtime.features import hidden_feature_modules, setup_features
+from dihya_realtime.features import enabled_features, hidden_feature_modules, setup_features
 from dihya_realtime.features.channels.service import ChannelService
 from dihya_realtime.kernel.audit import AuditLog
 from dihya_realtime.kernel.auth import ApiKeyChecker, TokenVerifier
@@ -103,7 +103,8 @@ class Realtime:
         **overrides: Any,
     ) -> None:
         self.settings = settings or load_settings(**overrides)
-        hidden = hidden_feature_modules(self.settings.features)  # unknown names fail here
+        self.features: list[str] = enabled_features(self.settings.features)  # fails if unknown
+        hidden = hidden_feature_modules(self.settings.features)
         base = registry_ or registry
         self.registry: Registry | RegistryView = (
             RegistryView(base, hidden) if hidden else base)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 import re
 
 import pytest
@@ -82,3 +83,18 @@ def test_migrate_creates_only_the_enabled_features_tables(tmp_path):
     everything.dispose()
     assert any(t.startswith("notification") for t in all_tables)
     assert any(t.startswith("doc") for t in all_tables)
+
+
+def test_chat_without_notifications_sends_mentions_without_notifying(make_rt, connect):
+    """The seam: chat's Notifier is absent when notifications is off (its tables are not
+    even migrated on such a server), so a mention is stored and pushed, never notified."""
+    rt = make_rt(features="chat")
+    alice, bob = connect(rt, "alice"), connect(rt, "bob")
+    room = alice.call("chat:create_room", {"name": "general", "visibility": "public"})["data"]
+    assert bob.call("chat:join", {"room_id": room["id"]})["ok"]
+    sent = alice.call("chat:send", {"room_id": room["id"], "text": "hi @bob",
+                                    "client_msg_id": str(uuid.uuid4())})
+    assert sent["ok"], sent
+    assert sent["data"]["mentions"] == ["bob"]
+    assert not hasattr(rt, "notifications")
+    assert rt.chat.messages.notifier is None

@@ -388,7 +388,8 @@ def setup(rt: Realtime) -> None:
     from dihya_realtime.http.bodies import body
     from dihya_realtime.kernel.payloads import validate
 
-    service = ChatService(rt, notifier=rt)
+    # mentions notify through the notifications feature, when this server runs it
+    service = ChatService(rt, notifier=rt if "notifications" in rt.features else None)
     rt.chat = service
     rt.on_disconnect(lambda conn, reason: service.connection_closed(conn.sid))
     rt.channels.add_access_check("chat", service.check_channel)
