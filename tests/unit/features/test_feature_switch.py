@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-import uuid
 import re
+import uuid
 
 import pytest
 import sqlalchemy as sa
