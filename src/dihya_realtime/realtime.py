@@ -251,10 +251,13 @@ class Realtime:
         """Create in-app notifications: see :meth:`NotificationService.notify`.
 
         Works without a Flask app too (a worker's ``Realtime()``): it stores, then delivers
-        through the Redis message queue when one is configured.
+        through the Redis message queue when one is configured. Raises ``RuntimeError`` when
+        ``DIHYA_RT_FEATURES`` leaves notifications off (its tables are not even migrated).
         """
         service = getattr(self, "notifications", None)
         if service is None:
+            if "notifications" not in self.features:
+                raise RuntimeError("rt.notify: DIHYA_RT_FEATURES leaves notifications off")
             from dihya_realtime.features.notifications.service import NotificationService
 
             service = self.notifications = NotificationService(self)

@@ -98,3 +98,9 @@ def test_chat_without_notifications_sends_mentions_without_notifying(make_rt, co
     assert sent["data"]["mentions"] == ["bob"]
     assert not hasattr(rt, "notifications")
     assert rt.chat.messages.notifier is None
+
+
+def test_notify_says_so_when_notifications_is_off(make_rt):
+    rt = make_rt(features="chat")
+    with pytest.raises(RuntimeError, match="leaves notifications off"):
+        rt.notify(user_id="bob", title="hello")
