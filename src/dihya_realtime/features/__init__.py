@@ -1,9 +1,10 @@
 """The built-in features, one package each: service, events (and what else it needs).
 
-A feature package's ``events`` module declares its events when imported and may define
-``setup(rt)`` to attach its service to the :class:`~dihya_realtime.realtime.Realtime`
-(``rt.channels`` …) and its connect/disconnect hooks. Packages are discovered, so adding a
-feature means adding a package here. The kernel never imports this package.
+A feature package's ``events`` module is a :class:`~.feature.Feature`: it declares its events
+when imported, and its ``setup(rt)`` attaches its service to the
+:class:`~dihya_realtime.realtime.Realtime` (``rt.channels`` …), its hooks and its HTTP routes
+(``http.py``). Packages are discovered, so adding a feature means adding a package here. The
+kernel never imports this package.
 
 ``DIHYA_RT_FEATURES`` (default ``all``) names the features a server runs. A feature left off
 registers no event (the server answers its events like any unknown name), no HTTP route, no
@@ -15,9 +16,9 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from types import ModuleType
 from typing import TYPE_CHECKING
 
+from dihya_realtime.features.feature import Feature
 from dihya_realtime.kernel.settings import SettingsError
 
 if TYPE_CHECKING:
@@ -35,9 +36,21 @@ def feature_names() -> list[str]:
     return names
 
 
-def feature_modules() -> list[ModuleType]:
+def feature_module(name: str) -> Feature:
+    """A feature's events module (importing it declares its events).
+
+    Raises :class:`TypeError` when it is no :class:`Feature` (no ``setup``): a package under
+    ``features/`` that does not say how it attaches would otherwise be skipped unseen.
+    """
+    module = importlib.import_module(f"{__name__}.{name}.events")
+    if not isinstance(module, Feature):
+        raise TypeError(f"{module.__name__} defines no setup(rt): it is no Feature")
+    return module
+
+
+def feature_modules() -> list[Feature]:
     """Every feature's events module (importing one declares its events)."""
-    return [importlib.import_module(f"{__name__}.{name}.events") for name in feature_names()]
+    return [feature_module(name) for name in feature_names()]
 
 
 def enabled_features(requested: list[str]) -> list[str]:
@@ -74,10 +87,8 @@ def setup_features(rt: Realtime) -> None:
     """Run ``setup(rt)`` of every enabled feature: services, hooks, HTTP routes."""
     modules = dict(zip(feature_names(), feature_modules(), strict=True))
     for name in enabled_features(rt.settings.features):
-        setup = getattr(modules[name], "setup", None)
-        if setup is not None:
-            setup(rt)
+        modules[name].setup(rt)
 
 
-__all__ = ["ALWAYS_ON", "enabled_features", "feature_modules", "feature_names",
-           "hidden_feature_modules", "migration_branches", "setup_features"]
+__all__ = ["ALWAYS_ON", "Feature", "enabled_features", "feature_module", "feature_modules",
+           "feature_names", "hidden_feature_modules", "migration_branches", "setup_features"]

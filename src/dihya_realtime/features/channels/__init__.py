@@ -1,1 +1,11 @@
 """Channels: subscribe, publish, history, presence, catch-up."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # mypy holds the events module to the Feature protocol; nothing runs
+    from dihya_realtime.features.channels import events
+    from dihya_realtime.features.feature import Feature
+
+    _feature: Feature = events

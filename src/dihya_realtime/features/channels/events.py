@@ -1,22 +1,30 @@
-"""Channel events: subscribe, unsubscribe, publish, presence, history — and their HTTP API.
+"""Channel events: subscribe, unsubscribe, publish, presence, history.
 
 Everything a client receives travels on a channel ``namespace:name`` (``chat:general``,
 ``user:#17``, ``live:project-9``); the namespace's policy comes from the configuration.
+The payload, reply and push schemas are in :mod:`.schemas`, the HTTP API in :mod:`.http`.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from flask import jsonify, request
-from pydantic import BaseModel, Field
-
-from dihya_realtime.broker import StreamPosition
+from dihya_realtime.features.channels.http import register_routes
+from dihya_realtime.features.channels.schemas import (
+    ChannelPayload,
+    HistoryPayload,
+    HistoryReply,
+    PresenceEventModel,
+    PresenceReply,
+    PublicationModel,
+    PublishPayload,
+    PublishReply,
+    SubscribePayload,
+    SubscribeReply,
+    UnsubscribedEvent,
+    UnsubscribeReply,
+)
 from dihya_realtime.features.channels.service import ChannelService
-from dihya_realtime.http.api import require_api_key
-from dihya_realtime.http.bodies import body
-from dihya_realtime.kernel.errors import invalid
-from dihya_realtime.kernel.payloads import JsonValue
 from dihya_realtime.kernel.pipeline import EventContext
 from dihya_realtime.kernel.registry import event, server_event
 from dihya_realtime.kernel.settings import RateLimit
@@ -25,63 +33,6 @@ if TYPE_CHECKING:
     from dihya_realtime.realtime import Realtime
 
     Ctx = EventContext[Realtime]  # handlers see the facade: mypy follows ctx.rt.<feature>
-
-ChannelName = Field(min_length=3, max_length=161, examples=["chat:general"],
-                    description="namespace:name")
-
-
-class Since(BaseModel):
-    offset: int = Field(ge=0, description="the last offset the client saw")
-    epoch: str = Field(min_length=1, max_length=64, description="the epoch it belonged to")
-
-    def position(self) -> StreamPosition:
-        return StreamPosition(offset=self.offset, epoch=self.epoch)
-
-
-class UserInfo(BaseModel):
-    user_id: str
-    name: str | None = None
-
-
-class PublicationModel(BaseModel):
-    channel: str
-    offset: int
-    epoch: str
-    id: str
-    ts: float = Field(description="UNIX seconds when the broker accepted it")
-    data: Any
-    from_: UserInfo | None = Field(default=None, alias="from",
-                                   description="the publishing user (client publishes)")
-
-
-class PresenceMember(BaseModel):
-    user_id: str
-    name: str | None
-    connections: int = Field(description="open connections of this user in the channel")
-    since: float = Field(description="UNIX seconds of the user's first connection")
-
-
-class PresenceReply(BaseModel):
-    members: list[PresenceMember]
-
-
-class SubscribePayload(BaseModel):
-    channel: str = ChannelName
-    since: Since | None = Field(default=None, description="recover what was missed after it")
-
-
-class SubscribeReply(BaseModel):
-    channel: str
-    offset: int = Field(description="the channel's top offset when the reply was made")
-    epoch: str
-    recovered: bool = Field(description="true when `since` was given and every missed "
-                            "publication is in `publications` or follows with `history` "
-                            "(see `more`)")
-    publications: list[PublicationModel]
-    more: bool = Field(description="true when a page cap stopped "
-                       "`publications` before `offset`: continue with `history` from the last "
-                       "offset received until `more` is false")
-    presence: PresenceReply | None = None
 
 
 @event("subscribe", payload=SubscribePayload, reply=SubscribeReply,
@@ -120,15 +71,6 @@ def subscribe(ctx: Ctx, payload: SubscribePayload) -> dict:
     return reply
 
 
-class ChannelPayload(BaseModel):
-    channel: str = ChannelName
-
-
-class UnsubscribeReply(BaseModel):
-    channel: str
-    unsubscribed: bool = Field(description="false when the connection was not subscribed")
-
-
 @event("unsubscribe", payload=ChannelPayload, reply=UnsubscribeReply, audit="unsubscribe",
        audit_details=lambda p, r: {"channel": p.channel} if r["unsubscribed"] else None)
 def unsubscribe(ctx: Ctx, payload: ChannelPayload) -> dict:
@@ -138,19 +80,6 @@ def unsubscribe(ctx: Ctx, payload: ChannelPayload) -> dict:
     """
     done = ctx.rt.channels.unsubscribe(ctx.conn, payload.channel)
     return {"channel": payload.channel, "unsubscribed": done}
-
-
-class PublishPayload(BaseModel):
-    channel: str = ChannelName
-    data: JsonValue = Field(description="any JSON value")
-    idempotency_key: str | None = Field(default=None, min_length=1, max_length=128,
-                                        description="same key within 5 min → same result")
-
-
-class PublishReply(BaseModel):
-    offset: int
-    epoch: str
-    id: str
 
 
 @event("publish", payload=PublishPayload, reply=PublishReply, rate=RateLimit(rate=50, burst=100))
@@ -196,23 +125,6 @@ def presence(ctx: Ctx, payload: ChannelPayload) -> dict:
     return {"members": svc.presence(ref)}
 
 
-class HistoryPayload(BaseModel):
-    channel: str = ChannelName
-    limit: int | None = Field(default=None, ge=1, le=100)
-    since: Since | None = None
-
-
-class HistoryReply(BaseModel):
-    publications: list[PublicationModel]
-    offset: int
-    epoch: str
-    recovered: bool = Field(description="with `since`: false when history no longer reaches "
-                            "back that far (then `publications` is empty)")
-    more: bool = Field(description="with `since`: true when a page cap "
-                       "stopped `publications` before `offset`; ask again from the last "
-                       "offset received until it is false")
-
-
 @event("history", payload=HistoryPayload, reply=HistoryReply)
 def history(ctx: Ctx, payload: HistoryPayload) -> dict:
     """Read a channel's retained publications, oldest first.
@@ -235,18 +147,6 @@ def history(ctx: Ctx, payload: HistoryPayload) -> dict:
     return {"publications": [p.to_wire() for p in result.publications],
             "offset": result.position.offset, "epoch": result.position.epoch,
             "recovered": result.recovered, "more": result.more}
-
-
-class PresenceEventModel(BaseModel):
-    channel: str
-    user: UserInfo
-
-
-class UnsubscribedEvent(BaseModel):
-    channel: str
-    reason: str = Field(description='the reason given to `rt.unsubscribe` (default "server"), '
-                        'or "forbidden" / "unavailable" after an `auth:refresh`, '
-                        'or "recover" (subscribe again with `since`)')
 
 
 server_event("publication", PublicationModel, """
@@ -282,24 +182,12 @@ server_event("unsubscribed", UnsubscribedEvent, """
 """, feature="channels")
 
 
-# -- the server-side API (Python: rt.publish … ; HTTP: /api/v1/…)
-
-class HttpPublish(BaseModel):
-    channel: str = ChannelName
-    data: JsonValue
-    idempotency_key: str | None = Field(default=None, min_length=1, max_length=128)
-
-
-class HttpBroadcast(BaseModel):
-    channels: list[str] = Field(min_length=1, max_length=1000)
-    data: JsonValue
-
-
-class HttpDisconnect(BaseModel):
-    reason: str = Field(default="disconnected by server", max_length=200)
+# -- set-up: broker fan-out, hooks, presence upkeep, the HTTP API
 
 
 def setup(rt: Realtime) -> None:
+    """Wire ``rt.channels`` to the broker, the disconnect and refresh hooks, presence
+    upkeep and the HTTP API (:mod:`.http`)."""
     rt.broker_handlers.append(rt.channels.on_broker_message)
     rt.on_disconnect(lambda conn, reason: rt.channels.drop_connection(conn))
 
@@ -311,65 +199,4 @@ def setup(rt: Realtime) -> None:
     settings = rt.settings
     interval = max(1.0, settings.presence_ttl / 3)
     rt.broker.run_maintenance(rt.channels.node_id, interval=interval, ttl=settings.presence_ttl)
-    bp = rt.blueprint
-    api_key = require_api_key(rt)
-
-    @bp.post("/api/v1/publish")
-    @api_key
-    @body(HttpPublish)
-    def http_publish(body: HttpPublish) -> Any:
-        """Publish on a channel (any namespace: the server may publish everywhere).
-
-        Body: ``{"channel": "live:project-9", "data": {...}, "idempotency_key"?: "..."}``.
-        """
-        pub, created = rt.publish(body.channel, body.data, idempotency_key=body.idempotency_key)
-        return jsonify({"ok": True, "data": {"offset": pub.offset, "epoch": pub.epoch,
-                                             "id": pub.id, "created": created}})
-
-    @bp.post("/api/v1/broadcast")
-    @api_key
-    @body(HttpBroadcast)
-    def http_broadcast(body: HttpBroadcast) -> Any:
-        """Publish the same data on several channels (every name checked first)."""
-        for channel in body.channels:
-            rt.channels.resolve(channel)  # all or nothing: check every name first
-        pubs = rt.broadcast(body.channels, body.data)
-        return jsonify({"ok": True, "data": {"publications": [
-            {"channel": p.channel, "offset": p.offset, "epoch": p.epoch, "id": p.id}
-            for p in pubs]}})
-
-    @bp.get("/api/v1/channels/<path:channel>/presence")
-    @api_key
-    def http_presence(channel: str) -> Any:
-        """Who is in a channel: one entry per user."""
-        return jsonify({"ok": True, "data": {"members": rt.presence(channel)}})
-
-    @bp.get("/api/v1/channels/<path:channel>/history")
-    @api_key
-    def http_history(channel: str) -> Any:
-        """A channel's retained publications.
-
-        Query: ``?limit=1..100`` (the latest) or ``?since_offset=41&since_epoch=f3a9``.
-        Paged like the ``history`` event: ``more: true`` → ask again from the last offset.
-        """
-        limit = request.args.get("limit", type=int)
-        if limit is not None and not 1 <= limit <= 100:
-            raise invalid("limit must be 1..100", [{"field": "limit",
-                                                     "message": "must be 1..100"}])
-        since = None
-        if "since_offset" in request.args:
-            since = StreamPosition(offset=request.args.get("since_offset", type=int) or 0,
-                                   epoch=request.args.get("since_epoch", ""))
-        result = rt.history(channel, limit=limit, since=since)
-        return jsonify({"ok": True, "data": {
-            "publications": [p.to_wire() for p in result.publications],
-            "offset": result.position.offset, "epoch": result.position.epoch,
-            "recovered": result.recovered, "more": result.more}})
-
-    @bp.post("/api/v1/users/<user_id>/disconnect")
-    @api_key
-    @body(HttpDisconnect, optional=True)
-    def http_disconnect(user_id: str, body: HttpDisconnect) -> Any:
-        """Disconnect every connection of a user, on every process. Body: ``{"reason"?}``."""
-        rt.disconnect_user(user_id, body.reason)
-        return jsonify({"ok": True, "data": {"user_id": user_id}})
+    register_routes(rt, rt.blueprint)

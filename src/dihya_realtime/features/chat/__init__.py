@@ -1,1 +1,11 @@
 """Chat: conversations, messages, moderation, typing, mentions."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # mypy holds the events module to the Feature protocol; nothing runs
+    from dihya_realtime.features.chat import events
+    from dihya_realtime.features.feature import Feature
+
+    _feature: Feature = events

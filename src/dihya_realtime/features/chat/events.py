@@ -4,15 +4,14 @@ Every handler is thin: the rules live in
 :class:`dihya_realtime.features.chat.service.ChatService` (``rt.chat``),
 the pipeline does validation, permission (``chat:write``), rate limits and audit of refusals.
 Room events are pushed to the members after the ack (``ctx.after_reply``). The payload, reply
-and push schemas are in :mod:`.schemas`.
+and push schemas are in :mod:`.schemas`, the HTTP API in :mod:`.http`.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from flask import jsonify, request
-
+from dihya_realtime.features.chat.http import register_routes
 from dihya_realtime.features.chat.schemas import (
     BanPayload,
     BanReply,
@@ -22,7 +21,6 @@ from dihya_realtime.features.chat.schemas import (
     EditPayload,
     History,
     HistoryPayload,
-    HttpMessage,
     InviteReply,
     Left,
     MemberJoined,
@@ -384,33 +382,9 @@ server_event("chat:member_updated", MemberUpdated, """
 
 def setup(rt: Realtime) -> None:
     """Attach ``rt.chat`` and the ``/api/v1/chat`` routes."""
-    from dihya_realtime.http.api import require_api_key
-    from dihya_realtime.http.bodies import body
-    from dihya_realtime.kernel.payloads import validate
-
     # mentions notify through the notifications feature, when this server runs it
     service = ChatService(rt, notifier=rt if "notifications" in rt.features else None)
     rt.chat = service
     rt.on_disconnect(lambda conn, reason: service.connection_closed(conn.sid))
     rt.channels.add_access_check("chat", service.check_channel)
-
-    @rt.blueprint.post("/api/v1/chat/rooms/<room_id>/messages")
-    @require_api_key(rt)
-    @body(HttpMessage, message="invalid message")
-    def post_message(room_id: str, body: HttpMessage) -> Any:
-        """Post a system message: ``{"text": "Deploy finished", "data": {"build": 42}}``."""
-        message = service.send_system_message(room_id, body.text, body.data)
-        return jsonify({"ok": True, "data": message}), 201
-
-    @rt.blueprint.get("/api/v1/chat/rooms/<room_id>/messages")
-    @require_api_key(rt)
-    def get_messages(room_id: str) -> Any:
-        """History, as ``chat:history``: ``?before_seq=``, ``after_seq=``, ``around_seq=``,
-        ``limit=``."""
-        query = validate(HistoryPayload, {"room_id": room_id, **request.args.to_dict()},
-                         "invalid query")
-        page = service.history(None, room_id, query.before_seq, query.after_seq,
-                               query.around_seq, query.limit)
-        return jsonify({"ok": True, "data": page})
-
-
+    register_routes(rt, rt.blueprint)

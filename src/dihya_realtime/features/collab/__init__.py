@@ -1,1 +1,11 @@
 """Collaborative documents (Yjs), their state kept in worker processes."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # mypy holds the events module to the Feature protocol; nothing runs
+    from dihya_realtime.features.collab import events
+    from dihya_realtime.features.feature import Feature
+
+    _feature: Feature = events

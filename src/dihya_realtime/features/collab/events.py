@@ -1,21 +1,36 @@
 """Collaborative editing events: shared Yjs documents over the same Socket.IO connection.
 
 Binary values (``update``, ``sync_step1`` …) travel as Socket.IO binary attachments; see
-``docs/collab.md`` for the wire shape and how a ``yjs`` client speaks it.
+``docs/collab.md`` for the wire shape and how a ``yjs`` client speaks it. The payload, reply
+and push schemas are in :mod:`.schemas`, the HTTP API in :mod:`.http`.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING
 
-from flask import Response, jsonify, request
-from pydantic import BaseModel, Field, Strict, field_validator, model_validator
-
-from dihya_realtime.features.collab.service import DOC_ID_RE, DocService
-from dihya_realtime.http.api import require_api_key
-from dihya_realtime.http.bodies import body
+from dihya_realtime.features.collab.http import register_routes
+from dihya_realtime.features.collab.schemas import (
+    AccessPayload,
+    AccessReply,
+    AccessSubject,
+    AwarenessPayload,
+    AwarenessReply,
+    AwarenessState,
+    ClosedEvent,
+    GrantPayload,
+    JoinPayload,
+    JoinReply,
+    LeavePayload,
+    LeaveReply,
+    SyncPayload,
+    SyncReply,
+    UpdatedEvent,
+    UpdatePayload,
+    UpdateReply,
+)
+from dihya_realtime.features.collab.service import DocService
 from dihya_realtime.kernel.errors import forbidden
-from dihya_realtime.kernel.payloads import JsonValue
 from dihya_realtime.kernel.pipeline import EventContext
 from dihya_realtime.kernel.registry import event, server_event
 from dihya_realtime.kernel.settings import RateLimit
@@ -24,39 +39,6 @@ if TYPE_CHECKING:
     from dihya_realtime.realtime import Realtime
 
     Ctx = EventContext[Realtime]  # handlers see the facade: mypy follows ctx.rt.<feature>
-
-DocId = Annotated[str, Field(pattern=DOC_ID_RE.pattern, description="the document id")]
-Binary = Annotated[bytes, Strict(), Field(description="binary (a Socket.IO attachment)")]
-AWARENESS_MAX_BYTES = 8192
-
-
-class DocUser(BaseModel):
-    user_id: str
-    name: str | None
-
-
-class JoinPayload(BaseModel):
-    doc_id: DocId
-    sync_step1: Binary | None = Field(
-        default=None, description="optional: the client's sync step 1, so that the reply's "
-        "sync_step2 holds only what the client lacks")
-
-
-class AwarenessState(BaseModel):
-    doc_id: str
-    client_id: int = Field(description="the participant's awareness key, chosen by the server")
-    user: DocUser = Field(description="who it is, stamped by the server")
-    state: dict[str, Any] | None = Field(description="null: the participant left")
-
-
-class JoinReply(BaseModel):
-    doc_id: str
-    read_only: bool
-    client_id: int = Field(description="this participant's awareness key")
-    seq: int = Field(description="the last stored update included in the state")
-    sync_step1: Binary = Field(description="the server's state vector (y-protocols step 1)")
-    sync_step2: Binary = Field(description="the state the client lacks (y-protocols step 2)")
-    awareness: list[AwarenessState]
 
 
 @event("doc:join", payload=JoinPayload, reply=JoinReply, permission="doc:read",
@@ -88,16 +70,6 @@ def join(ctx: Ctx, payload: JoinPayload) -> dict:
     return reply
 
 
-class UpdatePayload(BaseModel):
-    doc_id: DocId
-    update: Binary = Field(description="a Yjs update (v1 encoding)")
-
-
-class UpdateReply(BaseModel):
-    doc_id: str
-    seq: int = Field(description="the document's sequence number after this update")
-
-
 @event("doc:update", payload=UpdatePayload, reply=UpdateReply, permission="doc:edit",
        rate=RateLimit(rate=60, burst=200), emits=("doc:update",), binary=True,
        audit="doc_update",
@@ -125,17 +97,6 @@ def update(ctx: Ctx, payload: UpdatePayload) -> dict:
     return {"doc_id": payload.doc_id, "seq": seq}
 
 
-class SyncPayload(BaseModel):
-    doc_id: DocId
-    message: Binary = Field(description="a y-protocols sync message (step 1, step 2 or update)")
-
-
-class SyncReply(BaseModel):
-    doc_id: str
-    message: Binary | None = Field(description="the server's step 2 when you sent a step 1")
-    seq: int
-
-
 @event("doc:sync", payload=SyncPayload, reply=SyncReply, permission="doc:read",
        rate=RateLimit(rate=20, burst=50), emits=("doc:update",), binary=True,
        audit="doc_update",
@@ -156,26 +117,6 @@ def sync(ctx: Ctx, payload: SyncPayload) -> dict:
     return docs.sync(ctx.conn, payload.doc_id, payload.message)
 
 
-class AwarenessPayload(BaseModel):
-    doc_id: DocId
-    state: dict[str, JsonValue] | None = Field(
-        description="cursor, selection, display preferences …; null clears it")
-
-    @field_validator("state")
-    @classmethod
-    def _small(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        import orjson
-
-        if value is not None and len(orjson.dumps(value)) > AWARENESS_MAX_BYTES:
-            raise ValueError(f"awareness state larger than {AWARENESS_MAX_BYTES} bytes")
-        return value
-
-
-class AwarenessReply(BaseModel):
-    doc_id: str
-    client_id: int
-
-
 @event("doc:awareness", payload=AwarenessPayload, reply=AwarenessReply,
        permission="doc:read", rate=RateLimit(rate=30, burst=60),
        emits=("doc:awareness",))
@@ -191,15 +132,6 @@ def awareness(ctx: Ctx, payload: AwarenessPayload) -> dict:
     return {"doc_id": payload.doc_id, "client_id": client_id}
 
 
-class LeavePayload(BaseModel):
-    doc_id: DocId
-
-
-class LeaveReply(BaseModel):
-    doc_id: str
-    left: bool = Field(description="false if the connection had not joined it")
-
-
 @event("doc:leave", payload=LeavePayload, reply=LeaveReply, permission="doc:read",
        emits=("doc:awareness",))
 def leave(ctx: Ctx, payload: LeavePayload) -> dict:
@@ -209,55 +141,6 @@ def leave(ctx: Ctx, payload: LeavePayload) -> dict:
     """
     docs: DocService = ctx.rt.docs
     return {"doc_id": payload.doc_id, "left": docs.leave(ctx.conn, payload.doc_id)}
-
-
-Subject = Annotated[str, Field(min_length=1, max_length=128)]
-
-
-class AccessSubject(BaseModel):
-    """Exactly one of ``user_id`` and ``role``."""
-
-    doc_id: DocId
-    user_id: Subject | None = None
-    role: Subject | None = None
-
-    @model_validator(mode="after")
-    def _one_subject(self) -> AccessSubject:
-        if (self.user_id is None) == (self.role is None):
-            raise ValueError("give exactly one of user_id and role")
-        return self
-
-    def change(self, mode: str | None) -> tuple[str, str, Any]:
-        if self.user_id is not None:
-            return ("user", self.user_id, mode)
-        return ("role", str(self.role), mode)
-
-
-class GrantPayload(AccessSubject):
-    mode: Literal["read", "edit"]
-
-
-class AccessEntry(BaseModel):
-    user_id: str | None = None
-    role: str | None = None
-    mode: Literal["read", "edit"]
-
-
-class UserGrant(BaseModel):
-    user_id: str
-    mode: Literal["read", "edit"]
-
-
-class RoleGrant(BaseModel):
-    role: str
-    mode: Literal["read", "edit"]
-
-
-class AccessReply(BaseModel):
-    doc_id: str
-    created_by: str | None = Field(description="edits it without a grant; null if created "
-                                   "over HTTP")
-    grants: list[UserGrant | RoleGrant] = Field(description="each names a user_id or a role")
 
 
 def _manage(ctx: Ctx, doc_id: str) -> DocService:
@@ -301,10 +184,6 @@ def revoke(ctx: Ctx, payload: AccessSubject) -> dict:
     return docs.set_grants(payload.doc_id, [payload.change(None)], by=ctx.conn.user_id)
 
 
-class AccessPayload(BaseModel):
-    doc_id: DocId
-
-
 @event("doc:access", payload=AccessPayload, reply=AccessReply, permission="doc:read")
 def access(ctx: Ctx, payload: AccessPayload) -> dict:
     """Who may open a document: its creator and its grants.
@@ -314,12 +193,6 @@ def access(ctx: Ctx, payload: AccessPayload) -> dict:
     ``not_found``.
     """
     return _manage(ctx, payload.doc_id).grants(payload.doc_id)
-
-
-class UpdatedEvent(BaseModel):
-    doc_id: str
-    update: Binary = Field(description="a Yjs update to apply")
-    seq: int
 
 
 server_event("doc:update", UpdatedEvent, """
@@ -336,11 +209,6 @@ server_event("doc:awareness", AwarenessState, """
 """)
 
 
-class ClosedEvent(BaseModel):
-    doc_id: str
-    reason: str = Field(description='"forbidden" | "unavailable"')
-
-
 server_event("doc:closed", ClosedEvent, """
     The server made this connection leave a document, as ``doc:leave`` would.
 
@@ -353,25 +221,12 @@ server_event("doc:closed", ClosedEvent, """
 """)
 
 
-class AccessBody(BaseModel):
-    grants: list[AccessEntry] = Field(max_length=1000)
-
-    @field_validator("grants")
-    @classmethod
-    def _one_subject(cls, value: list[AccessEntry]) -> list[AccessEntry]:
-        for entry in value:
-            if (entry.user_id is None) == (entry.role is None):
-                raise ValueError("each grant names exactly one of user_id and role")
-        return value
-
-
-class CreateDoc(BaseModel):
-    doc_id: DocId
-    text: str | None = Field(default=None, max_length=1_000_000)
-    root: str = Field(default="text", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+# -- set-up: the service, the hooks, the HTTP API
 
 
 def setup(rt: Realtime) -> None:
+    """Attach ``rt.docs``, the disconnect and refresh hooks and the ``/api/v1/docs`` routes
+    (:mod:`.http`)."""
     docs = DocService(rt)
     rt.docs = docs
     rt.on_disconnect(lambda conn, reason: docs.drop_connection(conn))
@@ -379,54 +234,4 @@ def setup(rt: Realtime) -> None:
     @rt.on_refresh
     def close_unreadable_docs(ctx: Ctx) -> None:
         docs.close_unreadable(ctx.conn)  # each close is audited as doc_leave, with its reason
-
-    bp = rt.blueprint
-    api_key = require_api_key(rt)
-
-    @bp.post("/api/v1/docs")
-    @api_key
-    @body(CreateDoc, message="invalid document")
-    def http_create_doc(body: CreateDoc) -> Any:
-        """Create a document, optionally with initial text.
-
-        Body: ``{"doc_id": "spec-42", "text": "# Spec\\n"}`` → 201 with the document.
-        """
-        return jsonify(docs.create(body.doc_id, body.text, root=body.root)), 201
-
-    @bp.get("/api/v1/docs/<doc_id>/access")
-    @api_key
-    def http_read_access(doc_id: str) -> Any:
-        """Who may open a document: ``{"doc_id", "created_by", "grants": [...]}``."""
-        return jsonify(docs.grants(doc_id))
-
-    @bp.put("/api/v1/docs/<doc_id>/access")
-    @api_key
-    @body(AccessBody, message="invalid grants")
-    def http_set_access(doc_id: str, body: AccessBody) -> Any:
-        """Replace a document's grants.
-
-        Body: ``{"grants": [{"user_id": "17", "mode": "edit"}, {"role": "staff",
-        "mode": "read"}]}`` → 200 with the grants. Open copies of users who lost access
-        are closed (``doc:closed``).
-        """
-        changes = [("user", e.user_id, e.mode) if e.user_id is not None
-                   else ("role", str(e.role), e.mode) for e in body.grants]
-        return jsonify(docs.set_grants(doc_id, changes, by=None, replace=True))
-
-    @bp.get("/api/v1/docs/<doc_id>")
-    @api_key
-    def http_read_doc(doc_id: str) -> Any:
-        """A document as JSON, or its text with ``?format=text``.
-
-        ``?roots=text:text,meta:map`` names the roots to read (kinds: text, map, array, xml).
-        """
-        roots = None
-        if request.args.get("roots"):
-            roots = {}
-            for item in request.args["roots"].split(","):
-                name, _, kind = item.partition(":")
-                roots[name.strip()] = (kind or "text").strip()
-        doc = docs.read(doc_id, roots=roots)
-        if request.args.get("format") == "text":
-            return Response(doc["text"] or "", mimetype="text/plain; charset=utf-8")
-        return jsonify(doc)
+    register_routes(rt, rt.blueprint)

@@ -1,1 +1,11 @@
 """In-app notifications: stored per user, pushed live, read state."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # mypy holds the events module to the Feature protocol; nothing runs
+    from dihya_realtime.features.feature import Feature
+    from dihya_realtime.features.notifications import events
+
+    _feature: Feature = events

@@ -9,17 +9,16 @@ logic lives in :mod:`dihya_realtime.features.notifications.service`; see ``docs/
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from flask import jsonify
 from pydantic import BaseModel, Field
 
+from dihya_realtime.features.notifications.http import register_routes
 from dihya_realtime.features.notifications.schemas import (
     MAX_IDS,
     Category,
     Counts,
     NotificationId,
-    NotificationIn,
     NotificationOut,
     Page,
     Preferences,
@@ -39,21 +38,11 @@ if TYPE_CHECKING:
 
 
 def setup(rt: Realtime) -> None:
-    """Attach ``rt.notifications``, the connect hook and ``POST /api/v1/notifications``."""
-    from dihya_realtime.http.api import require_api_key
-    from dihya_realtime.http.bodies import body
-
+    """Attach ``rt.notifications``, the connect hook and ``POST /api/v1/notifications``
+    (:mod:`.http`)."""
     service = rt.notifications = NotificationService(rt)
     rt.on_connect(service.on_connect)
-
-    @rt.blueprint.post("/api/v1/notifications")
-    @require_api_key(rt)
-    @body(NotificationIn, message="invalid notification")
-    def create_notifications(body: NotificationIn) -> Any:
-        """Create notifications; 201 when any is new, 200 when an idempotent repeat."""
-        notifications, created = service.create(service.check_target(body))
-        reply = {"ok": True, "data": {"notifications": notifications, "created": created}}
-        return jsonify(reply), (201 if created else 200)
+    register_routes(rt, rt.blueprint)
 
 
 def _service(ctx: Ctx) -> NotificationService:

@@ -122,3 +122,8 @@ server_event("error", ErrorEvent, """
 server_event("disconnecting", DisconnectingEvent, """
     The server is about to disconnect this connection (an operator or the HTTP API asked).
 """)
+
+
+def setup(rt: Realtime) -> None:
+    """Nothing to attach: ``whoami`` and ``auth:refresh`` need only the kernel (a refresh runs
+    the hooks the other features attached with ``rt.on_refresh``)."""
