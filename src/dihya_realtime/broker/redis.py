@@ -72,6 +72,13 @@ def _available() -> Iterator[None]:
         raise
 
 
+def _evalsha(pipe: Any, script: Script, keys: list[Any], args: list[Any]) -> None:
+    """Queue ``script`` on a pipeline by its sha alone. Not the Script object: a pipeline
+    holding one first asks SCRIPT EXISTS (one more round trip), and a cluster pipeline
+    refuses its ``evalsha`` method (the raw command is routed by its keys' slot)."""
+    pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+
+
 def _ms(seconds: float) -> int:
     return max(1, int(seconds * 1000))
 
@@ -201,11 +208,9 @@ class RedisBroker(Broker):
             if history.size > 0:
                 # One round trip: keep this channel's place among those with history fresh,
                 # and publish (which says {2} if it would start history on a new channel).
-                # EVALSHA, not the Script object: a pipeline holding a Script first asks
-                # SCRIPT EXISTS, one more round trip on every publish.
                 pipe = self._redis.pipeline(transaction=False)
                 pipe.zadd(self._history_channels, {channel: _ms(ts)}, xx=True, gt=True)
-                pipe.evalsha(self._publish.sha, len(keys), *keys, *args)
+                _evalsha(pipe, self._publish, keys, args)
                 try:
                     result = pipe.execute()[-1]
                 except NoScriptError:  # not loaded (Redis restarted): nothing ran
@@ -296,11 +301,11 @@ class RedisBroker(Broker):
         with _available():
             pipe = self._redis.pipeline(transaction=False)
             pipe.sadd(self._node_key(node_id), orjson.dumps([channel, conn_id]))
-            self._lua.touch_node(keys=touch[0], args=touch[1], client=pipe)
-            self._lua.presence_add(keys=add[0], args=add[1], client=pipe)
+            _evalsha(pipe, self._lua.touch_node, *touch)
+            _evalsha(pipe, self._lua.presence_add, *add)
             results = pipe.execute(raise_on_error=False)
-            # A cluster pipeline does not load scripts first: one a node did not know (a
-            # new or failed-over primary) did not run, so it runs again alone (and loads).
+            # A script a node did not know (Redis restarted, a new primary) did not run: it
+            # runs again alone, which loads it.
             if isinstance(results[1], NoScriptError):
                 results[1] = self._lua.touch_node(keys=touch[0], args=touch[1])
             if isinstance(results[2], NoScriptError):
