@@ -67,9 +67,10 @@ class _Link:
     def __post_init__(self) -> None:
         # RESP3 (redis-py's default) sends pub/sub messages as push frames, which its parser
         # hands to a handler that logs them; keep them, and ask for them (push_request)
-        parser = getattr(self.conn, "_parser", None)
-        if hasattr(parser, "set_pubsub_push_handler"):
-            parser.set_pubsub_push_handler(lambda response: response)
+        set_handler = getattr(getattr(self.conn, "_parser", None), "set_pubsub_push_handler",
+                              None)
+        if set_handler is not None:
+            set_handler(lambda response: response)
 
     def send(self, *args: Any) -> None:
         self.conn.send_command(*args, check_health=False)
