@@ -136,3 +136,29 @@ def test_a_script_never_touches_two_slots(brokers) -> None:
     except redis.ResponseError as exc:  # pragma: no cover - the failure this test looks for
         pytest.fail(f"a command spanned slots: {exc}")
     assert broker.presence("chat:a") == []
+
+
+def test_two_serve_processes_on_the_cluster(redis_cluster, start_server,  # noqa: F811
+                                            sio_client, token) -> None:
+    """The service itself, each process given another node's URL: delivery and presence."""
+    from tests.integration.conftest import TEST_API_KEY
+
+    prefix = f"dihya-cluster-{uuid.uuid4().hex[:8]}"
+    a, b = (start_server(start=False, REDIS_PREFIX=prefix,
+                         REDIS_URL=f"redis://127.0.0.1:{redis_cluster.ports[i]}/0")
+            for i in (0, 1))
+    a.launch()
+    b.launch()
+    a.wait_ready()
+    b.wait_ready()
+    on_a, on_b = sio_client(a, token("alice")), sio_client(b, token("bob"))
+    assert on_a.call("subscribe", {"channel": "chat:multi"})["ok"]
+    assert on_b.call("subscribe", {"channel": "chat:multi"})["ok"]
+    on_a.wait_for("presence:join", lambda e: e["user"]["user_id"] == "bob")
+
+    for i in range(20):
+        status, body = b.http("POST", "/api/v1/publish", {"channel": "chat:multi", "data": i},
+                              headers={"X-API-Key": TEST_API_KEY})
+        assert status == 200, body
+    on_a.wait_for("publication", lambda p: p["data"] == 19)
+    assert [p["data"] for p in on_a.events("publication")] == list(range(20))
