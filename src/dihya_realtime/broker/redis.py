@@ -28,8 +28,14 @@ import orjson
 import redis
 from redis.backoff import NoBackoff
 from redis.commands.core import Script
+from redis.exceptions import (
+    ClusterError,
+    NoScriptError,
+    OutOfMemoryError,
+    RedisClusterException,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, OutOfMemoryError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
@@ -53,7 +59,9 @@ from dihya_realtime.kernel.settings import HistoryPolicy
 
 log = logging.getLogger(__name__)
 
-_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
+# A Redis Cluster mid-failover answers CLUSTERDOWN / TRYAGAIN, or has a slot nobody serves
+_DOWN = (RedisConnectionError, RedisTimeoutError, OSError, ClusterError, TryAgainError,
+         RedisClusterException)
 
 
 @contextmanager

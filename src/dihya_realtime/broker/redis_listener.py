@@ -33,6 +33,7 @@ from typing import Any, Literal
 
 import redis
 from redis.connection import AbstractConnection
+from redis.exceptions import RedisClusterException
 
 from dihya_realtime.broker.base import BrokerUnavailable
 from dihya_realtime.broker.redis_backend import STANDALONE, Backend
@@ -45,7 +46,7 @@ _MAX_BACKOFF = 5.0
 _BATCH = 256  # messages read from one link before the others get a turn
 # Subscribing again: any Redis error is retried with backoff (a NOPERM or LOADING reply too),
 # never the end of the listener thread.
-RETRY = (redis.RedisError, OSError, BrokerUnavailable)
+RETRY = (redis.RedisError, OSError, BrokerUnavailable, RedisClusterException)
 
 State = Literal["subscribing", "subscribed", "unsubscribing"]
 
@@ -191,6 +192,8 @@ class ShardListener:
                     backoff = 0.1
                 except RETRY as exc:
                     log.debug("redis broker: pub/sub not back yet: %s", exc)
+                    with contextlib.suppress(*RETRY):
+                        self._backend().refresh()  # a cluster's slots may have moved
                     self._closing.wait(backoff)
                     backoff = min(backoff * 2, _MAX_BACKOFF)
                 continue
