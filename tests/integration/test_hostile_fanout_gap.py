@@ -102,13 +102,13 @@ def test_readyz_waits_for_the_fanout_and_missed_publications_are_delivered(
     Redis itself answers: a publication is acked in that window."""
     server, sub = _subscribed(start_server, private_redis, sio_client, token)
     admin = private_redis.admin()
-    admin.execute_command("ACL", "SETUSER", "default", "-subscribe")
+    admin.execute_command("ACL", "SETUSER", "default", "-subscribe", "-ssubscribe")
     admin.client_kill_filter(_type="pubsub")
     assert wait_until(lambda: _ready(server) == 503, timeout=5), "readyz ignored the fan-out"
     assert _publish(server, "gap") == 200  # in history, not fanned out to this process
     time.sleep(0.3)
     assert _ready(server) == 503
-    admin.execute_command("ACL", "SETUSER", "default", "+subscribe")
+    admin.execute_command("ACL", "SETUSER", "default", "+subscribe", "+ssubscribe")
     assert wait_until(lambda: _ready(server) == 200, timeout=15)
     # readiness came after the catch-up: the missed publication is on its way already
     sub.wait_for("publication", lambda p: p["data"] == "gap", timeout=1)

@@ -1,7 +1,8 @@
 """The broker interface and the value types of the channel protocol.
 
 The broker is where realtime state lives: per-channel offsets and epochs, history, presence
-and node liveness, plus the fan-out that tells every server process about every publication.
+and node liveness, plus the fan-out that tells every server process watching a channel
+(:meth:`Broker.watch`) about its publications.
 It imports nothing from Flask or Socket.IO because worker processes (Celery, cron) use it with
 only a Redis URL, and because the same code runs under plain threads and under gevent.
 
@@ -421,8 +422,22 @@ class Broker(ABC):
 
     # -- fan-out ------------------------------------------------------------------------------
 
+    def watch(self, channel: str) -> None:
+        """Receive ``channel``'s publications and presence events from now on (interest
+        routing: a process receives only the channels it watches). Once :meth:`start` has
+        run, returns only when every publication made afterwards will reach the handler;
+        raises :class:`BrokerUnavailable` when the backend cannot promise it. Watching a
+        watched channel changes nothing. The memory broker, one process, routes nothing:
+        its handler sees every channel, watched or not."""
+        return None
+
+    def unwatch(self, channel: str) -> None:
+        """Stop receiving ``channel`` (soon: a message already on its way may still come)."""
+        return None
+
     def set_handler(self, fn: Handler) -> None:
-        """Receive every publication and presence event of every channel, from any process.
+        """Receive the publications and presence events of the watched channels (every
+        channel on the memory broker), from any process.
 
         Calls for one channel arrive in order. The Redis broker calls it from its listener
         thread; the memory broker calls it in the publishing thread, inside the channel's

@@ -8,8 +8,9 @@ no history kept, one bad message never stopping the broker's reader).
 
 :class:`ControlBus` holds those details once. A feature registers a handler per action at
 set-up; :meth:`ControlBus.send` publishes ``{"action": action, **args}`` on the broker channel
-``__control:<action>`` (no history; the broker fans it out to every process, this one
-included), and every process hands it to the handler registered for the action. Handlers run
+``__control:<action>`` (no history; the broker fans it out to every process that registered
+a handler for the action, since registering watches the channel, this one included), and
+every process hands it to the handler registered for the action. Handlers run
 in the broker's delivery thread, in order: they must be quick (start a background task for
 slow work). A handler that wants to skip its own process compares a node id it sent.
 """
@@ -50,6 +51,13 @@ class ControlBus:
             if action in self._handlers:
                 raise ValueError(f"control action {action!r} has a handler already")
             self._handlers[action] = handler
+        # every process with a handler receives the action's channel (interest routing);
+        # with the broker down it is subscribed as soon as the broker is back
+        try:
+            self.broker.watch(CONTROL_PREFIX + action)
+        except BrokerUnavailable:
+            log.warning("control action %r: the broker is unavailable; its channel is "
+                        "subscribed when the broker is back", action)
 
     def send(self, action: str, **args: Any) -> None:
         """Ask every process (this one included) to do ``action`` with ``args``.

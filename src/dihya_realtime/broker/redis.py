@@ -1,9 +1,14 @@
-"""The shared broker: channel state in Redis, fan-out over one pub/sub channel.
+"""The shared broker: channel state in Redis (or a Redis Cluster), interest-routed fan-out.
 
 For many processes (server replicas and workers). Every state change that must be atomic is
-one Lua script (see :mod:`redis_scripts`); publications and presence events reach every
-process through ``<prefix>:fanout``, received by a daemon listener thread that reconnects by
-itself. Redis's single-threaded execution makes PUBLISH order equal offset order.
+one Lua script (see :mod:`redis_scripts`) on one channel's hash tag, so one cluster slot; the
+script SPUBLISHes publications and presence events on the channel's shard channel
+``<prefix>:{<channel>}:pub``, received only by the processes that watch the channel
+(:mod:`redis_listener`, one daemon thread that reconnects by itself). Redis's single-threaded
+execution per shard makes SPUBLISH order equal offset order.
+
+``url`` may name a standalone Redis or any node of a Redis Cluster: :mod:`redis_backend`
+finds out on first use.
 
 If Redis restarts without persistence the channel meta is gone, so the next access starts a
 new epoch and clients holding an old position get ``recovered=False`` - by design.
@@ -14,7 +19,6 @@ from __future__ import annotations
 import logging
 import re
 import secrets
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,13 +27,18 @@ from typing import Any, Literal
 import orjson
 import redis
 from redis.backoff import NoBackoff
-from redis.client import PubSub
+from redis.commands.core import Script
+from redis.exceptions import (
+    ClusterError,
+    NoScriptError,
+    OutOfMemoryError,
+    RedisClusterException,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, OutOfMemoryError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
-from dihya_realtime.broker import redis_scripts as lua
 from dihya_realtime.broker.base import (
     Broker,
     BrokerUnavailable,
@@ -44,16 +53,15 @@ from dihya_realtime.broker.base import (
     new_publication_id,
     public_user,
 )
+from dihya_realtime.broker.redis_backend import Backend, BackendFactory, Scripts
+from dihya_realtime.broker.redis_listener import ShardListener
 from dihya_realtime.kernel.settings import HistoryPolicy
 
 log = logging.getLogger(__name__)
 
-_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
-# Subscribing again: any Redis error is retried with backoff (a NOPERM or LOADING reply too),
-# never the end of the listener thread.
-_RETRY = (redis.RedisError, OSError)
-_MAX_BACKOFF = 5.0
-_POLL = 0.2
+# A Redis Cluster mid-failover answers CLUSTERDOWN / TRYAGAIN, or has a slot nobody serves
+_DOWN = (RedisConnectionError, RedisTimeoutError, OSError, ClusterError, TryAgainError,
+         RedisClusterException)
 
 
 @contextmanager
@@ -70,6 +78,13 @@ def _available() -> Iterator[None]:
         if isinstance(exc, OutOfMemoryError) or "maxmemory" in str(exc):
             raise BrokerUnavailable("redis is out of memory (maxmemory)") from exc
         raise
+
+
+def _evalsha(pipe: Any, script: Script, keys: list[Any], args: list[Any]) -> None:
+    """Queue ``script`` on a pipeline by its sha alone. Not the Script object: a pipeline
+    holding one first asks SCRIPT EXISTS (one more round trip), and a cluster pipeline
+    refuses its ``evalsha`` method (the raw command is routed by its keys' slot)."""
+    pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
 
 
 def _ms(seconds: float) -> int:
@@ -105,35 +120,51 @@ class RedisBroker(Broker):
     ) -> None:
         super().__init__(**caps)
         self._prefix = prefix
-        self._fanout = f"{prefix}:fanout"
         self._nodes = f"{prefix}:nodes"
         self._history_channels = f"{prefix}:{{history-channels}}"
         self._history_ttls = f"{prefix}:{{history-channels}}:ttl"
+        retry = Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
+        # Named so an operator (or a test) can tell our connections apart in CLIENT LIST.
+        client_name = "dihya-broker:" + re.sub(r"\s", "_", prefix)
         pool = redis.BlockingConnectionPool.from_url(
             url,
             max_connections=max_connections,
             timeout=socket_timeout if pool_timeout is None else pool_timeout,
             socket_timeout=socket_timeout,
             socket_connect_timeout=connect_timeout,
-            retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+            retry=retry,
             health_check_interval=10,
-            # Named so an operator (or a test) can tell our connections apart in CLIENT LIST.
-            client_name="dihya-broker:" + re.sub(r"\s", "_", prefix),
+            client_name=client_name,
         )
-        self._redis = redis.Redis(connection_pool=pool)
-        self._publish = self._redis.register_script(lua.PUBLISH)
-        self._history = self._redis.register_script(lua.HISTORY)
-        self._claim_history = self._redis.register_script(lua.CLAIM_HISTORY)
-        self._drop_history = self._redis.register_script(lua.DROP_HISTORY)
-        self._presence_add = self._redis.register_script(lua.PRESENCE_ADD)
-        self._presence_remove = self._redis.register_script(lua.PRESENCE_REMOVE)
-        self._touch_node = self._redis.register_script(lua.TOUCH_NODE)
-        self._claim_dead = self._redis.register_script(lua.CLAIM_DEAD_NODES)
-        self._release_node = self._redis.register_script(lua.RELEASE_NODE)
-        self._listener: threading.Thread | None = None
-        self._closing = threading.Event()
-        self._fanout_ready = threading.Event()  # subscribed, and caught up: see ping()
-        self._resubscribed: Callable[[], None] | None = None
+        self._backends = BackendFactory(url, pool, {
+            "socket_timeout": socket_timeout, "socket_connect_timeout": connect_timeout,
+            "max_connections": max_connections, "retry": retry,
+            "health_check_interval": 10, "client_name": client_name})
+        self._listener = ShardListener(self._backend, self._shard, self._deliver,
+                                       confirm_timeout=max(socket_timeout, 1.0))
+
+    def _backend(self) -> Backend:
+        """The command client, standalone or cluster (asked on first use)."""
+        with _available():
+            return self._backends.get()
+
+    @property
+    def _redis(self) -> Any:
+        return self._backend().redis
+
+    @property
+    def cluster(self) -> bool:
+        """Is Redis a Redis Cluster? (Asks it on first use.)"""
+        return self._backend().cluster
+
+    @property
+    def _lua(self) -> Scripts:
+        """The scripts, registered on the client that runs them."""
+        return self._backend().scripts
+
+    @property
+    def _publish(self) -> Script:
+        return self._lua.publish
 
     # -- keys: one hash tag per channel keeps a channel's keys in one cluster slot ------------
 
@@ -142,6 +173,10 @@ class RedisBroker(Broker):
 
     def _node_key(self, node_id: str) -> str:
         return f"{self._prefix}:node:{node_id}"
+
+    def _shard(self, channel: str) -> str:
+        """The channel's shard channel: its publications and presence events, its slot."""
+        return self._key(channel, "pub")
 
     # -- publications -------------------------------------------------------------------------
 
@@ -169,7 +204,7 @@ class RedisBroker(Broker):
             history.size,
             _ms(history.ttl),
             secrets.token_hex(6),
-            self._fanout,
+            self._shard(channel),
             _ms(idempotency_ttl) if idempotency_key is not None else 0,
             self.max_history_bytes_per_channel,
             0,
@@ -181,11 +216,9 @@ class RedisBroker(Broker):
             if history.size > 0:
                 # One round trip: keep this channel's place among those with history fresh,
                 # and publish (which says {2} if it would start history on a new channel).
-                # EVALSHA, not the Script object: a pipeline holding a Script first asks
-                # SCRIPT EXISTS, one more round trip on every publish.
                 pipe = self._redis.pipeline(transaction=False)
                 pipe.zadd(self._history_channels, {channel: _ms(ts)}, xx=True, gt=True)
-                pipe.evalsha(self._publish.sha, len(keys), *keys, *args)
+                _evalsha(pipe, self._publish, keys, args)
                 try:
                     result = pipe.execute()[-1]
                 except NoScriptError:  # not loaded (Redis restarted): nothing ran
@@ -204,7 +237,7 @@ class RedisBroker(Broker):
 
     def _make_room(self, channel: str, history: HistoryPolicy) -> None:
         """Count ``channel`` among those with history, dropping an idle one's at the cap."""
-        claim = self._claim_history(
+        claim = self._lua.claim_history(
             keys=[self._history_channels, self._history_ttls],
             args=[channel, _ms(time.time()), _ms(history.ttl), self.max_history_channels,
                   _ms(self.history_evict_idle)])
@@ -212,7 +245,7 @@ class RedisBroker(Broker):
             raise HistoryChannelsFull(self.max_history_channels)
         if claim[0] == 2:
             victim, last = claim[1].decode(), int(float(claim[2]))
-            if not self._drop_history(keys=[self._key(victim, "meta"),
+            if not self._lua.drop_history(keys=[self._key(victim, "meta"),
                                             self._key(victim, "stream")], args=[last]):
                 # it published meanwhile: it keeps its history and its place (one over the
                 # cap until the next claim makes room)
@@ -245,7 +278,7 @@ class RedisBroker(Broker):
     ) -> tuple[StreamPosition, list[Publication]]:
         """Top position and entries in one script, so both come from the same instant."""
         with _available():
-            top, epoch, entries = self._history(
+            top, epoch, entries = self._lua.history(
                 keys=[self._key(channel, "meta"), self._key(channel, "stream")],
                 args=[
                     secrets.token_hex(6),
@@ -269,22 +302,26 @@ class RedisBroker(Broker):
         event = {"channel": channel, "user": member}
         # Not one transaction (the node keys live in other cluster slots), but ordered so a
         # crash leaves at worst a node-set entry pointing at nothing, which reaping ignores.
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.sadd(self._node_key(node_id), orjson.dumps([channel, conn_id]))
-        self._touch_node(keys=[self._nodes], args=[node_id, "nx"], client=pipe)
-        self._presence_add(
-            keys=[self._key(channel, "presence"), self._key(channel, "users")],
-            args=[
-                conn_id,
-                member["user_id"],
-                orjson.dumps(entry),
-                self._fanout,
-                orjson.dumps(event),
-            ],
-            client=pipe,
-        )
+        touch = ([self._nodes], [node_id, "nx"])
+        add = ([self._key(channel, "presence"), self._key(channel, "users")],
+               [conn_id, member["user_id"], orjson.dumps(entry), self._shard(channel),
+                orjson.dumps(event)])
         with _available():
-            return bool(pipe.execute()[-1])
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.sadd(self._node_key(node_id), orjson.dumps([channel, conn_id]))
+            _evalsha(pipe, self._lua.touch_node, *touch)
+            _evalsha(pipe, self._lua.presence_add, *add)
+            results = pipe.execute(raise_on_error=False)
+            # A script a node did not know (Redis restarted, a new primary) did not run: it
+            # runs again alone, which loads it.
+            if isinstance(results[1], NoScriptError):
+                results[1] = self._lua.touch_node(keys=touch[0], args=touch[1])
+            if isinstance(results[2], NoScriptError):
+                results[2] = self._lua.presence_add(keys=add[0], args=add[1])
+            for result in results:
+                if isinstance(result, Exception):
+                    raise result
+            return bool(results[-1])
 
     def presence_remove(self, channel: str, conn_id: str) -> bool:
         return self._remove(channel, conn_id) == 1
@@ -292,9 +329,9 @@ class RedisBroker(Broker):
     def _remove(self, channel: str, conn_id: str) -> int:
         """1: the user's last connection left; 0: others remain; -1: not present."""
         with _available():
-            code, node_id = self._presence_remove(
+            code, node_id = self._lua.presence_remove(
                 keys=[self._key(channel, "presence"), self._key(channel, "users")],
-                args=[conn_id, self._fanout, channel],
+                args=[conn_id, self._shard(channel), channel],
             )
             if code >= 0:
                 # Separately from the script (other cluster slot). A crash in between leaves
@@ -312,11 +349,11 @@ class RedisBroker(Broker):
 
     def heartbeat(self, node_id: str) -> None:
         with _available():
-            self._touch_node(keys=[self._nodes], args=[node_id, "always"])
+            self._lua.touch_node(keys=[self._nodes], args=[node_id, "always"])
 
     def reap_dead_nodes(self, ttl: float) -> int:
         with _available():
-            lease, *dead = self._claim_dead(keys=[self._nodes], args=[ttl])
+            lease, *dead = self._lua.claim_dead(keys=[self._nodes], args=[ttl])
         removed = 0
         for raw in dead:
             node_id = raw.decode()
@@ -327,119 +364,47 @@ class RedisBroker(Broker):
                 if self._remove(channel, conn_id) >= 0:
                     removed += 1
             with _available():
-                if self._release_node(keys=[self._nodes], args=[node_id, lease]):
+                if self._lua.release_node(keys=[self._nodes], args=[node_id, lease]):
                     self._redis.delete(self._node_key(node_id))  # drops stale members too
         return removed
 
-    # -- fan-out ------------------------------------------------------------------------------
+    # -- fan-out: interest routing over sharded pub/sub (redis_listener) --------------------
 
     def set_resubscribe_hook(self, fn: Callable[[], None]) -> None:
-        """Call ``fn()`` each time the fan-out is subscribed again after it was lost, from the
-        listener thread, before anything newly fanned out is dispatched and before
-        :meth:`ping` reports ready again. ``fn`` brings local subscribers up to date from
-        history (:mod:`dihya_realtime.features.channels.catchup`); if it raises, the listener
-        subscribes again
-        and calls it again."""
-        self._resubscribed = fn
+        """Call ``fn()`` each time the pub/sub links are subscribed again after they were
+        lost (every watched channel confirmed), from the listener thread, before anything
+        newly fanned out is dispatched and before :meth:`ping` reports ready again. ``fn``
+        brings local subscribers up to date from history
+        (:mod:`dihya_realtime.features.channels.catchup`); if it raises, the listener
+        subscribes again and calls it again."""
+        self._listener.resubscribed = fn
+
+    def watch(self, channel: str) -> None:
+        """SSUBSCRIBE the channel's shard channel; once started, returns when Redis has
+        confirmed it (every publication made afterwards is received). Raises
+        :class:`BrokerUnavailable` when no confirmation comes."""
+        self._listener.watch(channel)
+
+    def unwatch(self, channel: str) -> None:
+        self._listener.unwatch(channel)
+
+    def watched(self) -> set[str]:
+        return self._listener.watched()
+
+    @property
+    def fanout_received(self) -> int:
+        """Pub/sub messages this process received (tests check what interest routing spares)."""
+        return self._listener.received
 
     def start(self) -> None:
-        """Subscribe (waiting for Redis's confirmation when it is up) and start listening.
+        """Subscribe the watched channels (waiting for Redis's confirmations when it is up)
+        and start listening.
 
-        Returning with Redis up means every publication made afterwards will be received.
-        With Redis down it returns at once; the listener keeps trying with backoff.
+        Returning with Redis up means every publication made afterwards on a watched channel
+        will be received. With Redis down it returns at once; the listener keeps trying with
+        backoff.
         """
-        if self._listener is not None:
-            return
-        self._closing.clear()
-        pubsub: PubSub | None
-        try:
-            pubsub = self._subscribe()
-            self._fanout_ready.set()
-        except _RETRY:
-            log.warning("redis broker: fan-out not subscribed yet; retrying in background")
-            pubsub = None
-        self._listener = threading.Thread(
-            target=self._listen, args=(pubsub,), name="dihya-broker-listener", daemon=True
-        )
         self._listener.start()
-
-    def _subscribe(self) -> PubSub:
-        pubsub = self._redis.pubsub()
-        try:
-            pubsub.subscribe(self._fanout)
-            deadline = time.monotonic() + 5
-            while time.monotonic() < deadline:
-                message = pubsub.get_message(timeout=1.0)
-                if message is not None and message["type"] == "subscribe":
-                    return pubsub
-            raise RedisTimeoutError("no subscribe confirmation")
-        except BaseException:
-            pubsub.close()
-            raise
-
-    def _resubscribe(self) -> PubSub:
-        """Subscribe again, then catch up (the hook) before anything new is dispatched."""
-        pubsub = self._subscribe()
-        try:
-            if self._resubscribed is not None:
-                self._resubscribed()
-        except BaseException:
-            pubsub.close()
-            raise
-        return pubsub
-
-    def _listen(self, pubsub: PubSub | None) -> None:
-        backoff = 0.1
-        while not self._closing.is_set():
-            if pubsub is None:
-                try:
-                    pubsub = self._resubscribe()
-                    self._fanout_ready.set()
-                    log.info("redis broker: fan-out subscribed")
-                    backoff = 0.1
-                except (*_RETRY, BrokerUnavailable) as exc:
-                    log.debug("redis broker: fan-out not back yet: %s", exc)
-                    self._closing.wait(backoff)
-                    backoff = min(backoff * 2, _MAX_BACKOFF)
-                    continue
-            try:
-                # Short polls so close() returns promptly; idle cost is a few wakeups a second.
-                message = pubsub.get_message(timeout=_POLL)
-            except (*_DOWN, redis.ResponseError) as exc:
-                # Not ready until subscribed again and caught up (publications sent while
-                # we are away are delivered from history then, see set_resubscribe_hook).
-                # A ResponseError here is redis-py's own re-subscription being refused.
-                self._fanout_ready.clear()
-                log.warning("redis broker: fan-out connection lost (%s); reconnecting",
-                            type(exc).__name__)
-                pubsub.close()
-                pubsub = None
-                continue
-            except Exception:
-                log.exception("redis broker: unexpected listener error")
-                continue
-            if message is None:
-                continue
-            if message["type"] == "message":
-                self._deliver(message["data"])
-            elif message["type"] == "subscribe":
-                # redis-py reconnected and subscribed again by itself (its retry on a
-                # connection error): the connection was lost meanwhile, so catch up first.
-                self._fanout_ready.clear()
-                try:
-                    if self._resubscribed is not None:
-                        self._resubscribed()
-                except (*_RETRY, BrokerUnavailable) as exc:
-                    log.warning("redis broker: catch-up after reconnecting failed (%s); "
-                                "subscribing again", exc)
-                    pubsub.close()
-                    pubsub = None
-                    continue
-                self._fanout_ready.set()
-                log.info("redis broker: fan-out subscribed again")
-        self._fanout_ready.clear()
-        if pubsub is not None:
-            pubsub.close()
 
     def _deliver(self, raw: bytes) -> None:
         kind, body = raw[:1], raw[1:]
@@ -455,19 +420,16 @@ class RedisBroker(Broker):
 
     def close(self) -> None:
         self.stop()
-        self._closing.set()
-        if self._listener is not None:
-            self._listener.join(timeout=3)
-            self._listener = None
-        self._redis.close()
+        self._listener.close()
+        self._backends.close()
 
     def ping(self) -> None:
-        """Redis answers *and* the fan-out is subscribed and caught up: before that, this
-        process would miss publications acked meanwhile (``/readyz`` says 503)."""
+        """Redis answers *and* every watched channel is subscribed and caught up: before
+        that, this process would miss publications acked meanwhile (``/readyz`` says 503)."""
         with _available():
             self._redis.ping()
-        if not self._fanout_ready.is_set():
-            raise BrokerUnavailable("redis fan-out not subscribed")
+        if not self._listener.ready:
+            raise BrokerUnavailable("redis pub/sub not subscribed")
 
 
 def socketio_queue(url: str, channel: str, *, max_connections: int = 64,

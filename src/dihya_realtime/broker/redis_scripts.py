@@ -2,11 +2,14 @@
 
 Each script is one atomic step on Redis: no other client's command runs in the middle, which
 is what makes offsets gap-free and presence counts exact across processes. Every key a script
-touches shares one channel's hash tag (``<prefix>:{<channel>}:...``), so they would run on
-Redis Cluster too; cross-channel state (node sets, heartbeats) is kept out of them on purpose.
+touches shares one hash tag (a channel's ``<prefix>:{<channel>}:...``, or the global
+``{history-channels}`` pair, or the nodes set alone), so each runs on one Redis Cluster slot;
+cross-channel state (node sets) is kept out of them on purpose.
 
-Fan-out messages on ``<prefix>:fanout`` are one type byte and a JSON body: ``p`` a
-publication, ``j`` a join, ``l`` a leave.
+Publications and presence events are sent with SPUBLISH on the channel's own shard channel,
+``<prefix>:{<channel>}:pub`` (the same slot as its keys, so a script may publish on it in a
+cluster): only the processes that watch the channel receive them. Each message is one type
+byte and a JSON body: ``p`` a publication, ``j`` a join, ``l`` a leave.
 """
 
 # A new epoch empties the stream: entries of a lost epoch must never be served as the new one's
@@ -26,7 +29,7 @@ end
 
 # KEYS: meta, stream, idempotency key
 # ARGV: head (the publication's JSON without its closing brace, offset and epoch),
-#       history size, history ttl (ms), new epoch, fanout channel, idempotency ttl (ms, 0 = off),
+#       history size, history ttl (ms), new epoch, shard channel, idempotency ttl (ms, 0 = off),
 #       history bytes cap, may start history (1/0), publication id, ts, now (ms)
 # -> {1, offset, epoch} when published, {0, result} for a repeated idempotency key (result is
 #    the JSON array [offset, epoch, id, ts]: the data is never kept for the key), {2} when
@@ -71,7 +74,7 @@ else
   redis.call('HDEL', KEYS[1], 'b')
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
-redis.call('PUBLISH', ARGV[5], 'p' .. body)
+redis.call('SPUBLISH', ARGV[5], 'p' .. body)
 if idem_ttl > 0 then
   redis.call('SET', KEYS[3], '[' .. string.format('%d', offset) .. ',"' .. epoch .. '","'
     .. ARGV[9] .. '",' .. ARGV[10] .. ']', 'PX', idem_ttl)
@@ -152,19 +155,19 @@ return {top, epoch, redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', limit)}
 )
 
 # KEYS: connections hash (conn_id -> entry JSON), user counts hash (user_id -> connections)
-# ARGV: conn_id, user_id, entry JSON, fanout channel, join event JSON
+# ARGV: conn_id, user_id, entry JSON, shard channel, join event JSON
 # -> 1 when this is the user's first connection (a join was published), else 0
 PRESENCE_ADD = """
 if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[3]) == 0 then return 0 end
 if redis.call('HINCRBY', KEYS[2], ARGV[2], 1) == 1 then
-  redis.call('PUBLISH', ARGV[4], 'j' .. ARGV[5])
+  redis.call('SPUBLISH', ARGV[4], 'j' .. ARGV[5])
   return 1
 end
 return 0
 """
 
 # KEYS: connections hash, user counts hash
-# ARGV: conn_id, fanout channel, channel name
+# ARGV: conn_id, shard channel, channel name
 # -> {code, node_id}: code 1 the user's last connection left (a leave was published),
 #    0 others remain, -1 unknown connection
 PRESENCE_REMOVE = """
@@ -174,7 +177,7 @@ redis.call('HDEL', KEYS[1], ARGV[1])
 local e = cjson.decode(entry)
 if redis.call('HINCRBY', KEYS[2], e.user_id, -1) > 0 then return {0, e.node} end
 redis.call('HDEL', KEYS[2], e.user_id)
-redis.call('PUBLISH', ARGV[2], 'l' .. cjson.encode(
+redis.call('SPUBLISH', ARGV[2], 'l' .. cjson.encode(
   {channel = ARGV[3], user = {user_id = e.user_id, name = e.name}}))
 return {1, e.node}
 """

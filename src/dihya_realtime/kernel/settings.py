@@ -170,6 +170,7 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///dihya_realtime.db"
     redis_url: str | None = None
     redis_prefix: str = "dihya"
+    interest_linger: float = Field(default=5, ge=0)  # s a channel stays watched, unused
 
     # -- HTTP API
     api_keys: CsvList = Field(default_factory=list)

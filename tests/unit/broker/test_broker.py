@@ -86,6 +86,8 @@ def make_broker(request: pytest.FixtureRequest) -> Iterator[Callable[..., Broker
 def received(broker: Broker) -> Received:
     items = Received()
     broker.set_handler(items.append)
+    for channel in ("chat:a", "chat:b", "live:x"):  # the channels the tests below listen to
+        broker.watch(channel)
     return items
 
 
@@ -497,6 +499,7 @@ def test_concurrent_publishers_in_two_processes_are_seen_in_offset_order(
     received = Received()
     listener.set_handler(received.append)
     listener.start()
+    listener.watch("chat:race")
     try:
         threads = [
             threading.Thread(
@@ -529,10 +532,11 @@ def test_listener_resubscribes_after_its_connection_is_killed(
     received = Received()
     listener.set_handler(received.append)
     listener.start()
+    listener.watch("chat:a")
     admin = redis_py.Redis.from_url(redis_url)
     try:
         name = f"dihya-broker:{redis_prefix}"
-        subscribers = [c for c in admin.client_list() if c["name"] == name and int(c["sub"]) > 0]
+        subscribers = [c for c in admin.client_list() if c["name"] == name and int(c["ssub"]) > 0]
         assert subscribers
         for client in subscribers:
             admin.client_kill_filter(_id=client["id"])

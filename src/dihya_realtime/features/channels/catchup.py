@@ -66,6 +66,13 @@ class FanoutCatchUp:
         if crowded:
             self._prune()
 
+    def forget(self, channel: str) -> None:
+        """The last local subscriber of ``channel`` left: what was delivered no longer
+        matters, and publications stop arriving here (interest routing), so a position kept
+        would go stale; the next first subscriber sets it from its reply."""
+        with self._lock:
+            self._positions.pop(channel, None)
+
     def _prune(self) -> None:
         """Forget channels nobody here subscribes to any more (bounded memory)."""
         local = self._local_channels()

@@ -38,6 +38,7 @@ from dihya_realtime.broker import (
 )
 from dihya_realtime.broker.base import wire_size
 from dihya_realtime.features.channels.catchup import FanoutCatchUp
+from dihya_realtime.features.channels.interest import ChannelInterest
 from dihya_realtime.kernel.errors import ErrorCode, RealtimeError, forbidden, invalid, not_found
 from dihya_realtime.kernel.settings import NamespacePolicy
 
@@ -104,6 +105,8 @@ class ChannelService:
         self._pending: dict[str, dict[str, list[Publication]]] = {}  # channel → sid → buffer
         self._reserved: dict[str, set[str]] = {}  # sid → channels being subscribed
         self.catchup = FanoutCatchUp(self)  # no silent gap when the fan-out comes back
+        # the broker delivers here only the channels subscribed here
+        self.interest = ChannelInterest(self, rt.settings.interest_linger)
         self._access_checks: dict[str, list[AccessCheck]] = {}
         rt.control.register("disconnect_user", self._control_disconnect_user)
         rt.control.register("unsubscribe", self._control_unsubscribe)
@@ -184,6 +187,8 @@ class ChannelService:
             server.enter_room(sid, room_of(channel), namespace="/")
             reserved.add(channel)
         try:
+            # before the position is read: everything published after it reaches this process
+            self.interest.acquire(channel)
             if since is not None:
                 result = self._page(ref, since=since, limit=None)
             else:
@@ -230,9 +235,13 @@ class ChannelService:
 
     def _abort(self, sid: str, channel: str) -> None:
         with self._lock:
-            self._pending.get(channel, {}).pop(sid, None)
+            pending = self._pending.get(channel, {})
+            pending.pop(sid, None)
+            if not pending:
+                self._pending.pop(channel, None)
             self.rt.socketio.server.leave_room(sid, room_of(channel), namespace="/")
         self._unreserve(sid, channel)
+        self.interest.release(channel)
 
     def _unreserve(self, sid: str, channel: str) -> None:
         with self._lock:
@@ -248,7 +257,11 @@ class ChannelService:
         conn.channels.discard(channel)
         self.rt.socketio.server.leave_room(conn.sid, room_of(channel), namespace="/")
         with self._lock:
-            self._pending.get(channel, {}).pop(conn.sid, None)
+            pending = self._pending.get(channel, {})
+            pending.pop(conn.sid, None)
+            if not pending:
+                self._pending.pop(channel, None)
+        self.interest.release(channel)
         ref = self.resolve(channel)
         if ref.policy.presence:
             # if the broker is down, the entry goes when this node's heartbeat is reaped

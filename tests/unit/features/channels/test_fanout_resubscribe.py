@@ -18,7 +18,7 @@ def _kill_fanout(redis_url: str, prefix: str) -> None:
     admin = redis_py.Redis.from_url(redis_url)
     try:
         name = f"dihya-broker:{prefix}"
-        subscribers = [c for c in admin.client_list() if c["name"] == name and int(c["sub"]) > 0]
+        subscribers = [c for c in admin.client_list() if c["name"] == name and int(c["ssub"]) > 0]
         assert subscribers
         for client in subscribers:
             admin.client_kill_filter(_id=client["id"])
@@ -42,6 +42,7 @@ def test_a_killed_fanout_connection_runs_the_catch_up_before_ready(
 
     broker.set_resubscribe_hook(catch_up)
     broker.start()
+    broker.watch("chat:a")
     try:
         broker.ping()
         _kill_fanout(redis_url, redis_prefix)
@@ -76,6 +77,7 @@ def test_a_failing_catch_up_is_retried_and_ready_waits_for_it(
 
     broker.set_resubscribe_hook(catch_up)
     broker.start()
+    broker.watch("chat:a")
     try:
         _kill_fanout(redis_url, redis_prefix)
         deadline = time.monotonic() + 10

@@ -1,0 +1,111 @@
+"""A local Redis Cluster for the tests: three primaries and three replicas on random ports.
+
+Built from the machine's ``redis-server`` and ``redis-cli --cluster create``, once per
+session, torn down after (processes killed, their directory removed). Skipped, with the
+reason, only when ``redis-server`` or ``redis-cli`` is not installed.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests.conftest import free_port
+
+NODES = 6
+
+
+@dataclass
+class RedisCluster:
+    ports: list[int]
+    procs: list[subprocess.Popen] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        """Any node will do: the broker finds the others."""
+        return f"redis://127.0.0.1:{self.ports[0]}/0"
+
+    def node(self, port: int) -> redis.Redis:
+        return redis.Redis(port=port, socket_timeout=2)
+
+    def state_ok(self) -> bool:
+        try:
+            for port in self.ports:
+                with self.node(port) as client:
+                    info = client.execute_command("CLUSTER", "INFO")
+                text = info.decode() if isinstance(info, bytes) else str(info)
+                if "cluster_state:ok" not in text:
+                    return False
+            return True
+        except redis.RedisError:
+            return False
+
+
+def _wait(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"local Redis Cluster: {what} not in {timeout} s")
+        time.sleep(0.1)
+
+
+def _cluster_port() -> int:
+    """A free port whose cluster bus port (+10000) is free too, so at most 55535."""
+    while True:
+        port = free_port()
+        if port > 55535:
+            continue
+        with socket.socket() as bus:
+            try:
+                bus.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+
+
+def _pings(port: int) -> bool:
+    try:
+        with redis.Redis(port=port, socket_timeout=1) as client:
+            return bool(client.ping())
+    except redis.RedisError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisCluster]:
+    server, cli = shutil.which("redis-server"), shutil.which("redis-cli")
+    if server is None or cli is None:
+        pytest.skip("redis-server / redis-cli not installed: no local Redis Cluster")
+    workdir = Path(tempfile.mkdtemp(prefix="dihya-redis-cluster-"))
+    cluster = RedisCluster(ports=[_cluster_port() for _ in range(NODES)])
+    try:
+        for port in cluster.ports:
+            cluster.procs.append(subprocess.Popen(
+                [server, "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
+                 "--cluster-config-file", str(workdir / f"nodes-{port}.conf"),
+                 "--cluster-node-timeout", "2000", "--save", "", "--appendonly", "no",
+                 "--daemonize", "no", "--dir", str(workdir)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        for port in cluster.ports:
+            _wait(lambda port=port: _pings(port), 10, f"node {port} up")
+        subprocess.run(
+            [cli, "--cluster", "create", *(f"127.0.0.1:{p}" for p in cluster.ports),
+             "--cluster-replicas", "1", "--cluster-yes"],
+            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
+        _wait(cluster.state_ok, 30, "cluster_state:ok")
+        yield cluster
+    finally:
+        for proc in cluster.procs:
+            proc.kill()
+        for proc in cluster.procs:
+            proc.wait(5)
+        shutil.rmtree(workdir, ignore_errors=True)
