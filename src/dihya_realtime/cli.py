@@ -140,7 +140,12 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     from dihya_realtime.store import Database
 
     settings = _settings(dev=args.dev)
-    result = verify(Database(settings.database_url))
+    database = Database(settings.database_url)
+    if not database.has_table("audit_events"):
+        print("no audit trail in this database: run `dihya-realtime migrate` first",
+              file=sys.stderr)
+        return 2
+    result = verify(database)
     if result.ok:
         print(f"audit trail intact: {result.rows} rows")
         return 0

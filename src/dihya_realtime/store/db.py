@@ -139,6 +139,10 @@ class Database:
                 if branch in labels:
                     command.upgrade(config, labels[branch])
 
+    def has_table(self, name: str) -> bool:
+        """Does the table exist (a command run before ``migrate`` says so, not a traceback)?"""
+        return sa.inspect(self._engine).has_table(name)
+
     def ping(self) -> None:
         """Raise if the database cannot be reached (``/readyz`` turns that into 503)."""
         with self._engine.connect() as conn:

@@ -144,3 +144,14 @@ def test_a_lost_record_leaves_a_gap_line_in_the_json_log(capsys) -> None:
     log.record("connect", details={"x": _Unprintable()})
     line = json.loads(capsys.readouterr().out)
     assert line["type"] == "audit_gap" and line["details"] == {"dropped": 1}
+
+
+def test_audit_verify_before_migrate_says_what_to_do(tmp_path, monkeypatch, capsys):
+    """A database that was never migrated has no trail: a clear message and exit 2, not a
+    traceback (and never "intact")."""
+    from dihya_realtime.cli import main
+
+    monkeypatch.setenv("DIHYA_RT_DATABASE_URL", f"sqlite:///{tmp_path / 'never.db'}")
+    monkeypatch.setenv("DIHYA_RT_JWT_SECRET", "s" * 40)
+    assert main(["audit", "verify"]) == 2
+    assert "run `dihya-realtime migrate` first" in capsys.readouterr().err
