@@ -54,6 +54,19 @@ class RedisCluster:
         except redis.RedisError:
             return False
 
+    def replicas_synced(self) -> bool:
+        """Every replica has finished its first sync (until then it may not take over)."""
+        try:
+            links = []
+            for port in self.ports:
+                with self.node(port) as client:
+                    info = client.info("replication")
+                if info.get("role") == "slave":
+                    links.append(info.get("master_link_status") == "up")
+            return len(links) == NODES // 2 and all(links)
+        except redis.RedisError:
+            return False
+
     def nodes(self) -> list[dict[str, str]]:
         """``CLUSTER NODES`` as seen by a live node: port, id, role, primary id, flags."""
         for port in self.ports:
@@ -143,7 +156,8 @@ def local_cluster(node_timeout_ms: int) -> Iterator[RedisCluster]:
                 [server, "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
                  "--cluster-config-file", str(workdir / f"nodes-{port}.conf"),
                  "--cluster-node-timeout", str(node_timeout_ms), "--save", "",
-                 "--appendonly", "no", "--daemonize", "no", "--dir", str(workdir)],
+                 "--appendonly", "no", "--repl-diskless-sync-delay", "0",
+                 "--daemonize", "no", "--dir", str(workdir)],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         for port in cluster.ports:
             _wait(lambda port=port: _pings(port), 10, f"node {port} up")
@@ -152,6 +166,7 @@ def local_cluster(node_timeout_ms: int) -> Iterator[RedisCluster]:
              "--cluster-replicas", "1", "--cluster-yes"],
             check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
         _wait(cluster.state_ok, 30, "cluster_state:ok")
+        _wait(cluster.replicas_synced, 30, "replicas in sync")
         yield cluster
     finally:
         for proc in cluster.procs:

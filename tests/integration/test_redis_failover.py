@@ -56,7 +56,8 @@ class Publisher(threading.Thread):
 
     def acked(self) -> list[tuple[int, int, str]]:
         """(data, offset, epoch) of every publication acked, in ack order."""
-        return [(data, body["offset"], body["epoch"]) for data, status, body in self.outcomes
+        return [(data, body["data"]["offset"], body["data"]["epoch"])
+                for data, status, body in self.outcomes
                 if status == 200]
 
     def failures(self) -> list[tuple[int, int, Any]]:
