@@ -157,6 +157,7 @@ def local_cluster(node_timeout_ms: int) -> Iterator[RedisCluster]:
                  "--cluster-config-file", str(workdir / f"nodes-{port}.conf"),
                  "--cluster-node-timeout", str(node_timeout_ms), "--save", "",
                  "--appendonly", "no", "--repl-diskless-sync-delay", "0",
+                 "--enable-debug-command", "local",
                  "--daemonize", "no", "--dir", str(workdir)],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         for port in cluster.ports:

@@ -17,10 +17,14 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from dihya_realtime.broker import BrokerUnavailable
+from dihya_realtime.broker.redis import RedisBroker
+from dihya_realtime.kernel.settings import HistoryPolicy
 from tests.integration.conftest import ServerProcess
 from tests.integration.redis_cluster import RedisCluster, failover_cluster  # noqa: F401
 
 CHANNEL = "live:failover"
+KEEP = HistoryPolicy(size=100, ttl=60)
 PACE = 0.02  # seconds between two publications
 
 
@@ -157,3 +161,70 @@ def test_service_resumes_after_a_primary_is_killed_and_no_acked_publication_is_l
     assert len(datas) == len(set(datas)), "a publication was delivered (or made) twice"
     offsets = [o for _, o, _ in got]
     assert offsets == list(range(offsets[0], offsets[0] + len(offsets))), "a gap in offsets"
+
+
+def _channel_on(cluster: RedisCluster, port: int) -> str:
+    return next(f"live:room-{i}" for i in range(10_000)
+                if cluster.primary_of(f"{{live:room-{i}}}") == port)
+
+
+def test_publishing_and_presence_resume_when_the_killed_primary_was_the_clients_default_node(
+        failover_cluster) -> None:  # noqa: F811
+    """redis-py routes some commands through one "default node" of the cluster; a pipelined
+    script used to ask it for the script's keys (COMMAND GETKEYS), so with that node dead
+    every publish and presence call failed for good, failover or not."""
+    cluster: RedisCluster = failover_cluster
+    broker = RedisBroker(cluster.url, f"dihya-failover-{uuid.uuid4().hex[:8]}",
+                         socket_timeout=2)
+    try:
+        default = int(broker._redis.get_default_node().port)
+        channel = _channel_on(cluster, default)
+        replica = cluster.replica_of(default)
+        assert broker.publish(channel, "before", history=KEEP)[0].offset == 1
+
+        cluster.kill(default)
+        wait_until(lambda: cluster.is_primary(replica), 30, "the replica promoted")
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                pub, created = broker.publish(channel, "after", history=KEEP)
+                break
+            except BrokerUnavailable:
+                assert time.monotonic() < deadline, "publishing never resumed"
+                time.sleep(0.1)
+        assert created and pub.offset == 2
+        assert broker.presence_add(channel, "c1", {"user_id": "1"}, "node-a") is True
+        assert [p.data for p in broker.history(channel, history=KEEP).publications] == [
+            "before", "after"]
+    finally:
+        broker.close()
+
+
+def test_a_publish_that_timed_out_is_not_sent_again(failover_cluster) -> None:  # noqa: F811
+    """A timed-out script may have run, or may still run: sending it again could publish
+    twice. The channel's primary is made to sleep longer than the socket timeout: the caller
+    hears ``unavailable``, and the publication, run when the primary wakes, is made once."""
+    cluster: RedisCluster = failover_cluster
+    broker = RedisBroker(cluster.url, f"dihya-failover-{uuid.uuid4().hex[:8]}",
+                         socket_timeout=0.5)
+    try:
+        default = int(broker._redis.get_default_node().port)
+        primary = next(p for p in cluster.ports if cluster.is_primary(p) and p != default)
+        channel = _channel_on(cluster, primary)
+        broker.publish(channel, "before", history=KEEP)
+        sleeper = threading.Thread(target=lambda: cluster.node(primary).execute_command(
+            "DEBUG", "SLEEP", 2))
+        sleeper.start()
+        time.sleep(0.2)
+        try:
+            broker.publish(channel, "late", history=KEEP)
+        except BrokerUnavailable:
+            pass
+        else:
+            raise AssertionError("acked by a primary that was asleep")
+        sleeper.join()
+        time.sleep(0.3)
+        datas = [p.data for p in broker.history(channel, history=KEEP).publications]
+        assert datas == ["before", "late"], datas
+    finally:
+        broker.close()
