@@ -203,7 +203,8 @@ def test_publishing_and_presence_resume_when_the_killed_primary_was_the_clients_
 def test_a_publish_that_timed_out_is_not_sent_again(failover_cluster) -> None:  # noqa: F811
     """A timed-out script may have run, or may still run: sending it again could publish
     twice. The channel's primary is made to sleep longer than the socket timeout: the caller
-    hears ``unavailable``, and the publication, run when the primary wakes, is made once."""
+    hears ``unavailable``, and the publication is made at most once (when the primary wakes,
+    if the script had reached it)."""
     cluster: RedisCluster = failover_cluster
     broker = RedisBroker(cluster.url, f"dihya-failover-{uuid.uuid4().hex[:8]}",
                          socket_timeout=0.5)
@@ -225,6 +226,6 @@ def test_a_publish_that_timed_out_is_not_sent_again(failover_cluster) -> None:  
         sleeper.join()
         time.sleep(0.3)
         datas = [p.data for p in broker.history(channel, history=KEEP).publications]
-        assert datas == ["before", "late"], datas
+        assert datas in (["before"], ["before", "late"]), datas
     finally:
         broker.close()
