@@ -1,7 +1,9 @@
 """A local Redis Cluster for the tests: three primaries and three replicas on random ports.
 
-Built from the machine's ``redis-server`` and ``redis-cli --cluster create``, once per
-session, torn down after (processes killed, their directory removed). Skipped, with the
+Built from the machine's ``redis-server`` and ``redis-cli --cluster create``, torn down after
+(processes killed, their directory removed): ``redis_cluster`` once per session, shared;
+``failover_cluster`` one per test, with a short ``cluster-node-timeout``, for a test that
+kills a primary (which would disturb every other test on a shared one). Skipped, with the
 reason, only when ``redis-server`` or ``redis-cli`` is not installed.
 """
 
@@ -13,6 +15,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +43,8 @@ class RedisCluster:
     def state_ok(self) -> bool:
         try:
             for port in self.ports:
+                if not self.alive(port):
+                    continue
                 with self.node(port) as client:
                     info = client.execute_command("CLUSTER", "INFO")
                 text = info.decode() if isinstance(info, bytes) else str(info)
@@ -48,6 +53,64 @@ class RedisCluster:
             return True
         except redis.RedisError:
             return False
+
+    def replicas_synced(self) -> bool:
+        """Every replica has finished its first sync (until then it may not take over)."""
+        try:
+            links = []
+            for port in self.ports:
+                with self.node(port) as client:
+                    info = client.info("replication")
+                if info.get("role") == "slave":
+                    links.append(info.get("master_link_status") == "up")
+            return len(links) == NODES // 2 and all(links)
+        except redis.RedisError:
+            return False
+
+    def nodes(self) -> list[dict[str, str]]:
+        """``CLUSTER NODES`` as seen by a live node: port, id, role, primary id, flags."""
+        for port in self.ports:
+            if not self.alive(port):
+                continue
+            try:
+                with self.node(port) as client:
+                    text = client.execute_command("CLUSTER", "NODES")
+            except redis.RedisError:
+                continue
+            text = text.decode() if isinstance(text, bytes) else str(text)
+            rows = []
+            for line in text.splitlines():
+                fields = line.split()
+                rows.append({"id": fields[0], "port": fields[1].split("@")[0].split(":")[-1],
+                             "flags": fields[2], "primary": fields[3]})
+            return rows
+        raise RuntimeError("no live cluster node")
+
+    def primary_of(self, key: str) -> int:
+        """The port of the primary serving ``key``'s slot."""
+        with self.node(next(p for p in self.ports if self.alive(p))) as client:
+            slot = int(client.execute_command("CLUSTER", "KEYSLOT", key))
+            for start, end, primary, *_ in client.execute_command("CLUSTER", "SLOTS"):
+                if int(start) <= slot <= int(end):
+                    return int(primary[1])
+        raise RuntimeError(f"slot of {key!r} not served")
+
+    def replica_of(self, port: int) -> int:
+        rows = self.nodes()
+        primary = next(r["id"] for r in rows if r["port"] == str(port))
+        return next(int(r["port"]) for r in rows if r["primary"] == primary)
+
+    def alive(self, port: int) -> bool:
+        return self.procs[self.ports.index(port)].poll() is None
+
+    def kill(self, port: int) -> None:
+        """SIGKILL one node: no goodbye to its clients nor to the cluster."""
+        proc = self.procs[self.ports.index(port)]
+        proc.kill()
+        proc.wait(5)
+
+    def is_primary(self, port: int) -> bool:
+        return any(r["port"] == str(port) and "master" in r["flags"] for r in self.nodes())
 
 
 def _wait(predicate, timeout: float, what: str) -> None:
@@ -80,8 +143,8 @@ def _pings(port: int) -> bool:
         return False
 
 
-@pytest.fixture(scope="session")
-def redis_cluster() -> Iterator[RedisCluster]:
+@contextmanager
+def local_cluster(node_timeout_ms: int) -> Iterator[RedisCluster]:
     server, cli = shutil.which("redis-server"), shutil.which("redis-cli")
     if server is None or cli is None:
         pytest.skip("redis-server / redis-cli not installed: no local Redis Cluster")
@@ -92,7 +155,9 @@ def redis_cluster() -> Iterator[RedisCluster]:
             cluster.procs.append(subprocess.Popen(
                 [server, "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
                  "--cluster-config-file", str(workdir / f"nodes-{port}.conf"),
-                 "--cluster-node-timeout", "2000", "--save", "", "--appendonly", "no",
+                 "--cluster-node-timeout", str(node_timeout_ms), "--save", "",
+                 "--appendonly", "no", "--repl-diskless-sync-delay", "0",
+                 "--enable-debug-command", "local",
                  "--daemonize", "no", "--dir", str(workdir)],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         for port in cluster.ports:
@@ -102,6 +167,7 @@ def redis_cluster() -> Iterator[RedisCluster]:
              "--cluster-replicas", "1", "--cluster-yes"],
             check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
         _wait(cluster.state_ok, 30, "cluster_state:ok")
+        _wait(cluster.replicas_synced, 30, "replicas in sync")
         yield cluster
     finally:
         for proc in cluster.procs:
@@ -109,3 +175,17 @@ def redis_cluster() -> Iterator[RedisCluster]:
         for proc in cluster.procs:
             proc.wait(5)
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisCluster]:
+    with local_cluster(node_timeout_ms=2000) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def failover_cluster() -> Iterator[RedisCluster]:
+    """A cluster of the test's own: a primary is marked failed after 1 s of silence, so its
+    replica takes over within a few seconds."""
+    with local_cluster(node_timeout_ms=1000) as cluster:
+        yield cluster

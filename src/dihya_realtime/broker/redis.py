@@ -138,7 +138,10 @@ class RedisBroker(Broker):
         )
         self._backends = BackendFactory(url, pool, {
             "socket_timeout": socket_timeout, "socket_connect_timeout": connect_timeout,
-            "max_connections": max_connections, "retry": retry,
+            # no command sent again by redis-py's cluster client: it would re-send one that
+            # timed out (a script that may have run); a command refused mid-failover
+            # (CLUSTERDOWN) or on a dead primary is ``unavailable`` and the caller retries
+            "max_connections": max_connections, "retry": Retry(NoBackoff(), 0),
             "health_check_interval": 10, "client_name": client_name})
         self._listener = ShardListener(self._backend, self._shard, self._deliver,
                                        confirm_timeout=max(socket_timeout, 1.0))
@@ -213,7 +216,14 @@ class RedisBroker(Broker):
             _ms(ts),
         ]
         with _available():
-            if history.size > 0:
+            if history.size > 0 and self.cluster:
+                # Not pipelined on a cluster: the two keys are on other slots anyway, and
+                # redis-py's cluster pipeline asks its "default node" for a script's keys
+                # (a dead one after a failover: every publish failed) and re-sends a
+                # script that timed out (it may have run: a publication made twice).
+                self._redis.zadd(self._history_channels, {channel: _ms(ts)}, xx=True, gt=True)
+                result = self._publish(keys=keys, args=args)
+            elif history.size > 0:
                 # One round trip: keep this channel's place among those with history fresh,
                 # and publish (which says {2} if it would start history on a new channel).
                 pipe = self._redis.pipeline(transaction=False)
@@ -307,6 +317,10 @@ class RedisBroker(Broker):
                [conn_id, member["user_id"], orjson.dumps(entry), self._shard(channel),
                 orjson.dumps(event)])
         with _available():
+            if self.cluster:  # three slots; not pipelined (see publish)
+                self._redis.sadd(self._node_key(node_id), orjson.dumps([channel, conn_id]))
+                self._lua.touch_node(keys=touch[0], args=touch[1])
+                return bool(self._lua.presence_add(keys=add[0], args=add[1]))
             pipe = self._redis.pipeline(transaction=False)
             pipe.sadd(self._node_key(node_id), orjson.dumps([channel, conn_id]))
             _evalsha(pipe, self._lua.touch_node, *touch)
