@@ -824,6 +824,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cluster-redis", default="", metavar="URL",
                    help="cluster scenario: this Redis instead of a private redis-server "
                         "(its counters then include other clients' traffic)")
+    p.add_argument("--cluster-parts", default="foreign,chat,fanout",
+                   help="cluster scenario: comma separated among foreign (a), chat (b), "
+                        "fanout (c)")
     p.add_argument("--cluster-subscribers", type=int, default=100,
                    help="cluster scenario (a): subscribers on process A")
     p.add_argument("--cluster-rate", type=int, default=1000,
@@ -858,6 +861,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.idle_sizes = [int(s) for s in str(args.idle_sizes).split(",") if s]
     args.chat_rooms = [int(s) for s in str(args.chat_rooms).split(",") if s]
     args.abuse_patterns = [s for s in str(args.abuse_patterns).split(",") if s]
+    args.cluster_parts = [s for s in str(args.cluster_parts).split(",") if s]
     return args
 
 
