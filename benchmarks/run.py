@@ -39,7 +39,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "benchmarks"
 NODE_DIR = BENCH / "node"
-SCENARIOS = ("idle", "fanout", "acked", "chat", "redis", "abuse")
+SCENARIOS = ("idle", "fanout", "acked", "chat", "redis", "cluster", "abuse")
 TARGETS = ("dihya", "bare", "node")
 # The same two Python servers on simple-websocket instead of gevent-websocket (issue 2:
 # "measure both, pick, say why"); not in the default targets.
@@ -202,13 +202,17 @@ class Bench:
         return f"sqlite:///{self.workdir / 'bench.db'}"
 
     def start(self, target: str, *, core: int | None = 0, database_url: str | None = None,
-              redis: str | None = None, prefix: str | None = None) -> Server:
+              redis: str | None = None, prefix: str | None = None,
+              env: dict[str, str] | None = None) -> Server:
+        """``env``: extra environment for this dihya server only (e.g. ``PYTHONPATH`` of an
+        older version of the code, which the cluster scenario runs beside the current one)."""
+        extra_env = env or {}
         port = free_port()
         logfile = self.workdir / f"{target}-{port}.log"
         env = dict(os.environ)
         if target in ("dihya", "dihya-simplews"):
             db = database_url or self.sqlite_url()
-            env = self.dihya_env(db, redis, prefix)
+            env = {**self.dihya_env(db, redis, prefix), **extra_env}
             subprocess.run([self.args.dihya, "migrate"], env=env, check=True, timeout=120,
                            capture_output=True, cwd=self.workdir)
             serve = [self.args.dihya] if target == "dihya" else [
@@ -538,8 +542,26 @@ def run_abuse(b: Bench) -> None:
         b.record("abuse", "dihya", row, **extra)
 
 
+def run_cluster(b: Bench) -> None:
+    """Issue 14's scenario (``cluster_scenario.py``, beside this script): two processes on
+    one Redis, the cost of traffic a process has no client for, Redis messages per chat
+    message, fan-out on one process vs two."""
+    from types import SimpleNamespace
+
+    from cluster_scenario import run_cluster as run
+
+    if not shutil.which("redis-server") and not redis_alive():
+        b.record("cluster", "dihya", {"skipped": "Redis unavailable"})
+        return
+    run(b, SimpleNamespace(
+        root=ROOT, log=log, cores=cores, free_port=free_port, cpu_seconds=cpu_seconds,
+        get=_get, fanout_config=fanout_config, chat_event=chat_event,
+        chat_payload=chat_payload, reset_postgres=reset_postgres,
+        drop_postgres=drop_postgres, postgres_url=POSTGRES_URL, redis_url=REDIS_URL))
+
+
 RUNNERS = {"idle": run_idle, "fanout": run_fanout, "acked": run_acked, "chat": run_chat,
-           "redis": run_redis, "abuse": run_abuse}
+           "redis": run_redis, "cluster": run_cluster, "abuse": run_abuse}
 
 
 # -- the report --------------------------------------------------------------------------------
@@ -612,6 +634,8 @@ def markdown(b: Bench) -> str:
                    f"{_fmt(r.get('pushes_received'))} chat:message pushes received")
             p50, p99 = r.get("p50_ms"), r.get("p99_ms")
             err = json.dumps(r.get("errors")) if r.get("errors") else "0"
+        elif sc == "cluster":
+            size, fig, p50, p99, err = cluster_cells(r)
         elif sc == "abuse":
             by = r.get("bystander") or {}
             size = f"{r.get('pattern')}, {r.get('bystanders')} bystanders"
@@ -688,7 +712,77 @@ def markdown(b: Bench) -> str:
             lines.append(f"| abuse {r['pattern']}: server RSS growth (max during, after) | "
                          f"{_fmt(growth)} MB ({_fmt(r.get('rss_growth_mb'))} MB after) | "
                          f"≤ 50 MB {'(met)' if r.get('rss_ok') else '(missed)'} |")
+    lines += cluster_summary(b)
     return "\n".join(lines) + "\n"
+
+
+def cluster_cells(r: dict[str, Any]) -> tuple[str, str, Any, Any, str]:
+    """size, figure, p50, p99, errors of one cluster row in the main table."""
+    part = r.get("part")
+    err = json.dumps(r.get("publish_errors") or r.get("errors") or {}) if (
+        r.get("publish_errors") or r.get("errors")) else "0"
+    if part == "foreign":
+        fixed = r.get("fixed") or {}
+        return (f"{r.get('code')}: {r.get('subscribers')} subs + 1 publisher at "
+                f"{r.get('rate')} msg/s on A, none on B",
+                f"B/A CPU {_fmt(r.get('b_over_a'))} (A {_fmt(r.get('cpu_a_s'))} s, B "
+                f"{_fmt(r.get('cpu_b_s'))} s over {_fmt(r.get('window_s'))} s; B "
+                f"{_fmt(r.get('b_us_per_publication'))} µs/publication); "
+                f"{_fmt(fixed.get('delivered'))}/{_fmt(fixed.get('expected'))} delivered",
+                fixed.get("p50_ms"), fixed.get("p99_ms"), err)
+    if part == "chat":
+        return (f"1 room of {r.get('members')} members over 2 proc, {r.get('rate')} msg/s",
+                f"per chat message: {_fmt(r.get('publishes_per_message'))} PUBLISH/SPUBLISH,"
+                f" {_fmt(r.get('deliveries_per_message'))} Redis deliveries, "
+                f"{_fmt(r.get('bytes_per_message'))} B published; "
+                f"{_fmt(r.get('acked'))}/{_fmt(r.get('sent'))} acked, "
+                f"{_fmt(r.get('pushes_received'))} chat:message pushes received",
+                r.get("p50_ms"), r.get("p99_ms"), err)
+    caveat = f" ({r['caveat']})" if r.get("caveat") else ""
+    return (f"{r.get('subscribers')} subs, {r.get('processes')} proc",
+            f"{_fmt(_get(r, 'max', 'deliveries_per_s'))} deliveries/s (max){caveat}",
+            _get(r, "fixed", "p50_ms"), _get(r, "fixed", "p99_ms"), err)
+
+
+def cluster_summary(b: Bench) -> list[str]:
+    """Issue 14's figures side by side: current code and the baseline of the same run."""
+    rows = [r for r in b.rows if r["scenario"] == "cluster" and not r.get("skipped")]
+    if not rows:
+        return []
+    base = b.args.cluster_baseline
+
+    def figures(part: str, key: str, **kw: Any) -> list[Any]:
+        return [r.get(key) for r in rows if r.get("part") == part
+                and all(r.get(k) == v for k, v in kw.items())]
+
+    def show(values: list[Any]) -> str:
+        return " / ".join(_fmt(v) for v in values) or "not run"
+
+    one = figures("fanout", "max", processes=1)
+    two = figures("fanout", "max", processes=2)
+    d1 = _get(one[0] if one else None, "deliveries_per_s")
+    d2 = _get(two[0] if two else None, "deliveries_per_s")
+    chat = [r for r in rows if r.get("part") == "chat"]
+    lines = ["", "## Cluster (issue 14): current code and baseline, same run", "",
+             f"| measure | current | before (`{base}`) | target |", "|---|---|---|---|",
+             f"| (a) B CPU / A CPU, all clients on A (per run) | "
+             f"{show(figures('foreign', 'b_over_a', code='current'))} | "
+             f"{show(figures('foreign', 'b_over_a', code=base))} | ≤ 0.02 (0.128 in the issue) |",
+             f"| (a) B's CPU per publication it has no client for, µs | "
+             f"{show(figures('foreign', 'b_us_per_publication', code='current'))} | "
+             f"{show(figures('foreign', 'b_us_per_publication', code=base))} | – |",
+             f"| (b) PUBLISH + SPUBLISH per chat message, room of "
+             f"{b.args.cluster_members} over 2 proc | "
+             f"{show([r.get('publishes_per_message') for r in chat])} | not run | ≤ 2 |",
+             f"| (b) Redis deliveries per chat message | "
+             f"{show([r.get('deliveries_per_message') for r in chat])} | not run | – |",
+             f"| (b) bytes published per chat message | "
+             f"{show([r.get('bytes_per_message') for r in chat])} | not run | – |",
+             f"| (c) fan-out deliveries/s, 1 proc → 2 proc (half the subscribers each) | "
+             f"{_fmt(d1)} → {_fmt(d2)} ({_ratio(d2, d1)}) | not run | reported |"]
+    if chat and chat[0].get("note"):
+        lines += ["", f"(b): {chat[0]['note']}."]
+    return lines
 
 
 # -- main --------------------------------------------------------------------------------------
@@ -723,6 +817,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--dihya-env", action="append", default=[], metavar="KEY=VALUE",
                    help="extra environment for the dihya server (repeatable), for experiments "
                         "such as DIHYA_RT_AUDIT_DB=false; recorded in every row")
+    p.add_argument("--cluster-baseline", default="34b9f6c", metavar="REV",
+                   help="cluster scenario: the commit whose `src` (git archive, through "
+                        "PYTHONPATH) is measured beside the current code for the foreign-"
+                        "traffic ratio; default: main before interest routing; 'none': skip")
+    p.add_argument("--cluster-redis", default="", metavar="URL",
+                   help="cluster scenario: this Redis instead of a private redis-server "
+                        "(its counters then include other clients' traffic)")
+    p.add_argument("--cluster-parts", default="foreign,chat,fanout",
+                   help="cluster scenario: comma separated among foreign (a), chat (b), "
+                        "fanout (c)")
+    p.add_argument("--cluster-subscribers", type=int, default=100,
+                   help="cluster scenario (a): subscribers on process A")
+    p.add_argument("--cluster-rate", type=int, default=1000,
+                   help="cluster scenario (a): publications/s, one publisher on process A")
+    p.add_argument("--cluster-members", type=int, default=1000,
+                   help="cluster scenario (b): members of the chat room, over two processes")
+    p.add_argument("--cluster-chat-rate", type=int, default=50,
+                   help="cluster scenario (b): chat:send/s (a count, not a speed test)")
     p.add_argument("--abuse-patterns", default="baseline,yjs,attachments,connect_flood,"
                    "recovery,retained", help="comma separated: the abuse scenario's patterns")
     p.add_argument("--abuse-seconds", type=float, default=10.0,
@@ -742,9 +854,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.timeout = min(args.timeout, 30)
         args.abuse_seconds = min(args.abuse_seconds, 3.0)
         args.abuse_bystanders = min(args.abuse_bystanders, 20)
+        args.cluster_subscribers = min(args.cluster_subscribers, 20)
+        args.cluster_rate = min(args.cluster_rate, 200)
+        args.cluster_members = min(args.cluster_members, 50)
+        args.cluster_chat_rate = min(args.cluster_chat_rate, 20)
     args.idle_sizes = [int(s) for s in str(args.idle_sizes).split(",") if s]
     args.chat_rooms = [int(s) for s in str(args.chat_rooms).split(",") if s]
     args.abuse_patterns = [s for s in str(args.abuse_patterns).split(",") if s]
+    args.cluster_parts = [s for s in str(args.cluster_parts).split(",") if s]
     return args
 
 

@@ -266,6 +266,7 @@ async function fanout() {
   record = (lat, s) => onDelivery(lat, s, fixedLat);
   let meter = cpuMeter();
   const count = Math.max(1, Math.round(rate * (cfg.fixedSeconds || 5)));
+  out({ phase: "fixed_start" }); // run.py may sample the servers' CPU between these two
   const t0 = performance.now();
   const waits = [];
   for (let k = 0; k < count; k++) {
@@ -274,12 +275,22 @@ async function fanout() {
     if (due > now) await sleep(due - now);
     waits.push(publish());
   }
+  const sendSeconds = (performance.now() - t0) / 1000;
+  out({ phase: "fixed_end", seconds: sendSeconds });
   await Promise.race([Promise.all(waits), sleep(5000)]);
   const fixed = {
     rate, published: count, expected: count * nsubs, delivered: fixedLat.length,
-    ...latencyStats(fixedLat), gen_cpu: meter(),
+    send_seconds: Math.round(sendSeconds * 1000) / 1000, ...latencyStats(fixedLat),
+    gen_cpu: meter(),
   };
   pending.clear();
+  if (cfg.maxSeconds === 0) { // the fixed rate only (the cluster scenario's foreign traffic)
+    record = null;
+    const errorsSeen = { ...pubErrors };
+    closeAll(subs.socks);
+    closeAll(pubs.socks);
+    return { subscribers: nsubs, connect_failures: subs.failures + pubs.failures, join_errors: joinErrors, publish_errors: errorsSeen, fixed, gen_cpu: fixed.gen_cpu };
+  }
 
   // Phase 2: the maximum rate, closed loop: at most `window` publications not yet delivered
   // to every subscriber (or 5 s old) — what the server sustains, without an unbounded queue.
@@ -288,7 +299,7 @@ async function fanout() {
   let published = 0;
   record = (lat, s) => { delivered++; onDelivery(lat, s, maxLat); };
   const windowSize = cfg.window || 4;
-  const seconds = cfg.maxSeconds || 5;
+  const seconds = cfg.maxSeconds ?? 5;
   meter = cpuMeter();
   const tm = performance.now();
   const end = tm + seconds * 1000;
@@ -350,8 +361,28 @@ function fill(template, vars) {
     name === "UUID" ? crypto.randomUUID() : String(vars[name]))));
 }
 
+// With `hold`, a scenario stops at named points ({"phase": ...} on stdout) until run.py
+// writes a line on stdin (it samples Redis's counters there), or `holdMs` passes.
+let stdinLines = null;
+function held(phase, extra = {}) {
+  if (!cfg.hold) return Promise.resolve();
+  if (!stdinLines) {
+    stdinLines = { queue: [], waiters: [] };
+    readline.createInterface({ input: process.stdin }).on("line", (line) => {
+      const w = stdinLines.waiters.shift();
+      if (w) w(line); else stdinLines.queue.push(line);
+    });
+  }
+  out({ phase, ...extra });
+  if (stdinLines.queue.length) { stdinLines.queue.shift(); return Promise.resolve(); }
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, cfg.holdMs || 30000);
+    stdinLines.waiters.push(() => { clearTimeout(timer); resolve(); });
+  });
+}
+
 async function chat() {
-  const c = await connectMany(cfg.clients);
+  const c = await connectMany(cfg.clients, 0, !!cfg.lite);
   if (!c.socks.length) throw new Error(`could not connect: ${JSON.stringify(c.errors)}`);
   const prepErrors = {};
   const nrooms = Math.max(1, Math.min(cfg.rooms || 1, c.socks.length));
@@ -373,7 +404,8 @@ async function chat() {
   }
   let received = 0; // pushes of the sent event's broadcast (e.g. chat:message) seen by clients
   if (cfg.pushEvent) for (const s of c.socks) s.on(cfg.pushEvent, () => { received++; });
-  await sleep(300); // let the join broadcasts drain before the clock starts
+  await sleep(cfg.settleMs ?? 300); // let the join broadcasts drain before the clock starts
+  await held("prepared", { rooms: roomIds, prepare_errors: prepErrors });
   const rate = cfg.rate || 1000;
   // `count` sends at `rate`, round robin over the clients; onReply(reply, ms, sentAfterMs) for
   // each (sentAfterMs: when it was sent, from the start of this call).
@@ -417,7 +449,8 @@ async function chat() {
   });
   const elapsed = (performance.now() - t0) / 1000;
   const genCpu = meter();
-  await sleep(200);
+  await sleep(cfg.settleMs ?? 200);
+  await held("measured", { sent: count, pushes_received: received });
   closeAll(c.socks);
   // send→ack p50/p99 of the sends issued in each second: shows a stall rather than a slope
   const timeline = bySecond.map((l) => { const v = latencyStats(l || []); return [v.p50_ms, v.p99_ms]; });

@@ -67,3 +67,28 @@ def test_quick_chat_bench_stores_every_acked_message_warm_up_included(tmp_path: 
         # the ack promises the row: every acked send, warm-up included, is stored
         assert row["persisted"] == row["acked"] + row["warmup"]["acked"]
         assert 0 < row["p50_ms"] <= row["p99_ms"]
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.skipif(not shutil.which("redis-server"), reason="needs redis-server")
+def test_quick_cluster_bench_an_idle_second_process_costs_little_and_chat_is_counted(
+        tmp_path: Path) -> None:
+    stdout, rows = run_quick_bench(
+        tmp_path, "--scenario", "cluster", "--cluster-parts", "foreign,chat",
+        "--cluster-baseline", "none", "--cluster-members", "10", "--seconds", "1", timeout=110)
+    foreign = [r for r in rows if r.get("part") == "foreign"]
+    chat = [r for r in rows if r.get("part") == "chat"]
+    assert len(foreign) == 1 and len(chat) == 1, rows
+    row = foreign[0]
+    assert row["valid"], row.get("invalid_reason")
+    assert row["fixed"]["delivered"] == row["fixed"]["expected"] > 0
+    assert row["cpu_a_s"] > 0
+    # B has no client: with interest routing it receives none of A's publications (the code
+    # before it measured 0.12-0.18 here, B decoding every one of them)
+    assert row["b_over_a"] < 0.05, row
+    row = chat[0]
+    assert row["valid"], row.get("invalid_reason")
+    assert row["acked"] == row["sent"] > 0
+    assert row["publishes_per_message"] >= 1 and row["deliveries_per_message"] >= 1
+    assert row["channels"], "the tap saw the chat messages' channel"
+    assert "B CPU / A CPU" in stdout
