@@ -196,7 +196,29 @@ class PresenceEvent:
         return {"channel": self.channel, "kind": self.kind, "user": self.user}
 
 
-Handler = Callable[[Publication | PresenceEvent], None]
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A message sent on a topic with :meth:`Broker.send`: no offset, no history."""
+
+    topic: str
+    data: Any  # JSON-able
+
+
+Handler = Callable[[Publication | PresenceEvent | Message], None]
+
+
+def topic_list(topics: str | Iterable[str]) -> list[str]:
+    """``topics`` of :meth:`Broker.send` as a list, a lone name as a list of one."""
+    return [topics] if isinstance(topics, str) else list(dict.fromkeys(topics))
+
+
+def encode_json(data: Any) -> bytes:
+    """``data`` as JSON bytes, as the Socket.IO packets encode it (orjson, non-string keys
+    allowed; the stdlib for what orjson refuses). Raises ``TypeError`` if neither can."""
+    try:
+        return orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS)
+    except (TypeError, orjson.JSONEncodeError):
+        return json.dumps(data, separators=(",", ":")).encode()
 
 
 def check_recovery(
@@ -422,6 +444,16 @@ class Broker(ABC):
 
     # -- fan-out ------------------------------------------------------------------------------
 
+    @abstractmethod
+    def send(self, topics: str | Iterable[str], data: Any) -> None:
+        """Send ``data`` (JSON-able) as a :class:`Message` on ``topics`` (one or several):
+        received by the processes watching a topic when it arrives, and by nobody else. Unlike a
+        publication it has no offset and no history (what is missed is gone), which makes it
+        one SPUBLISH per topic on Redis, pipelined, with ``data`` encoded once. For messages
+        addressed to a user's connections, wherever they are (``kernel.rooms.user_topic``).
+        Raises :class:`BrokerUnavailable` (Redis), ``TypeError`` when ``data`` is not
+        JSON-able (Redis; the memory broker hands the object over as it is)."""
+
     def watch(self, channel: str) -> None:
         """Receive ``channel``'s publications and presence events from now on (interest
         routing: a process receives only the channels it watches). Once :meth:`start` has
@@ -436,8 +468,9 @@ class Broker(ABC):
         return None
 
     def set_handler(self, fn: Handler) -> None:
-        """Receive the publications and presence events of the watched channels (every
-        channel on the memory broker), from any process.
+        """Receive the publications and presence events of the watched channels, and the
+        messages of the watched topics (every channel and topic on the memory broker), from
+        any process.
 
         Calls for one channel arrive in order. The Redis broker calls it from its listener
         thread; the memory broker calls it in the publishing thread, inside the channel's
@@ -445,7 +478,7 @@ class Broker(ABC):
         """
         self._handler = fn
 
-    def _dispatch(self, item: Publication | PresenceEvent) -> None:
+    def _dispatch(self, item: Publication | PresenceEvent | Message) -> None:
         handler = self._handler
         if handler is None:
             return
@@ -453,7 +486,8 @@ class Broker(ABC):
             handler(item)
         except Exception:
             # One bad handler call must not stop delivery of everything after it.
-            log.exception("broker handler failed for %s", item.channel)
+            log.exception("broker handler failed for %s",
+                          item.topic if isinstance(item, Message) else item.channel)
 
     @abstractmethod
     def start(self) -> None:
