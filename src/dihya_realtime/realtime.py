@@ -204,7 +204,7 @@ class Realtime:
             "json": PacketJSON,
         }
         if s.redis_url:
-            from dihya_realtime.broker.redis import socketio_queue
+            from dihya_realtime.broker.socketio_queue import socketio_queue
 
             options["message_queue"] = s.redis_url
             options["client_manager"] = socketio_queue(s.redis_url, f"{s.redis_prefix}-socketio")

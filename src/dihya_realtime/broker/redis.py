@@ -61,6 +61,7 @@ from dihya_realtime.broker.base import (
 )
 from dihya_realtime.broker.redis_backend import Backend, BackendFactory, Scripts
 from dihya_realtime.broker.redis_listener import ShardListener
+from dihya_realtime.broker.socketio_queue import socketio_queue  # noqa: F401 - its old home
 from dihya_realtime.kernel.settings import HistoryPolicy
 
 log = logging.getLogger(__name__)
@@ -463,26 +464,3 @@ class RedisBroker(Broker):
             self._redis.ping()
         if not self._listener.ready:
             raise BrokerUnavailable("redis pub/sub not subscribed")
-
-
-def socketio_queue(url: str, channel: str, *, max_connections: int = 64,
-                   pool_timeout: float = 5.0) -> Any:
-    """python-socketio's Redis message queue, on a bounded *blocking* connection pool.
-
-    python-socketio builds its client with ``Redis.from_url``, whose pool raises "Too many
-    connections" past 100 sockets instead of waiting: under gevent, a burst of emits from
-    more than 100 greenlets at once (a reconnect storm, a busy room) would drop emits, each
-    logged as a failed publish. Same remedy as :class:`RedisBroker`'s pool.
-    """
-    import socketio
-
-    class BlockingRedisManager(socketio.RedisManager):
-        def _redis_connect(self) -> None:
-            pool = redis.BlockingConnectionPool.from_url(
-                self.redis_url, max_connections=max_connections, timeout=pool_timeout,
-                **self.redis_options)
-            self.redis = redis.Redis(connection_pool=pool)
-            self.pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
-            self.connected = True
-
-    return BlockingRedisManager(url, channel=channel, write_only=False)
