@@ -256,8 +256,8 @@ class Realtime:
         JSON (binary) goes over the Socket.IO message queue as before.
         """
         users = list(dict.fromkeys(str(u) for u in user_ids))
-        if not users:
-            return
+        if not users or (self.socketio is None and self.settings.redis_url is None):
+            return  # nobody to deliver to: a worker without Redis (nor a redaction to audit)
         clean = self.redact(data, event=event)
         args: dict[str, Any] = {"event": event, "data": clean}
         if skip_sid is not None:
