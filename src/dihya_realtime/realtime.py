@@ -25,6 +25,7 @@ from flask_socketio import SocketIO
 
 from dihya_realtime.broker import (
     Broker,
+    Message,
     Publication,
     RecoveryResult,
     StreamPosition,
@@ -37,6 +38,7 @@ from dihya_realtime.kernel.audit import AuditLog
 from dihya_realtime.kernel.auth import ApiKeyChecker, TokenVerifier
 from dihya_realtime.kernel.client_address import client_address, parse_networks
 from dihya_realtime.kernel.connections import Connection, ConnectionTable
+from dihya_realtime.kernel.errors import RealtimeError
 from dihya_realtime.kernel.expiry import ExpiryWatch
 from dihya_realtime.kernel.lifecycle import (
     ConnectHook,
@@ -76,6 +78,9 @@ if TYPE_CHECKING:
     from dihya_realtime.features.notifications.service import NotificationService
 
 log = logging.getLogger("dihya_realtime")
+
+USER_EMIT = "emit"
+"""The control action of :meth:`Realtime.emit_to_users`, sent on the users' topics."""
 
 
 class Realtime:
@@ -132,6 +137,7 @@ class Realtime:
             max_history_bytes=self.settings.max_history_bytes,
             history_evict_idle=self.settings.history_evict_idle)
         self.control: ControlBus = ControlBus(self.broker)  # what every process is asked
+        self.control.register(USER_EMIT, self._emit_to_user_here, to_users=True)
         self.pipeline = Pipeline(self)
         self.channels = ChannelService(self)
         self.expiry = ExpiryWatch(self)
@@ -198,7 +204,7 @@ class Realtime:
             "json": PacketJSON,
         }
         if s.redis_url:
-            from dihya_realtime.broker.redis import socketio_queue
+            from dihya_realtime.broker.socketio_queue import socketio_queue
 
             options["message_queue"] = s.redis_url
             options["client_manager"] = socketio_queue(s.redis_url, f"{s.redis_prefix}-socketio")
@@ -236,7 +242,46 @@ class Realtime:
     def emit_to_user(self, user_id: str, event: str, data: Any,
                      skip_sid: str | None = None) -> None:
         """Emit to every connection of ``user_id``, on every process."""
-        self.emit(event, data, to=user_room(user_id), skip_sid=skip_sid)
+        self.emit_to_users([user_id], event, data, skip_sid=skip_sid)
+
+    def emit_to_users(self, user_ids: Iterable[str], event: str, data: Any,
+                      skip_sid: str | None = None) -> None:
+        """Emit to every connection of each of ``user_ids``, on every process (a worker's
+        ``Realtime()`` too, when Redis is configured).
+
+        Redacted once, then sent on each user's topic (``rt.control.send_to_users``): only
+        the processes where the user has a connection receive it, and each emits to its own
+        connections of the user, but ``skip_sid``. Never raises: with the broker unavailable
+        this process's connections still get it (a warning is logged); a payload that is not
+        JSON (binary) goes over the Socket.IO message queue as before.
+        """
+        users = list(dict.fromkeys(str(u) for u in user_ids))
+        if not users or (self.socketio is None and self.settings.redis_url is None):
+            return  # nobody to deliver to: a worker without Redis (nor a redaction to audit)
+        clean = self.redact(data, event=event)
+        args: dict[str, Any] = {"event": event, "data": clean}
+        if skip_sid is not None:
+            args["skip_sid"] = skip_sid
+        try:
+            self.control.send_to_users(users, USER_EMIT, **args)
+            return
+        except RealtimeError:
+            log.warning("the broker is unavailable: %r reaches the users' connections on this "
+                        "process only", event)
+            local = True
+        except (TypeError, ValueError):  # not JSON (binary): what python-socketio encodes
+            local = False
+        if self.socketio is not None:
+            self.socketio.server.emit(event, clean, to=[user_room(u) for u in users],
+                                      skip_sid=skip_sid, namespace="/", ignore_queue=local)
+
+    def _emit_to_user_here(self, data: dict[str, Any]) -> None:
+        """An :meth:`emit_to_users` message on a user's topic: to the user's connections on
+        this process (the other processes holding some got the same message)."""
+        if self.socketio is None:
+            return
+        self.socketio.server.emit(data["event"], data.get("data"), to=user_room(data["user_id"]),
+                                  skip_sid=data.get("skip_sid"), namespace="/", ignore_queue=True)
 
     def redact(self, value: Any, *, event: str, conn: Connection | None = None) -> Any:
         clean, paths = self.redactor.redact(value)
@@ -251,7 +296,7 @@ class Realtime:
         """Create in-app notifications: see :meth:`NotificationService.notify`.
 
         Works without a Flask app too (a worker's ``Realtime()``): it stores, then delivers
-        through the Redis message queue when one is configured. Raises ``RuntimeError`` when
+        on the users' topics when Redis is configured. Raises ``RuntimeError`` when
         ``DIHYA_RT_FEATURES`` leaves notifications off (its tables are not even migrated).
         """
         service = getattr(self, "notifications", None)
@@ -292,15 +337,17 @@ class Realtime:
         return self.channels.history(self.channels.resolve(channel), limit, since)
 
     def unsubscribe(self, user_id: str, channel: str, reason: str = "server") -> None:
-        """Remove every connection of ``user_id`` from ``channel``, on every process."""
+        """Remove every connection of ``user_id`` from ``channel``, on every process (sent on
+        the user's topic: only the processes holding a connection of the user receive it)."""
         self.channels.resolve(channel)
-        self.control.send("unsubscribe", user_id=user_id, channel=channel, reason=reason)
+        self.control.send_to_users([user_id], "unsubscribe", channel=channel, reason=reason)
 
     def disconnect_user(self, user_id: str, reason: str = "disconnected by server") -> None:
-        """Disconnect every connection of ``user_id``, on every process."""
+        """Disconnect every connection of ``user_id``, on every process (sent on the user's
+        topic: only the processes holding a connection of the user receive it)."""
         self.audit.record("disconnect_user_requested", outcome="ok", user_id=user_id,
                           details={"reason": reason})
-        self.control.send("disconnect_user", user_id=user_id, reason=reason)
+        self.control.send_to_users([user_id], "disconnect_user", reason=reason)
 
     def disconnect_user_here(self, user_id: str, reason: str = "disconnected by server") -> int:
         """Disconnect every connection of ``user_id`` on this process; returns how many."""
@@ -386,7 +433,7 @@ class Realtime:
                                    "max_bytes": self.settings.max_payload_bytes}, **fields)
 
     def _on_broker_message(self, message: Any) -> None:
-        if self.control.dispatch(message):
+        if self.control.dispatch(message) or isinstance(message, Message):
             return
         for handler in self.broker_handlers:
             handler(message)

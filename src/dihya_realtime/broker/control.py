@@ -13,17 +13,24 @@ a handler for the action, since registering watches the channel, this one includ
 every process hands it to the handler registered for the action. Handlers run
 in the broker's delivery thread, in order: they must be quick (start a background task for
 slow work). A handler that wants to skip its own process compares a node id it sent.
+
+An action about one user's connections (``disconnect_user``, ``unsubscribe``, the emits of
+``rt.emit_to_user``) is registered with ``to_users=True`` and sent with
+:meth:`ControlBus.send_to_users`: it travels on each user's topic (``Broker.send``, no
+offset, no history) and reaches only the processes where the user has a connection, which
+watch that topic (:mod:`dihya_realtime.kernel.user_interest`), not every process.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from dihya_realtime.broker import Broker, BrokerUnavailable, Publication
+from dihya_realtime.broker import Broker, BrokerUnavailable, Message, Publication
 from dihya_realtime.kernel.errors import ErrorCode, RealtimeError
+from dihya_realtime.kernel.rooms import user_of_topic, user_topic
 from dihya_realtime.kernel.settings import HistoryPolicy
 
 log = logging.getLogger("dihya_realtime.control")
@@ -33,7 +40,8 @@ CONTROL_PREFIX = "__control:"
 CONTROL_HISTORY = HistoryPolicy(size=0, ttl=60)
 
 ControlHandler = Callable[[dict[str, Any]], None]
-"""``fn(data)``: ``data`` is what :meth:`ControlBus.send` published (``action`` included)."""
+"""``fn(data)``: ``data`` is what :meth:`ControlBus.send` published (``action`` included);
+for :meth:`ControlBus.send_to_users`, with the ``user_id`` whose topic carried it."""
 
 
 class ControlBus:
@@ -45,12 +53,18 @@ class ControlBus:
         self._lock = threading.Lock()
         self._unknown_seen: set[str] = set()
 
-    def register(self, action: str, handler: ControlHandler) -> None:
-        """Handle ``action`` on this process; a second handler for one action is an error."""
+    def register(self, action: str, handler: ControlHandler, *, to_users: bool = False) -> None:
+        """Handle ``action`` on this process; a second handler for one action is an error.
+
+        ``to_users``: the action is sent with :meth:`send_to_users` only, so no broadcast
+        channel is watched for it (the users' topics are, while they have connections here).
+        """
         with self._lock:
             if action in self._handlers:
                 raise ValueError(f"control action {action!r} has a handler already")
             self._handlers[action] = handler
+        if to_users:
+            return
         # every process with a handler receives the action's channel (interest routing);
         # with the broker down it is subscribed as soon as the broker is back
         try:
@@ -70,6 +84,21 @@ class ControlBus:
         except BrokerUnavailable as exc:
             raise RealtimeError(ErrorCode.UNAVAILABLE, "the broker is unavailable") from exc
 
+    def send_to_users(self, user_ids: Iterable[str], action: str, **args: Any) -> None:
+        """Ask the processes holding a connection of each of ``user_ids`` (this one included)
+        to do ``action`` with ``args``: one message on each user's topic, ``args`` encoded
+        once. The handler gets ``{"action", **args, "user_id"}``.
+
+        Raises ``unavailable`` when the broker cannot be reached (nothing was sent).
+        """
+        topics = [user_topic(u) for u in user_ids]
+        if not topics:
+            return
+        try:
+            self.broker.send(topics, {"action": action, **args})
+        except BrokerUnavailable as exc:
+            raise RealtimeError(ErrorCode.UNAVAILABLE, "the broker is unavailable") from exc
+
     def dispatch(self, message: Any) -> bool:
         """Run the handler of a control message; returns whether ``message`` was one.
 
@@ -77,13 +106,21 @@ class ControlBus:
         is logged and ignored; a handler that raises is logged, and the next message is
         handled as usual.
         """
-        if not (isinstance(message, Publication) and message.channel.startswith(CONTROL_PREFIX)):
+        if isinstance(message, Message):
+            user_id = user_of_topic(message.topic)
+            if user_id is None:
+                return False
+            data = {**message.data, "user_id": user_id} if isinstance(message.data, dict) else {}
+            source = message.topic
+        elif isinstance(message, Publication) and message.channel.startswith(CONTROL_PREFIX):
+            data = message.data if isinstance(message.data, dict) else {}
+            source = message.channel
+        else:
             return False
-        data = message.data if isinstance(message.data, dict) else {}
         action = data.get("action")
         handler = self._handlers.get(action) if isinstance(action, str) else None
         if handler is None:
-            self._unknown(message.channel, action)
+            self._unknown(source, action)
             return True
         try:
             handler(data)

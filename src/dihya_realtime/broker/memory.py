@@ -16,7 +16,7 @@ import secrets
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +24,7 @@ from typing import Any
 from dihya_realtime.broker.base import (
     Broker,
     HistoryChannelsFull,
+    Message,
     PresenceEvent,
     Publication,
     RecoveryResult,
@@ -35,6 +36,7 @@ from dihya_realtime.broker.base import (
     idempotency_digest,
     new_publication_id,
     public_user,
+    topic_list,
 )
 from dihya_realtime.kernel.settings import HistoryPolicy
 
@@ -387,6 +389,12 @@ class MemoryBroker(Broker):
         return removed
 
     # -- fan-out ------------------------------------------------------------------------------
+
+    def send(self, topics: str | Iterable[str], data: Any) -> None:
+        """Hand ``data`` to the handler at once, in the sending thread, once per topic (one
+        process: every topic is watched)."""
+        for topic in topic_list(topics):
+            self._dispatch(Message(topic, data))
 
     def start(self) -> None:
         """Nothing to receive: every publisher is in this process."""

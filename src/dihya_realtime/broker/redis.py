@@ -5,7 +5,9 @@ one Lua script (see :mod:`redis_scripts`) on one channel's hash tag, so one clus
 script SPUBLISHes publications and presence events on the channel's shard channel
 ``<prefix>:{<channel>}:pub``, received only by the processes that watch the channel
 (:mod:`redis_listener`, one daemon thread that reconnects by itself). Redis's single-threaded
-execution per shard makes SPUBLISH order equal offset order.
+execution per shard makes SPUBLISH order equal offset order. :meth:`RedisBroker.send` is the
+light path beside it: a plain SPUBLISH on a topic's shard channel (user-addressed messages),
+no script, no offset, no history.
 
 ``url`` may name a standalone Redis or any node of a Redis Cluster: :mod:`redis_backend`
 finds out on first use.
@@ -16,11 +18,12 @@ new epoch and clients holding an old position get ``recovered=False`` - by desig
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, Literal
 
@@ -43,18 +46,22 @@ from dihya_realtime.broker.base import (
     Broker,
     BrokerUnavailable,
     HistoryChannelsFull,
+    Message,
     PresenceEvent,
     Publication,
     RecoveryResult,
     StreamPosition,
     check_recovery,
+    encode_json,
     fold_members,
     idempotency_digest,
     new_publication_id,
     public_user,
+    topic_list,
 )
 from dihya_realtime.broker.redis_backend import Backend, BackendFactory, Scripts
 from dihya_realtime.broker.redis_listener import ShardListener
+from dihya_realtime.broker.socketio_queue import socketio_queue  # noqa: F401 - its old home
 from dihya_realtime.kernel.settings import HistoryPolicy
 
 log = logging.getLogger(__name__)
@@ -85,6 +92,11 @@ def _evalsha(pipe: Any, script: Script, keys: list[Any], args: list[Any]) -> Non
     holding one first asks SCRIPT EXISTS (one more round trip), and a cluster pipeline
     refuses its ``evalsha`` method (the raw command is routed by its keys' slot)."""
     pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+
+
+def _message(topic: str, body: bytes) -> bytes:
+    """What :meth:`RedisBroker.send` puts on the wire: ``m`` and the JSON ``[topic, data]``."""
+    return b"m[" + orjson.dumps(topic) + b"," + body + b"]"
 
 
 def _ms(seconds: float) -> int:
@@ -393,6 +405,22 @@ class RedisBroker(Broker):
         subscribes again and calls it again."""
         self._listener.resubscribed = fn
 
+    def send(self, topics: str | Iterable[str], data: Any) -> None:
+        """SPUBLISH ``m[<topic>,<data>]`` on each topic's shard channel, ``data`` encoded
+        once, every topic in one round trip (a cluster pipeline: one per node)."""
+        names = topic_list(topics)
+        if not names:
+            return
+        body = encode_json(data)
+        with _available():
+            if len(names) == 1:
+                self._redis.spublish(self._shard(names[0]), _message(names[0], body))
+                return
+            pipe = self._redis.pipeline(transaction=False)
+            for topic in names:
+                pipe.spublish(self._shard(topic), _message(topic, body))
+            pipe.execute()
+
     def watch(self, channel: str) -> None:
         """SSUBSCRIBE the channel's shard channel; once started, returns when Redis has
         confirmed it (every publication made afterwards is received). Raises
@@ -423,12 +451,18 @@ class RedisBroker(Broker):
     def _deliver(self, raw: bytes) -> None:
         kind, body = raw[:1], raw[1:]
         try:
-            wire = orjson.loads(body)
+            try:
+                wire = orjson.loads(body)
+            except orjson.JSONDecodeError:  # what only the stdlib wrote (integers past 64 bits)
+                wire = json.loads(body)
             if kind == b"p":
                 self._dispatch(Publication.from_wire(wire))
             elif kind in (b"j", b"l"):
                 event_kind: Literal["join", "leave"] = "join" if kind == b"j" else "leave"
                 self._dispatch(PresenceEvent(wire["channel"], event_kind, wire["user"]))
+            elif kind == b"m":
+                topic, data = wire
+                self._dispatch(Message(topic, data))
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             log.warning("redis broker: dropped a malformed fan-out message")
 
@@ -444,26 +478,3 @@ class RedisBroker(Broker):
             self._redis.ping()
         if not self._listener.ready:
             raise BrokerUnavailable("redis pub/sub not subscribed")
-
-
-def socketio_queue(url: str, channel: str, *, max_connections: int = 64,
-                   pool_timeout: float = 5.0) -> Any:
-    """python-socketio's Redis message queue, on a bounded *blocking* connection pool.
-
-    python-socketio builds its client with ``Redis.from_url``, whose pool raises "Too many
-    connections" past 100 sockets instead of waiting: under gevent, a burst of emits from
-    more than 100 greenlets at once (a reconnect storm, a busy room) would drop emits, each
-    logged as a failed publish. Same remedy as :class:`RedisBroker`'s pool.
-    """
-    import socketio
-
-    class BlockingRedisManager(socketio.RedisManager):
-        def _redis_connect(self) -> None:
-            pool = redis.BlockingConnectionPool.from_url(
-                self.redis_url, max_connections=max_connections, timeout=pool_timeout,
-                **self.redis_options)
-            self.redis = redis.Redis(connection_pool=pool)
-            self.pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
-            self.connected = True
-
-    return BlockingRedisManager(url, channel=channel, write_only=False)

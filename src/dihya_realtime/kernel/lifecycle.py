@@ -1,7 +1,9 @@
 """The life of a connection, from its CONNECT packet to its disconnect, in one place.
 
 A CONNECT (of any namespace) is authenticated here before any handler runs; the connection is
-counted against its user's cap, registered, audited, and the features' connect hooks run.
+counted against its user's cap, registered, audited, and the features' connect hooks run; the
+user's first connection here makes this process receive the messages addressed to the user
+(:mod:`dihya_realtime.kernel.user_interest`), before the CONNECT is acknowledged.
 ``auth:refresh`` runs the refresh hooks, and a disconnect the disconnect hooks, through the
 same :class:`Hooks` object, with one rule for all three: a hook that raises is logged and the
 others still run (a refresh then fails, so the client hears about it).
@@ -22,6 +24,7 @@ from socketio.exceptions import ConnectionRefusedError as SioConnectionRefused
 from dihya_realtime.kernel.auth import AuthError, authenticate_connection
 from dihya_realtime.kernel.connections import Connection
 from dihya_realtime.kernel.rooms import user_room
+from dihya_realtime.kernel.user_interest import UserInterest
 
 if TYPE_CHECKING:
     from dihya_realtime.kernel.host import Host
@@ -87,6 +90,8 @@ class ConnectionLifecycle:
         self.host = host
         self.hooks = Hooks()
         self.hooks.refresh.append(self._refresh_namespace_connections)
+        # the users connected here: this process receives their topics
+        self.users = UserInterest(host, host.settings.interest_linger)
 
     def connect(self, sid: str, environ: dict, auth: Any, namespace: str = "/") -> None:
         """Authenticate the CONNECT of ``sid`` on ``namespace``; raise a refusal if not."""
@@ -140,6 +145,7 @@ class ConnectionLifecycle:
         host.guard.authenticated(eio_sid)
         if namespace != "/":
             host.namespace_connections.add(conn)
+            self.users.acquire(user_id)
             host.audit.record("connect", outcome="ok",
                               details={"method": principal.method, "namespace": namespace,
                                        "roles": list(principal.roles)},
@@ -147,6 +153,7 @@ class ConnectionLifecycle:
             return
         host.connections.add(conn)
         server.enter_room(sid, user_room(principal.user_id), namespace="/")
+        self.users.acquire(user_id)
         host.metrics.connections.inc()
         host.expiry.watch(conn)
         host.audit.record("connect", outcome="ok",
@@ -160,6 +167,7 @@ class ConnectionLifecycle:
         if namespace != "/":
             conn = host.namespace_connections.remove(sid)
             if conn is not None:
+                self.users.release(conn.user_id)
                 host.guard.released(conn.eio_sid)
                 host.audit.record("disconnect", outcome="ok",
                                   details={"reason": str(reason), "namespace": namespace,
@@ -170,6 +178,7 @@ class ConnectionLifecycle:
         conn = host.connections.remove(sid)
         if conn is None:
             return
+        self.users.release(conn.user_id)
         host.guard.released(conn.eio_sid)
         host.expiry.forget(sid)
         host.metrics.connections.dec()

@@ -8,7 +8,13 @@ from typing import Any
 
 import pytest
 
-from dihya_realtime.broker import BrokerUnavailable, MemoryBroker, PresenceEvent, Publication
+from dihya_realtime.broker import (
+    BrokerUnavailable,
+    MemoryBroker,
+    Message,
+    PresenceEvent,
+    Publication,
+)
 from dihya_realtime.broker.control import CONTROL_HISTORY, CONTROL_PREFIX, ControlBus
 from dihya_realtime.kernel.errors import ErrorCode, RealtimeError
 
@@ -118,4 +124,43 @@ def test_send_with_the_broker_down_raises_unavailable() -> None:
     bus = ControlBus(DownBroker())
     with pytest.raises(RealtimeError) as caught:
         bus.send("disconnect_user", user_id="17")
+    assert caught.value.code is ErrorCode.UNAVAILABLE
+
+
+def test_an_action_to_users_travels_on_each_users_topic(bus: ControlBus,
+                                                        delivered: list[Any]) -> None:
+    seen: list[dict] = []
+    bus.register("disconnect_user", seen.append, to_users=True)
+
+    bus.send_to_users(["17", "18", "17"], "disconnect_user", reason="bye")
+
+    assert [(m.topic, m.data) for m in delivered] == [
+        ("__user:17", {"action": "disconnect_user", "reason": "bye"}),
+        ("__user:18", {"action": "disconnect_user", "reason": "bye"})]
+    assert seen == [{"action": "disconnect_user", "reason": "bye", "user_id": "17"},
+                    {"action": "disconnect_user", "reason": "bye", "user_id": "18"}]
+
+
+def test_an_action_to_users_watches_no_broadcast_channel(broker: MemoryBroker) -> None:
+    watched: list[str] = []
+    broker.watch = watched.append  # type: ignore[method-assign]
+    bus = ControlBus(broker)
+    bus.register("to_users", lambda data: None, to_users=True)
+    bus.register("broadcast", lambda data: None)
+
+    assert watched == [CONTROL_PREFIX + "broadcast"]
+
+
+def test_a_message_on_another_topic_is_not_a_control_message(bus: ControlBus) -> None:
+    assert bus.dispatch(Message("__other:1", {"action": "x"})) is False
+
+
+def test_send_to_users_with_the_broker_down_raises_unavailable() -> None:
+    class DownBroker(MemoryBroker):
+        def send(self, *args: Any, **kwargs: Any) -> Any:
+            raise BrokerUnavailable("redis is down")
+
+    bus = ControlBus(DownBroker())
+    with pytest.raises(RealtimeError) as caught:
+        bus.send_to_users(["17"], "disconnect_user")
     assert caught.value.code is ErrorCode.UNAVAILABLE

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 import pytest
 import redis as redis_py
 
-from dihya_realtime.broker import PresenceEvent, Publication
+from dihya_realtime.broker import MemoryBroker, Message, PresenceEvent, Publication
 from dihya_realtime.broker.redis import RedisBroker
 from dihya_realtime.kernel.settings import HistoryPolicy
 from tests.conftest import REDIS_URL
@@ -126,3 +126,51 @@ def _shard_subscriptions(broker: RedisBroker) -> int:
                    and "P" in c["flags"])
     finally:
         admin.close()
+
+
+def _messages(items: list) -> list[tuple[str, object]]:
+    return [(m.topic, m.data) for m in items if isinstance(m, Message)]
+
+
+def test_sent_messages_reach_only_the_watchers_of_their_topic(pair) -> None:
+    """``send``: one SPUBLISH per topic (one round trip for several), data encoded once,
+    received where the topic is watched and nowhere else."""
+    publisher, listener = pair
+    received: list = []
+    listener.set_handler(received.append)
+    listener.watch("__user:alice")
+
+    publisher.send("__user:bob", {"n": 0})  # not watched
+    publisher.send(["__user:alice", "__user:bob", "__user:carol"], {"n": 1, "big": 2**70})
+    publisher.send("__user:alice", {"n": 2})
+    wait_until(lambda: len(received) == 2)
+    time.sleep(0.2)
+
+    assert _messages(received) == [("__user:alice", {"n": 1, "big": 2**70}),
+                                   ("__user:alice", {"n": 2})]
+    assert listener.fanout_received == 2
+
+
+def test_sending_what_is_not_json_raises_and_sends_nothing(pair) -> None:
+    publisher, listener = pair
+    received: list = []
+    listener.set_handler(received.append)
+    listener.watch("__user:alice")
+
+    with pytest.raises(TypeError):
+        publisher.send("__user:alice", {"blob": object()})
+    publisher.send("__user:alice", "after")
+    wait_until(lambda: len(received) == 1)
+    assert _messages(received) == [("__user:alice", "after")]
+
+
+def test_the_memory_broker_hands_a_message_over_once_per_topic() -> None:
+    broker = MemoryBroker()
+    received: list = []
+    broker.set_handler(received.append)
+
+    broker.send(["__user:a", "__user:b"], {"n": 1})
+    broker.send("__user:a", {"n": 2})
+
+    assert _messages(received) == [("__user:a", {"n": 1}), ("__user:b", {"n": 1}),
+                                   ("__user:a", {"n": 2})]

@@ -108,8 +108,10 @@ class ChannelService:
         # the broker delivers here only the channels subscribed here
         self.interest = ChannelInterest(self, rt.settings.interest_linger)
         self._access_checks: dict[str, list[AccessCheck]] = {}
-        rt.control.register("disconnect_user", self._control_disconnect_user)
-        rt.control.register("unsubscribe", self._control_unsubscribe)
+        # sent on the user's topic (rt.disconnect_user, rt.unsubscribe): received only where
+        # the user has a connection
+        rt.control.register("disconnect_user", self._control_disconnect_user, to_users=True)
+        rt.control.register("unsubscribe", self._control_unsubscribe, to_users=True)
 
     # -- names and policies
     def resolve(self, channel: str) -> ChannelRef:

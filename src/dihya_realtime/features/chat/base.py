@@ -70,19 +70,17 @@ class ChatStore:
 
     def push(self, user_ids: Iterable[str], event: str, data: Any,
               defer: Defer | None = None) -> None:
-        """One emit to the personal rooms of ``user_ids``, on every process.
+        """One emit to the connections of ``user_ids``, on every process.
 
-        python-socketio accepts a list of rooms: the payload is redacted and encoded once and,
-        with a message queue, published once; each process resolves the rooms locally.
+        ``rt.emit_to_users``: the payload is redacted and encoded once, and sent on each
+        member's topic, so only the processes where a member has a connection receive it.
         """
-        from dihya_realtime.kernel.rooms import user_room
-
-        rooms = [user_room(u) for u in dict.fromkeys(user_ids)]
-        if not rooms:
+        users = list(dict.fromkeys(user_ids))
+        if not users:
             return
 
         def send() -> None:
-            self.rt.emit(event, data, to=rooms)
+            self.rt.emit_to_users(users, event, data)
 
         if defer is None:
             send()

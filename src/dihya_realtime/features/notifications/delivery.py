@@ -1,15 +1,15 @@
 """Live delivery: push new notifications and state changes to every connection of a user.
 
 Delivery never fails a write: the rows are stored first, and a user who misses a push gets
-the counts at the next connect. A process without a Socket.IO server (a worker: ``Realtime()``
-without a Flask app) emits through a write-only emitter on the Redis message queue, or skips
-live delivery when there is no Redis.
+the counts at the next connect. Pushes travel on the user's topic (``rt.emit_to_user``), so
+only the processes where the user has a connection receive them; a process without a
+Socket.IO server (a worker: ``Realtime()`` without a Flask app) sends them the same way when
+Redis is configured, and skips live delivery when there is none.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from typing import TYPE_CHECKING, Any
 
 from dihya_realtime.features.notifications.inbox import Inbox
@@ -29,8 +29,6 @@ class Delivery:
         self.rt = rt
         self.inbox = inbox
         self.preferences = preferences
-        self._emitter: Any = None
-        self._emitter_lock = threading.Lock()
 
     def deliver(self, notifications: list[dict[str, Any]]) -> None:
         """Push new notifications (unless muted) and the new counts to their users.
@@ -66,35 +64,6 @@ class Delivery:
                 log.exception("pushing a notification state change failed")
         return counts
 
-    # -- emitting, with or without a Socket.IO server in this process
-
     def emit_to_user(self, user_id: str, event: str, data: Any,
                      skip_sid: str | None = None) -> None:
-        rt = self.rt
-        if rt.socketio is not None:
-            rt.emit_to_user(user_id, event, data, skip_sid=skip_sid)
-            return
-        emitter = self._worker_emitter()
-        if emitter is not None:
-            from dihya_realtime.kernel.rooms import user_room
-
-            emitter.emit(event, rt.redact(data, event=event), to=user_room(user_id),
-                         namespace="/", skip_sid=skip_sid)
-
-    def _worker_emitter(self) -> Any:
-        """A write-only Socket.IO emitter on the Redis message queue, made on first use.
-
-        Only for processes without a Socket.IO server (workers); ``None`` without Redis, in
-        which case live delivery is skipped and clients see the notification at next connect.
-        """
-        settings = self.rt.settings
-        if settings.redis_url is None:
-            return None
-        with self._emitter_lock:
-            if self._emitter is None:
-                from flask_socketio import SocketIO
-
-                self._emitter = SocketIO(message_queue=settings.redis_url,
-                                         channel=f"{settings.redis_prefix}-socketio",
-                                         async_mode="threading")
-        return self._emitter
+        self.rt.emit_to_user(user_id, event, data, skip_sid=skip_sid)

@@ -9,15 +9,23 @@ from typing import Any
 
 import pytest
 
+from dihya_realtime.kernel.rooms import USER_TOPIC_PREFIX
+
 
 @pytest.fixture
 def calls(rt) -> list[tuple[str, Any]]:
-    """What the service asked of the broker, in order (the memory broker routes nothing)."""
+    """What the service asked of the broker, in order (the memory broker routes nothing);
+    the users' topics, watched by the connection lifecycle, are left out."""
     made: list[tuple[str, Any]] = []
     broker = rt.broker
     position = broker.position
-    broker.watch = lambda channel: made.append(("watch", channel))
-    broker.unwatch = lambda channel: made.append(("unwatch", channel))
+
+    def spy(kind: str) -> Any:
+        return lambda channel: None if channel.startswith(USER_TOPIC_PREFIX) else made.append(
+            (kind, channel))
+
+    broker.watch = spy("watch")
+    broker.unwatch = spy("unwatch")
 
     def spy_position(channel: str, history: Any) -> Any:
         made.append(("position", channel))

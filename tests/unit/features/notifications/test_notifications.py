@@ -227,32 +227,34 @@ def test_notify_from_a_worker_without_socketio_stores_it(settings_overrides, dat
         worker.close()
 
 
-def test_notify_from_a_worker_publishes_on_the_socketio_message_queue(
+def test_notify_from_a_worker_sends_on_the_users_topic(
         settings_overrides, redis_url, redis_prefix):
-    import redis
-
+    """A worker's ``Realtime()`` (no Socket.IO server) sends its pushes, redacted, on the
+    user's topic, where a process holding a connection of the user receives them."""
+    from dihya_realtime.broker import Message
+    from dihya_realtime.broker.redis import RedisBroker
     from dihya_realtime.realtime import Realtime
 
     worker = Realtime(**{**settings_overrides, "redis_url": redis_url,
                          "redis_prefix": redis_prefix})
-    listener = redis.Redis.from_url(redis_url).pubsub()
+    listener = RedisBroker(redis_url, redis_prefix)
+    messages: list[Message] = []
+    listener.set_handler(lambda m: messages.append(m) if isinstance(m, Message) else None)
     try:
         worker.db.migrate()
-        listener.subscribe(f"{redis_prefix}-socketio")
-        assert listener.get_message(timeout=2)["type"] == "subscribe"
+        listener.start()
+        listener.watch("__user:bob")
         [n] = worker.notify(user_id="bob", title="Queued", data={"password": "p", "x": 1})
-        messages = []
         deadline = time.monotonic() + 3
         while len(messages) < 2 and time.monotonic() < deadline:
-            message = listener.get_message(timeout=0.5)
-            if message and message["type"] == "message":
-                messages.append(json.loads(message["data"]))
-        assert [m["event"] for m in messages] == ["notifications:new", "notifications:counts"]
-        assert {m["room"] for m in messages} == {"user-sids:bob"}
-        delivered = messages[0]["data"][0]
+            time.sleep(0.02)
+        assert {m.topic for m in messages} == {"__user:bob"}
+        assert [(m.data["action"], m.data["event"]) for m in messages] == [
+            ("emit", "notifications:new"), ("emit", "notifications:counts")]
+        delivered = messages[0].data["data"]
         assert delivered["id"] == n["id"]
         assert delivered["data"]["x"] == 1 and delivered["data"]["password"] != "p"  # redacted
-        assert messages[1]["data"][0] == {"unseen": 1, "unread": 1}
+        assert messages[1].data["data"] == {"unseen": 1, "unread": 1}
     finally:
         listener.close()
         worker.close()
