@@ -666,9 +666,6 @@ def test_concurrent_sends_from_two_processes_give_one_gap_free_order(crt, users,
         def emit(self, event, data, to=None, skip_sid=None):
             self.emitted.append(data)
 
-        def emit_to_users(self, user_ids, event, data, skip_sid=None):
-            self.emitted.append(data)
-
     processes = [Process(), Process()]
     services = [ChatService(p) for p in processes]  # type: ignore[arg-type]
     per_thread, threads_per_process = 15, 3
