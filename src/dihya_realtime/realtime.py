@@ -234,8 +234,14 @@ class Realtime:
     # -- emitting
     def emit(self, event: str, data: Any, to: str | list[str] | None = None,
              skip_sid: str | list[str] | None = None, local: bool = False) -> None:
-        """Emit through the redaction filter, to a sid or a room (every process)."""
+        """Emit through the redaction filter, to a sid or a room (every process).
+
+        To a connection of this process, the emit stays local: through the message queue it
+        would cost a Redis publish that every other process receives and drops.
+        """
         clean = self.redact(data, event=event)
+        if not local and isinstance(to, str) and self.connections.get(to) is not None:
+            local = True
         self.socketio.server.emit(event, clean, to=to, skip_sid=skip_sid, namespace="/",
                                   ignore_queue=local)
 

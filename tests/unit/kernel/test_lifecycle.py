@@ -57,3 +57,4 @@ def test_realtime_hooks_are_the_lifecycles(rt):
     assert rt.connect_hooks is rt.lifecycle.hooks.connect
     rt.lifecycle.hooks.connected(SimpleNamespace(user_id="alice"))
     assert seen == ["alice"]
+
