@@ -16,75 +16,30 @@ the lock either saw it, or came first and its watch subscribes again.
 
 from __future__ import annotations
 
-import threading
-import time
 from typing import TYPE_CHECKING
 
 from dihya_realtime.features.channels.catchup import ROOM_PREFIX
-from dihya_realtime.kernel.sweeper import Sweeper
+from dihya_realtime.kernel.interest import Interest
 
 if TYPE_CHECKING:
     from dihya_realtime.features.channels.service import ChannelService
 
 
-class ChannelInterest:
-    """Watch a channel on its first local subscriber, unwatch it a linger after the last."""
+class ChannelInterest(Interest):
+    """Watch a channel on its first local subscriber, unwatch it a linger after the last
+    (the rule is :class:`~dihya_realtime.kernel.interest.Interest`'s)."""
 
     def __init__(self, channels: ChannelService, linger: float) -> None:
         self.channels = channels
-        self.linger = linger
-        self._idle: dict[str, float] = {}  # channel → when it may be unwatched (monotonic)
-        self._sweeper: Sweeper | None = None
-        self._sweeper_lock = threading.Lock()
+        super().__init__("channel interest", channels.broker, linger, in_use=self._used,
+                         server=lambda: channels.rt.socketio.server, lock=channels._lock,
+                         # positions are kept only for channels with local subscribers: the
+                         # next first subscriber starts from its own reply's position
+                         on_idle=channels.catchup.forget)
 
-    def acquire(self, channel: str) -> None:
-        """A local subscription of ``channel`` is being set up (it is in the room already):
-        returns once the broker delivers the channel here. Raises ``BrokerUnavailable``."""
-        with self.channels._lock:
-            self._idle.pop(channel, None)
-        self.channels.broker.watch(channel)
-
-    def release(self, channel: str) -> None:
-        """A local subscription of ``channel`` ended (or was never completed)."""
-        with self.channels._lock:
-            if self._in_use(channel):
-                return
-            # positions are kept only for channels with local subscribers: the next first
-            # subscriber starts from its own reply's position
-            self.channels.catchup.forget(channel)
-            if self.linger <= 0:
-                self.channels.broker.unwatch(channel)
-                return
-            self._idle[channel] = time.monotonic() + self.linger
-        self._ensure_sweeper().wake()
-
-    def tick(self, now: float | None = None) -> bool:
-        """Unwatch the channels idle for the linger and still unused; returns whether any
-        remain to look at (the sweeper's contract). Public so tests can drive time."""
-        now = time.monotonic() if now is None else now
-        with self.channels._lock:
-            for channel, due in list(self._idle.items()):
-                if due > now:
-                    continue
-                del self._idle[channel]
-                if not self._in_use(channel):
-                    self.channels.broker.unwatch(channel)
-            return bool(self._idle)
-
-    def _in_use(self, channel: str) -> bool:
+    def _used(self, channel: str) -> bool:
         """Is ``channel`` subscribed, or being subscribed, by a connection here? (Under the
         service's lock.)"""
         svc = self.channels
         return (svc._has_local_members(ROOM_PREFIX + channel) or channel in svc._pending
                 or any(channel in reserved for reserved in svc._reserved.values()))
-
-    def _ensure_sweeper(self) -> Sweeper:
-        """Built on first use: the Socket.IO server, whose task and sleep it uses, is made
-        after the service."""
-        with self._sweeper_lock:
-            if self._sweeper is None:
-                server = self.channels.rt.socketio.server
-                self._sweeper = Sweeper("channel interest", min(1.0, max(self.linger / 4, 0.05)),
-                                        self.tick, spawn=server.start_background_task,
-                                        sleep=lambda seconds: server.sleep(seconds))
-            return self._sweeper
