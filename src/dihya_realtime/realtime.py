@@ -56,6 +56,7 @@ from dihya_realtime.kernel.redaction import Redactor
 from dihya_realtime.kernel.refusals import RefusalAudit
 from dihya_realtime.kernel.registry import Registry, registry
 from dihya_realtime.kernel.registry_view import RegistryView
+from dihya_realtime.kernel.relay import RoomRelay
 from dihya_realtime.kernel.rooms import user_room
 from dihya_realtime.kernel.settings import Settings, load_settings
 from dihya_realtime.store import Database
@@ -137,6 +138,7 @@ class Realtime:
             max_history_bytes=self.settings.max_history_bytes,
             history_evict_idle=self.settings.history_evict_idle)
         self.control: ControlBus = ControlBus(self.broker)  # what every process is asked
+        self.relay = RoomRelay(self)  # rooms with members on several processes, by interest
         self.control.register(USER_EMIT, self._emit_to_user_here, to_users=True)
         self.pipeline = Pipeline(self)
         self.channels = ChannelService(self)
@@ -439,7 +441,10 @@ class Realtime:
                                    "max_bytes": self.settings.max_payload_bytes}, **fields)
 
     def _on_broker_message(self, message: Any) -> None:
-        if self.control.dispatch(message) or isinstance(message, Message):
+        if self.control.dispatch(message):
+            return
+        if isinstance(message, Message):
+            self.relay.deliver(message)  # a relayed room's emit; other topics: nothing here
             return
         for handler in self.broker_handlers:
             handler(message)

@@ -9,68 +9,9 @@ receives is counted where it arrives: its broker's pub/sub listener.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from typing import Any
-
-import pytest
-from flask import Flask
-from flask_socketio import SocketIO
 
 from dihya_realtime.kernel.rooms import user_topic
-from dihya_realtime.realtime import Realtime
-from tests.unit.conftest import Client, fresh_registry
-
-
-@pytest.fixture
-def process(settings_overrides, redis_url, redis_prefix, tmp_path
-            ) -> Iterator[Callable[..., Realtime]]:
-    """``process(name, app=True)``: a Realtime on the shared database and Redis; without
-    ``app``, a worker's (no Socket.IO server)."""
-    made: list[Realtime] = []
-
-    def make(name: str, app: bool = True, **overrides: Any) -> Realtime:
-        rt = Realtime(registry_=fresh_registry(), **{
-            **settings_overrides, "redis_url": redis_url, "redis_prefix": redis_prefix,
-            "audit_log": str(tmp_path / f"{name}.log"), **overrides})
-        rt.db.migrate()
-        if app:
-            flask_app = Flask(name)
-            flask_app.config["SECRET_KEY"] = "test-session-key"
-            rt.init_app(flask_app, socketio=SocketIO(flask_app, async_mode="threading"))
-        made.append(rt)
-        return rt
-
-    yield make
-    for rt in made:
-        rt.close()
-
-
-class Inbox:
-    """What a test client received, kept across ``get_received`` calls."""
-
-    def __init__(self, client: Client) -> None:
-        self.client = client
-        self.seen: list[tuple[str, Any]] = []
-
-    def events(self, name: str) -> list[Any]:
-        if self.client.is_connected():
-            self.seen += [(m["name"], m["args"][0] if m["args"] else None)
-                          for m in self.client.get_received()]
-        return [data for event, data in self.seen if event == name]
-
-    def wait_for(self, name: str, timeout: float = 5.0) -> list[Any]:
-        deadline = time.monotonic() + timeout
-        while not (found := self.events(name)):
-            assert time.monotonic() < deadline, f"no {name!r} in {self.seen}"
-            time.sleep(0.02)
-        return found
-
-
-def wait_until(check: Callable[[], Any], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)
+from tests.unit.conftest import Inbox, wait_until
 
 
 def test_a_process_without_the_users_connection_receives_none_of_their_messages(

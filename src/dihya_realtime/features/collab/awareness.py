@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from dihya_realtime.features.collab.rooms import OpenDocs, room_of
+from dihya_realtime.features.collab.rooms import OpenDocs, relay_quietly, room_of
 from dihya_realtime.kernel.errors import RealtimeError
 
 if TYPE_CHECKING:
@@ -41,8 +41,8 @@ class AwarenessRelay:
         """Store and relay this participant's awareness state; returns its ``client_id``."""
         _, participant = self.open_docs.joined_room(conn, doc_id)
         participant.state = state
-        self.rt.emit("doc:awareness", participant.awareness(doc_id),
-                     to=room_of(doc_id), skip_sid=conn.sid)
+        relay_quietly(self.rt, room_of(doc_id), "doc:awareness",
+                      participant.awareness(doc_id), skip_sid=conn.sid)
         return participant.client_id
 
     def ask_peers(self, conn: Connection, doc_id: str) -> None:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from pycrdt import YSyncMessageType
 
 from dihya_realtime.features.collab import worker as doc_worker
-from dihya_realtime.features.collab.rooms import DocRoom, OpenDocs, room_of
+from dihya_realtime.features.collab.rooms import DocRoom, OpenDocs, relay_quietly, room_of
 from dihya_realtime.features.collab.updatelog import UpdateLog
 from dihya_realtime.features.collab.yjs import (
     EMPTY_UPDATE,
@@ -85,8 +85,8 @@ class Editing:
                 log.error("could not apply stored update %s#%d to the cache", doc_id, seq)
             if room.seq == seq - 1:
                 room.seq = seq
-        self.rt.emit("doc:update", {"doc_id": doc_id, "update": update, "seq": seq},
-                     to=room_of(doc_id), skip_sid=conn.sid)
+        relay_quietly(self.rt, room_of(doc_id), "doc:update",
+                      {"doc_id": doc_id, "update": update, "seq": seq}, skip_sid=conn.sid)
         self.updates.after_append(doc_id, seq)
         return seq
 

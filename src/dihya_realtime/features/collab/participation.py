@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from pycrdt import YSyncMessageType, create_sync_message
 
 from dihya_realtime.features.collab.access import DocAccess
-from dihya_realtime.features.collab.rooms import OpenDocs, room_of
+from dihya_realtime.features.collab.rooms import OpenDocs, relay_quietly, room_of
 from dihya_realtime.features.collab.updatelog import UpdateLog
 from dihya_realtime.features.collab.yjs import parse_sync_message, sync_step2_message
 from dihya_realtime.kernel.errors import ErrorCode, RealtimeError, invalid, not_found
@@ -56,7 +56,7 @@ class Participation:
                                      **conn.audit_fields())
         mode = self.access.access(conn, doc_id)
         # Enter the room first: an update committed from now on is relayed to this client.
-        self.rt.socketio.server.enter_room(conn.sid, room_of(doc_id), namespace="/")
+        self.rt.relay.join(conn.sid, room_of(doc_id))  # relays reach this process from now
         p = conn.principal
         room, participant, others = self.open_docs.enter(
             doc_id, conn.sid, {"user_id": p.user_id, "name": p.display_name}, mode)
@@ -87,10 +87,9 @@ class Participation:
         participant = self.open_docs.remove(doc_id, conn.sid)
         if participant is None:
             return False
-        if reason != "disconnect":  # a closed connection has left every room already
-            self.rt.socketio.server.leave_room(conn.sid, room_of(doc_id), namespace="/")
-        self.rt.emit("doc:awareness", {**participant.awareness(doc_id), "state": None},
-                     to=room_of(doc_id), skip_sid=conn.sid)
+        self.rt.relay.leave(conn.sid, room_of(doc_id))
+        relay_quietly(self.rt, room_of(doc_id), "doc:awareness",
+                      {**participant.awareness(doc_id), "state": None}, skip_sid=conn.sid)
         self.rt.audit.record("doc_leave", event="doc:leave", outcome="ok",
                              details={"doc_id": doc_id, "reason": reason},
                              **conn.audit_fields())

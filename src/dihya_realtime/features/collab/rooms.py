@@ -8,6 +8,7 @@ every part of the feature that touches participants goes through it, under its o
 
 from __future__ import annotations
 
+import logging
 import re
 import secrets
 import threading
@@ -17,11 +18,14 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pycrdt import Doc
 
-from dihya_realtime.kernel.errors import conflict, invalid
+from dihya_realtime.kernel.errors import RealtimeError, conflict, invalid
 from dihya_realtime.kernel.principal import Principal
 
 if TYPE_CHECKING:
     from dihya_realtime.kernel.connections import Connection
+    from dihya_realtime.realtime import Realtime
+
+log = logging.getLogger("dihya_realtime.collab")
 
 DOC_ID_RE = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")
 
@@ -33,6 +37,18 @@ AccessCheck = Callable[[Principal, str], "Access | None"]
 def room_of(doc_id: str) -> str:
     """The Socket.IO room of a document's participants (on every process)."""
     return f"doc:{doc_id}"
+
+
+def relay_quietly(rt: Realtime, room: str, event: str, data: Any,
+                  skip_sid: str | None = None) -> None:
+    """Relay ``event`` to a document's participants on every process (``rt.relay``: only the
+    processes with a participant receive it). What is relayed is already stored (an update)
+    or a courtesy (awareness): with the broker down it is logged, never the caller's error;
+    participants elsewhere catch up with ``doc:sync`` as after any reconnect."""
+    try:
+        rt.relay.emit(room, event, data, skip_sid=skip_sid)
+    except RealtimeError as exc:
+        log.warning("could not relay %s to %s: %s", event, room, exc.message)
 
 
 def check_doc_id(doc_id: str) -> str:
