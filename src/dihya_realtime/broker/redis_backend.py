@@ -31,6 +31,22 @@ STANDALONE = "redis"
 """The node name of the one Redis when it is not a cluster."""
 
 
+class RedisInternalsMissing(RuntimeError):
+    """redis-py lacks what the pub/sub listener relies on (a new major version?)."""
+
+
+def check_connection_internals(conn: Any) -> None:
+    """The listener waits on its connections' sockets with ``select``: redis-py keeps the socket
+    in the private ``_sock`` (pinned ``redis<9`` in pyproject). Fail loudly, naming the
+    adaptation, rather than have the listener break and reconnect forever."""
+    sock = getattr(conn, "_sock", None)
+    if sock is None or not callable(getattr(sock, "fileno", None)):
+        raise RedisInternalsMissing(
+            "dihya-realtime's broker listener (dihya_realtime.broker.redis_listener: sharded "
+            "pub/sub by interest) needs redis-py's Connection._sock after connect(), which "
+            "this version lacks; install redis<9 or adapt dihya_realtime.broker.redis_listener")
+
+
 @dataclass
 class Scripts:
     """The Lua scripts, registered on the client that runs them."""
@@ -78,6 +94,7 @@ class Backend:
             pool = self.redis.connection_pool
         conn: AbstractConnection = pool.connection_class(**pool.connection_kwargs)
         conn.connect()
+        check_connection_internals(conn)
         return conn
 
     def refresh(self) -> None:

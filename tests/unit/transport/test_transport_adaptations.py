@@ -136,3 +136,29 @@ def test_event_hooks_fail_loudly_when_handle_event_internal_changes_shape(monkey
     monkeypatch.setattr(socketio.Server, "_handle_event_internal", changed)
     with pytest.raises(HooksMissing, match="_handle_event_internal"):
         check_hooks(socketio.Server())
+
+
+def test_broker_listener_fails_loudly_when_redis_py_keeps_no_socket(redis_url):
+    """The pub/sub listener selects on redis-py's private Connection._sock: a redis-py without
+    it stops the broker with a message naming the adaptation, not a listener that breaks and
+    reconnects forever."""
+    import redis
+
+    from dihya_realtime.broker.redis_backend import (
+        RedisInternalsMissing,
+        check_connection_internals,
+    )
+
+    conn = redis.Connection.from_url(redis_url) if hasattr(redis.Connection, "from_url") \
+        else redis.Redis.from_url(redis_url).connection_pool.make_connection()
+    conn.connect()
+    try:
+        check_connection_internals(conn)  # the installed redis-py has it
+    finally:
+        conn.disconnect()
+
+    class Unconnected:
+        pass
+
+    with pytest.raises(RedisInternalsMissing, match=r"redis_listener.*Connection\._sock"):
+        check_connection_internals(Unconnected())
