@@ -14,6 +14,7 @@ connection to it, outside any pool (its socket is the listener's alone).
 
 from __future__ import annotations
 
+import inspect
 import logging
 import threading
 from dataclasses import dataclass
@@ -36,15 +37,27 @@ class RedisInternalsMissing(RuntimeError):
 
 
 def check_connection_internals(conn: Any) -> None:
-    """The listener waits on its connections' sockets with ``select``: redis-py keeps the socket
-    in the private ``_sock`` (pinned ``redis<9`` in pyproject). Fail loudly, naming the
-    adaptation, rather than have the listener break and reconnect forever."""
+    """The listener drives its connections by hand: it waits on their sockets with ``select``
+    (redis-py keeps the socket in the private ``_sock``) and reads push frames with
+    ``read_response(disconnect_on_error=False, push_request=True)`` (pinned ``redis<9`` in
+    pyproject). Fail loudly, naming the adaptation, rather than have the listener break and
+    reconnect forever."""
+    missing = []
     sock = getattr(conn, "_sock", None)
     if sock is None or not callable(getattr(sock, "fileno", None)):
+        missing.append("Connection._sock after connect()")
+    read = getattr(conn, "read_response", None)
+    params = inspect.signature(read).parameters if callable(read) else {}
+    for name in ("disconnect_on_error", "push_request"):
+        if name not in params:
+            missing.append(f"Connection.read_response({name}=...)")
+    if not callable(getattr(conn, "can_read", None)):
+        missing.append("Connection.can_read(timeout)")
+    if missing:
         raise RedisInternalsMissing(
             "dihya-realtime's broker listener (dihya_realtime.broker.redis_listener: sharded "
-            "pub/sub by interest) needs redis-py's Connection._sock after connect(), which "
-            "this version lacks; install redis<9 or adapt dihya_realtime.broker.redis_listener")
+            f"pub/sub by interest) needs redis-py's {', '.join(missing)}, which this version "
+            "lacks; install redis<9 or adapt dihya_realtime.broker.redis_listener")
 
 
 @dataclass

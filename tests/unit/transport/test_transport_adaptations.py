@@ -162,3 +162,15 @@ def test_broker_listener_fails_loudly_when_redis_py_keeps_no_socket(redis_url):
 
     with pytest.raises(RedisInternalsMissing, match=r"redis_listener.*Connection\._sock"):
         check_connection_internals(Unconnected())
+
+    class OldReader:
+        _sock = type("Socket", (), {"fileno": lambda self: 0})()  # has a socket, old reader
+
+        def read_response(self, disable_decoding=False):  # no push_request
+            raise AssertionError("never called")
+
+        def can_read(self, timeout=0):
+            return False
+
+    with pytest.raises(RedisInternalsMissing, match="push_request"):
+        check_connection_internals(OldReader())
