@@ -282,9 +282,8 @@ def chat_messages(b: Any, h: SimpleNamespace, url: str, private: bool) -> None:
             "bytes_per_message": round(sum(c["bytes"] for c in channels) / sent),
             "redis_out_bytes_per_message": round((sample["bytes1"] - sample["bytes0"]) / sent),
             "channels": channels,
-            "note": "chat:message is still one Socket.IO queue emit per message (to the "
-                    "members' personal rooms, received by every process), not yet one "
-                    "publication on the room's channel",
+            "note": "chat:message is one relay per message on the room's topic, received "
+                    "only by the processes holding a member's connection",
         })
     else:
         extra["invalid"] = "no Redis sample (the generator did not reach its hold points)"

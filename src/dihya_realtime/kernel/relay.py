@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from dihya_realtime.kernel.errors import RealtimeError
 from dihya_realtime.kernel.interest import Interest
+from dihya_realtime.kernel.rooms import user_room
 
 if TYPE_CHECKING:
     from dihya_realtime.broker import Message
@@ -61,9 +62,12 @@ class RoomRelay:
             self.host.socketio.server.manager.basic_leave_room(sid, "/", room)
         self.interest.release(room)
 
-    def emit(self, room: str, event: str, data: Any, skip_sid: str | None = None) -> None:
-        """Emit ``event`` to ``room``'s members on every process, through the redaction filter.
-        Raises ``unavailable`` when the broker cannot take it (nobody got it)."""
+    def emit(self, room: str, event: str, data: Any, skip_sid: str | None = None,
+             skip_user: str | None = None) -> None:
+        """Emit ``event`` to ``room``'s members on every process, through the redaction filter,
+        but ``skip_sid`` and every connection of ``skip_user`` (each process skips the members
+        of that user's personal room). Raises ``unavailable`` when the broker cannot take it
+        (nobody got it)."""
         clean = self.host.redact(data, event=event)
         wire, binary = _to_json(clean)
         message: dict[str, Any] = {"room": room, "event": event, "data": wire}
@@ -71,6 +75,8 @@ class RoomRelay:
             message["binary"] = binary
         if skip_sid is not None:
             message["skip_sid"] = skip_sid
+        if skip_user is not None:
+            message["skip_user"] = skip_user
         try:
             self.host.broker.send(topic_of(room), message)
         except RealtimeError:
@@ -87,8 +93,12 @@ class RoomRelay:
         server = self.host.socketio.server if self.host.socketio is not None else None
         if server is None:
             return True
+        skip: list[str] = [data["skip_sid"]] if isinstance(data.get("skip_sid"), str) else []
+        if isinstance(data.get("skip_user"), str):
+            rooms = server.manager.rooms.get("/") or {}
+            skip += list(rooms.get(user_room(data["skip_user"])) or ())
         server.emit(str(data.get("event")), _from_json(data.get("data"), data.get("binary")),
-                    to=str(data.get("room")), skip_sid=data.get("skip_sid"), namespace="/",
+                    to=str(data.get("room")), skip_sid=skip or None, namespace="/",
                     ignore_queue=True)
         return True
 

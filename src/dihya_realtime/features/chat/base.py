@@ -1,13 +1,13 @@
 """The chat feature's database and delivery primitives, shared by its parts.
 
-Transactions, the lookups every rule starts from, and the one push that reaches the members of
-a room on every process. Rules live in :mod:`.access`; what is stored, in the modules that use
-these.
+Transactions, the lookups every rule starts from, and the pushes: to a room's members on
+every process (relayed by interest, :mod:`.delivery`), or to named users. Rules live in
+:mod:`.access`; what is stored, in the modules that use these.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -16,20 +16,21 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from dihya_realtime.features.chat.common import Defer, table, utcnow
+from dihya_realtime.features.chat.delivery import RelayedRooms
 from dihya_realtime.features.chat.models import ChatBan, ChatMember, ChatMessage, ChatRoom
 from dihya_realtime.kernel.errors import not_found
-from dihya_realtime.kernel.rooms import user_room
 
 if TYPE_CHECKING:
     from dihya_realtime.realtime import Realtime
 
 
 class ChatStore:
-    """``rt.db`` and ``rt.emit`` as the chat parts use them."""
+    """``rt.db`` and the room pushes as the chat parts use them."""
 
     def __init__(self, rt: Realtime) -> None:
         self.rt = rt
         self.db = rt.db
+        self.relayed = RelayedRooms(rt)
 
     @contextmanager
     def write(self) -> Iterator[Session]:
@@ -69,23 +70,30 @@ class ChatStore:
         # RETURNING, not rowcount: SQLAlchemy + psycopg report -1 for this INSERT
         return s.execute(stmt).first() is not None
 
-    def push(self, user_ids: Iterable[str], event: str, data: Any,
-              defer: Defer | None = None) -> None:
-        """One emit to the personal rooms of ``user_ids``, on every process.
+    def push_room(self, room_id: str, event: str, data: Any, defer: Defer | None = None,
+                  skip_user: str | None = None) -> None:
+        """One relay of ``event`` to the connections of ``room_id``'s members (but
+        ``skip_user``'s), received only by the processes that hold one (:mod:`.delivery`)."""
+        self._run(lambda: self.relayed.emit(room_id, event, data, skip_user), defer)
 
-        python-socketio accepts a list of rooms: the payload is redacted and encoded once and,
-        with a message queue, published once; each process resolves the rooms locally. Not
-        (yet) by interest: one message on each member's topic would cost a room of 1,000
-        members 1,000 Redis messages instead of 1 (``make bench``, scenario ``cluster`` (b)).
-        Chat's routing by interest is one publication on the room's channel (issue 14).
-        """
-        rooms = [user_room(u) for u in dict.fromkeys(user_ids)]
-        if not rooms:
-            return
-
+    def push_room_and_user(self, room_id: str, user_id: str, event: str, data: Any,
+                           defer: Defer | None = None) -> None:
+        """``event`` to the room's members and to ``user_id``, who is joining or leaving it:
+        to the user on the user's topic, never through the room (whether their connections
+        are in it at that moment or not), so they get it once."""
         def send() -> None:
-            self.rt.emit(event, data, to=rooms)
+            self.relayed.emit(room_id, event, data, skip_user=user_id)
+            self.rt.emit_to_user(user_id, event, data)
 
+        self._run(send, defer)
+
+    def members_changed(self, room_id: str, user_ids: Iterable[str], member: bool) -> None:
+        """``user_ids`` joined (``member``) or left ``room_id``: their connections, on every
+        process, start or stop receiving the room's pushes."""
+        self.relayed.changed(room_id, user_ids, member)
+
+    @staticmethod
+    def _run(send: Callable[[], None], defer: Defer | None) -> None:
         if defer is None:
             send()
         else:

@@ -386,5 +386,6 @@ def setup(rt: Realtime) -> None:
     service = ChatService(rt, notifier=rt if "notifications" in rt.features else None)
     rt.chat = service
     rt.on_disconnect(lambda conn, reason: service.connection_closed(conn.sid))
+    service.store.relayed.setup()  # members' connections in their rooms' relays
     rt.channels.add_access_check("chat", service.check_channel)
     register_routes(rt, rt.blueprint)

@@ -48,7 +48,9 @@ class Membership:
             s.flush()
             self.store.add_member(s, room.id, actor.user_id, "owner", 0)
             member = self.store.member(s, room.id, actor.user_id)
-            return {**room_dict(room, member), "member_count": 1}
+            result = {**room_dict(room, member), "member_count": 1}
+        self.store.members_changed(room.id, [actor.user_id], True)
+        return result
 
     def join(self, actor: Actor, room_id: str, defer: Defer | None = None) -> dict[str, Any]:
         """Join a public room; a banned user is refused. Joining twice is harmless."""
@@ -62,12 +64,16 @@ class Membership:
             # history stays readable, but what was said before joining is not "unread"
             joined = self.store.add_member(s, room_id, actor.user_id, "member", room.last_seq)
             member = self.store.member(s, room_id, actor.user_id)
-            recipients = self.store.member_ids(s, room_id)
-            result = {**room_dict(room, member), "member_count": len(recipients)}
+            count = len(self.store.member_ids(s, room_id))
+            result = {**room_dict(room, member), "member_count": count}
+        # the joiner's connections here are in the room before the reply (a join twice too:
+        # a connection opened meanwhile)
+        self.store.members_changed(room_id, [actor.user_id], True)
         if joined:
-            self.store.push(recipients, "chat:member_joined",
-                       {"room_id": room_id, "user_id": actor.user_id, "role": "member",
-                        "name": actor.name, "by": None}, defer)
+            self.store.push_room_and_user(
+                room_id, actor.user_id, "chat:member_joined",
+                {"room_id": room_id, "user_id": actor.user_id, "role": "member",
+                 "name": actor.name, "by": None}, defer)
         return result
 
     def leave(self, actor: Actor, room_id: str, defer: Defer | None = None) -> dict[str, Any]:
@@ -87,14 +93,14 @@ class Membership:
                               ChatMember.joined_at, ChatMember.user_id).limit(1)).first()
                 if promoted is not None:
                     promoted.role = "owner"
-            recipients = self.store.member_ids(s, room_id)
         self.access.revoke_channel(room, actor.user_id, "left")
-        self.store.push([*recipients, actor.user_id], "chat:member_left",
-                   {"room_id": room_id, "user_id": actor.user_id, "reason": "left", "by": None},
-                   defer)
-        self.typing.ended(room_id, actor, recipients, defer)
+        self.store.members_changed(room_id, [actor.user_id], False)
+        self.store.push_room_and_user(
+            room_id, actor.user_id, "chat:member_left",
+            {"room_id": room_id, "user_id": actor.user_id, "reason": "left", "by": None}, defer)
+        self.typing.ended(room_id, actor, defer)
         if promoted is not None:
-            self.store.push(recipients, "chat:member_updated",
+            self.store.push_room(room_id, "chat:member_updated",
                        {"room_id": room_id, "user_id": promoted.user_id, "role": "owner",
                         "muted_until": iso(active_mute(promoted)), "by": None}, defer)
         return {"room_id": room_id, "left": True}
@@ -112,11 +118,12 @@ class Membership:
             member = self.store.member(s, room_id, user_id)
             assert member is not None
             result = {"room_id": room_id, "member": member_dict(member), "added": added}
-            recipients = self.store.member_ids(s, room_id)
         if added:
-            self.store.push(recipients, "chat:member_joined",
-                       {"room_id": room_id, "user_id": user_id, "role": "member", "name": None,
-                        "by": actor.user_id}, defer)
+            self.store.members_changed(room_id, [user_id], True)
+            self.store.push_room_and_user(
+                room_id, user_id, "chat:member_joined",
+                {"room_id": room_id, "user_id": user_id, "role": "member", "name": None,
+                 "by": actor.user_id}, defer)
         return result
 
     def dm(self, actor: Actor, user_id: str) -> dict[str, Any]:
@@ -131,6 +138,7 @@ class Membership:
             try:
                 with self.store.write() as s:
                     room = s.scalars(sa.select(ChatRoom).where(ChatRoom.dm_key == key)).first()
+                    created = room is None
                     if room is None:
                         room = ChatRoom(id=uuid.uuid4().hex, kind="dm", name=f"{a}, {b}",
                                         visibility="private", created_by=me,
@@ -140,7 +148,10 @@ class Membership:
                         self.store.add_member(s, room.id, a, "member", 0)
                         self.store.add_member(s, room.id, b, "member", 0)
                     member = self.store.member(s, room.id, me)
-                    return {**room_dict(room, member, user_id), "member_count": 2}
+                    result = {**room_dict(room, member, user_id), "member_count": 2}
+                if created:
+                    self.store.members_changed(room.id, [a, b], True)
+                return result
             except IntegrityError:
                 continue  # another process created it a moment ago: read it back
         raise RealtimeError(ErrorCode.CONFLICT, "could not create the direct message, retry")

@@ -84,9 +84,9 @@ class Messages:
             raise RealtimeError(ErrorCode.CONFLICT, "could not store the message, retry")
         data = _new_message_dict(row, stored.seq, stored.mentioned)
         if self.typing.state.stop(room_id, author):
-            self.store.push([r for r in stored.recipients if r != author], "chat:typing",
-                            typing_dict(room_id, actor, False), defer)
-        self.store.push(stored.recipients, "chat:message", data, defer)
+            self.store.push_room(room_id, "chat:typing", typing_dict(room_id, actor, False),
+                                 defer, skip_user=author)
+        self.store.push_room(room_id, "chat:message", data, defer)
         self._notify_mentions(stored.room_name, data, stored.mentioned)
         return data, True
 
@@ -156,7 +156,7 @@ class Messages:
         except Refused:
             raise not_found("no such room", {"room_id": room_id}) from None
         result = _new_message_dict(row, stored.seq, [])
-        self.store.push(stored.recipients, "chat:message", result)
+        self.store.push_room(room_id, "chat:message", result)
         return result
 
     def edit(self, actor: Actor, message_id: str, text: str,
@@ -182,9 +182,8 @@ class Messages:
                                   seq=message.seq) for u in wanted if u not in old)
             s.flush()
             data = self.dicts(s, [message])[0]
-            recipients = self.store.member_ids(s, room.id)
             room_name = room.name
-        self.store.push(recipients, "chat:message_edited", data, defer)
+        self.store.push_room(room.id, "chat:message_edited", data, defer)
         self._notify_mentions(room_name, data, [u for u in wanted if u not in old])
         return data
 
@@ -215,9 +214,8 @@ class Messages:
             s.execute(sa.delete(table(ChatMention))
                       .where(ChatMention.message_id == message_id))
             data = message_dict(message, {}, [])
-            recipients = self.store.member_ids(s, room.id)
-        self.store.push(recipients, "chat:message_deleted", {**data, "deleted_by": actor.user_id},
-                   defer)
+        self.store.push_room(room.id, "chat:message_deleted",
+                             {**data, "deleted_by": actor.user_id}, defer)
         return data, not own
 
     def react(self, actor: Actor, message_id: str, emoji: str, add: bool,
@@ -249,8 +247,8 @@ class Messages:
             data = {"room_id": room.id, "message_id": message_id, "seq": message.seq,
                     "emoji": emoji, "user_id": actor.user_id,
                     "action": "add" if add else "remove", "reactions": counts}
-            recipients = self.store.member_ids(s, room.id) if changed else []
-        self.store.push(recipients, "chat:reaction", data, defer)
+        if changed:
+            self.store.push_room(room.id, "chat:reaction", data, defer)
         return {**data, "changed": bool(changed)}
 
     def dicts(self, s: Session, messages: Sequence[ChatMessage]) -> list[dict]:

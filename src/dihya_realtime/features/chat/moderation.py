@@ -40,12 +40,13 @@ class Moderation:
             target, _ = self.access.managed_member(s, room_id, user_id, actor)
             room = self.store.room(s, room_id)  # loaded by the check above: no query
             s.delete(target)
-            recipients = self.store.member_ids(s, room_id)
         self.access.revoke_channel(room, user_id, "forbidden")
-        self.store.push([*recipients, user_id], "chat:member_left",
-                   {"room_id": room_id, "user_id": user_id, "reason": reason,
-                    "by": actor.user_id}, defer)
-        self.typing.ended(room_id, Actor(user_id), recipients, defer)
+        self.store.members_changed(room_id, [user_id], False)
+        self.store.push_room_and_user(
+            room_id, user_id, "chat:member_left",
+            {"room_id": room_id, "user_id": user_id, "reason": reason, "by": actor.user_id},
+            defer)
+        self.typing.ended(room_id, Actor(user_id), defer)
         return {"room_id": room_id, "user_id": user_id, "removed": True}
 
     def set_role(self, actor: Actor, room_id: str, user_id: str, role: str,
@@ -56,8 +57,7 @@ class Moderation:
             target.role = role
             data = {"room_id": room_id, "user_id": user_id, "role": role,
                     "muted_until": iso(active_mute(target)), "by": actor.user_id}
-            recipients = self.store.member_ids(s, room_id)
-        self.store.push(recipients, "chat:member_updated", data, defer)
+        self.store.push_room(room_id, "chat:member_updated", data, defer)
         return data
 
     def mute(self, actor: Actor, room_id: str, user_id: str, until: datetime | None,
@@ -68,8 +68,7 @@ class Moderation:
             target.muted_until = until
             data = {"room_id": room_id, "user_id": user_id, "role": target.role,
                     "muted_until": iso(active_mute(target)), "by": actor.user_id}
-            recipients = self.store.member_ids(s, room_id)
-        self.store.push(recipients, "chat:member_updated", data, defer)
+        self.store.push_room(room_id, "chat:member_updated", data, defer)
         return data
 
     def ban(self, actor: Actor, room_id: str, user_id: str, reason: str | None,
@@ -86,13 +85,14 @@ class Moderation:
                 created_at=utcnow()).on_conflict_do_nothing())
             if target is not None:
                 s.delete(target)
-            recipients = self.store.member_ids(s, room_id)
         if target is not None:
             self.access.revoke_channel(room, user_id, "forbidden")
-            self.store.push([*recipients, user_id], "chat:member_left",
-                       {"room_id": room_id, "user_id": user_id, "reason": "banned",
-                        "by": actor.user_id}, defer)
-            self.typing.ended(room_id, Actor(user_id), recipients, defer)
+            self.store.members_changed(room_id, [user_id], False)
+            self.store.push_room_and_user(
+                room_id, user_id, "chat:member_left",
+                {"room_id": room_id, "user_id": user_id, "reason": "banned",
+                 "by": actor.user_id}, defer)
+            self.typing.ended(room_id, Actor(user_id), defer)
         return {"room_id": room_id, "user_id": user_id, "banned": True,
                 "was_member": target is not None}
 

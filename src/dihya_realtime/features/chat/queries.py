@@ -179,9 +179,9 @@ class Queries:
                 ChatMember.last_read_seq < target).values(last_read_seq=target)))
             current = s.scalar(sa.select(ChatMember.last_read_seq).where(
                 ChatMember.room_id == room_id, ChatMember.user_id == actor.user_id))
-            recipients = self.store.member_ids(s, room_id) if moved else []
         data = {"room_id": room_id, "user_id": actor.user_id, "seq": current}
-        self.store.push(recipients, "chat:read", data, defer)
+        if moved:
+            self.store.push_room(room_id, "chat:read", data, defer)
         return {**data, "moved": bool(moved), **self.counts(actor.user_id, room_id)}
 
     def counts(self, user_id: str, room_id: str) -> dict[str, int]:

@@ -3,9 +3,9 @@
 The service behind the ``chat:*`` events, the Python API (``rt.chat``) and the HTTP API: a
 facade over the feature's parts, one concept each. It reaches SQL only through ``rt.db`` and
 delivers every room event to the connections of the room's members, on every process, with one
-emit addressed to the members' personal Socket.IO rooms (``user-sids:<id>``): a non-member
-never receives anything, and a membership change takes effect on the next message without
-re-subscribing any connection.
+relay on the room (``rt.relay``): only the processes holding a member's connection receive it.
+Each member's connection is put in its rooms' relays at connect and moved in or out on every
+process when the membership changes (:mod:`.delivery`).
 
 - :mod:`.access`: who may read, speak in and manage a room (and its ``chat:<id>`` channel);
 - :mod:`.membership`: creating rooms and direct messages, joining, leaving, inviting;
@@ -13,7 +13,8 @@ re-subscribing any connection.
 - :mod:`.messages`: storing (the ``seq`` ordering lives there), editing, deleting, reactions;
 - :mod:`.queries`: the rooms list, a room, history, read markers and counts;
 - :mod:`.typing_indicator`: ephemeral typing state and its sweeper;
-- :mod:`.base` and :mod:`.common`: the transactions, lookups, push and wire dicts they share;
+- :mod:`.base` and :mod:`.common`: the transactions, lookups, pushes and wire dicts they share;
+- :mod:`.delivery`: which connections are in which room's relay, on every process;
 - :mod:`.models`: the tables; :mod:`.schemas`: the wire schemas; :mod:`.ports`: what chat asks
   of other features (:class:`~.ports.Notifier`).
 """

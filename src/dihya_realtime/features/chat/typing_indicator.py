@@ -83,7 +83,6 @@ class TypingIndicator:
                 self.access.require_speaker(s, room, actor)
             else:
                 self.access.require_member(s, room, actor)
-            others = [u for u in self.store.member_ids(s, room_id) if u != actor.user_id]
         tracker = self.state
         if typing:
             push = tracker.start(room_id, actor.user_id, sid, time.monotonic())
@@ -91,9 +90,10 @@ class TypingIndicator:
         else:
             push = tracker.stop(room_id, actor.user_id)
         if push:
-            self.store.push(others, "chat:typing",
-                       typing_dict(room_id, actor, typing,
-                                         tracker.ttl if typing else None))
+            self.store.push_room(room_id, "chat:typing",
+                                 typing_dict(room_id, actor, typing,
+                                             tracker.ttl if typing else None),
+                                 skip_user=actor.user_id)
         return {"room_id": room_id, "typing": typing, "sent": push}
 
     def expire_typing(self, now: float | None = None) -> int:
@@ -104,24 +104,24 @@ class TypingIndicator:
         return len(gone)
 
     def _stopped(self, room_id: str, user_id: str) -> None:
-        with self.store.db.session() as s:
-            others = [u for u in self.store.member_ids(s, room_id) if u != user_id]
-        self.store.push(others, "chat:typing", typing_dict(room_id, Actor(user_id), False))
+        self.store.push_room(room_id, "chat:typing", typing_dict(room_id, Actor(user_id), False),
+                             skip_user=user_id)
 
-    def ended(self, room_id: str, gone: Actor, recipients: list[str],
-                      defer: Defer | None) -> None:
+    def ended(self, room_id: str, gone: Actor, defer: Defer | None) -> None:
         """``gone`` left the room (left, removed, kicked, banned): the others see them stop
         typing now, not when the indicator lapses.
 
         The typing state lives on the process of the typist's connection. With several
         processes that may not be this one, so ``typing: false`` is pushed whether or not this
-        process saw them type (the message queue takes it to every process; a stop for someone
+        process saw them type (the room's relay takes it to every process; a stop for someone
         not shown typing changes nothing on a client). One process knows: it pushes only when
-        they were typing.
+        they were typing. Never to ``gone``, whose connections may still be in the room's
+        relay elsewhere for a moment.
         """
         was_typing = self.state.stop(room_id, gone.user_id)
         if was_typing or self.store.rt.settings.redis_url:
-            self.store.push(recipients, "chat:typing", typing_dict(room_id, gone, False), defer)
+            self.store.push_room(room_id, "chat:typing", typing_dict(room_id, gone, False),
+                                 defer, skip_user=gone.user_id)
 
     def connection_closed(self, sid: str) -> None:
         """A closed connection stops typing at once rather than after the expiry."""

@@ -662,8 +662,9 @@ def test_concurrent_sends_from_two_processes_give_one_gap_free_order(crt, users,
             self.db = Database(database_url)
             self.settings = crt.settings
             self.emitted: list[dict] = []
+            self.relay = self  # a room's pushes are relayed: rt.relay.emit(room, event, data)
 
-        def emit(self, event, data, to=None, skip_sid=None):
+        def emit(self, room, event, data, skip_sid=None, skip_user=None):
             self.emitted.append(data)
 
     processes = [Process(), Process()]

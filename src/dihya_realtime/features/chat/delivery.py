@@ -1,0 +1,151 @@
+"""How a chat room's events reach its members: one relay on the room, by interest.
+
+A room's pushes used to be one Socket.IO-queue emit addressed to the members' personal rooms,
+which every process received, members or none (issue 14). Now each connection of a member is
+in the room's relayed Socket.IO room (``chat-room:<room id>``, :class:`~dihya_realtime.kernel
+.relay.RoomRelay`), and a push is one ``rt.relay.emit`` (one SPUBLISH) that only the processes
+holding a member's connection receive.
+
+Keeping the relayed rooms equal to the memberships is this module's job:
+
+- on connect, one query finds the user's rooms (at most :data:`MAX_RELAYED_ROOMS`) and the
+  connection joins each; on disconnect it leaves them (the relay stops watching a room a
+  linger after its last local member);
+- when someone becomes a member or stops being one, the acting process moves that user's
+  connections here at once (so the joiner's own connection is in the room before its reply)
+  and sends the control action ``chat_membership`` on the user's topic, which the processes
+  holding the user's other connections apply to theirs.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from dihya_realtime.features.chat.models import ChatMember
+from dihya_realtime.kernel.errors import RealtimeError
+
+if TYPE_CHECKING:
+    from dihya_realtime.kernel.connections import Connection
+    from dihya_realtime.realtime import Realtime
+
+log = logging.getLogger("dihya_realtime.chat")
+
+MEMBERSHIP_ACTION = "chat_membership"
+"""The control action that moves a user's connections in or out of a room's relay."""
+
+MAX_RELAYED_ROOMS = 1000
+"""The rooms a connection joins at connect, at most (the most recently joined first); a user
+in more rooms gets the others' live events only after joining them again (or a history read)."""
+
+ROOM_PREFIX = "chat-room:"
+
+
+def relay_room(room_id: str) -> str:
+    """The relayed Socket.IO room of a chat room (not ``chat:<id>``, the room's channel)."""
+    return ROOM_PREFIX + room_id
+
+
+class RelayedRooms:
+    """The chat rooms each local connection is in, kept in step with the memberships."""
+
+    def __init__(self, rt: Realtime) -> None:
+        self.rt = rt
+        self._lock = threading.Lock()
+        self._joined: dict[str, set[str]] = {}  # sid → chat room ids it was put in
+
+    def setup(self) -> None:
+        """Register the connect and disconnect hooks and the membership control action."""
+        self.rt.on_connect(self.connected)
+        self.rt.on_disconnect(lambda conn, reason: self.disconnected(conn.sid))
+        self.rt.control.register(MEMBERSHIP_ACTION, self._on_membership, to_users=True)
+
+    # -- delivery
+
+    def emit(self, room_id: str, event: str, data: Any, skip_user: str | None = None) -> None:
+        """Relay ``event`` to the room's members on every process (but ``skip_user``'s
+        connections). What is pushed is stored already or a courtesy: with the broker down it
+        is logged, never the caller's error (clients catch up with ``chat:history``)."""
+        try:
+            self.rt.relay.emit(relay_room(room_id), event, data, skip_user=skip_user)
+        except RealtimeError as exc:
+            log.warning("could not relay %s to room %s: %s", event, room_id, exc.message)
+
+    # -- membership
+
+    def changed(self, room_id: str, user_ids: Iterable[str], member: bool) -> None:
+        """``user_ids`` became members of ``room_id`` (``member``) or stopped being ones: their
+        connections here move now, those on other processes when the control action comes."""
+        users = list(dict.fromkeys(user_ids))
+        for user_id in users:
+            self._apply(user_id, room_id, member)
+        try:
+            self.rt.control.send_to_users(users, MEMBERSHIP_ACTION, room_id=room_id,
+                                          member=member)
+        except RealtimeError as exc:
+            log.warning("room %s: membership of %s not sent to the other processes: %s",
+                        room_id, users, exc.message)
+
+    def connected(self, conn: Connection) -> None:
+        """A member's new connection joins the relays of the member's rooms."""
+        with self.rt.db.session() as s:
+            room_ids = list(s.scalars(
+                sa.select(ChatMember.room_id).where(ChatMember.user_id == conn.user_id)
+                .order_by(ChatMember.joined_at.desc()).limit(MAX_RELAYED_ROOMS + 1)))
+        if len(room_ids) > MAX_RELAYED_ROOMS:
+            log.warning("user %s is in more than %d chat rooms: live events of the others are "
+                        "not delivered to this connection", conn.user_id, MAX_RELAYED_ROOMS)
+            room_ids = room_ids[:MAX_RELAYED_ROOMS]
+        for room_id in room_ids:
+            self._join(conn.sid, room_id)
+
+    def disconnected(self, sid: str) -> None:
+        with self._lock:
+            room_ids = self._joined.pop(sid, set())
+        for room_id in room_ids:
+            self.rt.relay.leave(sid, relay_room(room_id))
+
+    def rooms_of(self, sid: str) -> set[str]:
+        """The chat rooms whose relays ``sid`` is in (tests)."""
+        with self._lock:
+            return set(self._joined.get(sid, ()))
+
+    def _on_membership(self, data: dict[str, Any]) -> None:
+        room_id, user_id = data.get("room_id"), data.get("user_id")
+        if isinstance(room_id, str) and isinstance(user_id, str):
+            self._apply(user_id, room_id, bool(data.get("member")))
+
+    def _apply(self, user_id: str, room_id: str, member: bool) -> None:
+        for conn in self.rt.connections.of_user(user_id):
+            if member:
+                self._join(conn.sid, room_id)
+            else:
+                self._leave(conn.sid, room_id)
+
+    def _join(self, sid: str, room_id: str) -> None:
+        with self._lock:
+            self._joined.setdefault(sid, set()).add(room_id)
+        try:
+            self.rt.relay.join(sid, relay_room(room_id))
+        except (RealtimeError, KeyError, ValueError) as exc:  # unavailable; sid gone already
+            with self._lock:
+                self._joined.get(sid, set()).discard(room_id)
+            log.warning("connection %s: room %s not relayed here: %s", sid, room_id, exc)
+            return
+        if self.rt.connections.get(sid) is None:  # closed meanwhile: its disconnect ran
+            self.disconnected(sid)
+
+    def _leave(self, sid: str, room_id: str) -> None:
+        with self._lock:
+            rooms = self._joined.get(sid)
+            if rooms is None or room_id not in rooms:
+                return
+            rooms.discard(room_id)
+        self.rt.relay.leave(sid, relay_room(room_id))
+
+
+__all__ = ["MAX_RELAYED_ROOMS", "MEMBERSHIP_ACTION", "RelayedRooms", "relay_room"]
