@@ -6,8 +6,9 @@ another participant's cursor; cleared (``state: null``) on leave and disconnect.
 
 A joiner gets the states held by its own process in the join reply. Those held by other
 processes are sent to it after the reply: it asks every process over the control bus (action
-``doc_awareness``), and each answers with its participants' states, straight to the joiner's
-sid. With one process (no Redis) there is nobody to ask.
+``doc_awareness``), and each answers with its participants' states on the joiner's user topic
+(action ``doc_awareness_to``: only the processes holding that user receive it), where the
+joiner's own process emits them to its sid. With one process (no Redis) there is nobody to ask.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ log = logging.getLogger("dihya_realtime.collab")
 
 AWARENESS_CONTROL_ACTION = "doc_awareness"
 """The control action asking every process to send its participants' awareness to a joiner."""
+AWARENESS_ANSWER_ACTION = "doc_awareness_to"
+"""The answer, on the joiner's user topic: the states, for the joiner's sid."""
 
 
 class AwarenessRelay:
@@ -36,6 +39,7 @@ class AwarenessRelay:
         self.open_docs = open_docs
         self.node_id = node_id
         rt.control.register(AWARENESS_CONTROL_ACTION, self._send_states_to_joiner)
+        rt.control.register(AWARENESS_ANSWER_ACTION, self._states_for_joiner, to_users=True)
 
     def set(self, conn: Connection, doc_id: str, state: dict[str, Any] | None) -> int:
         """Store and relay this participant's awareness state; returns its ``client_id``."""
@@ -51,7 +55,7 @@ class AwarenessRelay:
             return  # one process: the join reply already carried every state
         try:
             self.rt.control.send(AWARENESS_CONTROL_ACTION, doc_id=doc_id, sid=conn.sid,
-                                 node=self.node_id)
+                                 user_id=conn.user_id, node=self.node_id)
         except RealtimeError:
             log.warning("could not ask peers for the awareness of %s", doc_id)
 
@@ -59,5 +63,24 @@ class AwarenessRelay:
         if data.get("node") == self.node_id:
             return  # the joiner's own process: its reply carried these
         doc_id, sid = str(data.get("doc_id")), str(data.get("sid"))
-        for wire in self.open_docs.states(doc_id):
+        states = list(self.open_docs.states(doc_id))
+        if not states:
+            return
+        user_id = data.get("user_id")
+        if not isinstance(user_id, str):  # asked by a process of an earlier version
+            for wire in states:
+                self.rt.emit("doc:awareness", wire, to=sid)
+            return
+        try:
+            self.rt.control.send_to_users([user_id], AWARENESS_ANSWER_ACTION, sid=sid,
+                                          states=states)
+        except RealtimeError:
+            log.warning("could not send the awareness of %s to a joiner", doc_id)
+
+    def _states_for_joiner(self, data: dict[str, Any]) -> None:
+        """On the processes holding the joiner's user: emit to the joiner's sid if it is here."""
+        sid = str(data.get("sid"))
+        if self.rt.connections.get(sid) is None:
+            return
+        for wire in data.get("states") or []:
             self.rt.emit("doc:awareness", wire, to=sid)
