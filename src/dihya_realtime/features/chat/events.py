@@ -9,7 +9,7 @@ and push schemas are in :mod:`.schemas`, the HTTP API in :mod:`.http`.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from dihya_realtime.features.chat.http import register_routes
 from dihya_realtime.features.chat.schemas import (
@@ -72,6 +72,11 @@ def _chat(ctx: Ctx) -> ChatService:
 # -- rooms
 
 
+
+def _room_and_target(p: Any, _reply: Any) -> dict[str, Any]:
+    """The audit details of a moderation act on one member: which room, whom."""
+    return {"room_id": p.room_id, "target": p.user_id}
+
 @event("chat:create_room", payload=CreateRoomPayload, reply=Room, permission=WRITE,
        rate=RateLimit(rate=0.5, burst=10), audit="chat_room_created",
        audit_details=lambda p, room: {"room_id": room["id"], "visibility": p.visibility})
@@ -133,7 +138,7 @@ def leave(ctx: Ctx, p: RoomPayload) -> dict:
 
 @event("chat:invite", payload=MemberPayload, reply=InviteReply, permission=WRITE,
        emits=("chat:member_joined",), audit="chat_invite",
-       audit_details=lambda p, _: {"room_id": p.room_id, "target": p.user_id})
+       audit_details=_room_and_target)
 def invite(ctx: Ctx, p: MemberPayload) -> dict:
     """Add a user to a room: its owner or moderators (or ``chat:moderate``).
 
@@ -144,7 +149,7 @@ def invite(ctx: Ctx, p: MemberPayload) -> dict:
 
 @event("chat:remove_member", payload=MemberPayload, reply=Removed, permission=WRITE,
        emits=("chat:member_left", "chat:typing", "unsubscribed"), audit="chat_remove_member",
-       audit_details=lambda p, _: {"room_id": p.room_id, "target": p.user_id})
+       audit_details=_room_and_target)
 def remove_member(ctx: Ctx, p: MemberPayload) -> dict:
     """Remove a member: the room's owner or moderators (a moderator cannot remove a moderator).
 
@@ -304,7 +309,7 @@ def mute(ctx: Ctx, p: MutePayload) -> dict:
 
 @event("chat:kick", payload=MemberPayload, reply=Removed, permission=WRITE,
        emits=("chat:member_left", "chat:typing", "unsubscribed"), audit="chat_kick",
-       audit_details=lambda p, _: {"room_id": p.room_id, "target": p.user_id})
+       audit_details=_room_and_target)
 def kick(ctx: Ctx, p: MemberPayload) -> dict:
     """Remove a member now (they may join a public room again). Audited.
 
@@ -316,7 +321,7 @@ def kick(ctx: Ctx, p: MemberPayload) -> dict:
 
 @event("chat:ban", payload=BanPayload, reply=BanReply, permission=WRITE,
        emits=("chat:member_left", "chat:typing", "unsubscribed"), audit="chat_ban",
-       audit_details=lambda p, _: {"room_id": p.room_id, "target": p.user_id})
+       audit_details=_room_and_target)
 def ban(ctx: Ctx, p: BanPayload) -> dict:
     """Ban a user from a room: removed, and ``chat:join`` → ``forbidden`` until unbanned.
 
@@ -330,7 +335,7 @@ def ban(ctx: Ctx, p: BanPayload) -> dict:
 
 @event("chat:unban", payload=MemberPayload, reply=UnbanReply, permission=WRITE,
        audit="chat_unban",
-       audit_details=lambda p, _: {"room_id": p.room_id, "target": p.user_id})
+       audit_details=_room_and_target)
 def unban(ctx: Ctx, p: MemberPayload) -> dict:
     """Lift a ban. Payload example: ``{"room_id": "9f2c…", "user_id": "42"}``. Audited."""
     return _chat(ctx).unban(Actor.of(ctx.conn), p.room_id, p.user_id)
