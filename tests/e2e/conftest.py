@@ -117,6 +117,23 @@ class ServerProcess:
             return json.loads(exc.read())
 
 
+def wait_ready_status(server: ServerProcess, status: int, timeout: float = 15.0) -> bool:
+    """Wait until ``/readyz`` answers ``status`` (503 while the broker's links are down)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(server.url + "/readyz", timeout=1) as response:
+                got = response.status
+        except urllib.error.HTTPError as exc:
+            got = exc.code
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            got = 0
+        if got == status:
+            return True
+        time.sleep(0.05)
+    return False
+
+
 @pytest.fixture
 def server(tmp_path: Path, redis_prefix: str) -> Iterator[ServerProcess]:
     proc = ServerProcess(tmp_path, redis_prefix)

@@ -255,3 +255,51 @@ def test_notification_badge_follows_in_both_tabs(browsers: Browsers,
     second.locator("#notif-list li").get_by_role("button", name="Archive").click()
     expect(first.locator("#notif-list li.notif")).to_have_count(0)
 
+
+
+@needs_chat
+@needs_notifications
+def test_a_page_that_stayed_connected_shows_what_a_broker_break_kept_from_it(
+        browser, tmp_path, redis_prefix) -> None:
+    """The server's own Redis links break while the page stays connected to it: a chat
+    message and a notification made meanwhile are never relayed live. The server's
+    ``resync`` makes the page read them, with no reload and no reconnect."""
+    from tests.e2e.conftest import wait_ready_status
+    from tests.integration.test_hostile_fanout_gap import PrivateRedis
+
+    redis = PrivateRedis(tmp_path, persistent=False)
+    redis.start()
+    workdir = tmp_path / "server"
+    workdir.mkdir()
+    server = ServerProcess(workdir, redis_prefix)
+    server.env["DIHYA_RT_REDIS_URL"] = redis.url
+    server.start()
+    browsers = Browsers(browser, server, "resync")
+    try:
+        page = browsers.sign_in("alice")
+        room_id = create_room(page, "ops")
+        send(page, "before the break")
+        admin = redis.admin()
+        admin.execute_command("ACL", "SETUSER", "default", "-subscribe", "-ssubscribe")
+        admin.client_kill_filter(_type="pubsub")
+        assert wait_ready_status(server, 503)
+        reply = server.api("POST", f"/api/v1/chat/rooms/{room_id}/messages",
+                           {"text": "during the break"})
+        assert reply["ok"], reply
+        reply = server.api("POST", "/api/v1/notifications",
+                           {"user_id": "alice", "category": "builds", "title": "missed"})
+        assert reply["ok"], reply
+        page.wait_for_timeout(300)
+        expect(page.locator("#messages li.message")).to_have_count(1)  # the gap is real
+        admin.execute_command("ACL", "SETUSER", "default", "+subscribe", "+ssubscribe")
+        assert wait_ready_status(server, 200)
+        expect(page.locator("#messages li.message")).to_have_count(2)
+        assert page.locator("#messages li.message .text").all_inner_texts() == [
+            "before the break", "during the break"]
+        expect(page.locator("#bell-badge")).to_have_text("1")
+        expect(page.locator("#conn-state")).to_have_text("connected")
+    finally:
+        problems = browsers.finish()
+        server.stop()
+        redis.kill()
+    assert not problems, "errors in the browser:\n" + "\n".join(problems)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -154,3 +155,50 @@ def test_subscribers_are_told_to_recover_when_history_cannot_cover_the_gap(
     again = sub.call("subscribe", {"channel": CHANNEL,
                                    "since": {"offset": 1, "epoch": "stale"}})
     assert again["ok"] and again["data"]["recovered"] is False
+
+
+def _say(client, room: str, text: str) -> dict:
+    return client.call("chat:send", {"room_id": room, "text": text,
+                                     "client_msg_id": uuid.uuid4().hex})
+
+
+def test_connections_are_told_to_resync_and_what_they_missed_is_there_to_read(
+        start_server, private_redis, sio_client, token) -> None:
+    """A chat message and a notification sent while the fan-out is down never arrive live
+    (they have no history on the broker): once the links are back, before ready, every local
+    connection gets one ``resync``, and reading as it says finds both."""
+    server = start_server(REDIS_URL=private_redis.url)
+    alice, bob = sio_client(server, token("alice")), sio_client(server, token("bob"))
+    room = alice.call("chat:create_room", {"name": "gap", "visibility": "public"})["data"]["id"]
+    assert bob.call("chat:join", {"room_id": room})["ok"]
+    first = _say(alice, room, "before")["data"]
+    bob.wait_for("chat:message", lambda m: m["id"] == first["id"])
+    bob_counts = bob.call("notifications:counts")["data"]
+    admin = private_redis.admin()
+    admin.execute_command("ACL", "SETUSER", "default", "-subscribe", "-ssubscribe")
+    admin.client_kill_filter(_type="pubsub")
+    assert wait_until(lambda: _ready(server) == 503, timeout=5)
+    missed = _say(alice, room, "in the gap")
+    assert missed["ok"], missed
+    status, body = server.http("POST", "/api/v1/notifications",
+                               {"user_id": "bob", "category": "builds", "title": "missed"},
+                               api_key=True)
+    assert status == 201, body
+    time.sleep(0.3)
+    assert bob.events("resync") == []
+    admin.execute_command("ACL", "SETUSER", "default", "+subscribe", "+ssubscribe")
+    assert wait_until(lambda: _ready(server) == 200, timeout=15)
+    told = bob.wait_for("resync", timeout=2)  # sent before ready: on its way already
+    assert told == {"reason": "fanout_restored"}
+    alice.wait_for("resync", timeout=2)
+    # the gap is real: the message never arrived live ...
+    assert [m["text"] for m in bob.events("chat:message")] == ["before"]
+    # ... and reading as resync says finds it, and the notification
+    page = bob.call("chat:history", {"room_id": room, "after_seq": first["seq"]})["data"]
+    assert [m["text"] for m in page["messages"]] == ["in the gap"]
+    assert bob.call("notifications:counts")["data"]["unread"] == bob_counts["unread"] + 1
+    # after it, live delivery is back, and resync came once per break
+    after = _say(alice, room, "after")["data"]
+    bob.wait_for("chat:message", lambda m: m["id"] == after["id"])
+    time.sleep(0.2)
+    assert len(bob.events("resync")) == 1 and len(alice.events("resync")) == 1

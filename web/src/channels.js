@@ -25,8 +25,9 @@ export class Channels {
       const sub = this.subs.get(channel);
       if (sub && reason === "recover") this.resubscribe(sub);
     });
-    conn.onConnect(({ reconnect }) => {
-      if (reconnect) for (const sub of this.subs.values()) this.resubscribe(sub);
+    conn.onConnect(({ reconnect, resync }) => {
+      // after a resync the server has caught channel subscriptions up itself
+      if (reconnect && !resync) for (const sub of this.subs.values()) this.resubscribe(sub);
     });
   }
 

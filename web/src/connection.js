@@ -57,6 +57,11 @@ export class Connection {
       this.setState("offline", `${err.data.code}: ${err.message}`);
     });
     socket.on("auth:expiring", () => this.refresh());
+    // The server's broker links broke and are back: what it relayed meanwhile never came.
+    // Re-read as after a reconnect (channels are caught up by the server itself).
+    socket.on("resync", () => {
+      for (const fn of this.connectListeners) fn({ reconnect: true, resync: true });
+    });
     window.addEventListener("offline", () => this.setState("offline"));
     window.addEventListener("online", () => {
       if (!socket.connected) this.setState("reconnecting");
@@ -92,7 +97,8 @@ export class Connection {
   }
 
   /**
-   * Runs fn({reconnect}) at every (re)connection: subscriptions are made again there.
+   * Runs fn({reconnect, resync}) at every (re)connection, and with resync: true when the
+   * server says `resync`: subscriptions are made again there, state re-read.
    * Returns a function that stops it.
    */
   onConnect(fn) {

@@ -1,7 +1,8 @@
 // The bell: unseen badge, a dropdown with mark read / mark all read / archive.
 // The server pushes `notifications:counts` at connect and after every change, and
 // `notifications:new` / `notifications:updated` to every connection of the user — so a second
-// tab follows along without any code of its own. After a reconnect we reload the first page.
+// tab follows along without any code of its own. After a reconnect we reload the first page;
+// after the server's `resync` the counts too (nothing pushes them then).
 import { $, clear, formatTime, h, showError } from "./dom.js";
 
 export function startNotifications(conn) {
@@ -77,7 +78,12 @@ export function startNotifications(conn) {
     render();
   });
   conn.on("notifications:updated", ({ ids, state }) => apply(ids, state));
-  conn.onConnect(load);
+  conn.onConnect(async ({ resync }) => {
+    load();
+    if (!resync) return; // a (re)connect pushes the counts; after a resync we ask
+    const reply = await conn.call("notifications:counts", {});
+    if (reply.ok) setCounts(reply.data);
+  });
 
   $("notif-mark-all").onclick = () => act("notifications:mark_all_read", {});
   const toggle = (open) => {

@@ -396,14 +396,15 @@ class RedisBroker(Broker):
 
     # -- fan-out: interest routing over sharded pub/sub (redis_listener) --------------------
 
-    def set_resubscribe_hook(self, fn: Callable[[], None]) -> None:
+    def add_resubscribe_hook(self, fn: Callable[[], None]) -> None:
         """Call ``fn()`` each time the pub/sub links are subscribed again after they were
         lost (every watched channel confirmed), from the listener thread, before anything
-        newly fanned out is dispatched and before :meth:`ping` reports ready again. ``fn``
-        brings local subscribers up to date from history
-        (:mod:`dihya_realtime.features.channels.catchup`); if it raises, the listener
-        subscribes again and calls it again."""
-        self._listener.resubscribed = fn
+        newly fanned out is dispatched and before :meth:`ping` reports ready again; hooks run
+        in the order they were added. One brings local channel subscribers up to date from
+        history (:mod:`dihya_realtime.features.channels.catchup`), another tells every local
+        connection to resync what has none (:mod:`dihya_realtime.features.session.resync`).
+        If a hook raises, the listener subscribes again and runs them all again."""
+        self._listener.resubscribed.append(fn)
 
     def send(self, topics: str | Iterable[str], data: Any) -> None:
         """SPUBLISH ``m[<topic>,<data>]`` on each topic's shard channel, ``data`` encoded

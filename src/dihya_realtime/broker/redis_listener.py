@@ -13,8 +13,9 @@ pool, driven by hand, not redis-py's ``PubSub`` / ``ClusterPubSub``: those recon
 subscribe again by themselves (the cluster one from its own worker thread), and a silent
 reconnection is a silent gap. Here any break (a lost connection, an unanswered PING, a slot
 that moved) drops every link; the listener connects again, subscribes every watched channel,
-waits for each confirmation, runs the resubscribe hook (the channels feature catches its
-local subscribers up from history) and only then reports ready (:attr:`ready`) and delivers
+waits for each confirmation, runs the resubscribe hooks (the channels feature catches its
+local subscribers up from history; the session feature tells every local connection to
+``resync`` what has no history) and only then reports ready (:attr:`ready`) and delivers
 what arrived meanwhile. :meth:`watch` returns once Redis has confirmed the subscription, so
 anything published after it returns is received.
 """
@@ -103,7 +104,8 @@ class ShardListener:
         self._thread_ident: int | None = None
         self._wake_r: socket.socket | None = None
         self._wake_w: socket.socket | None = None
-        self.resubscribed: Callable[[], None] | None = None
+        self.resubscribed: list[Callable[[], None]] = []
+        """Run in order after every re-subscription, before ready (see :meth:`_connect`)."""
         self.received = 0
         """Messages received on watched channels since start (tests and metrics read it)."""
 
@@ -243,8 +245,9 @@ class ShardListener:
                         raise redis.TimeoutError("no subscribe confirmation")
                     response = link.read()
                     self._handle(link, response, held)
-            if catch_up and self.resubscribed is not None:
-                self.resubscribed()
+            if catch_up:
+                for hook in list(self.resubscribed):
+                    hook()
         except BaseException:
             for link in links.values():
                 link.close()

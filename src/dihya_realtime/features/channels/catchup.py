@@ -43,7 +43,7 @@ class FanoutCatchUp:
         self._lock = threading.Lock()
         self._positions: dict[str, StreamPosition] = {}
         self._prune_at = PRUNE_FLOOR
-        hook = getattr(channels.broker, "set_resubscribe_hook", None)
+        hook = getattr(channels.broker, "add_resubscribe_hook", None)
         # Only brokers whose fan-out can be lost (Redis) need it; with the memory broker
         # nothing is tracked at all.
         self.enabled = hook is not None

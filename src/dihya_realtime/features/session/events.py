@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, Field
 
+from dihya_realtime.features.session.resync import ResyncNotice
 from dihya_realtime.kernel.auth import AuthError
 from dihya_realtime.kernel.errors import ErrorCode, RealtimeError
 from dihya_realtime.kernel.pipeline import EventContext
@@ -105,6 +106,12 @@ class DisconnectingEvent(BaseModel):
     reason: str
 
 
+class ResyncEvent(BaseModel):
+    reason: Literal["fanout_restored"] = Field(
+        description="fanout_restored: this server lost its broker links for a while and has "
+                    "them back")
+
+
 server_event("auth:expiring", ExpiringEvent, """
     The connection's token expires soon: send ``auth:refresh`` with a new one.
 
@@ -122,8 +129,22 @@ server_event("error", ErrorEvent, """
 server_event("disconnecting", DisconnectingEvent, """
     The server is about to disconnect this connection (an operator or the HTTP API asked).
 """)
+server_event("resync", ResyncEvent, """
+    Live events may have been missed: re-read what you show, as after a reconnect.
+
+    Sent to every connection of a server whose links to the broker (Redis) broke and are back
+    (a Redis restart, a failover, a dropped connection): chat messages, notifications,
+    document updates and other user-addressed events sent meanwhile never reached it. Fetch
+    ``chat:history`` with ``after_seq`` (your last ``seq``) for the rooms you show,
+    ``notifications:counts`` (and the list), and send ``doc:join`` again for open documents.
+    Channel subscriptions need nothing: the server catches them up from history itself, or
+    removes them with ``unsubscribed`` (``reason: "recover"``). Example:
+    ``{"reason": "fanout_restored"}``.
+""")
 
 
 def setup(rt: Realtime) -> None:
-    """Nothing to attach: ``whoami`` and ``auth:refresh`` need only the kernel (a refresh runs
-    the hooks the other features attached with ``rt.on_refresh``)."""
+    """Tell connections to ``resync`` when the broker's fan-out comes back
+    (:mod:`.resync`); ``whoami`` and ``auth:refresh`` need only the kernel (a refresh runs the
+    hooks the other features attached with ``rt.on_refresh``)."""
+    ResyncNotice(rt).attach()

@@ -12,7 +12,7 @@ from dihya_realtime.features.channels.catchup import PRUNE_FLOOR, FanoutCatchUp
 def _channels(rooms: dict, with_hook: bool = True) -> SimpleNamespace:
     broker = SimpleNamespace()
     if with_hook:
-        broker.set_resubscribe_hook = lambda fn: None
+        broker.add_resubscribe_hook = lambda fn: None
     manager = SimpleNamespace(rooms={"/": rooms})
     rt = SimpleNamespace(socketio=SimpleNamespace(server=SimpleNamespace(manager=manager)))
     return SimpleNamespace(broker=broker, rt=rt)

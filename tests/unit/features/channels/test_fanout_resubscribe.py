@@ -40,7 +40,7 @@ def test_a_killed_fanout_connection_runs_the_catch_up_before_ready(
             ready_during_catch_up.append(False)
         caught_up.set()
 
-    broker.set_resubscribe_hook(catch_up)
+    broker.add_resubscribe_hook(catch_up)
     broker.start()
     broker.watch("chat:a")
     try:
@@ -75,7 +75,7 @@ def test_a_failing_catch_up_is_retried_and_ready_waits_for_it(
         if len(calls) == 1:
             raise BrokerUnavailable("history unreachable")
 
-    broker.set_resubscribe_hook(catch_up)
+    broker.add_resubscribe_hook(catch_up)
     broker.start()
     broker.watch("chat:a")
     try:
@@ -92,5 +92,34 @@ def test_a_failing_catch_up_is_retried_and_ready_waits_for_it(
             except BrokerUnavailable:
                 assert time.monotonic() < deadline, "never ready again"
                 time.sleep(0.05)
+    finally:
+        broker.close()
+
+
+def test_every_resubscribe_hook_runs_in_the_order_added_and_again_after_one_fails(
+        redis_url: str, redis_prefix: str) -> None:
+    """The channels' catch-up and the session's resync are two hooks on one broker: both run
+    on every re-subscription, in order; when the first fails, both run again next time."""
+    broker = RedisBroker(redis_url, redis_prefix)
+    ran: list[str] = []
+    done = threading.Event()
+
+    def first() -> None:
+        ran.append("catch_up")
+        if ran.count("catch_up") == 1:
+            raise BrokerUnavailable("history unreachable")
+
+    def second() -> None:
+        ran.append("resync")
+        done.set()
+
+    broker.add_resubscribe_hook(first)
+    broker.add_resubscribe_hook(second)
+    broker.start()
+    broker.watch("chat:a")
+    try:
+        _kill_fanout(redis_url, redis_prefix)
+        assert done.wait(10), ran
+        assert ran == ["catch_up", "catch_up", "resync"]
     finally:
         broker.close()
