@@ -202,3 +202,30 @@ def test_connections_are_told_to_resync_and_what_they_missed_is_there_to_read(
     bob.wait_for("chat:message", lambda m: m["id"] == after["id"])
     time.sleep(0.2)
     assert len(bob.events("resync")) == 1 and len(alice.events("resync")) == 1
+
+
+def test_a_member_connecting_while_the_links_are_down_keeps_its_rooms(
+        start_server, private_redis, sio_client, token) -> None:
+    """Connecting during the outage neither waits for the broker per room nor loses the
+    rooms: once the links are back the connection is told to resync and gets live events of
+    every room it is a member of."""
+    server = start_server(REDIS_URL=private_redis.url)
+    alice = sio_client(server, token("alice"))
+    rooms = [alice.call("chat:create_room", {"name": f"r{i}", "visibility": "public"})
+             ["data"]["id"] for i in range(4)]
+    first_bob = sio_client(server, token("bob"))
+    for room in rooms:
+        assert first_bob.call("chat:join", {"room_id": room})["ok"]
+    first_bob.disconnect()
+    admin = private_redis.admin()
+    admin.execute_command("ACL", "SETUSER", "default", "-subscribe", "-ssubscribe")
+    admin.client_kill_filter(_type="pubsub")
+    assert wait_until(lambda: _ready(server) == 503, timeout=5)
+    bob = sio_client(server, token("bob"))  # the connect does not wait 5 s per room
+    assert bob.call("whoami")["ok"]
+    admin.execute_command("ACL", "SETUSER", "default", "+subscribe", "+ssubscribe")
+    assert wait_until(lambda: _ready(server) == 200, timeout=15)
+    bob.wait_for("resync", timeout=2)
+    for room in rooms:
+        sent = _say(alice, room, f"to {room}")["data"]
+        bob.wait_for("chat:message", lambda m, i=sent["id"]: m["id"] == i, timeout=3)

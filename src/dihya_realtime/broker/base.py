@@ -265,12 +265,14 @@ class Broker(ABC):
         Raises :class:`BrokerUnavailable` (Redis), ``TypeError`` when ``data`` is not
         JSON-able (Redis; the memory broker hands the object over as it is)."""
 
-    def watch(self, channel: str) -> None:
-        """Receive ``channel``'s publications and presence events from now on (interest
-        routing: a process receives only the channels it watches). Once :meth:`start` has
-        run, returns only when every publication made afterwards will reach the handler;
-        raises :class:`BrokerUnavailable` when the backend cannot promise it. Watching a
-        watched channel changes nothing. The memory broker, one process, routes nothing:
+    def watch(self, channels: str | Iterable[str]) -> None:
+        """Receive the publications and presence events of ``channels`` (one name or
+        several, waited for together) from now on (interest routing: a process receives only
+        the channels it watches). Once :meth:`start` has run, returns only when every
+        publication made afterwards will reach the handler; raises :class:`BrokerUnavailable`
+        when the backend cannot promise it (the channels stay watched, until
+        :meth:`unwatch`: the Redis broker subscribes them when it can). Watching a watched
+        channel changes nothing. The memory broker, one process, routes nothing:
         its handler sees every channel, watched or not."""
         return None
 

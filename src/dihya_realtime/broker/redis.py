@@ -422,11 +422,12 @@ class RedisBroker(Broker):
                 pipe.spublish(self._shard(topic), _message(topic, body))
             pipe.execute()
 
-    def watch(self, channel: str) -> None:
-        """SSUBSCRIBE the channel's shard channel; once started, returns when Redis has
-        confirmed it (every publication made afterwards is received). Raises
-        :class:`BrokerUnavailable` when no confirmation comes."""
-        self._listener.watch(channel)
+    def watch(self, channels: str | Iterable[str]) -> None:
+        """SSUBSCRIBE each channel's shard channel; once started, returns when Redis has
+        confirmed them all (every publication made afterwards is received). Raises
+        :class:`BrokerUnavailable` when no confirmation comes, at once while the pub/sub
+        links are down; the channels stay watched and are subscribed when they are back."""
+        self._listener.watch(channels)
 
     def unwatch(self, channel: str) -> None:
         self._listener.unwatch(channel)

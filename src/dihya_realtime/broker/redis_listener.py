@@ -28,7 +28,7 @@ import select
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -38,6 +38,7 @@ from redis.exceptions import RedisClusterException
 
 from dihya_realtime.broker.base import BrokerUnavailable
 from dihya_realtime.broker.redis_backend import STANDALONE, Backend
+from dihya_realtime.broker.values import topic_list
 
 log = logging.getLogger("dihya_realtime.broker.redis")
 
@@ -119,22 +120,35 @@ class ShardListener:
         with self._lock:
             return set(self._wanted)
 
-    def watch(self, channel: str) -> None:
-        """Receive ``channel`` from now on. Once the listener runs, returns only when Redis has
-        confirmed the subscription (and the links are ready); raises
-        :class:`BrokerUnavailable` after ``confirm_timeout`` seconds without it."""
+    def watch(self, channels: str | Iterable[str]) -> None:
+        """Receive ``channels`` (one name or several) from now on. Once the listener runs,
+        returns only when Redis has confirmed every subscription (and the links are ready),
+        several channels with one wait; raises :class:`BrokerUnavailable` after
+        ``confirm_timeout`` seconds without it, and at once while the links are down (a Redis
+        outage must not hold a connect for seconds per topic). Either way the channels stay
+        watched: they are subscribed when the links are back, and the resubscribe hooks run
+        (until :meth:`unwatch`)."""
+        events = []
         with self._lock:
-            event = self._wanted.get(channel)
-            if event is None:
-                event = self._wanted[channel] = threading.Event()
-                self._dirty = True
-        if event.is_set() or self._thread is None or self._closing.is_set():
+            for channel in topic_list(channels):
+                event = self._wanted.get(channel)
+                if event is None:
+                    event = self._wanted[channel] = threading.Event()
+                    self._dirty = True
+                events.append((channel, event))
+        pending = [(c, e) for c, e in events if not e.is_set()]
+        if not pending or self._thread is None or self._closing.is_set():
             return
         self._wake()
         if threading.get_ident() == self._thread_ident:
             return  # called from a handler on the listener itself: it cannot wait for itself
-        if not event.wait(self._confirm_timeout):
-            raise BrokerUnavailable(f"no subscribe confirmation for {channel!r}")
+        if not self._ready.is_set():
+            raise BrokerUnavailable(f"pub/sub links are down: {pending[0][0]!r} and "
+                                    f"{len(pending) - 1} more are subscribed when they are back")
+        deadline = time.monotonic() + self._confirm_timeout
+        for channel, event in pending:
+            if not event.wait(max(0.0, deadline - time.monotonic())):
+                raise BrokerUnavailable(f"no subscribe confirmation for {channel!r}")
 
     def unwatch(self, channel: str) -> None:
         """Stop receiving ``channel`` (its SUNSUBSCRIBE is sent by the listener, soon)."""

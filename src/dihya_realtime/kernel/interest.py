@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from dihya_realtime.kernel.sweeper import Sweeper
@@ -40,12 +40,15 @@ class Interest:
         self._sweeper: Sweeper | None = None
         self._sweeper_lock = threading.Lock()
 
-    def acquire(self, key: str) -> None:
-        """A use of ``key`` was registered: returns once the broker delivers its topic here.
-        Raises what ``broker.watch`` raises (``BrokerUnavailable``)."""
+    def acquire(self, keys: str | Iterable[str]) -> None:
+        """A use of each of ``keys`` (one or several) was registered: returns once the broker
+        delivers their topics here (several: one wait for all). Raises what ``broker.watch``
+        raises (``BrokerUnavailable``); the topics stay watched until :meth:`release`."""
+        keys = [keys] if isinstance(keys, str) else list(keys)
         with self.lock:
-            self._idle.pop(key, None)
-        self.broker.watch(self._topic_of(key))
+            for key in keys:
+                self._idle.pop(key, None)
+        self.broker.watch([self._topic_of(key) for key in keys])
 
     def release(self, key: str) -> None:
         """A use of ``key`` ended (or was never completed)."""

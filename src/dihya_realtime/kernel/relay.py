@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import logging
 import threading
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from dihya_realtime.kernel.errors import RealtimeError
@@ -43,17 +44,31 @@ class RoomRelay:
                                  in_use=self._in_use, topic_of=topic_of,
                                  server=lambda: host.socketio.server, lock=self._lock)
 
-    def join(self, sid: str, room: str) -> None:
-        """Put this process's connection ``sid`` in ``room``; returns once the room's relays
-        reach this process. Raises ``unavailable`` when the broker cannot promise it (the sid
-        is taken out again)."""
+    def join(self, sid: str, rooms: str | Iterable[str], *, keep_pending: bool = False
+             ) -> bool:
+        """Put this process's connection ``sid`` in ``rooms`` (one or several); returns once
+        their relays reach this process (``True``).
+
+        When the broker cannot promise it (its links are down, no confirmation): raises
+        ``unavailable`` and takes ``sid`` out again; or, with ``keep_pending``, leaves ``sid``
+        in the rooms, whose relays reach it once the broker is back (the connection is then
+        told to ``resync``), and returns ``False``. A connection joining its rooms at connect
+        keeps them pending: an outage must not cost it its rooms for good."""
+        names = [rooms] if isinstance(rooms, str) else list(dict.fromkeys(rooms))
         with self._lock:
-            self.host.socketio.server.enter_room(sid, room, namespace="/")
+            for room in names:
+                self.host.socketio.server.enter_room(sid, room, namespace="/")
         try:
-            self.interest.acquire(room)
-        except RealtimeError:
-            self.leave(sid, room)
-            raise
+            self.interest.acquire(names)
+        except RealtimeError as exc:
+            if not keep_pending:
+                for room in names:
+                    self.leave(sid, room)
+                raise
+            log.warning("connection %s: %d rooms relayed here once the broker is back: %s",
+                        sid, len(names), exc.message)
+            return False
+        return True
 
     def leave(self, sid: str, room: str) -> None:
         """Take ``sid`` out of ``room`` (whether or not it is still connected)."""

@@ -242,6 +242,9 @@ class Settings(BaseSettings):
     # -- hostile input: chat
     # chat:rooms: the page size when the client gives no `limit`, and the largest it may ask
     chat_rooms_page_limit: int = Field(default=100, ge=1, le=1000)
+    # Rooms whose live events a connection gets from connect (the most recently joined); a
+    # member of more gets the others' after `chat:join` on them again (or reads history).
+    chat_max_relayed_rooms: int = Field(default=1000, ge=1)
 
     # -- hostile input: limits that count cost
     # Subscriptions one connection may hold; one more → `forbidden`, details

@@ -8,9 +8,11 @@ holding a member's connection receive.
 
 Keeping the relayed rooms equal to the memberships is this module's job:
 
-- on connect, one query finds the user's rooms (at most :data:`MAX_RELAYED_ROOMS`) and the
-  connection joins each; on disconnect it leaves them (the relay stops watching a room a
-  linger after its last local member);
+- on connect, one query finds the user's rooms (at most
+  ``DIHYA_RT_CHAT_MAX_RELAYED_ROOMS``, the most recently joined: a member of more gets the
+  others' live events after ``chat:join`` on them again) and the connection joins them all
+  with one wait for the broker (kept pending while it is down); on disconnect it leaves them
+  (the relay stops watching a room a linger after its last local member);
 - when someone becomes a member or stops being one, the acting process moves that user's
   connections here at once (so the joiner's own connection is in the room before its reply)
   and sends the control action ``chat_membership`` on the user's topic, which the processes
@@ -37,10 +39,6 @@ log = logging.getLogger("dihya_realtime.chat")
 
 MEMBERSHIP_ACTION = "chat_membership"
 """The control action that moves a user's connections in or out of a room's relay."""
-
-MAX_RELAYED_ROOMS = 1000
-"""The rooms a connection joins at connect, at most (the most recently joined first); a user
-in more rooms gets the others' live events only after joining them again (or a history read)."""
 
 ROOM_PREFIX = "chat-room:"
 
@@ -92,16 +90,17 @@ class RelayedRooms:
 
     def connected(self, conn: Connection) -> None:
         """A member's new connection joins the relays of the member's rooms."""
+        cap = self.rt.settings.chat_max_relayed_rooms
         with self.rt.db.session() as s:
             room_ids = list(s.scalars(
                 sa.select(ChatMember.room_id).where(ChatMember.user_id == conn.user_id)
-                .order_by(ChatMember.joined_at.desc()).limit(MAX_RELAYED_ROOMS + 1)))
-        if len(room_ids) > MAX_RELAYED_ROOMS:
-            log.warning("user %s is in more than %d chat rooms: live events of the others are "
-                        "not delivered to this connection", conn.user_id, MAX_RELAYED_ROOMS)
-            room_ids = room_ids[:MAX_RELAYED_ROOMS]
-        for room_id in room_ids:
-            self._join(conn.sid, room_id)
+                .order_by(ChatMember.joined_at.desc(), ChatMember.room_id).limit(cap + 1)))
+        if len(room_ids) > cap:
+            log.warning("user %s is in more than %d chat rooms (DIHYA_RT_CHAT_MAX_RELAYED_ROOMS)"
+                        ": live events of the others are not delivered to this connection",
+                        conn.user_id, cap)
+            room_ids = room_ids[:cap]
+        self._join(conn.sid, room_ids)
 
     def disconnected(self, sid: str) -> None:
         with self._lock:
@@ -126,15 +125,21 @@ class RelayedRooms:
             else:
                 self._leave(conn.sid, room_id)
 
-    def _join(self, sid: str, room_id: str) -> None:
+    def _join(self, sid: str, room_ids: str | list[str]) -> None:
+        """Put ``sid`` in the rooms' relays, all with one wait. With the broker down they are
+        kept, pending: relayed here once it is back, when the connection is told to
+        ``resync`` (dropping them would end the rooms' live events for it for good)."""
+        room_ids = [room_ids] if isinstance(room_ids, str) else room_ids
+        if not room_ids:
+            return
         with self._lock:
-            self._joined.setdefault(sid, set()).add(room_id)
+            self._joined.setdefault(sid, set()).update(room_ids)
         try:
-            self.rt.relay.join(sid, relay_room(room_id))
-        except (RealtimeError, KeyError, ValueError) as exc:  # unavailable; sid gone already
+            self.rt.relay.join(sid, [relay_room(r) for r in room_ids], keep_pending=True)
+        except (KeyError, ValueError) as exc:  # the sid is gone already
             with self._lock:
-                self._joined.get(sid, set()).discard(room_id)
-            log.warning("connection %s: room %s not relayed here: %s", sid, room_id, exc)
+                self._joined.get(sid, set()).difference_update(room_ids)
+            log.warning("connection %s: rooms not relayed here: %s", sid, exc)
             return
         if self.rt.connections.get(sid) is None:  # closed meanwhile: its disconnect ran
             self.disconnected(sid)
@@ -148,4 +153,4 @@ class RelayedRooms:
         self.rt.relay.leave(sid, relay_room(room_id))
 
 
-__all__ = ["MAX_RELAYED_ROOMS", "MEMBERSHIP_ACTION", "RelayedRooms", "relay_room"]
+__all__ = ["MEMBERSHIP_ACTION", "RelayedRooms", "relay_room"]

@@ -169,3 +169,31 @@ def test_the_joining_connection_is_in_the_room_before_the_reply_without_the_cont
 
     assert sent  # the other processes were to be told; this one did not wait for it
     assert [m["text"] for m in bob.wait_for("chat:message")] == ["right after"]
+
+
+def test_a_connection_gets_live_events_of_its_most_recent_rooms_up_to_the_cap(
+        process, connect) -> None:
+    """``DIHYA_RT_CHAT_MAX_RELAYED_ROOMS``: the connect-time query stops at the cap (the most
+    recently joined rooms); ``chat:join`` on an older room brings its live events."""
+    a, b = process("a", chat_max_relayed_rooms=2), process("b", chat_max_relayed_rooms=2)
+    alice = connect(a, "alice")
+    bob_first = connect(a, "bob")
+    rooms = []
+    for name in ("oldest", "middle", "newest"):
+        room = ok(alice.call("chat:create_room", {"name": name, "visibility": "public"}))["id"]
+        ok(bob_first.call("chat:join", {"room_id": room}))
+        rooms.append(room)
+        time.sleep(0.01)  # joined_at orders them
+    bob = Inbox(connect(b, "bob"))
+    [sid] = [conn.sid for conn in b.connections.of_user("bob")]
+    assert b.chat.store.relayed.rooms_of(sid) == set(rooms[1:])
+    assert topic_of(relay_room(rooms[0])) not in b.broker.watched()
+    for room in rooms:
+        send(alice, room, f"to {room}")
+    wait_until(lambda: len(bob.events("chat:message")) == 2)
+    time.sleep(0.2)
+    assert sorted(m["room_id"] for m in bob.events("chat:message")) == sorted(rooms[1:])
+
+    ok(bob.client.call("chat:join", {"room_id": rooms[0]}))  # already a member: live again
+    send(alice, rooms[0], "now live")
+    wait_until(lambda: "now live" in texts(bob, rooms[0]))
