@@ -44,11 +44,12 @@ class Interest:
         """A use of each of ``keys`` (one or several) was registered: returns once the broker
         delivers their topics here (several: one wait for all). Raises what ``broker.watch``
         raises (``BrokerUnavailable``); the topics stay watched until :meth:`release`."""
-        keys = [keys] if isinstance(keys, str) else list(keys)
+        names = [keys] if isinstance(keys, str) else list(keys)
         with self.lock:
-            for key in keys:
+            for key in names:
                 self._idle.pop(key, None)
-        self.broker.watch([self._topic_of(key) for key in keys])
+        self.broker.watch(self._topic_of(keys) if isinstance(keys, str)
+                          else [self._topic_of(key) for key in names])
 
     def release(self, key: str) -> None:
         """A use of ``key`` ended (or was never completed)."""

@@ -133,13 +133,12 @@ server_event("resync", ResyncEvent, """
     Live events may have been missed: re-read what you show, as after a reconnect.
 
     Sent to every connection of a server whose links to the broker (Redis) broke and are back
-    (a Redis restart, a failover, a dropped connection): chat messages, notifications,
-    document updates and other user-addressed events sent meanwhile never reached it. Fetch
-    ``chat:history`` with ``after_seq`` (your last ``seq``) for the rooms you show,
-    ``notifications:counts`` (and the list), and send ``doc:join`` again for open documents.
-    Channel subscriptions need nothing: the server catches them up from history itself, or
-    removes them with ``unsubscribed`` (``reason: "recover"``). Example:
-    ``{"reason": "fanout_restored"}``.
+    (a Redis restart, a failover, a dropped connection): room messages, notifications,
+    document updates and other user-addressed events sent meanwhile never reached it. Read
+    again what you show, as after a reconnect: the history after your last ``seq``, the
+    counts, the document state (docs/scaling.md lists the calls). Channel subscriptions need
+    nothing: the server catches them up from history itself, or removes them with
+    ``unsubscribed`` (``reason: "recover"``). Example: ``{"reason": "fanout_restored"}``.
 """)
 
 
