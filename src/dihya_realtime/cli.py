@@ -57,6 +57,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from dihya_realtime.transport.websocket import pywsgi_handler_class
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    quiet_alembic(args.verbose)
     overrides: dict[str, Any] = {"async_mode": "gevent"}
     if args.host:
         overrides["host"] = args.host
@@ -116,6 +117,47 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 
+def quiet_alembic(verbose: bool = False) -> None:
+    """Keep Alembic's INFO lines (plugin set-up, "Context impl SQLiteImpl.", every "Running
+    upgrade") out of the server's output: Alembic logs at WARNING and above unless ``--verbose``
+    or the user's own logging configuration already chose a level for the ``alembic`` logger."""
+    import logging
+
+    alembic = logging.getLogger("alembic")
+    if verbose:
+        alembic.setLevel(logging.INFO)
+    elif alembic.level == logging.NOTSET:
+        alembic.setLevel(logging.WARNING)
+
+
+class _UpgradeCounter:
+    """Counts Alembic's "Running upgrade" records while ``migrate`` runs, for its one line."""
+
+    def __init__(self) -> None:
+        import logging
+
+        self.logger = logging.getLogger("alembic.runtime.migration")
+        self.applied = 0
+        self.handler = logging.Handler()
+        self.handler.emit = self._emit  # type: ignore[method-assign]
+
+    def _emit(self, record: Any) -> None:
+        if record.getMessage().startswith("Running upgrade"):
+            self.applied += 1
+
+    def __enter__(self) -> _UpgradeCounter:
+        import logging
+
+        self.level = self.logger.level
+        self.logger.setLevel(logging.INFO)  # the records exist; quiet_alembic hides the others
+        self.logger.addHandler(self.handler)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.logger.removeHandler(self.handler)
+        self.logger.setLevel(self.level)
+
+
 def cmd_token(args: argparse.Namespace) -> int:
     from dihya_realtime.kernel.auth import mint_token
 
@@ -129,9 +171,17 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     from dihya_realtime.features import migration_branches
     from dihya_realtime.store import Database
 
+    if args.verbose:
+        import logging
+
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
+    quiet_alembic(args.verbose)
     settings = _settings(dev=args.dev)
-    Database(settings.database_url).migrate(migration_branches(settings.features))
-    print(f"database migrated: {settings.database_url.split('://')[0]}")
+    with _UpgradeCounter() as counter:
+        Database(settings.database_url).migrate(migration_branches(settings.features))
+    done = (f"{counter.applied} revision(s) applied" if counter.applied
+            else "already up to date")
+    print(f"database migrated: {settings.database_url.split('://')[0]}, {done}")
     return 0
 
 
@@ -218,6 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = with_dev(sub.add_parser("serve", help="run the server (gevent)"))
     p.add_argument("--host")
     p.add_argument("--port", type=int)
+    p.add_argument("--verbose", action="store_true", help="log Alembic's migration steps too")
     p.set_defaults(func=cmd_serve)
 
     p = with_dev(sub.add_parser("token", help="mint a JWT with the configured key"))
@@ -228,6 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_token)
 
     p = with_dev(sub.add_parser("migrate", help="create or upgrade the database schema"))
+    p.add_argument("--verbose", action="store_true", help="log each Alembic step")
     p.set_defaults(func=cmd_migrate)
 
     audit = sub.add_parser("audit", help="audit trail tools")
