@@ -1,12 +1,14 @@
 """The examples/ host apps, each started as a real process on a free loopback port.
 
-``start_example("flask_login", **env)`` runs ``python examples/flask_login/app.py --port N``
-with its own SQLite file and audit log, waits for its ``ready on http://`` line, and stops it
-at teardown. ``sio_connect(url, …)`` connects a real python-socketio client over WebSocket.
+``start_example("flask_login", **env)`` (``env``: full variable names) runs
+``python examples/flask_login/app.py --port N`` with its own SQLite file and audit log, waits
+for its ``ready on http://`` line, and stops it at teardown. ``sio_connect(url, …)`` connects
+a real python-socketio client over WebSocket.
 """
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import time
@@ -60,8 +62,7 @@ def start_example(tmp_path: Path) -> Iterator[Callable[..., ExampleProcess]]:
         environ.update({"DIHYA_RT_DATABASE_URL": f"sqlite:///{workdir / 'example.db'}",
                         "DIHYA_RT_AUDIT_LOG": str(workdir / "audit.log"),
                         "PYTHONPATH": str(ROOT / "src")})
-        environ.update({k if k.startswith("DIHYA_RT_") else f"DIHYA_RT_{k}": v
-                        for k, v in env.items()})
+        environ.update(env)
         script = ROOT / "examples" / name / "app.py"
         with open(workdir / "stdout.log", "wb") as out, open(workdir / "stderr.log", "wb") as err:
             proc = subprocess.Popen([sys.executable, str(script), "--port", str(port)],
@@ -95,11 +96,9 @@ def sio_connect() -> Iterator[Callable[..., SioClient]]:
         client = SioClient(socketio.Client(reconnection=False, websocket_extra_options=options))
         clients.append(client)
         headers = {"Cookie": cookie} if cookie else {}
-        try:
+        with contextlib.suppress(socketio.exceptions.ConnectionError):  # refused: see above
             client.client.connect(url, headers=headers, auth=auth, transports=["websocket"],
                                   wait_timeout=5)
-        except socketio.exceptions.ConnectionError:
-            pass
         return client
 
     yield connect
