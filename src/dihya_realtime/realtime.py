@@ -35,11 +35,13 @@ from dihya_realtime.broker.control import ControlBus
 from dihya_realtime.features import enabled_features, hidden_feature_modules, setup_features
 from dihya_realtime.features.channels.service import ChannelService
 from dihya_realtime.kernel.audit import AuditLog
-from dihya_realtime.kernel.auth import ApiKeyChecker, TokenVerifier
+from dihya_realtime.kernel.auth import ApiKeyChecker, TokenVerifier, Verifier
 from dihya_realtime.kernel.client_address import client_address, parse_networks
 from dihya_realtime.kernel.connections import Connection, ConnectionTable
 from dihya_realtime.kernel.errors import RealtimeError
 from dihya_realtime.kernel.expiry import ExpiryWatch
+from dihya_realtime.kernel.identity_flask_jwt import FlaskJwtExtendedVerifier
+from dihya_realtime.kernel.identity_flask_login import require_flask_login
 from dihya_realtime.kernel.lifecycle import (
     ConnectHook,
     ConnectionLifecycle,
@@ -122,7 +124,7 @@ class Realtime:
         self.metrics = Metrics()
         self.redactor = Redactor(self.settings.redact_keys)
         self.roles = RolePolicy(self.settings.roles)
-        self.verifier = TokenVerifier(self.settings)
+        self.verifier: Verifier = TokenVerifier(self.settings)
         self.api_keys = ApiKeyChecker(self.settings)
         self.user_buckets = KeyedBuckets(self.settings.rate_limit_user)
         self.ip_buckets = KeyedBuckets(self.settings.rate_limit_connect_ip)
@@ -154,6 +156,11 @@ class Realtime:
         from dihya_realtime.http.api import create_blueprint
 
         settings = self.settings
+        # the host app's own identity stack (optional extras): checked before anything starts
+        if settings.flask_login:
+            require_flask_login(app)
+        if settings.flask_jwt_extended and isinstance(self.verifier, TokenVerifier):
+            self.verifier = FlaskJwtExtendedVerifier(app, settings, fallback=self.verifier)
         app.extensions["dihya_realtime"] = self
         self.audit.start()
         if socketio is None:

@@ -24,7 +24,7 @@ import re
 import secrets
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 import jwt
@@ -351,12 +351,28 @@ def _session_roles(value: Any) -> tuple[str, ...]:
     return ()
 
 
+class Verifier(Protocol):
+    """What checks a token: :class:`TokenVerifier`, or one that stands in front of it
+    (:class:`~dihya_realtime.kernel.identity_flask_jwt.FlaskJwtExtendedVerifier`)."""
+
+    def verify(self, token: str) -> Principal: ...
+
+
+def _require_session_origin(settings: Settings, environ: Mapping[str, Any], origin: Any) -> None:
+    if not origin or not _origin_matches(settings, environ, str(origin), wildcard=False):
+        raise AuthError(
+            "origin_not_allowed",
+            "session authentication needs a browser Origin from an allowed origin",
+        )
+
+
 def authenticate_connection(
     settings: Settings,
-    verifier: TokenVerifier,
+    verifier: Verifier,
     environ: Mapping[str, Any],
     auth_payload: Any,
     session: Mapping[str, Any] | None,
+    login_user: Principal | None = None,
 ) -> Principal:
     """The whole connect-time decision: who this is, or :class:`AuthError`.
 
@@ -364,6 +380,9 @@ def authenticate_connection(
     a token nor a cookie. A token wins over the session. The session is trusted only with an
     allowed Origin, and a ``"*"`` in ``allowed_origins`` does not count for it: cookies are
     sent cross-site, so only an explicitly listed or same origin proves the page is ours.
+    ``login_user`` (the host app's Flask-Login ``current_user``, see
+    :mod:`~dihya_realtime.kernel.identity_flask_login`) is a session too, under the same rule,
+    and comes before the plain session keys.
     """
     origin = environ.get("HTTP_ORIGIN")
     if origin and not origin_allowed(settings, environ):
@@ -373,12 +392,12 @@ def authenticate_connection(
     if token is not None:
         return verifier.verify(token)
 
+    if login_user is not None:
+        _require_session_origin(settings, environ, origin)
+        return login_user
+
     if settings.session_auth and session and session.get(settings.session_user_key) is not None:
-        if not origin or not _origin_matches(settings, environ, str(origin), wildcard=False):
-            raise AuthError(
-                "origin_not_allowed",
-                "session authentication needs a browser Origin from an allowed origin",
-            )
+        _require_session_origin(settings, environ, origin)
         name = session.get(settings.session_name_key)
         return Principal(
             user_id=str(session[settings.session_user_key]),

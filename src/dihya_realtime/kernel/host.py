@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
     from dihya_realtime.broker import Broker
     from dihya_realtime.kernel.audit import AuditLog
-    from dihya_realtime.kernel.auth import ApiKeyChecker, TokenVerifier
+    from dihya_realtime.kernel.auth import ApiKeyChecker, Verifier
     from dihya_realtime.kernel.connections import Connection, ConnectionTable
     from dihya_realtime.kernel.expiry import ExpiryWatch
     from dihya_realtime.kernel.metrics import Metrics
@@ -61,7 +61,7 @@ class Host(Protocol):
     namespace_connections: ConnectionTable
     user_buckets: KeyedBuckets
     ip_buckets: KeyedBuckets
-    verifier: TokenVerifier
+    verifier: Verifier
     api_keys: ApiKeyChecker
     expiry: ExpiryWatch
     db: Database

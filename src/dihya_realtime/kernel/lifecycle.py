@@ -23,6 +23,7 @@ from socketio.exceptions import ConnectionRefusedError as SioConnectionRefused
 
 from dihya_realtime.kernel.auth import AuthError, authenticate_connection
 from dihya_realtime.kernel.connections import Connection
+from dihya_realtime.kernel.identity_flask_login import flask_login_principal
 from dihya_realtime.kernel.rooms import user_room
 from dihya_realtime.kernel.user_interest import UserInterest
 
@@ -104,14 +105,19 @@ class ConnectionLifecycle:
                                   "origin": environ.get("HTTP_ORIGIN"),
                                   "user_agent": environ.get("HTTP_USER_AGENT")}
         session = None
+        login_user = None
         app = environ.get("flask.app")  # set by Flask-SocketIO's middleware
-        if settings.session_auth and app is not None:
+        if (settings.session_auth or settings.flask_login) and app is not None:
             with app.request_context(environ):
                 from flask import session as flask_session
 
-                session = dict(flask_session)
+                if settings.session_auth:
+                    session = dict(flask_session)
+                if settings.flask_login:  # current_user, through the host app's user_loader
+                    login_user = flask_login_principal(settings)
         try:
-            principal = authenticate_connection(settings, host.verifier, environ, auth, session)
+            principal = authenticate_connection(settings, host.verifier, environ, auth, session,
+                                                login_user)
         except AuthError as exc:
             host.metrics.auth_failures.labels(exc.reason).inc()
             # the per-address bucket measures failed attempts only: valid credentials never

@@ -159,6 +159,13 @@ class Settings(BaseSettings):
     anonymous: bool = False
     expiry_warning_seconds: float = Field(default=60, ge=0)
     expiry_grace_seconds: float = Field(default=25, ge=0)
+    # the host app's Flask-Login session and Flask-JWT-Extended tokens (optional extras)
+    flask_login: bool = False
+    flask_login_roles_attr: str = Field(default="roles", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    flask_login_name_attr: str = Field(default="name", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    flask_jwt_extended: bool = False
+    flask_jwt_extended_roles_claim: str = Field(default="roles", min_length=1, max_length=128)
+    flask_jwt_extended_name_claim: str = Field(default="name", min_length=1, max_length=128)
 
     # -- transport
     allowed_origins: CsvList = Field(default_factory=list)
