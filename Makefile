@@ -43,13 +43,13 @@ browser:
 	bash scripts/ensure_browser.sh
 
 test: install services browser $(BENCH_MODULES)
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks examples setup.py
 	$(BIN)/mypy src/dihya_realtime
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
 
 lint: install
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests examples setup.py
 	$(BIN)/mypy src/dihya_realtime
 	$(BIN)/lint-imports
 

@@ -60,7 +60,8 @@ def _fields(model: type[BaseModel] | None) -> str:
 
 
 def events_markdown(registry: Events) -> str:
-    """The events reference, grouped by feature."""
+    """The events reference, grouped by feature, each group in name order (not import
+    order: which module a process imported first must not change the document)."""
     out = [
         "Every client event is sent with an ack and answered with an envelope: "
         f"`{ENVELOPE_OK}` or `{ENVELOPE_ERR}`. Sent without an ack, a failure arrives as "
@@ -68,7 +69,7 @@ def events_markdown(registry: Events) -> str:
         "",
     ]
     features: dict[str, list[str]] = {}
-    for spec in registry.events.values():
+    for spec in sorted(registry.events.values(), key=lambda e: e.name):
         lines = [f"#### `{spec.name}` (client → server)", "", spec.summary, ""]
         if spec.description:
             lines += [spec.description, ""]
@@ -82,7 +83,7 @@ def events_markdown(registry: Events) -> str:
             lines.append(f"- rate limit: {spec.rate.rate:g}/s, burst {spec.rate.burst}")
         lines.append("")
         features.setdefault(spec.feature, []).extend(lines)
-    for sev in registry.server_events.values():
+    for sev in sorted(registry.server_events.values(), key=lambda e: e.name):
         lines = [f"#### `{sev.name}` (server → client)", "", sev.summary, ""]
         if sev.description:
             lines += [sev.description, ""]
