@@ -31,6 +31,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from dihya_realtime.kernel.jwks import ASYMMETRIC_ALGORITHMS, JwksError, JwksKeySet
 from dihya_realtime.kernel.principal import Principal
 from dihya_realtime.kernel.settings import ENV_PREFIX, Settings, SettingsError
 
@@ -44,6 +45,8 @@ _RSA_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512
 _EC_ALGORITHMS = frozenset({"ES256", "ES384", "ES512"})
 _EC_ALG_BY_CURVE = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+# stands in TokenVerifier._keys for "the JWKS key this token's kid names"
+_FROM_JWKS: Any = object()
 
 
 class AuthError(Exception):
@@ -83,7 +86,8 @@ class TokenVerifier:
     public key, ES* → an EC public key) and a token is decoded with exactly the algorithm its
     header names, after checking that algorithm is allowed. So ``alg: none`` is never accepted
     and an HS256 token "signed" with the public key PEM can never be checked against that PEM
-    (the classic key-confusion attack).
+    (the classic key-confusion attack). With ``jwt_jwks_url`` the RS*/PS*/ES* keys are the
+    provider's, chosen by the token's ``kid`` (:class:`~dihya_realtime.kernel.jwks.JwksKeySet`).
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -117,6 +121,23 @@ class TokenVerifier:
                     f"{ENV_PREFIX}JWT_ALGORITHMS: unsupported algorithm {alg!r} "
                     "(use HS256/384/512, RS*, PS* or ES256/384/512)"
                 )
+        # RS*/PS*/ES* come from the provider's JWKS when one is configured (never HS*: the
+        # settings refuse a JWKS with a public key file, and HS* keys only ever use the secret)
+        self._jwks: JwksKeySet | None = None
+        if settings.jwt_jwks_url:
+            jwks_algorithms = [a for a in settings.jwt_algorithms if a in ASYMMETRIC_ALGORITHMS]
+            if jwks_algorithms:
+                self._jwks = JwksKeySet(
+                    settings.jwt_jwks_url,
+                    algorithms=jwks_algorithms,
+                    cache_seconds=settings.jwt_jwks_cache_seconds,
+                    min_refetch_seconds=settings.jwt_jwks_min_refetch_seconds,
+                    timeout=settings.jwt_jwks_timeout,
+                    max_bytes=settings.jwt_jwks_max_bytes,
+                )
+                for alg in jwks_algorithms:
+                    self._keys[alg] = _FROM_JWKS
+                self._jwks.refresh()  # at start-up, so the first connect does not wait
         if settings.jwt_configured and not self._keys:
             raise SettingsError(
                 f"{ENV_PREFIX}JWT_ALGORITHMS: none of {settings.jwt_algorithms} can use the "
@@ -142,10 +163,16 @@ class TokenVerifier:
         if not isinstance(alg, str) or alg not in self._keys:
             shown = f" ({alg})" if isinstance(alg, str) and len(alg) <= 16 else ""
             raise _invalid(f"algorithm not allowed{shown}")
+        key = self._keys[alg]
+        if key is _FROM_JWKS and self._jwks is not None:
+            try:
+                key = self._jwks.key_for(header.get("kid"), alg)
+            except JwksError as exc:
+                raise _invalid(str(exc)) from None
         try:
             claims = jwt.decode(
                 token,
-                key=self._keys[alg],
+                key=key,
                 algorithms=[alg],
                 issuer=self._issuer,
                 audience=self._audience,

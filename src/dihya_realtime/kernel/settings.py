@@ -16,6 +16,7 @@ import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
@@ -29,6 +30,8 @@ from pydantic_settings import (
 from dihya_realtime.kernel.redaction import SECRET_WORDS
 
 ENV_PREFIX = "DIHYA_RT_"
+
+_LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 # Secret words of key names (see redaction.py: matched by shape, so "api_key" also catches
 # apiKey, X-API-KEY, x_api_key). These are always applied; DIHYA_RT_REDACT_KEYS adds words.
@@ -151,6 +154,35 @@ class Settings(BaseSettings):
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
     jwt_leeway: float = Field(default=0, ge=0, le=300)
+    # Keys of an OIDC provider (Auth0, Keycloak, Cognito, Entra…), chosen by the token's kid.
+    # Not with JWT_PUBLIC_KEY_FILE (which key would RS256 mean?); with JWT_SECRET, HS* tokens
+    # use the secret and RS*/PS*/ES* tokens the JWKS. https, or http only to a loopback host.
+    jwt_jwks_url: str | None = None
+    jwt_jwks_cache_seconds: float = Field(default=300, ge=1, le=86400)  # then re-read
+    # an unknown kid fetches the set again, at most once per this many seconds
+    jwt_jwks_min_refetch_seconds: float = Field(default=10, ge=0.1, le=3600)
+    jwt_jwks_timeout: float = Field(default=5, gt=0, le=60)  # connect + read of one fetch
+    jwt_jwks_max_bytes: int = Field(default=128 * 1024, ge=1024, le=4 * 1024 * 1024)
+
+    @field_validator("jwt_jwks_url")
+    @classmethod
+    def _jwks_url_is_https(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        parts = urlsplit(value)
+        if parts.scheme == "https" and parts.hostname:
+            return value
+        if parts.scheme == "http" and parts.hostname in _LOOPBACK_HOSTS:
+            return value
+        raise ValueError("must be an https:// URL (http:// only for localhost/127.0.0.1/[::1])")
+
+    @model_validator(mode="after")
+    def _jwks_not_with_public_key(self) -> Settings:
+        if self.jwt_jwks_url and self.jwt_public_key_file is not None:
+            raise ValueError("jwt_jwks_url and jwt_public_key_file are exclusive: verify with "
+                             "the provider's JWKS or with one public key, not both")
+        return self
     allow_query_token: bool = False
     session_auth: bool = False
     session_user_key: str = "user_id"
@@ -350,6 +382,8 @@ class Settings(BaseSettings):
         if not self.jwt_algorithms:
             if self.jwt_public_key_file is not None:
                 self.jwt_algorithms = ["RS256", "ES256"]
+            elif self.jwt_jwks_url:
+                self.jwt_algorithms = ["RS256", "ES256"] + (["HS256"] if self.jwt_secret else [])
             else:
                 self.jwt_algorithms = ["HS256"]
         bad = [a for a in self.jwt_algorithms if a.lower() == "none"]
@@ -377,13 +411,15 @@ class Settings(BaseSettings):
     # -- derived views
     @property
     def jwt_configured(self) -> bool:
-        return self.jwt_secret is not None or self.jwt_public_key_file is not None
+        return (self.jwt_secret is not None or self.jwt_public_key_file is not None
+                or bool(self.jwt_jwks_url))
 
     def require_production_ready(self) -> None:
         """Refuse to serve in production mode without a way to verify tokens."""
         if not self.dev and not self.jwt_configured:
             raise SettingsError(
-                f"{ENV_PREFIX}JWT_SECRET or {ENV_PREFIX}JWT_PUBLIC_KEY_FILE is required "
+                f"{ENV_PREFIX}JWT_SECRET, {ENV_PREFIX}JWT_PUBLIC_KEY_FILE or "
+                f"{ENV_PREFIX}JWT_JWKS_URL is required "
                 "outside dev mode (use --dev for a local demo)"
             )
 
