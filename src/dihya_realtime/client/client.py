@@ -129,11 +129,13 @@ class Client:
 
     @property
     def connected(self) -> bool:
-        return bool(self._sio.connected)
+        """True once the server accepted the handshake (python-socketio's own ``connected``
+        turns true only after its ``connect`` handlers ran, too late for resubscribing)."""
+        return "/" in self._sio.namespaces
 
     @property
     def sid(self) -> str | None:
-        return self._sio.get_sid() if self._sio.connected else None
+        return self._sio.get_sid() if self.connected else None
 
     @property
     def token(self) -> str | None:
@@ -151,7 +153,7 @@ class Client:
             done.set()
 
         with self._lock:
-            if not self._sio.connected:
+            if not self.connected:
                 raise RealtimeError(DISCONNECTED, f"not connected: {event} was not sent")
             self._pending[id(done)] = done
         try:
@@ -270,7 +272,7 @@ class Client:
     def _reconnect_loop(self) -> None:
         delay = self.reconnect_delay
         while not self._closed.wait(delay * random.uniform(0.75, 1.25)):
-            if self._sio.connected:
+            if self.connected:
                 return
             try:
                 self._sio.connect(self.url, headers=self._headers, auth=self._auth,
