@@ -379,8 +379,9 @@ class Client:
                     self._recovery_failed(sub, since, "history")
                 return
             if not page.get("recovered"):
+                if not sub.stream.holding:  # else the held publications move it forward
+                    sub.stream.advance(page["offset"], page["epoch"])
                 self._recovery_failed(sub, since, "history")
-                sub.stream.advance(page["offset"], page["epoch"])
                 return
             pubs = page.get("publications") or []
             for pub in pubs:

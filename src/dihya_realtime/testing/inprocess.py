@@ -73,4 +73,4 @@ def realtime_of(app: Flask) -> Realtime:
     rt = app.extensions.get("dihya_realtime")
     if rt is None:
         raise TypeError("the app factory returned an app without Realtime (init_app it)")
-    return rt  # type: ignore[no-any-return]
+    return rt
