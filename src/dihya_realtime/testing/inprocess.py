@@ -51,6 +51,8 @@ def default_factory(**overrides: Any) -> Flask:
 def forgetting_new_events() -> Iterator[None]:
     """Events declared inside the block (a factory's ``@rt.event``) are forgotten after it,
     so the next test's factory may declare them again."""
+    import dihya_realtime.app  # noqa: F401 - declares the built-in events: those stay
+
     events, server_events = dict(registry.events), dict(registry.server_events)
     try:
         yield
