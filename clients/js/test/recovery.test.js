@@ -70,3 +70,48 @@ test("a live offset gap is filled from history before later publications", async
     rt.close();
   }
 });
+
+test("`unsubscribed` with reason recover subscribes again with since and reads what was missed",
+  async () => {
+    const server = await startServer({}, { redis: true });
+    const rt = createClient(server.url, { ...FAST, token: token("alice") });
+    const got = [];
+    try {
+      const sub = rt.subscribe("live:recover", { onPublication: (p) => got.push(p) });
+      await sub.ready;
+      await publish(server, "live:recover", { n: 1 });
+      await waitUntil(() => got.length === 1, "the first publication");
+      // the server's fan-out was away: 2 and 3 never came live, then it says `recover`
+      const [listener] = rt.socket.listeners("publication");
+      rt.socket.off("publication", listener);
+      for (let n = 2; n <= 3; n += 1) await publish(server, "live:recover", { n });
+      rt.socket.on("publication", listener);
+      const [onUnsubscribed] = rt.socket.listeners("unsubscribed");
+      onUnsubscribed({ channel: "live:recover", reason: "recover" });
+      await waitUntil(() => got.length === 3, "2 and 3 from the subscribe with since");
+      await publish(server, "live:recover", { n: 4 });
+      await waitUntil(() => got.length === 4, "live again");
+      assert.deepEqual(got.map((p) => p.data.n), [1, 2, 3, 4]);
+      assert.equal(sub.active, true);
+    } finally {
+      rt.close();
+    }
+  });
+
+test("`resync` reaches on('resync') and onConnect as {reconnect: true, resync: true}", async () => {
+  const server = await startServer({}, { redis: true });
+  const rt = createClient(server.url, { ...FAST, token: token("alice") });
+  const infos = [];
+  const resyncs = [];
+  rt.onConnect((info) => infos.push(info));
+  rt.on("resync", (e) => resyncs.push(e));
+  try {
+    await waitUntil(() => rt.connected, "connected");
+    // as the server sends it when its broker links are back (docs/events.md)
+    for (const fn of rt.socket.listeners("resync")) fn({ reason: "fanout_restored" });
+    assert.deepEqual(infos, [{ reconnect: false, resync: false }, { reconnect: true, resync: true }]);
+    assert.deepEqual(resyncs, [{ reason: "fanout_restored" }]);
+  } finally {
+    rt.close();
+  }
+});
