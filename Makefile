@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # The benchmark's Node baseline and load generator, from benchmarks/node/package-lock.json.
 BENCH_MODULES := benchmarks/node/node_modules/.package-lock.json
 
-.PHONY: run test install install-test services browser web lint docs bench fuzz clean
+.PHONY: run test install install-test services browser web js-client lint docs bench fuzz clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +15,20 @@ $(BIN)/python:
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[test]'
 	touch $(STAMP)
+
+# The JavaScript client (clients/js, docs/js-client.md): npm packages from its lockfile
+# (socket.io-client; TypeScript as a devDependency), built by tsc into clients/js/dist/.
+JS_CLIENT_MODULES := clients/js/node_modules/.package-lock.json
+JS_CLIENT_DIST := clients/js/dist/index.js
+
+$(JS_CLIENT_MODULES): clients/js/package.json clients/js/package-lock.json
+	bash scripts/ensure_node.sh
+	cd clients/js && npm ci --ignore-scripts --no-audit --no-fund
+
+$(JS_CLIENT_DIST): $(JS_CLIENT_MODULES) clients/js/tsconfig.json $(wildcard clients/js/src/*.ts clients/js/src/generated/*.ts)
+	cd clients/js && npm run --silent build
+
+js-client: $(JS_CLIENT_DIST)
 
 # The demo web client: npm packages from the lockfile, bundled by esbuild into the package's
 # static/ folder. Make skips both steps when their outputs are newer than their inputs.
@@ -25,12 +39,13 @@ $(WEB_MODULES): web/package.json web/package-lock.json
 	bash scripts/ensure_node.sh
 	cd web && npm ci --ignore-scripts --no-audit --no-fund
 
-$(BUNDLE): $(WEB_MODULES) $(wildcard web/src/*)
+# the demo imports the JavaScript client's TypeScript sources (web/package.json: file: link)
+$(BUNDLE): $(WEB_MODULES) $(wildcard web/src/*) $(wildcard clients/js/src/*.ts clients/js/src/generated/*.ts)
 	cd web && npm run --silent build
 
 web: $(BUNDLE)
 
-install: $(STAMP) web
+install: $(STAMP) js-client web
 
 run: install
 	$(BIN)/dihya-realtime migrate --dev
@@ -46,6 +61,7 @@ test: install services browser $(BENCH_MODULES)
 	$(BIN)/ruff check src tests benchmarks examples setup.py
 	$(BIN)/mypy src/dihya_realtime
 	$(BIN)/lint-imports
+	cd clients/js && npm run --silent typecheck
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
 
 lint: install
@@ -73,4 +89,4 @@ fuzz: install
 	$(BIN)/python -m benchmarks.fuzz $(FUZZ_ARGS)
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info web/node_modules $(BUNDLE) $(BUNDLE).map src/dihya_realtime/static/app.css*
+	rm -rf $(VENV) build dist src/*.egg-info web/node_modules clients/js/node_modules clients/js/dist $(BUNDLE) $(BUNDLE).map src/dihya_realtime/static/app.css*

@@ -40,8 +40,9 @@ def bundle_state(root: Path) -> str:
         return "absent"
     web = root / "web"
     sources = [web / "package.json", web / "package-lock.json"]
-    if (web / "src").is_dir():
-        sources += [p for p in (web / "src").rglob("*") if p.is_file()]
+    for src in (web / "src", root / "clients" / "js" / "src"):  # the demo imports the client
+        if src.is_dir():
+            sources += [p for p in src.rglob("*") if p.is_file()]
     newest_source = max((p.stat().st_mtime for p in sources if p.is_file()), default=0.0)
     oldest_output = min(p.stat().st_mtime for p in bundle)
     return "stale" if newest_source > oldest_output else "current"

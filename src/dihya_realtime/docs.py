@@ -1,9 +1,10 @@
 """The events reference (Markdown) and the AsyncAPI 3.0 document, both from the registry.
 
 Nothing here is written by hand: each event's text is its handler's docstring and its
-schemas are its pydantic models. ``dihya-realtime docs`` writes ``docs/events.md`` and
-``docs/asyncapi.json`` (the README links them, never copies them); a test fails when they are
-stale.
+schemas are its pydantic models. ``dihya-realtime docs`` writes ``docs/events.md``,
+``docs/asyncapi.json`` (the README links them, never copies them) and, from that AsyncAPI
+document, the TypeScript event map of the JavaScript client
+(``clients/js/src/generated/events.ts``); a test fails when any of them is stale.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from dihya_realtime.docs_typescript import typescript_events
 from dihya_realtime.kernel.host import Events
 from dihya_realtime.version import __version__
 
@@ -166,12 +168,17 @@ def asyncapi_document(registry: Events) -> dict[str, Any]:
     }
 
 
+TS_EVENTS_PATH = Path("clients", "js", "src", "generated", "events.ts")
+
+
 def write_docs(registry: Events, root: Path, check: bool = False) -> list[str]:
     """Write (or with ``check``, compare) the generated files; returns the stale ones."""
     md = events_markdown(registry)
-    doc = json.dumps(asyncapi_document(registry), indent=2, sort_keys=True) + "\n"
+    asyncapi = asyncapi_document(registry)
+    doc = json.dumps(asyncapi, indent=2, sort_keys=True) + "\n"
     targets = {root / "docs" / "events.md": "# Events reference\n\n" + md,
-               root / "docs" / "asyncapi.json": doc}
+               root / "docs" / "asyncapi.json": doc,
+               root / TS_EVENTS_PATH: typescript_events(asyncapi)}
     stale = []
     for path, content in targets.items():
         if not path.exists() or path.read_text() != content:
