@@ -46,15 +46,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         gevent.config.track_greenlet_tree = False
     monkey.patch_all()
     import logging
-    import signal
-
-    from gevent.pywsgi import WSGIHandler, WSGIServer
 
     from dihya_realtime.app import create_app
     from dihya_realtime.kernel.auth import mint_token
     from dihya_realtime.kernel.devmode import is_dev_secret
     from dihya_realtime.kernel.settings import SettingsError
-    from dihya_realtime.transport.websocket import pywsgi_handler_class
+    from dihya_realtime.serving import serve_forever
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     quiet_alembic(args.verbose)
@@ -74,47 +71,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from dihya_realtime.features import migration_branches
 
         rt.db.migrate(migration_branches(rt.settings.features))
-    server = WSGIServer((settings.host, settings.port), app, log=None,
-                        error_log=logging.getLogger("dihya_realtime.wsgi"),
-                        handler_class=pywsgi_handler_class(
-                            WSGIHandler, header_timeout=settings.http_header_timeout,
-                            max_body=settings.max_http_body_bytes,
-                            max_polling_body=settings.max_payload_bytes))
-    rt.guard.install_upgrade_hook(server)  # a refused WebSocket handshake gets HTTP 429
-    server.start()
-    host, port = server.address[:2]
-    broker = "redis" if settings.redis_url else "memory"
-    mode = "dev" if settings.dev else "production"
-    print(f"dihya-realtime ready on http://{host}:{port} ({mode} mode, database "
-          f"{settings.database_url.split('://')[0]}, {broker} broker, pid {os.getpid()})",
-          flush=True)
-    if settings.dev and not is_dev_secret(settings.jwt_secret):
-        print("dev mode with a configured JWT secret: no demo tokens, no POST /dev/token "
-              "(they sign only with the generated dev secret)", flush=True)
-    elif settings.dev:
-        for user, roles in (("alice", ["user", "moderator"]), ("bob", ["user"])):
-            token = mint_token(settings, user, roles, name=user.capitalize(), ttl=8 * 3600)
-            print(f"demo token for {user} ({','.join(roles)}): {token}", flush=True)
-        print(f"connect: io('http://{host}:{port}', {{auth: {{token: '<token>'}}}})", flush=True)
-    def shutdown() -> None:
-        # SIGTERM (systemd, Kubernetes, `docker stop`) is a normal stop, not a crash: stop
-        # accepting, tell every client (they see a server disconnect, the audit trail gets
-        # their disconnect), then leave serve_forever so `rt.close()` flushes the audit rows.
-        server.close()
-        for conn in list(rt.connections):
-            rt.disconnect_sid(conn.sid)
-        server.stop(timeout=2)
 
-    gevent.signal_handler(signal.SIGTERM, shutdown)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        rt.close()
-    return 0
+    def ready(host: str, port: int) -> None:
+        broker = "redis" if settings.redis_url else "memory"
+        mode = "dev" if settings.dev else "production"
+        print(f"dihya-realtime ready on http://{host}:{port} ({mode} mode, database "
+              f"{settings.database_url.split('://')[0]}, {broker} broker, pid {os.getpid()})",
+              flush=True)
+        if settings.dev and not is_dev_secret(settings.jwt_secret):
+            print("dev mode with a configured JWT secret: no demo tokens, no POST /dev/token "
+                  "(they sign only with the generated dev secret)", flush=True)
+        elif settings.dev:
+            for user, roles in (("alice", ["user", "moderator"]), ("bob", ["user"])):
+                token = mint_token(settings, user, roles, name=user.capitalize(), ttl=8 * 3600)
+                print(f"demo token for {user} ({','.join(roles)}): {token}", flush=True)
+            print(f"connect: io('http://{host}:{port}', {{auth: {{token: '<token>'}}}})",
+                  flush=True)
 
-
+    return serve_forever(app, rt, settings.host, settings.port, ready)
 
 
 def quiet_alembic(verbose: bool = False) -> None:
