@@ -98,21 +98,12 @@ def create_app(users: dict[str, User] | None = None, **realtime_settings: object
 
 
 def serve(app: Flask, host: str, port: int, name: str) -> None:
-    """Serve ``app`` under gevent with the WebSocket handler ``dihya-realtime serve`` uses."""
-    from gevent.pywsgi import WSGIHandler, WSGIServer
+    """Serve ``app`` the way ``dihya-realtime serve`` does (gevent, our WebSocket handler and
+    its guards, SIGTERM as a clean stop)."""
+    from dihya_realtime.serving import serve_forever
 
-    from dihya_realtime.transport.websocket import pywsgi_handler_class
-
-    rt = app.extensions["dihya_realtime"]
-    server = WSGIServer((host, port), app, log=None,
-                        handler_class=pywsgi_handler_class(WSGIHandler))
-    rt.guard.install_upgrade_hook(server)
-    server.start()
-    print(f"{name} ready on http://{server.address[0]}:{server.address[1]}", flush=True)
-    try:
-        server.serve_forever()
-    finally:
-        rt.close()
+    serve_forever(app, app.extensions["dihya_realtime"], host, port,
+                  lambda h, p: print(f"{name} ready on http://{h}:{p}", flush=True))
 
 
 def main() -> None:

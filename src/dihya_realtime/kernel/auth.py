@@ -180,22 +180,31 @@ class TokenVerifier:
                 # sub is checked below, where an integer id is accepted and coerced
                 options={"require": ["exp"], "verify_sub": False},
             )
-        except jwt.ExpiredSignatureError:
-            raise AuthError("token_expired", "token has expired") from None
-        except jwt.MissingRequiredClaimError as exc:
-            raise _invalid(f"missing claim {exc.claim}") from None
-        except jwt.InvalidSignatureError:
-            raise _invalid("bad signature") from None
-        except jwt.InvalidIssuerError:
-            raise _invalid("wrong issuer") from None
-        except jwt.InvalidAudienceError:
-            raise _invalid("wrong audience") from None
-        except jwt.ImmatureSignatureError:
-            raise _invalid("token not yet valid (nbf/iat in the future)") from None
-        except jwt.PyJWTError:
-            # PyJWT's own messages are safe but vague; ours stay fixed so nothing leaks.
-            raise _invalid("malformed token or claims") from None
+        except jwt.PyJWTError as exc:
+            raise refusal_of(exc) from None
         return _principal_from_claims(claims)
+
+
+def refusal_of(exc: jwt.PyJWTError) -> AuthError:
+    """The refusal a client sees for PyJWT's ``exc``: ``token_expired``, or ``invalid_token``
+    with a fixed message (PyJWT's own are safe but vague; ours stay fixed so nothing leaks).
+    One table for every verifier (ours, Flask-JWT-Extended's)."""
+    if isinstance(exc, jwt.ExpiredSignatureError):
+        return AuthError("token_expired", "token has expired")
+    if isinstance(exc, jwt.MissingRequiredClaimError):
+        return _invalid(f"missing claim {exc.claim}")
+    for kind, message in _REFUSALS:
+        if isinstance(exc, kind):
+            return _invalid(message)
+    return _invalid("malformed token or claims")
+
+
+_REFUSALS: tuple[tuple[type[jwt.PyJWTError], str], ...] = (
+    (jwt.InvalidSignatureError, "bad signature"),
+    (jwt.InvalidIssuerError, "wrong issuer"),
+    (jwt.InvalidAudienceError, "wrong audience"),
+    (jwt.ImmatureSignatureError, "token not yet valid (nbf/iat in the future)"),
+)
 
 
 def _principal_from_claims(claims: dict[str, Any]) -> Principal:

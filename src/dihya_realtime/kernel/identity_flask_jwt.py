@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import jwt
 
-from dihya_realtime.kernel.auth import MAX_TOKEN_LENGTH, AuthError
+from dihya_realtime.kernel.auth import MAX_TOKEN_LENGTH, AuthError, refusal_of
 from dihya_realtime.kernel.principal import Principal
 from dihya_realtime.kernel.settings import ENV_PREFIX, Settings, SettingsError
 
@@ -105,16 +105,8 @@ class FlaskJwtExtendedVerifier:
             raise _invalid("bad signature") from None
         except AuthError:
             raise
-        except jwt.ExpiredSignatureError:
-            raise AuthError("token_expired", "token has expired") from None
-        except jwt.InvalidIssuerError:
-            raise _invalid("wrong issuer") from None
-        except jwt.InvalidAudienceError:
-            raise _invalid("wrong audience") from None
-        except jwt.ImmatureSignatureError:
-            raise _invalid("token not yet valid (nbf/iat in the future)") from None
-        except jwt.PyJWTError:
-            raise _invalid("malformed token or claims") from None
+        except jwt.PyJWTError as exc:
+            raise refusal_of(exc) from None
         except Exception as exc:
             return self._refuse_library_error(exc)
 
