@@ -34,8 +34,9 @@ if TYPE_CHECKING:
 DROP_AUDIT_WINDOW = 60.0
 """Seconds between two ``webhook_dropped`` audit rows of one endpoint."""
 
-LEASE_MARGIN = 30.0
-"""Seconds a claim holds a row beyond the send timeout (a slow process is not overtaken)."""
+LEASE_MARGIN = 5.0
+"""Seconds a claim holds a row beyond twice the send timeout (a slow process is not
+overtaken; a killed one's rows are claimed again that soon)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +120,7 @@ class DeliveryQueue:
     def claim(self, limit: int) -> list[Claimed]:
         """Take up to ``limit`` due pending deliveries, oldest first, under a lease."""
         now = datetime.now(UTC)
-        lease = now + timedelta(seconds=self.settings.webhook_timeout + LEASE_MARGIN)
+        lease = now + timedelta(seconds=2 * self.settings.webhook_timeout + LEASE_MARGIN)
         query = (sa.select(WebhookDelivery.__table__)
                  .where(WebhookDelivery.state == PENDING, WebhookDelivery.next_attempt_at <= now)
                  .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.created_at)
