@@ -38,7 +38,7 @@ def seen(example: ExampleProcess) -> list[dict[str, Any]]:
 
 
 def test_the_receiver_accepts_a_real_server_delivery_and_refuses_forgeries(
-        start_example, start_server) -> None:
+        start_example, start_server) -> None:  # noqa: F811 - the imported fixture
     example = start_example("webhook_receiver", WEBHOOK_SECRET=SECRET)
     server = start_server(WEBHOOKS={"app": {"url": f"{example.url}/webhooks/dihya",
                                             "secret": SECRET}})

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from dihya_realtime.webhooks import verify_signature
-from tests.integration.conftest import ServerProcess, SioClient, reset_postgres
+from tests.integration.conftest import ServerProcess, reset_postgres
 from tests.integration.test_features_multiprocess import ok
 from tests.unit.features.webhooks.receiver import Receiver
 
