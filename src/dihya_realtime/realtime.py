@@ -38,6 +38,7 @@ from dihya_realtime.kernel.audit import AuditLog
 from dihya_realtime.kernel.auth import ApiKeyChecker, TokenVerifier, Verifier
 from dihya_realtime.kernel.client_address import client_address, parse_networks
 from dihya_realtime.kernel.connections import Connection, ConnectionTable
+from dihya_realtime.kernel.domain_events import DomainEvents
 from dihya_realtime.kernel.errors import RealtimeError
 from dihya_realtime.kernel.expiry import ExpiryWatch
 from dihya_realtime.kernel.identity_flask_jwt import FlaskJwtExtendedVerifier
@@ -79,6 +80,7 @@ if TYPE_CHECKING:
     from dihya_realtime.features.chat.service import ChatService
     from dihya_realtime.features.collab.service import DocService
     from dihya_realtime.features.notifications.service import NotificationService
+    from dihya_realtime.features.webhooks.service import WebhookService
 
 log = logging.getLogger("dihya_realtime")
 
@@ -100,6 +102,7 @@ class Realtime:
     chat: ChatService
     docs: DocService
     notifications: NotificationService
+    webhooks: WebhookService
 
     def __init__(
         self,
@@ -122,6 +125,7 @@ class Realtime:
         self.namespace_connections = ConnectionTable()
         self.trusted_proxies = parse_networks(self.settings.trusted_proxies)
         self.metrics = Metrics()
+        self.domain_events = DomainEvents()  # what features tell (webhooks listen)
         self.redactor = Redactor(self.settings.redact_keys)
         self.roles = RolePolicy(self.settings.roles)
         self.verifier: Verifier = TokenVerifier(self.settings)
@@ -459,6 +463,8 @@ class Realtime:
     def close(self) -> None:
         """Stop background work and flush the audit trail (tests and shutdown)."""
         self.expiry.stop()
+        if (webhooks := getattr(self, "webhooks", None)) is not None:
+            webhooks.stop()
         self.guard.stop()
         self.broker.close()
         self.audit.flush()

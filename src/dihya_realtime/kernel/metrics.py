@@ -41,5 +41,19 @@ class Metrics:
             registry=self.registry,
         )
 
+        # webhooks (features/webhooks): by endpoint name, never its URL nor secret
+        self.webhook_deliveries = Counter(
+            "dihya_rt_webhook_deliveries_total",
+            "Webhook delivery attempts, by endpoint and outcome (sent, retry, failed, dropped)",
+            ["endpoint", "outcome"],
+            registry=self.registry,
+        )
+        self.webhook_pending = Gauge(
+            "dihya_rt_webhook_pending",
+            "Webhook deliveries waiting in the queue (as last seen by this process), by endpoint",
+            ["endpoint"],
+            registry=self.registry,
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -178,12 +178,18 @@ class NotificationService:
 
         All or nothing: an id that is not the user's → ``not_found`` and nothing changes.
         """
-        return self.inbox.mark(user_id, ids, state)
+        changed = self.inbox.mark(user_id, ids, state)
+        if state == "read" and changed:
+            self.rt.domain_events.emit("notification.read", {"user_id": user_id, "ids": changed})
+        return changed
 
     def mark_all(self, user_id: str, state: Literal["read", "seen"],
                  category: str | None = None) -> list[str]:
         """Mark every one of the user's notifications (of ``category``) read or seen."""
-        return self.inbox.mark_all(user_id, state, category)
+        changed = self.inbox.mark_all(user_id, state, category)
+        if state == "read" and changed:
+            self.rt.domain_events.emit("notification.read", {"user_id": user_id, "ids": changed})
+        return changed
 
     def changed(self, user_id: str, ids: list[str], state: State,
                 skip_sid: str | None = None) -> dict[str, int]:
