@@ -131,3 +131,42 @@ def test_a_receiver_down_while_we_restart_still_gets_every_event_once(
     assert max(ids.values()) == 1
     status, metrics = a.http("GET", "/metrics", api_key=True)
     assert status == 200 and 'endpoint="host",outcome="sent"' in metrics
+
+
+def test_a_killed_process_vacates_the_channels_only_it_held_once(
+        start_server: Callable[..., ServerProcess], redis_url: str, redis_prefix: str,
+        postgres_url: str, receiver: Receiver, sio_client, token) -> None:
+    """``kill -9`` of the process holding a channel's only subscribers: the process that
+    reaps it (presence maintenance, exactly one) sends that channel's ``channel.vacated``; a
+    channel still held on the live process stays occupied until its own last one leaves."""
+    reset_postgres(postgres_url)
+    shared = {"REDIS_URL": redis_url, "REDIS_PREFIX": redis_prefix,
+              "DATABASE_URL": postgres_url, "PRESENCE_TTL": "3",
+              "WEBHOOKS": {"host": {"url": receiver.url, "secret": SECRET,
+                                    "events": ["channel.occupied", "channel.vacated"]}},
+              "WEBHOOK_POLL_INTERVAL": "0.1", "WEBHOOK_BACKOFF_BASE": "0.1"}
+    a = start_server(start=False, **shared)
+    b = start_server(start=False, migrate=False, **shared)
+    a.launch()
+    b.launch()
+    a.wait_ready()
+    b.wait_ready()
+    only_b, shared_channel = (f"chat:w-{uuid.uuid4().hex[:8]}" for _ in range(2))
+    on_b = [sio_client(b, token(f"b{i}")) for i in range(2)]
+    on_a = sio_client(a, token("a0"))
+    for client in on_b:
+        ok(client, "subscribe", {"channel": only_b})
+        ok(client, "subscribe", {"channel": shared_channel})
+    ok(on_a, "subscribe", {"channel": shared_channel})
+    receiver.wait(lambda evs: len(of_channel(evs, only_b, "channel.occupied")) == 1
+                  and len(of_channel(evs, shared_channel, "channel.occupied")) == 1)
+    b.kill()
+    receiver.wait(lambda evs: "channel.vacated" in of_channel(evs, only_b), timeout=20)
+    time.sleep(1.0)
+    assert of_channel(receiver.events(), only_b) == ["channel.occupied", "channel.vacated"]
+    assert of_channel(receiver.events(), shared_channel) == ["channel.occupied"]
+    ok(on_a, "unsubscribe", {"channel": shared_channel})
+    receiver.wait(lambda evs: "channel.vacated" in of_channel(evs, shared_channel))
+    time.sleep(0.3)
+    assert of_channel(receiver.events(), shared_channel) == [
+        "channel.occupied", "channel.vacated"]

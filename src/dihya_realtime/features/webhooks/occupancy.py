@@ -7,9 +7,12 @@ to one, another removes one and answers whether it went to empty. Redis runs a s
 so exactly one process sees each transition and queues exactly one event for it. Without
 Redis (the memory broker) there is one process and the same rule runs on a local dict.
 
-A process killed with subscribers leaves their members behind: the channel stays occupied until
-a later subscriber's unsubscribe or the key's expiry, ``DEAD_MEMBER_TTL`` after its last change
-(docs/webhooks.md says so).
+A process killed with subscribers leaves their members behind. The process that reaps the dead
+node (the broker's presence maintenance: exactly one does) calls :meth:`reap` with its id: its
+members are removed channel by channel (each node keeps an index of the channels it added
+members to), and each channel this empties gets its one ``channel.vacated``. What the index
+missed (a crash between the member's script and the index's SADD) goes with the key's expiry,
+``DEAD_MEMBER_TTL`` after its last change.
 """
 
 from __future__ import annotations
@@ -31,6 +34,18 @@ if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('EXPIRE', KEYS[1], ARGV[2]
 return 0
 """
 
+REAP = """
+local prefix = ARGV[1]
+local n = #prefix
+local before = redis.call('SCARD', KEYS[1])
+if before == 0 then return 0 end
+for _, member in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  if string.sub(member, 1, n) == prefix then redis.call('SREM', KEYS[1], member) end
+end
+if redis.call('SCARD', KEYS[1]) == 0 then return 1 end
+return 0
+"""
+
 DEAD_MEMBER_TTL = 7 * 86400
 """Seconds a channel's set outlives its last change (members of a killed process go then)."""
 
@@ -41,6 +56,9 @@ class Occupancy(Protocol):
 
     def remove(self, channel: str, member: str) -> bool:
         """Forget one subscription; ``True`` when it was the last one (vacated)."""
+
+    def reap(self, node: str) -> list[str]:
+        """Forget every subscription of the dead ``node``; returns the channels it vacated."""
 
 
 class LocalOccupancy:
@@ -68,6 +86,20 @@ class LocalOccupancy:
             del self._members[channel]
             return True
 
+    def reap(self, node: str) -> list[str]:
+        prefix = node + "|"
+        vacated = []
+        with self._lock:
+            for channel, members in list(self._members.items()):
+                gone = {m for m in members if m.startswith(prefix)}
+                if not gone:
+                    continue
+                members -= gone
+                if not members:
+                    del self._members[channel]
+                    vacated.append(channel)
+        return vacated
+
 
 class RedisOccupancy:
     """The subscriptions of every process, per channel, in Redis (``<prefix>:{ch}:subs``)."""
@@ -77,15 +109,35 @@ class RedisOccupancy:
         self._prefix = prefix
         self._add = client.register_script(ADD)
         self._remove = client.register_script(REMOVE)
+        self._reap = client.register_script(REAP)
 
     def _key(self, channel: str) -> str:
         return f"{self._prefix}:{{{channel}}}:webhook-subs"
 
+    def _node_key(self, node: str) -> str:
+        return f"{self._prefix}:{{webhook-node:{node}}}"
+
     def add(self, channel: str, member: str) -> bool:
-        return bool(self._add(keys=[self._key(channel)], args=[member, DEAD_MEMBER_TTL]))
+        first = bool(self._add(keys=[self._key(channel)], args=[member, DEAD_MEMBER_TTL]))
+        node = member.partition("|")[0]
+        # another slot than the channel's key: a second command (see the module's docstring)
+        pipe = self._client.pipeline(transaction=False)
+        pipe.sadd(self._node_key(node), channel)
+        pipe.expire(self._node_key(node), DEAD_MEMBER_TTL)
+        pipe.execute()
+        return first
 
     def remove(self, channel: str, member: str) -> bool:
         return bool(self._remove(keys=[self._key(channel)], args=[member, DEAD_MEMBER_TTL]))
+
+    def reap(self, node: str) -> list[str]:
+        vacated = []
+        for raw in sorted(self._client.smembers(self._node_key(node))):
+            channel = raw.decode() if isinstance(raw, bytes) else str(raw)
+            if self._reap(keys=[self._key(channel)], args=[node + "|"]):
+                vacated.append(channel)
+        self._client.delete(self._node_key(node))
+        return vacated
 
 
 def redis_client(url: str, cluster: bool) -> Any:

@@ -64,6 +64,7 @@ class WebhookService:
         if not self.endpoints:
             return
         self.rt.domain_events.listen(self.on_domain_event)
+        self.rt.broker.add_node_reaped_hook(self.node_reaped)
         self.worker.start()
 
     def stop(self) -> None:
@@ -77,19 +78,33 @@ class WebhookService:
         self.publish(type_, data)
 
     def _occupancy_event(self, type_: str, data: dict[str, Any]) -> None:
-        subscribed = type_ == CHANNEL_SUBSCRIBED
-        wanted = self.wanting("channel.occupied" if subscribed else "channel.vacated")
-        if not wanted:
+        # counted when either transition is wanted: a vacated needs the adds before it
+        if not any(self.wanting(kind) for kind in OCCUPANCY_EVENTS):
             return
+        subscribed = type_ == CHANNEL_SUBSCRIBED
         channel = str(data["channel"])
         member = f"{data.get('node_id', '')}|{data['sid']}"
         if subscribed:
             changed = self.occupancy.add(channel, member)
         else:
             changed = self.occupancy.remove(channel, member)
-        if changed:
-            kind = "channel.occupied" if subscribed else "channel.vacated"
+        kind = "channel.occupied" if subscribed else "channel.vacated"
+        wanted = self.wanting(kind)
+        if changed and wanted:
             self.queue.enqueue(kind, {"channel": channel}, wanted)
+            self.worker.wake()
+
+    def node_reaped(self, node_id: str) -> None:
+        """A dead process's subscriptions are gone (this process reaped it, the only one):
+        each channel it leaves empty gets its ``channel.vacated``."""
+        wanted = self.wanting("channel.vacated")
+        if not wanted:
+            return
+        vacated = self.occupancy.reap(node_id)
+        for channel in vacated:
+            self.queue.enqueue("channel.vacated", {"channel": channel}, wanted)
+        if vacated:
+            log.info("node %s reaped: %d channels vacated", node_id, len(vacated))
             self.worker.wake()
 
     def publish(self, type_: str, data: dict[str, Any]) -> str | None:
