@@ -164,3 +164,44 @@ def test_backoff_doubles_is_capped_and_jittered_down_by_at_most_half():
     assert backoff(4, 1, 100, rand=1.0) == 8
     assert backoff(30, 1, 100, rand=1.0) == 100
     assert backoff(30, 1, 100, rand=0.0) == 50
+
+
+def test_a_receiver_dribbling_its_answer_is_cut_after_twice_the_timeout() -> None:
+    """Each byte comes within the timeout, so only the whole-exchange bound stops it: the
+    worker (and every other endpoint's deliveries) is held 2 x timeout at most."""
+    import socket as socket_
+    import threading
+    import time
+
+    from dihya_realtime.features.webhooks.sender import post
+
+    listener = socket_.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    stop = threading.Event()
+
+    def dribble() -> None:
+        conn, _ = listener.accept()
+        conn.recv(65536)
+        for byte in b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" * 10:
+            if stop.is_set():
+                break
+            try:
+                conn.sendall(bytes([byte]))
+            except OSError:
+                break
+            time.sleep(0.1)
+        conn.close()
+
+    server = threading.Thread(target=dribble, daemon=True)
+    server.start()
+    port = listener.getsockname()[1]
+    started = time.monotonic()
+    outcome = post(f"http://127.0.0.1:{port}/hook", "s" * 16, b"{}", event_id="e1",
+                   event_type="webhook.test", timeout=0.5, max_response_bytes=1024)
+    took = time.monotonic() - started
+    stop.set()
+    listener.close()
+    assert outcome.delivered is False
+    assert outcome.error == "no answer within 1 s"
+    assert took < 3.0  # 1 s bound; without it, ~4 s of dribbled status line and headers
