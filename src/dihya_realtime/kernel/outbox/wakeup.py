@@ -38,6 +38,8 @@ def listen(url: str, wake: Callable[[], None], stop: threading.Event,
                     for _ in conn.notifies(timeout=CHECK_STOP_EVERY, stop_after=1):
                         wake()
         except Exception as exc:
+            if stop.is_set():
+                return  # shutting down: the connection went with the database or the process
             failures += 1
             if failures == 1:
                 log.warning("outbox: LISTEN %s failed (%s); polling meanwhile", NOTIFY_CHANNEL,
