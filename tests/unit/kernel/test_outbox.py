@@ -276,3 +276,31 @@ def test_a_system_message_with_a_session_is_posted_after_commit(outbox_rt, host_
         return [m["text"] for m in page["messages"] if m["kind"] == "system"]
 
     wait_until(lambda: texts() == ["deploy 42 started"])
+
+
+def test_a_commit_in_this_process_wakes_the_relay_before_its_next_poll(
+        make_rt, database_url, connect, host_sessions):
+    rt = make_rt(database_url=database_url, outbox_poll_interval=30, outbox_lease=61)
+    inbox = subscriber(rt, connect)
+    time.sleep(0.2)  # the relay's first pass is done; its next poll is 30 s away
+    with host_sessions() as session, session.begin():
+        rt.publish(CHANNEL, {"woken": "by the commit"}, session=session)
+    wait_until(lambda: data_of(inbox) == [{"woken": "by the commit"}], timeout=3)
+
+
+def test_postgres_notify_wakes_the_relay_for_a_commit_of_another_process(
+        make_rt, postgres_url, connect):
+    """The row is written without our session hook (as another process would): only the
+    NOTIFY sent at its commit can wake the relay before its next poll."""
+    engine = sa.create_engine(postgres_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+    rt = make_rt(database_url=postgres_url, outbox_poll_interval=30, outbox_lease=61)
+    inbox = subscriber(rt, connect)
+    time.sleep(0.5)  # the relay listens and has done its first pass
+    with engine.begin() as conn:
+        insert_row(conn, "publish", CHANNEL, {"channel": CHANNEL, "data": {"via": "notify"}})
+        time.sleep(0.5)
+        assert data_of(inbox) == []  # not committed: not notified
+    wait_until(lambda: data_of(inbox) == [{"via": "notify"}], timeout=3)
+    engine.dispose()
