@@ -490,6 +490,29 @@ class Settings(BaseSettings):
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
         return tuple(sources)
 
+    # -- transactional publish (the outbox: kernel/outbox, docs/host-integration.md)
+    # Run the relay in this process (every process may: one leads at a time, by lease).
+    outbox_enabled: bool = True
+    # Seconds between polls for committed rows (SQLite; PostgreSQL's NOTIFY wakes it sooner).
+    outbox_poll_interval: float = Field(default=1.0, gt=0, le=60)
+    # Rows one pass publishes before it looks again.
+    outbox_batch_size: int = Field(default=100, ge=1, le=10000)
+    # Seconds the leading relay holds its lease; a killed leader is replaced after this.
+    outbox_lease: float = Field(default=10, gt=0, le=600)
+    # Longest wait between passes while the broker or the database is unavailable.
+    outbox_retry_max: float = Field(default=30, gt=0, le=3600)
+    # Unexpected errors a row may meet before it is set aside as failed.
+    outbox_max_attempts: int = Field(default=10, ge=1, le=1000)
+    # JSON bytes of one row's payload; over it → payload_too_large when the row is written.
+    outbox_max_payload_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+
+    @model_validator(mode="after")
+    def _outbox_lease_outlasts_a_poll(self) -> Settings:
+        if self.outbox_lease <= 2 * self.outbox_poll_interval:
+            raise ValueError("outbox_lease must be more than twice outbox_poll_interval: the "
+                             "leading relay renews it once per pass")
+        return self
+
     # -- derived views
     @property
     def jwt_configured(self) -> bool:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 from sqlalchemy.orm import Session
 
@@ -41,6 +41,8 @@ from dihya_realtime.features.chat.typing_indicator import TypingIndicator, Typin
 if TYPE_CHECKING:
     from dihya_realtime.features.channels.service import ChannelRef
     from dihya_realtime.kernel.connections import Connection
+    from dihya_realtime.kernel.outbox import Queued
+    from dihya_realtime.kernel.outbox.queue import HostSession
     from dihya_realtime.realtime import Realtime
 
 __all__ = ["Actor", "ChatService", "Defer", "parse_mentions"]
@@ -170,8 +172,22 @@ class ChatService:
             self.rt.domain_events.emit("chat.message_sent", message)
         return message, created
 
-    def send_system_message(self, room_id: str, text: str, data: Any = None) -> dict[str, Any]:
-        """Post a server message (no author) to a room and push it to the members."""
+    @overload
+    def send_system_message(self, room_id: str, text: str, data: Any = None, *,
+                            session: None = None) -> dict[str, Any]: ...
+    @overload
+    def send_system_message(self, room_id: str, text: str, data: Any = None, *,
+                            session: HostSession) -> Queued: ...
+    def send_system_message(self, room_id: str, text: str, data: Any = None, *,
+                            session: HostSession | None = None) -> dict[str, Any] | Queued:
+        """Post a server message (no author) to a room and push it to the members.
+
+        With ``session=`` (the host's SQLAlchemy session): written as an outbox row in the
+        host's transaction, posted once it commits, in commit order per room.
+        """
+        if session is not None:
+            return self.rt.outbox.enqueue(session, "chat.system_message", f"chat:{room_id}",
+                                          {"room_id": room_id, "text": text, "data": data})
         message = self.messages.send_system_message(room_id, text, data)
         self.rt.domain_events.emit("chat.message_sent", message)
         return message

@@ -33,7 +33,7 @@ job each:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from dihya_realtime.features.notifications.connect_hook import ConnectHook
 from dihya_realtime.features.notifications.creating import (
@@ -64,6 +64,8 @@ from dihya_realtime.features.notifications.schemas import (
 
 if TYPE_CHECKING:
     from dihya_realtime.kernel.connections import Connection
+    from dihya_realtime.kernel.outbox import Queued
+    from dihya_realtime.kernel.outbox.queue import HostSession
     from dihya_realtime.kernel.principal import Principal
     from dihya_realtime.realtime import Realtime
 
@@ -97,9 +99,26 @@ class NotificationService:
 
     # -- creating (server side only)
 
+    @overload
+    def notify(
+        self, *, session: None = None,
+        user_ids: Sequence[str] | None = None, user_id: str | None = None,
+        role: str | None = None, category: str = DEFAULT_CATEGORY, title: str, body: str = "",
+        data: dict[str, Any] | None = None, action_url: str | None = None,
+        severity: str = "info", idempotency_key: str | None = None,
+    ) -> list[dict[str, Any]]: ...
+    @overload
+    def notify(
+        self, *, session: HostSession,
+        user_ids: Sequence[str] | None = None, user_id: str | None = None,
+        role: str | None = None, category: str = DEFAULT_CATEGORY, title: str, body: str = "",
+        data: dict[str, Any] | None = None, action_url: str | None = None,
+        severity: str = "info", idempotency_key: str | None = None,
+    ) -> Queued: ...
     def notify(
         self,
         *,
+        session: HostSession | None = None,
         user_ids: Sequence[str] | None = None,
         user_id: str | None = None,
         role: str | None = None,
@@ -110,13 +129,16 @@ class NotificationService:
         action_url: str | None = None,
         severity: str = "info",
         idempotency_key: str | None = None,
-    ) -> list[dict[str, Any]]:
+    ) -> list[dict[str, Any]] | Queued:
         """Store a notification for each recipient, then deliver it live; returns them.
 
         Recipients are ``user_ids``, one ``user_id``, or every user holding ``role`` (through
         :attr:`role_resolver`). With an ``idempotency_key``, a repeat returns the notifications
         the first call created and delivers nothing again. Bad fields raise ``invalid_payload``
-        with one detail per field. Example::
+        with one detail per field. With ``session=`` (the host's SQLAlchemy session) nothing
+        is stored yet: an outbox row is written in the host's transaction and the relay
+        notifies once it commits; returns the :class:`~dihya_realtime.kernel.outbox.Queued`
+        row. Example::
 
             rt.notify(user_ids=["17"], category="builds", title="Build 42 finished",
                       data={"build": 42}, action_url="/builds/42", severity="success")
@@ -125,7 +147,13 @@ class NotificationService:
                   "user_id": user_id, "role": role, "category": category, "title": title,
                   "body": body, "data": {} if data is None else data, "action_url": action_url,
                   "severity": severity, "idempotency_key": idempotency_key}
-        request = self.validate({k: v for k, v in fields.items() if v is not None})
+        given = {k: v for k, v in fields.items() if v is not None}
+        request = self.validate(given)
+        if session is not None:
+            # checked now; stored and delivered once the host's transaction commits (the
+            # outbox row's id is the idempotency key unless one is given)
+            self.check_target(request)
+            return self.rt.outbox.enqueue(session, "notify", None, given)
         notifications, _created = self.create(request)
         return notifications
 
