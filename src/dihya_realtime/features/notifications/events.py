@@ -318,7 +318,7 @@ def push_subscribe(ctx: Ctx, payload: SubscribePayload) -> dict:
     ``details.reason = "too_many_push_subscriptions"``. ``unavailable`` when Web Push is off.
     Payload example::
 
-        {"subscription": {"endpoint": "https://fcm.googleapis.com/fcm/send/dT3…",
+        {"subscription": {"endpoint": "<the push service's URL for this browser>",
           "expirationTime": null, "keys": {"p256dh": "BNcR…", "auth": "tBHI…"}}}
 
     Reply example: ``{"ok": true, "data": {"id": "5b0e…", "created": true}}``.
@@ -336,7 +336,7 @@ def push_unsubscribe(ctx: Ctx, payload: UnsubscribePayload) -> dict:
     """Stop Web Push to this browser (call it before ``subscription.unsubscribe()``).
 
     Only my own subscriptions; an unknown endpoint replies ``removed: false``. Payload
-    example: ``{"endpoint": "https://fcm.googleapis.com/fcm/send/dT3…"}``; reply:
+    example: ``{"endpoint": "<the push service's URL for this browser>"}``; reply:
     ``{"ok": true, "data": {"removed": true}}``.
     """
     return {"removed": _web_push(ctx).subscriptions.unsubscribe(ctx.user_id, payload.endpoint)}
