@@ -295,6 +295,25 @@ class Settings(BaseSettings):
     _notifications_split = field_validator("notifications_critical_categories", mode="before")(
         lambda cls, v: _split_csv(v))
 
+    # -- Web Push (features/notifications/push_*.py, docs/notifications.md "Web Push")
+    vapid_private_key_file: Path | None = None  # PEM (`dihya-realtime vapid-keys`); unset: off
+    vapid_subject: str | None = None  # "mailto:ops@example.com" or an https URL (RFC 8292)
+    # push services a subscription may point at (host or ".suffix"); "*" = any (not advised)
+    push_allowed_hosts: CsvList = Field(default_factory=lambda: [
+        "fcm.googleapis.com", ".push.services.mozilla.com", ".push.apple.com",
+        ".notify.windows.com"])
+    push_allow_http: bool = False  # accept http:// endpoints (local push services in tests)
+    push_max_subscriptions: int = Field(default=10, ge=1, le=100)  # per user; next: limit
+    push_max_attempts: int = Field(default=8, ge=1, le=50)  # 429/5xx retries, then dropped
+    push_retry_base: float = Field(default=5, gt=0)  # seconds; doubles per attempt
+    push_retry_max: float = Field(default=3600, gt=0)  # cap of one wait (and of Retry-After)
+    push_ttl: int = Field(default=86400, ge=0, le=2419200)  # TTL header: kept while offline
+    push_timeout: float = Field(default=10, gt=0, le=60)  # one request to a push service
+    push_poll_interval: float = Field(default=1, gt=0, le=60)  # queue polling
+    push_lease: float = Field(default=120, gt=0)  # a claimed job is re-claimable after this
+    _push_hosts_split = field_validator("push_allowed_hosts", mode="before")(
+        lambda cls, v: _split_csv(v))
+
     # -- collab
     docs_compact_every: int = Field(default=200, ge=1)  # updates merged into a snapshot
     docs_compact_idle: float = Field(default=30, ge=0)  # seconds without updates; 0 = never

@@ -27,6 +27,7 @@ job each:
 - :mod:`.preferences`: per-category push on/off (critical categories always pushed);
 - :mod:`.delivery`: pushing to a user's connections, from a server or a worker;
 - :mod:`.connect_hook`: the batched connect hook (users rows, counts at connect);
+- :mod:`.push_service`: Web Push to users with no live connection (``push_*`` modules);
 - :mod:`.models`: the tables.
 """
 
@@ -45,6 +46,7 @@ from dihya_realtime.features.notifications.delivery import Delivery
 from dihya_realtime.features.notifications.inbox import Inbox, decode_cursor, purge_notifications
 from dihya_realtime.features.notifications.models import NOTIFICATIONS, PREFERENCES
 from dihya_realtime.features.notifications.preferences import PushPreferences
+from dihya_realtime.features.notifications.push_service import web_push_of
 from dihya_realtime.features.notifications.schemas import (
     DEFAULT_CATEGORY,
     MAX_IDS,
@@ -95,6 +97,9 @@ class NotificationService:
         self.delivery = Delivery(rt, self.inbox, self.push_preferences)
         self.creating = Creating(rt, self.delivery, lambda: self.role_resolver)
         self.connect_hook = ConnectHook(rt, self.inbox)
+        self.web_push = web_push_of(rt, self.critical)  # None unless VAPID is configured
+        if self.web_push is not None:
+            self.delivery.after = self.web_push.after_delivery
         self.role_resolver: RoleResolver = self.users_with_role
 
     # -- creating (server side only)
