@@ -170,6 +170,7 @@ EXAMPLES: dict[str, Example] = {
     "chat:read": _alice(lambda w: {"room_id": w.room(), "seq": 0}),
     "chat:mute": _alice(lambda w: {"room_id": w.room(), "user_id": "bob",
                                    "until": "2099-01-01T00:00:00Z"}),
+    "chat:set_notifications": _alice(lambda w: {"room_id": w.room(), "muted": True}),
     "chat:kick": _alice(lambda w: {"room_id": w.room(), "user_id": "bob"}),
     "chat:ban": _alice(lambda w: {"room_id": w.room(), "user_id": "bob"}),
     "chat:unban": _unban,

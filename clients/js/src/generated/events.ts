@@ -369,6 +369,11 @@ export type NotificationOut = {
   user_id: string;
 };
 
+export type NotificationsSetting = {
+  muted: boolean;
+  room_id: string;
+};
+
 export type Page = {
   /** newest first */
   items: Array<NotificationOut>;
@@ -543,6 +548,8 @@ export type Room = {
   member_count: number;
   muted_until: string | null;
   name: string;
+  /** mine (chat:set_notifications): mentions and DMs of this room are not pushed to my devices; null: not a member */
+  notifications_muted?: boolean | null;
   /** a DM: the other user */
   peer: string | null;
   /** mine; null: not a member */
@@ -562,6 +569,8 @@ export type RoomDetails = {
   members: Array<Member>;
   muted_until: string | null;
   name: string;
+  /** mine (chat:set_notifications): mentions and DMs of this room are not pushed to my devices; null: not a member */
+  notifications_muted?: boolean | null;
   /** a DM: the other user */
   peer: string | null;
   /** mine; null: not a member */
@@ -595,6 +604,8 @@ export type RoomSummary = {
   mention_count: number;
   muted_until: string | null;
   name: string;
+  /** mine (chat:set_notifications): mentions and DMs of this room are not pushed to my devices; null: not a member */
+  notifications_muted?: boolean | null;
   /** a DM: the other user */
   peer: string | null;
   /** mine; null: not a member */
@@ -645,6 +656,13 @@ export type SendReply = {
   /** per-room order: 1, 2, 3 … with no gaps */
   seq: number;
   text: string | null;
+};
+
+export type SetNotificationsPayload = {
+  /** true: this room's mentions and DMs are not pushed to me */
+  muted: boolean;
+  /** a room id */
+  room_id: string;
 };
 
 export type SetPreferencesPayload = {
@@ -834,6 +852,7 @@ export interface ClientEvents {
   "chat:room": { payload: RoomPayload; reply: RoomDetails };
   "chat:rooms": { payload: RoomsPayload; reply: RoomList };
   "chat:send": { payload: SendPayload; reply: SendReply };
+  "chat:set_notifications": { payload: SetNotificationsPayload; reply: NotificationsSetting };
   "chat:set_role": { payload: RolePayload; reply: MemberUpdated };
   "chat:typing": { payload: TypingPayload; reply: TypingReply };
   "chat:unban": { payload: MemberPayload; reply: UnbanReply };

@@ -141,6 +141,7 @@ def room_dict(room: ChatRoom, member: ChatMember | None = None,
         "role": member.role if member else None,
         "last_read_seq": member.last_read_seq if member else None,
         "muted_until": iso(active_mute(member)),
+        "notifications_muted": bool(member.notifications_muted) if member else None,
     }
 
 

@@ -30,6 +30,7 @@ from dihya_realtime.features.chat.schemas import (
     Message,
     MessageRef,
     MutePayload,
+    NotificationsSetting,
     Reaction,
     ReactPayload,
     ReactReply,
@@ -45,6 +46,7 @@ from dihya_realtime.features.chat.schemas import (
     RoomsPayload,
     SendPayload,
     SendReply,
+    SetNotificationsPayload,
     Typing,
     TypingPayload,
     TypingReply,
@@ -285,6 +287,19 @@ def read(ctx: Ctx, p: ReadPayload) -> dict:
     ``unread_count`` and ``mention_count``. The members get ``chat:read`` when it moved.
     """
     return _chat(ctx).mark_read(Actor.of(ctx.conn), p.room_id, p.seq, ctx.after_reply)
+
+
+@event("chat:set_notifications", payload=SetNotificationsPayload, reply=NotificationsSetting,
+       permission=WRITE, allow_anonymous=False)
+def set_notifications(ctx: Ctx, p: SetNotificationsPayload) -> dict:
+    """Mute (or unmute) a room's notifications for myself: its mentions of me and, in a DM,
+    its messages still create in-app notifications, but none is pushed to my devices.
+
+    Payload example: ``{"room_id": "9f2c…", "muted": true}``. Reply: ``{"room_id", "muted"}``.
+    Not a member → ``forbidden`` (``reason: "not_a_member"``). ``chat:rooms`` and ``chat:room``
+    show it as ``notifications_muted``.
+    """
+    return _chat(ctx).set_notifications(Actor.of(ctx.conn), p.room_id, p.muted)
 
 
 # -- moderation (room owner/moderators, or the global chat:moderate permission)

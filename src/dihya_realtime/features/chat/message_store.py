@@ -49,8 +49,10 @@ class Stored:
 
     seq: int
     room_name: str
-    recipients: list[str]
-    """The room's members (who receive ``chat:message``)."""
+    room_kind: str
+    """``room`` or ``dm``."""
+    dm_peers: list[str]
+    """In a DM, its members but the author (who are notified of the message); else empty."""
     mentioned: list[str]
     """The candidates that are members, in the candidates' order (their mentions stored)."""
 
@@ -60,7 +62,7 @@ def store_message(db: Database, row: dict[str, Any], wanted: list[str]) -> Store
     mentions of the members among ``wanted``; raises :class:`Refused` when nothing was stored.
 
     PostgreSQL: ONE statement in autocommit (the ``seq`` bump with every check, the insert,
-    the mentions, the author's read marker and the member ids as data-modifying CTEs). The
+    the mentions, the author's read marker and, in a DM, its peers as data-modifying CTEs). The
     room's row lock is then held inside the server for the statement and its commit only,
     never across a round trip to this (busy) process: with a transaction around it the lock
     waited for the greenlet to be scheduled again to send ``COMMIT``, which capped a room's
@@ -81,24 +83,25 @@ def store_message(db: Database, row: dict[str, Any], wanted: list[str]) -> Store
         if got is None:
             raise Refused
         present = set(got.mentioned or ())
-        return Stored(got.seq, got.name, list(got.recipients or ()),
+        return Stored(got.seq, got.name, got.kind, list(got.dm_peers or ()),
                       [u for u in wanted if u in present])
     with db.write_transaction() as conn:
         got = conn.execute(stmts.bump, checks).first()
         if got is None:
             raise Refused
-        seq, room_name = got.seq, got.name
+        seq, room_name, room_kind = got.seq, got.name, got.kind
         if conn.execute(stmts.insert, {**row, "seq": seq}).first() is None:
             raise Refused
         if by_user:
             conn.execute(stmts.read_marker, {**checks, "new_seq": seq})
-        recipients = list(conn.scalars(stmts.members, checks))
+        dm_peers = list(conn.scalars(stmts.members, checks)) if by_user and room_kind == "dm" \
+            else []
         mentioned: list[str] = []
         if wanted:
             present = set(conn.scalars(stmts.mentions, {
                 "mid": row["id"], "rid": row["room_id"], "new_seq": seq, "wanted": wanted}))
             mentioned = [u for u in wanted if u in present]
-    return Stored(seq, room_name, recipients, mentioned)
+    return Stored(seq, room_name, room_kind, dm_peers, mentioned)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +112,7 @@ class _Statements:
     bump: Any  # SQLite: the checks and the next seq
     insert: Any
     read_marker: Any
-    members: Any
+    members: Any  # SQLite: a DM's members but the author
     mentions: Any  # SQLite: the mentioned members, inserted and returned
 
 
@@ -136,9 +139,10 @@ def _statements(postgres: bool, by_user: bool, with_reply: bool) -> _Statements:
                                         messages.c.room_id == room_id))
     # the row lock that orders every sender of the room, on every process
     bump = (sa.update(rooms).where(*checks).values(last_seq=rooms.c.last_seq + 1)
-            .returning(rooms.c.last_seq.label("seq"), rooms.c.name))
+            .returning(rooms.c.last_seq.label("seq"), rooms.c.name, rooms.c.kind))
     columns = [*COLUMNS] if by_user else [*COLUMNS, "data"]
-    recipients = sa.select(members.c.user_id).where(members.c.room_id == room_id)
+    dm_peers = sa.select(members.c.user_id).where(members.c.room_id == room_id,
+                                                  members.c.user_id != author)
     if postgres:
         if by_user:
             # Autocommit cannot roll back: the bump must not happen for a resend. The NOT
@@ -160,9 +164,11 @@ def _statements(postgres: bool, by_user: bool, with_reply: bool) -> _Statements:
                     sa.bindparam("wanted", type_=postgresql.ARRAY(sa.String())))))))
             .returning(mentions.c.user_id).cte("men"))
         combined = sa.select(
-            bumped.c.seq, bumped.c.name,
-            sa.select(sa.func.array_agg(members.c.user_id)).where(
-                members.c.room_id == room_id).scalar_subquery().label("recipients"),
+            bumped.c.seq, bumped.c.name, bumped.c.kind,
+            # only a DM's: a room's members are never read per message (1,000 rows each)
+            sa.case((bumped.c.kind == "dm", sa.select(sa.func.array_agg(members.c.user_id))
+                     .where(members.c.room_id == room_id, members.c.user_id != author)
+                     .scalar_subquery()), else_=sa.null()).label("dm_peers"),
             sa.select(sa.func.array_agg(mention_rows.c.user_id)).scalar_subquery().label(
                 "mentioned"),
         )
@@ -187,7 +193,7 @@ def _statements(postgres: bool, by_user: bool, with_reply: bool) -> _Statements:
             members.c.room_id == room_id,
             members.c.user_id.in_(sa.bindparam("wanted", expanding=True)))
     ).returning(mentions.c.user_id)
-    return _Statements(None, bump, insert, read_marker, recipients, mentioned)
+    return _Statements(None, bump, insert, read_marker, dm_peers, mentioned)
 
 
 __all__ = ["COLUMNS", "Refused", "Stored", "store_message"]

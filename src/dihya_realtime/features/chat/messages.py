@@ -88,6 +88,7 @@ class Messages:
                                  defer, skip_user=author)
         self.store.push_room(room_id, "chat:message", data, defer)
         self._notify_mentions(stored.room_name, data, stored.mentioned)
+        self._notify_dm(data, stored.dm_peers)
         return data, True
 
     def _send_refused(self, actor: Actor, room_id: str, client_msg_id: str,
@@ -127,19 +128,37 @@ class Messages:
         Without it mentions are still stored and counted by ``chat:rooms``. A notification
         failure never fails a send.
         """
+        author = (message["author"] or {}).get("name") or "Someone"
+        self._notify(message, user_ids, "chat.mention",
+                     f"{author} mentioned you in {room_name}")
+
+    def _notify_dm(self, message: dict[str, Any], user_ids: Sequence[str]) -> None:
+        """A DM's message notifies its peer (``chat.dm``): pushed to their devices when they
+        have no live connection, like a mention."""
+        author = (message["author"] or {}).get("name") or "Someone"
+        self._notify(message, user_ids, "chat.dm", f"{author} sent you a message")
+
+    def _notify(self, message: dict[str, Any], user_ids: Sequence[str], category: str,
+                title: str) -> None:
+        """One notification per user of ``user_ids`` about ``message``; those who muted the
+        room's notifications (``chat:set_notifications``) get it in-app only, never pushed."""
         if self.notifier is None or not user_ids:
             return
-        author = (message["author"] or {}).get("name") or "Someone"
         text = message["text"] or ""
         try:
-            self.notifier.notify(user_ids=list(user_ids), category="chat.mention",
-                   title=f"{author} mentioned you in {room_name}",
-                   body=text[:200] + ("…" if len(text) > 200 else ""),
-                   data={"room_id": message["room_id"], "message_id": message["id"],
-                         "seq": message["seq"]},
-                   idempotency_key=f"chat.mention:{message['id']}")
+            with self.store.db.session() as s:
+                silent = list(s.scalars(sa.select(ChatMember.user_id).where(
+                    ChatMember.room_id == message["room_id"],
+                    ChatMember.user_id.in_(list(user_ids)),
+                    ChatMember.notifications_muted.is_(True))))
+            self.notifier.notify(user_ids=list(user_ids), category=category, title=title,
+                                 body=text[:200] + ("…" if len(text) > 200 else ""),
+                                 data={"room_id": message["room_id"],
+                                       "message_id": message["id"], "seq": message["seq"]},
+                                 idempotency_key=f"{category}:{message['id']}",
+                                 silent_user_ids=silent)
         except Exception:
-            log.exception("mention notification failed for message %s", message["id"])
+            log.exception("%s notification failed for message %s", category, message["id"])
 
     def send_system_message(self, room_id: str, text: str, data: Any = None) -> dict[str, Any]:
         """Post a server message (no author) to a room and push it to the members.

@@ -37,7 +37,7 @@ class ChatRoom(Base):
 
 
 class ChatMember(Base):
-    """A user's membership: role, read marker and mute."""
+    """A user's membership: role, read marker, mute (moderation) and notifications mute."""
 
     __tablename__ = "chat_members"
 
@@ -48,6 +48,10 @@ class ChatMember(Base):
     joined_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     last_read_seq: Mapped[int] = mapped_column(sa.BigInteger, nullable=False, default=0)
     muted_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # the member's own choice (``chat:set_notifications``): the room's mentions and DMs stay
+    # in-app but are never pushed to their devices
+    notifications_muted: Mapped[bool] = mapped_column(sa.Boolean, nullable=False, default=False,
+                                                      server_default=sa.false())
 
 
 class ChatBan(Base):

@@ -15,9 +15,11 @@ class Notifier(Protocol):
     """Creates in-app notifications (see ``NotificationService.notify`` for the contract)."""
 
     def notify(self, *, user_ids: Sequence[str], category: str, title: str, body: str,
-               data: dict[str, Any], idempotency_key: str) -> object:
+               data: dict[str, Any], idempotency_key: str,
+               silent_user_ids: Sequence[str] = ()) -> object:
         """Store one notification per user and deliver it live; a repeat of
-        ``idempotency_key`` creates nothing. May raise: chat logs it and carries on."""
+        ``idempotency_key`` creates nothing. ``silent_user_ids`` get theirs in-app only, never
+        pushed to their devices (a room they muted). May raise: chat logs it and carries on."""
         ...
 
 

@@ -184,6 +184,16 @@ class Queries:
             self.store.push_room(room_id, "chat:read", data, defer)
         return {**data, "moved": bool(moved), **self.counts(actor.user_id, room_id)}
 
+    def set_notifications(self, actor: Actor, room_id: str, muted: bool) -> dict[str, Any]:
+        """Set the actor's own notifications mute of a room they are a member of."""
+        with self.store.write() as s:
+            room = self.store.room(s, room_id)
+            self.access.require_member(s, room, actor)
+            s.execute(sa.update(table(ChatMember)).where(
+                ChatMember.room_id == room_id, ChatMember.user_id == actor.user_id)
+                .values(notifications_muted=muted))
+        return {"room_id": room_id, "muted": muted}
+
     def counts(self, user_id: str, room_id: str) -> dict[str, int]:
         """``unread_count`` and ``mention_count`` of one member in one room."""
         with self.store.db.session() as s:

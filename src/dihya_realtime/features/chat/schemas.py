@@ -79,6 +79,9 @@ class Room(BaseModel):
                                                                  "not a member")
     last_read_seq: int | None
     muted_until: str | None
+    notifications_muted: bool | None = Field(
+        None, description="mine (chat:set_notifications): mentions and DMs of this room are "
+        "not pushed to my devices; null: not a member")
     member_count: int
 
 
@@ -343,3 +346,13 @@ class UnbanReply(BaseModel):
 class HttpMessage(BaseModel):
     text: str = Field(min_length=1, max_length=4000)
     data: JsonValue = None
+
+
+class SetNotificationsPayload(BaseModel):
+    room_id: str = RoomId
+    muted: bool = Field(description="true: this room's mentions and DMs are not pushed to me")
+
+
+class NotificationsSetting(BaseModel):
+    room_id: str
+    muted: bool

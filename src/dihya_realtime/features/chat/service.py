@@ -156,6 +156,10 @@ class ChatService:
         """Move the actor's read marker forward to ``seq`` (clamped to the room's last seq)."""
         return self.queries.mark_read(actor, room_id, seq, defer)
 
+    def set_notifications(self, actor: Actor, room_id: str, muted: bool) -> dict[str, Any]:
+        """Mute or unmute the room's notifications for ``actor`` (a member)."""
+        return self.queries.set_notifications(actor, room_id, muted)
+
     def counts(self, user_id: str, room_id: str) -> dict[str, int]:
         """``unread_count`` and ``mention_count`` of one member in one room."""
         return self.queries.counts(user_id, room_id)

@@ -67,8 +67,10 @@ class Creating:
             ids = request.user_ids if request.user_ids is not None else [request.user_id or ""]
         return list(dict.fromkeys(ids))  # once each, in the order given
 
-    def create(self, request: NotificationIn) -> tuple[list[dict[str, Any]], int]:
-        """Store and deliver a validated request; returns (every notification, how many new)."""
+    def create(self, request: NotificationIn, silent: frozenset[str] = frozenset()
+               ) -> tuple[list[dict[str, Any]], int]:
+        """Store and deliver a validated request; returns (every notification, how many new).
+        ``silent`` users get theirs live in-app but never pushed to a device."""
         users = self.recipients(request)
         if not users:
             return [], 0
@@ -101,7 +103,7 @@ class Creating:
         self.rt.audit.record("notifications_created", outcome="ok", details={
             "category": request.category, "recipients": len(users), "created": len(fresh)})
         if fresh:
-            self.delivery.deliver(fresh)
+            self.delivery.deliver(fresh, silent)
         return out, len(fresh)
 
     def users_with_role(self, role: str) -> list[str]:

@@ -33,8 +33,10 @@ class Delivery:
         # then, for users with no live connection: Web Push (push_service.WebPush), if on
         self.after: Callable[[list[dict[str, Any]], set[str]], object] | None = None
 
-    def deliver(self, notifications: list[dict[str, Any]]) -> None:
-        """Push new notifications (unless muted) and the new counts to their users.
+    def deliver(self, notifications: list[dict[str, Any]],
+                silent: frozenset[str] = frozenset()) -> None:
+        """Push new notifications (unless muted) and the new counts to their users; then the
+        device pushes (:attr:`after`), never to the muted nor to the ``silent`` users.
 
         Delivery failures are logged, never raised: the notifications are stored, and the
         next connect pushes the counts anyway.
@@ -48,7 +50,7 @@ class Delivery:
             for user, counts in self.inbox.counts_many(users).items():
                 self.emit_to_user(user, "notifications:counts", counts)
             if self.after is not None:
-                self.after(notifications, muted)
+                self.after(notifications, set(muted) | silent)
         except Exception:
             log.exception("live delivery of %d notifications failed (they are stored)",
                           len(notifications))

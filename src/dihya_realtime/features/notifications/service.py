@@ -111,6 +111,7 @@ class NotificationService:
         role: str | None = None, category: str = DEFAULT_CATEGORY, title: str, body: str = "",
         data: dict[str, Any] | None = None, action_url: str | None = None,
         severity: str = "info", idempotency_key: str | None = None,
+        silent_user_ids: Sequence[str] = (),
     ) -> list[dict[str, Any]]: ...
     @overload
     def notify(
@@ -119,6 +120,7 @@ class NotificationService:
         role: str | None = None, category: str = DEFAULT_CATEGORY, title: str, body: str = "",
         data: dict[str, Any] | None = None, action_url: str | None = None,
         severity: str = "info", idempotency_key: str | None = None,
+        silent_user_ids: Sequence[str] = (),
     ) -> Queued: ...
     def notify(
         self,
@@ -134,13 +136,15 @@ class NotificationService:
         action_url: str | None = None,
         severity: str = "info",
         idempotency_key: str | None = None,
+        silent_user_ids: Sequence[str] = (),
     ) -> list[dict[str, Any]] | Queued:
         """Store a notification for each recipient, then deliver it live; returns them.
 
         Recipients are ``user_ids``, one ``user_id``, or every user holding ``role`` (through
         :attr:`role_resolver`). With an ``idempotency_key``, a repeat returns the notifications
         the first call created and delivers nothing again. Bad fields raise ``invalid_payload``
-        with one detail per field. With ``session=`` (the host's SQLAlchemy session) nothing
+        with one detail per field. ``silent_user_ids`` get theirs live in-app, never pushed to
+        a device (a chat room they muted). With ``session=`` (the host's SQLAlchemy session) nothing
         is stored yet: an outbox row is written in the host's transaction and the relay
         notifies once it commits; returns the :class:`~dihya_realtime.kernel.outbox.Queued`
         row. Example::
@@ -159,7 +163,7 @@ class NotificationService:
             # outbox row's id is the idempotency key unless one is given)
             self.check_target(request)
             return self.rt.outbox.enqueue(session, "notify", None, given)
-        notifications, _created = self.create(request)
+        notifications, _created = self.creating.create(request, frozenset(silent_user_ids))
         return notifications
 
     def validate(self, raw: Any) -> NotificationIn:

@@ -755,3 +755,43 @@ def test_chat_migration_matches_the_models(database_url):
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     db.dispose()
     assert [d for d in diff if "chat_" in repr(d)] == []
+
+
+def test_a_dm_message_notifies_the_peer_once_and_a_room_message_notifies_nobody(crt, users):
+    alice, bob = users("alice", "bob")
+    notified = []
+    crt.notify = lambda **kw: notified.append(kw)
+    dm = ok(alice.call("chat:dm", {"user_id": "bob"}))["id"]
+    cid = cmid()
+    message = ok(send(alice, dm, "are you there?", client_msg_id=cid))
+    assert [(n["user_ids"], n["category"], n["silent_user_ids"]) for n in notified] == [
+        (["bob"], "chat.dm", [])]
+    assert notified[0]["title"] == "Alice sent you a message"
+    assert notified[0]["data"] == {"room_id": dm, "message_id": message["id"], "seq": 1}
+    assert notified[0]["idempotency_key"] == f"chat.dm:{message['id']}"
+    ok(send(alice, dm, "are you there?", client_msg_id=cid))  # a resend: nothing new
+    room = make_room(alice)
+    ok(bob.call("chat:join", {"room_id": room}))
+    ok(send(alice, room, "to the room, no mention"))
+    assert len(notified) == 1
+
+
+def test_a_room_muted_for_notifications_notifies_in_app_but_never_pushes(crt, users):
+    alice, bob, carol = users("alice", "bob", "carol")
+    room = make_room(alice)
+    ok(bob.call("chat:join", {"room_id": room}))
+    err(carol.call("chat:set_notifications", {"room_id": room, "muted": True}), "forbidden")
+    assert ok(bob.call("chat:set_notifications", {"room_id": room, "muted": True})) == {
+        "room_id": room, "muted": True}
+    mine = next(r for r in ok(bob.call("chat:rooms"))["rooms"] if r["id"] == room)
+    assert mine["notifications_muted"] is True
+    pushed_to: list[set[str]] = []  # what the device-push step is told to skip
+    crt.notifications.delivery.after = lambda ns, skip: pushed_to.append(
+        {n["user_id"] for n in ns} - skip)
+    drain(bob)
+    ok(send(alice, room, "@bob look"))
+    assert [n["category"] for n in bob.events("notifications:new")] == ["chat.mention"]
+    assert pushed_to == [set()]  # in-app, not pushed
+    ok(bob.call("chat:set_notifications", {"room_id": room, "muted": False}))
+    ok(send(alice, room, "@bob again"))
+    assert pushed_to[-1] == {"bob"}

@@ -61,4 +61,10 @@ def test_a_refused_message_stores_nothing_and_takes_no_seq(chat):
         store_message(chat.db, user_row(room, "mallory"), [])  # not a member
     stored = store_message(chat.db, user_row(room, "bob"), ["alice", "mallory"])
     assert (stored.seq, stored.mentioned) == (1, ["alice"])
-    assert sorted(stored.recipients) == ["alice", "bob"]
+    assert (stored.room_kind, stored.dm_peers) == ("room", [])  # a room's members: not read
+
+
+def test_a_dm_message_gives_its_peers_but_the_author(chat):
+    dm = chat.dm(ALICE, "bob")["id"]
+    stored = store_message(chat.db, user_row(dm, "alice"), [])
+    assert (stored.room_kind, stored.dm_peers) == ("dm", ["bob"])

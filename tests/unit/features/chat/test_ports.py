@@ -33,7 +33,7 @@ def test_mentions_are_notified_through_the_notifier_chat_was_given(rt):
         "user_ids": ["bob"], "category": "chat.mention",
         "title": "Alice mentioned you in general", "body": "ship it @bob",
         "data": {"room_id": message["room_id"], "message_id": message["id"], "seq": 1},
-        "idempotency_key": f"chat.mention:{message['id']}",
+        "idempotency_key": f"chat.mention:{message['id']}", "silent_user_ids": [],
     }]
 
 
