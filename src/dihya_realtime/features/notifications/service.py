@@ -27,7 +27,8 @@ job each:
 - :mod:`.preferences`: per-category push on/off (critical categories always pushed);
 - :mod:`.delivery`: pushing to a user's connections, from a server or a worker;
 - :mod:`.connect_hook`: the batched connect hook (users rows, counts at connect);
-- :mod:`.models`: the tables.
+- :mod:`.models`: the tables;
+- :mod:`.digest`: the email digest of unread notifications (``rt.notifications.digest``).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from dihya_realtime.features.notifications.creating import (
     validate_request,
 )
 from dihya_realtime.features.notifications.delivery import Delivery
+from dihya_realtime.features.notifications.digest import DigestService
 from dihya_realtime.features.notifications.inbox import Inbox, decode_cursor, purge_notifications
 from dihya_realtime.features.notifications.models import NOTIFICATIONS, PREFERENCES
 from dihya_realtime.features.notifications.preferences import PushPreferences
@@ -94,6 +96,9 @@ class NotificationService:
         self.creating = Creating(rt, self.delivery, lambda: self.role_resolver)
         self.connect_hook = ConnectHook(rt, self.inbox)
         self.role_resolver: RoleResolver = self.users_with_role
+        app = rt.app  # the host's template folder overrides the digest's templates
+        self.digest = DigestService(rt.db, rt.settings, rt.audit.record,
+                                    [app.jinja_loader] if app and app.jinja_loader else [])
 
     # -- creating (server side only)
 
