@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import email
 import email.policy
+import socket
 import ssl
 import threading
 import time
@@ -97,14 +98,23 @@ class SmtpCapture:
                     self.logins.append(data.login.decode())
                 return AuthResult(success=ok)
 
-            kwargs.update(authenticator=authenticate, auth_require_tls=tls is not None)
+            # aiosmtpd sees TLS only after STARTTLS; implicit TLS is TLS from the first byte
+            kwargs.update(authenticator=authenticate, auth_require_tls=tls == "starttls")
         self.controller = Controller(self.recorder, hostname="127.0.0.1", port=self.port,
                                      ready_timeout=10, **kwargs)
 
     def start(self) -> SmtpCapture:
         if self.tls == "tls":
-            # the controller's readiness probe speaks plain SMTP; wait for the port instead
-            self.controller._trigger_server = lambda: None  # type: ignore[method-assign]
+            # the controller's readiness probe would wrap its socket with the server's context
+            context = self.client_context
+            assert context is not None
+
+            def trigger() -> None:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=5) as raw, \
+                        context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+                    tls.recv(1024)  # the greeting
+
+            self.controller._trigger_server = trigger  # type: ignore[method-assign]
         self.controller.start()
         return self
 
