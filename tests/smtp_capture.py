@@ -1,6 +1,7 @@
 """A real SMTP server for tests: aiosmtpd on a free loopback port, recording what it accepts.
 
-``smtp_server`` (fixture) → :class:`SmtpCapture`, plain SMTP; ``SmtpCapture(tls=…)`` starts one
+:func:`running_smtp` (what a module's ``smtp_server`` fixture yields from) → a plain
+:class:`SmtpCapture`; ``SmtpCapture(tls=…)`` starts one
 with STARTTLS (``"starttls"``) or implicit TLS (``"tls"``) under a throw-away self-signed
 certificate (:func:`self_signed`), which :attr:`SmtpCapture.client_context` trusts.
 """
@@ -19,7 +20,6 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
-import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
@@ -142,8 +142,8 @@ class SmtpCapture:
         return f"{scheme}://{userinfo}127.0.0.1:{self.port}"
 
 
-@pytest.fixture
-def smtp_server(tmp_path: Path) -> Iterator[SmtpCapture]:
+def running_smtp(tmp_path: Path) -> Iterator[SmtpCapture]:
+    """The body of a test module's ``smtp_server`` fixture: a plain server, stopped after."""
     server = SmtpCapture(tmp_path).start()
     yield server
     server.stop()

@@ -288,11 +288,14 @@ class Settings(BaseSettings):
             return self
         scheme = urlsplit(self.smtp_url.get_secret_value()).scheme
         if scheme not in ("smtp", "smtps", "smtp+starttls"):
-            raise ValueError("smtp_url must start with smtp://, smtp+starttls:// or smtps://")
+            raise ValueError(f"{ENV_PREFIX}SMTP_URL must start with smtp://, smtp+starttls:// "
+                             "or smtps://")
         if not self.smtp_from:
-            raise ValueError("smtp_from is required with smtp_url (the digest's From:)")
+            raise ValueError(f"{ENV_PREFIX}SMTP_FROM is required with {ENV_PREFIX}SMTP_URL "
+                             "(the digest's From:)")
         if not self.digest_base_url:
-            raise ValueError("digest_base_url is required with smtp_url (unsubscribe links)")
+            raise ValueError(f"{ENV_PREFIX}DIGEST_BASE_URL is required with "
+                             f"{ENV_PREFIX}SMTP_URL (the unsubscribe links)")
         return self
 
     # -- collab

@@ -5,7 +5,9 @@ PostgreSQL."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,11 +22,16 @@ from dihya_realtime.features.notifications.digest_tokens import UnsubscribeToken
 from dihya_realtime.features.notifications.models import NOTIFICATIONS
 from dihya_realtime.kernel.auth import hash_api_key
 from dihya_realtime.realtime import Realtime
-from tests.smtp_capture import SmtpCapture, bodies, smtp_server  # noqa: F401 - a fixture
+from tests.smtp_capture import SmtpCapture, bodies, running_smtp
 from tests.unit.conftest import fresh_registry
 
 API_KEY = "digest-test-key-" + "k" * 24
 FROM = "Dihya <digest@example.com>"
+
+
+@pytest.fixture
+def smtp_server(tmp_path: Path) -> Iterator[SmtpCapture]:
+    yield from running_smtp(tmp_path)
 
 
 def digest_settings(smtp: SmtpCapture, **extra: Any) -> dict[str, Any]:
@@ -34,7 +41,7 @@ def digest_settings(smtp: SmtpCapture, **extra: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-def drt(make_rt, database_url, smtp_server):  # noqa: F811
+def drt(make_rt, database_url, smtp_server):
     return make_rt(database_url=database_url, **digest_settings(smtp_server))
 
 
@@ -48,7 +55,7 @@ def titles_in(text: str, candidates: list[str]) -> set[str]:
     return {t for t in candidates if t in text}
 
 
-def test_one_digest_per_user_with_exactly_the_unread_items(drt, smtp_server):  # noqa: F811
+def test_one_digest_per_user_with_exactly_the_unread_items(drt, smtp_server):
     subscribe(drt, "bob")
     made = {t: drt.notify(user_id="bob", title=t)[0]["id"]
             for t in ("Build 41 failed", "Build 42 passed", "Read already", "Archived one")}
@@ -72,7 +79,7 @@ def test_one_digest_per_user_with_exactly_the_unread_items(drt, smtp_server):  #
         "List-Unsubscribe=One-Click"
 
 
-def test_read_items_are_never_mailed(drt, smtp_server):  # noqa: F811
+def test_read_items_are_never_mailed(drt, smtp_server):
     subscribe(drt, "bob")
     drt.notify(user_id="bob", title="Seen and read")
     drt.notifications.mark_all("bob", "read")
@@ -83,7 +90,7 @@ def test_read_items_are_never_mailed(drt, smtp_server):  # noqa: F811
 
 
 def test_each_notification_is_mailed_once_and_new_ones_wait_for_the_cadence(
-        drt, smtp_server):  # noqa: F811
+        drt, smtp_server):
     subscribe(drt, "bob", "hourly")
     drt.notify(user_id="bob", title="First")
     assert drt.notifications.digest.send_due().sent == 1
@@ -101,7 +108,7 @@ def test_each_notification_is_mailed_once_and_new_ones_wait_for_the_cadence(
             NOTIFICATIONS.c.digested_at.is_(None))) == 0
 
 
-def test_a_notification_waits_for_the_delay(make_rt, smtp_server, tmp_path):  # noqa: F811
+def test_a_notification_waits_for_the_delay(make_rt, smtp_server, tmp_path):
     rt = make_rt(**digest_settings(smtp_server, digest_delay="30m"))
     subscribe(rt, "bob")
     rt.notify(user_id="bob", title="Fresh")
@@ -111,7 +118,7 @@ def test_a_notification_waits_for_the_delay(make_rt, smtp_server, tmp_path):  # 
         now=datetime.now(UTC) + timedelta(minutes=31)).sent == 1
 
 
-def test_a_long_backlog_lists_the_newest_and_counts_the_rest(make_rt, smtp_server):  # noqa: F811
+def test_a_long_backlog_lists_the_newest_and_counts_the_rest(make_rt, smtp_server):
     rt = make_rt(**digest_settings(smtp_server, digest_max_items=2))
     subscribe(rt, "bob")
     for i in range(5):
@@ -125,7 +132,7 @@ def test_a_long_backlog_lists_the_newest_and_counts_the_rest(make_rt, smtp_serve
     assert "and 3 more" in text and "5 unread notifications" in text
 
 
-def test_hostile_titles_are_escaped_in_html(drt, smtp_server):  # noqa: F811
+def test_hostile_titles_are_escaped_in_html(drt, smtp_server):
     subscribe(drt, "bob")
     drt.notify(user_id="bob", title='<script>alert("x")</script><img src=x onerror=y>',
                body="<b>bold?</b>", action_url='https://ok.example/"><script>')
@@ -140,7 +147,7 @@ def test_hostile_titles_are_escaped_in_html(drt, smtp_server):  # noqa: F811
 
 
 def test_the_host_apps_templates_override_ours(tmp_path, settings_overrides,
-                                               smtp_server):  # noqa: F811
+                                               smtp_server):
     folder = tmp_path / "host-templates"
     folder.mkdir()
     (folder / "digest.txt").write_text("HOST DIGEST for {{ total }}: "
@@ -163,7 +170,7 @@ def test_the_host_apps_templates_override_ours(tmp_path, settings_overrides,
 
 
 def test_the_hosts_address_loader_comes_first_and_no_address_is_never_a_backlog(
-        drt, smtp_server):  # noqa: F811
+        drt, smtp_server):
     subscribe(drt, "bob", email="stored@example.com")
     drt.notifications.digest.set_frequency("dora", "daily")
     addresses = {"bob": "bob@host.example"}
@@ -179,7 +186,7 @@ def test_the_hosts_address_loader_comes_first_and_no_address_is_never_a_backlog(
     assert drt.notifications.digest.send_due(now=later).sent == 0
 
 
-def test_smtp_down_claims_nothing(make_rt, smtp_server, tmp_path):  # noqa: F811
+def test_smtp_down_claims_nothing(make_rt, smtp_server, tmp_path):
     from tests.conftest import free_port
 
     rt = make_rt(**digest_settings(smtp_server, smtp_url=f"smtp://127.0.0.1:{free_port()}",
@@ -205,7 +212,7 @@ def test_without_smtp_the_digest_says_so(rt):
 @pytest.mark.parametrize("database_url", ["sqlite", pytest.param("postgres",
                          marks=pytest.mark.postgres)], indirect=True)
 def test_two_processes_racing_mail_each_notification_once(make_rt, database_url,
-                                                          smtp_server):  # noqa: F811
+                                                          smtp_server):
     first = make_rt(database_url=database_url, **digest_settings(smtp_server))
     second = make_rt(database_url=database_url, **digest_settings(smtp_server))
     users = [f"user{i}" for i in range(30)]
@@ -251,7 +258,7 @@ def test_set_digest_event_and_preferences_show_it(drt, connect):
     assert not bad["ok"] and bad["error"]["code"] == "invalid_payload"
 
 
-def test_the_unsubscribe_link_confirms_then_turns_the_digest_off(drt, smtp_server):  # noqa: F811
+def test_the_unsubscribe_link_confirms_then_turns_the_digest_off(drt, smtp_server):
     subscribe(drt, "bob")
     drt.notify(user_id="bob", title="Hi")
     drt.notifications.digest.send_due()
@@ -314,11 +321,11 @@ def test_valid_email(address: str, ok: bool) -> None:
 def test_settings_require_a_sender_and_a_base_url_with_smtp():
     from dihya_realtime.kernel.settings import SettingsError, load_settings
 
-    with pytest.raises(SettingsError, match="smtp_from"):
+    with pytest.raises(SettingsError, match="SMTP_FROM"):
         load_settings(smtp_url="smtp://127.0.0.1", digest_base_url="http://x.example")
-    with pytest.raises(SettingsError, match="digest_base_url"):
+    with pytest.raises(SettingsError, match="DIGEST_BASE_URL"):
         load_settings(smtp_url="smtp://127.0.0.1", smtp_from="a@example.com")
-    with pytest.raises(SettingsError, match="smtp"):
+    with pytest.raises(SettingsError, match="SMTP_URL must start"):
         load_settings(smtp_url="http://127.0.0.1", smtp_from="a@example.com",
                       digest_base_url="http://x.example")
     assert load_settings(digest_schedule="off").digest_schedule == 0

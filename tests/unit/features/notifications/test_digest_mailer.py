@@ -12,7 +12,12 @@ from pathlib import Path
 import pytest
 
 from dihya_realtime.features.notifications.digest_mailer import Mailer, SmtpTarget
-from tests.smtp_capture import SmtpCapture, smtp_server  # noqa: F401 - a fixture
+from tests.smtp_capture import SmtpCapture, running_smtp
+
+
+@pytest.fixture
+def smtp_server(tmp_path: Path) -> Iterator[SmtpCapture]:
+    yield from running_smtp(tmp_path)
 
 
 def message(to: str = "bob@example.com") -> EmailMessage:
@@ -65,7 +70,7 @@ def test_plain_smtp_to_a_server_requiring_starttls_sends_nothing(tls_server):
     assert tls_server.messages == []
 
 
-def test_starttls_refuses_to_go_on_in_clear_when_not_offered(smtp_server):  # noqa: F811
+def test_starttls_refuses_to_go_on_in_clear_when_not_offered(smtp_server):
     mailer = Mailer(SmtpTarget.parse(smtp_server.url("smtp+starttls"), 5))
 
     with pytest.raises(smtplib.SMTPNotSupportedError):
