@@ -158,6 +158,7 @@ EXAMPLES: dict[str, Example] = {
     "notifications:preferences": _alice(lambda w: None),
     "notifications:set_preferences": _alice(
         lambda w: {"preferences": {"builds": {"push": False}}}),
+    "notifications:set_digest": _alice(lambda w: {"digest": "daily"}),
 }
 
 REGISTRY = fresh_registry()

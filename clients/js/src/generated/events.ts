@@ -376,8 +376,10 @@ export type Page = {
   next_cursor: string | null;
 };
 
-export type Preferences = {
+export type PreferencesWithDigest = {
   critical: Array<string>;
+  /** my email digest of unread notifications: off, hourly or daily (docs/notifications.md) */
+  digest: "off" | "hourly" | "daily";
   /** the categories the user has notifications in, has set, or that are critical; any other category is pushed */
   preferences: Array<CategoryPreference>;
 };
@@ -629,6 +631,10 @@ export type SendReply = {
   text: string | null;
 };
 
+export type SetDigestPayload = {
+  digest: "off" | "hourly" | "daily";
+};
+
 export type SetPreferencesPayload = {
   preferences: { [key: string]: PushPreference };
 };
@@ -810,8 +816,9 @@ export interface ClientEvents {
   "notifications:mark_read": { payload: IdsPayload; reply: StateChange };
   "notifications:mark_seen": { payload: IdsPayload; reply: StateChange };
   "notifications:mark_unread": { payload: IdsPayload; reply: StateChange };
-  "notifications:preferences": { payload: EmptyPayload; reply: Preferences };
-  "notifications:set_preferences": { payload: SetPreferencesPayload; reply: Preferences };
+  "notifications:preferences": { payload: EmptyPayload; reply: PreferencesWithDigest };
+  "notifications:set_digest": { payload: SetDigestPayload; reply: PreferencesWithDigest };
+  "notifications:set_preferences": { payload: SetPreferencesPayload; reply: PreferencesWithDigest };
   "notifications:unarchive": { payload: IdsPayload; reply: StateChange };
   "presence": { payload: ChannelPayload; reply: PresenceReply };
   "publish": { payload: PublishPayload; reply: PublishReply };
