@@ -42,12 +42,14 @@ def _page(digest: DigestService, status: int, **context: Any) -> Response:
 
 
 def register_digest_routes(rt: Realtime, bp: Blueprint, digest: DigestService) -> None:
-    """Add the unsubscribe page and the address route to ``bp``."""
+    """Add the address route to ``bp`` (the API blueprint) and the unsubscribe page, a page
+    for people rather than an API, on a blueprint of its own (``dihya_digest``)."""
+    pages = Blueprint("dihya_digest", __name__)
 
     def user_of(token: str) -> str:
         return UnsubscribeTokens.from_settings(rt.settings).user_of(token)
 
-    @bp.route("/digest/unsubscribe", methods=["GET", "POST"])
+    @pages.route("/digest/unsubscribe", methods=["GET", "POST"])
     def digest_unsubscribe() -> Any:
         """Confirm (GET) or do (POST, one-click too) the unsubscribe of the token's user."""
         token = request.args.get("token", "")
@@ -78,6 +80,9 @@ def register_digest_routes(rt: Realtime, bp: Blueprint, digest: DigestService) -
         digest.set_email(user_id, body.email)
         return jsonify({"ok": True, "data": {"user_id": user_id,
                                              "email": body.email}})
+
+    if rt.app is not None:
+        rt.app.register_blueprint(pages)
 
 
 __all__ = ["EmailIn", "register_digest_routes"]
