@@ -216,6 +216,11 @@ def cmd_digest(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
     settings = _settings(dev=args.dev)
     db = Database(settings.database_url)
+    if not db.has_table("notification_digests"):
+        db.dispose()
+        print("no digest tables in this database: run `dihya-realtime migrate` first",
+              file=sys.stderr)
+        return 2
     audit = AuditLog(db if settings.audit_db else None, settings.audit_log)
     try:
         run = DigestService(db, settings, audit.record).send_due()

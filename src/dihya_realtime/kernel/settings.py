@@ -296,6 +296,9 @@ class Settings(BaseSettings):
         if not self.digest_base_url:
             raise ValueError(f"{ENV_PREFIX}DIGEST_BASE_URL is required with "
                              f"{ENV_PREFIX}SMTP_URL (the unsubscribe links)")
+        if not (self.digest_secret or self.secret_key or self.jwt_secret):
+            raise ValueError(f"{ENV_PREFIX}DIGEST_SECRET (or SECRET_KEY or JWT_SECRET) is "
+                             f"required with {ENV_PREFIX}SMTP_URL (it signs unsubscribe links)")
         return self
 
     # -- collab

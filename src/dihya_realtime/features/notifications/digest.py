@@ -123,8 +123,9 @@ class DigestService:
             return None
         return address
 
-    def unsubscribe_url(self, user_id: str) -> str:
-        token = UnsubscribeTokens.from_settings(self.settings).make(user_id)
+    def unsubscribe_url(self, user_id: str, tokens: UnsubscribeTokens | None = None) -> str:
+        """The link that turns the user's digest off without signing in."""
+        token = (tokens or UnsubscribeTokens.from_settings(self.settings)).make(user_id)
         return f"{self.settings.digest_base_url}/digest/unsubscribe?token={token}"
 
     # -- sending
@@ -176,8 +177,7 @@ class DigestService:
         message = build_message(
             self.templates, sender=s.smtp_from, to=address, items=claimed.items,
             total=claimed.total, frequency=self.frequency(user_id),
-            unsubscribe_url=f"{s.digest_base_url}/digest/unsubscribe?token="
-                            f"{tokens.make(user_id)}",
+            unsubscribe_url=self.unsubscribe_url(user_id, tokens),
             app_url=s.digest_app_url)
         try:
             mailer.send(message)
@@ -216,7 +216,14 @@ class DigestService:
         return self.sweeper.wake()
 
     def _scheduled_pass(self) -> bool:
-        run = self.send_due()
+        try:
+            run = self.send_due()
+        except OSError as exc:  # SMTP unreachable: nothing was claimed, the next pass retries
+            target = SmtpTarget.from_settings(self.settings)
+            log.warning("digest: SMTP %s unreachable (%s); retrying in %gs",
+                        target.describe() if target else "-", type(exc).__name__,
+                        self.settings.digest_schedule)
+            return True
         if run.sent or run.failed:
             log.info("digest: %d sent, %d failed, %d without an address", run.sent,
                      run.failed, run.no_address)

@@ -5,6 +5,7 @@ PostgreSQL."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -328,6 +329,26 @@ def test_settings_require_a_sender_and_a_base_url_with_smtp():
     with pytest.raises(SettingsError, match="SMTP_URL must start"):
         load_settings(smtp_url="http://127.0.0.1", smtp_from="a@example.com",
                       digest_base_url="http://x.example")
+    with pytest.raises(SettingsError, match="DIGEST_SECRET"):
+        load_settings(smtp_url="smtp://127.0.0.1", smtp_from="a@example.com",
+                      digest_base_url="http://x.example", jwt_public_key_file="/k.pem")
     assert load_settings(digest_schedule="off").digest_schedule == 0
+    assert load_settings(digest_schedule="90s").digest_schedule == 90
+
+
+def test_a_server_sends_due_digests_on_its_own_schedule(make_rt, smtp_server):
+    rt = make_rt(**digest_settings(smtp_server, digest_schedule="0.2s"))
+    subscribe(rt, "bob")
+    rt.notify(user_id="bob", title="Sent by the schedule")
+
+    [message] = smtp_server.wait(1, timeout=5)
+    assert "Sent by the schedule" in bodies(message)[0]
+    assert rt.notifications.digest.sweeper is not None
+    passes = rt.notifications.digest.sweeper.passes
+    deadline = time.monotonic() + 5
+    while rt.notifications.digest.sweeper.passes < passes + 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(smtp_server.messages) == 1  # later passes found nothing new
+    rt.notifications.digest.stop()
 
 
