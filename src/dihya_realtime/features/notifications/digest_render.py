@@ -64,7 +64,7 @@ def build_message(templates: DigestTemplates, *, sender: str, to: str, items: li
     message["Subject"] = subject[:200]
     message["From"] = sender
     message["To"] = Address(addr_spec=to)
-    message["Date"] = formatdate(localtime=False)
+    message["Date"] = formatdate(usegmt=True)
     message["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2].strip("> ") or None)
     message["List-Unsubscribe"] = f"<{unsubscribe_url}>"
     message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
