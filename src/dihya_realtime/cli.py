@@ -265,6 +265,25 @@ def cmd_hash_api_key(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_vapid_keys(args: argparse.Namespace) -> int:
+    """Make the Web Push (VAPID) key pair: the private key to a new PEM file, the public key
+    printed in the browser's ``applicationServerKey`` form."""
+    from pathlib import Path
+
+    from dihya_realtime.features.notifications.push_vapid import generate_key_pair
+
+    path = Path(args.private_key_file)
+    try:
+        public_key = generate_key_pair(path)
+    except FileExistsError:
+        print(f"{path} exists: a new key would end every browser's subscription; "
+              "remove it first if that is what you want", file=sys.stderr)
+        return 1
+    print(f"private key (set DIHYA_RT_VAPID_PRIVATE_KEY_FILE={path}): written, mode 0600")
+    print(f"public key (applicationServerKey): {public_key}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dihya-realtime",
                                      description="Realtime (Socket.IO) backend for Flask apps")
@@ -314,6 +333,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("hash-api-key", help="make an API key and the hash to configure")
     p.add_argument("--key", help="hash this key instead of making a new one")
     p.set_defaults(func=cmd_hash_api_key)
+
+    p = sub.add_parser("vapid-keys", help="make the Web Push (VAPID) key pair")
+    p.add_argument("--private-key-file", default="vapid_private_key.pem",
+                   help="where to write the private key (PEM); never overwritten")
+    p.set_defaults(func=cmd_vapid_keys)
     return parser
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 from flask import Flask
 from flask_socketio import SocketIO
@@ -38,7 +38,8 @@ from dihya_realtime.kernel.audit import AuditLog
 from dihya_realtime.kernel.auth import ApiKeyChecker, TokenVerifier, Verifier
 from dihya_realtime.kernel.client_address import client_address, parse_networks
 from dihya_realtime.kernel.connections import Connection, ConnectionTable
-from dihya_realtime.kernel.errors import RealtimeError
+from dihya_realtime.kernel.domain_events import DomainEvents
+from dihya_realtime.kernel.errors import ErrorCode, RealtimeError
 from dihya_realtime.kernel.expiry import ExpiryWatch
 from dihya_realtime.kernel.identity_flask_jwt import FlaskJwtExtendedVerifier
 from dihya_realtime.kernel.identity_flask_login import require_flask_login
@@ -50,6 +51,7 @@ from dihya_realtime.kernel.lifecycle import (
     refusal,
 )
 from dihya_realtime.kernel.metrics import Metrics
+from dihya_realtime.kernel.outbox import Outbox, Queued
 from dihya_realtime.kernel.permissions import RolePolicy
 from dihya_realtime.kernel.pipeline import Pipeline
 from dihya_realtime.kernel.principal import Principal
@@ -79,11 +81,19 @@ if TYPE_CHECKING:
     from dihya_realtime.features.chat.service import ChatService
     from dihya_realtime.features.collab.service import DocService
     from dihya_realtime.features.notifications.service import NotificationService
+    from dihya_realtime.features.webhooks.service import WebhookService
+    from dihya_realtime.kernel.outbox.queue import HostSession
 
 log = logging.getLogger("dihya_realtime")
 
 USER_EMIT = "emit"
 """The control action of :meth:`Realtime.emit_to_users`, sent on the users' topics."""
+
+OUTBOX_PUBLISH = "publish"
+OUTBOX_NOTIFY = "notify"
+OUTBOX_SYSTEM_MESSAGE = "chat.system_message"
+"""The kinds of outbox rows (``session=``): :meth:`Realtime.publish`, :meth:`Realtime.notify`,
+``rt.chat.send_system_message``."""
 
 
 class Realtime:
@@ -100,6 +110,7 @@ class Realtime:
     chat: ChatService
     docs: DocService
     notifications: NotificationService
+    webhooks: WebhookService
 
     def __init__(
         self,
@@ -122,6 +133,7 @@ class Realtime:
         self.namespace_connections = ConnectionTable()
         self.trusted_proxies = parse_networks(self.settings.trusted_proxies)
         self.metrics = Metrics()
+        self.domain_events = DomainEvents()  # what features tell (webhooks listen)
         self.redactor = Redactor(self.settings.redact_keys)
         self.roles = RolePolicy(self.settings.roles)
         self.verifier: Verifier = TokenVerifier(self.settings)
@@ -147,6 +159,11 @@ class Realtime:
         self.expiry = ExpiryWatch(self)
         self.broker_handlers: list[Callable[[Any], None]] = []
         self.lifecycle = ConnectionLifecycle(self)
+        # transactional publish: rows written in the host's session, relayed after commit
+        self.outbox = Outbox(self.db, self.settings, self.metrics, self.audit)
+        self.outbox.handle(OUTBOX_PUBLISH, self._publish_from_outbox)
+        self.outbox.handle(OUTBOX_NOTIFY, self._notify_from_outbox)
+        self.outbox.handle(OUTBOX_SYSTEM_MESSAGE, self._system_message_from_outbox)
         if app is not None:
             self.init_app(app, socketio=socketio)
 
@@ -192,6 +209,8 @@ class Realtime:
         app.register_blueprint(blueprint)
         self.broker.set_handler(self._on_broker_message)
         self.broker.start()
+        if settings.outbox_enabled:
+            self.outbox.start()  # publishes what host transactions committed (also on restart)
         return self
 
     def socketio_options(self) -> dict[str, Any]:
@@ -307,13 +326,27 @@ class Realtime:
         return clean
 
     # -- notifications
-    def notify(self, **fields: Any) -> list[dict[str, Any]]:
+    @overload
+    def notify(self, *, session: None = None, **fields: Any) -> list[dict[str, Any]]: ...
+    @overload
+    def notify(self, *, session: HostSession, **fields: Any) -> Queued: ...
+    def notify(self, *, session: HostSession | None = None,
+               **fields: Any) -> list[dict[str, Any]] | Queued:
         """Create in-app notifications: see :meth:`NotificationService.notify`.
 
         Works without a Flask app too (a worker's ``Realtime()``): it stores, then delivers
         on the users' topics when Redis is configured. Raises ``RuntimeError`` when
         ``DIHYA_RT_FEATURES`` leaves notifications off (its tables are not even migrated).
+        With ``session=`` (the host's SQLAlchemy session) the request is checked now and
+        written as an outbox row in the host's transaction; the notifications are created
+        once it commits (docs/host-integration.md).
         """
+        service = self._notification_service()
+        if session is not None:
+            return service.notify(session=session, **fields)
+        return service.notify(**fields)
+
+    def _notification_service(self) -> NotificationService:
         service = getattr(self, "notifications", None)
         if service is None:
             if "notifications" not in self.features:
@@ -321,21 +354,59 @@ class Realtime:
             from dihya_realtime.features.notifications.service import NotificationService
 
             service = self.notifications = NotificationService(self)
-        return service.notify(**fields)
+        return service
 
     # -- connections
     def disconnect_sid(self, sid: str) -> None:
         self.socketio.server.disconnect(sid, namespace="/")
 
     # -- the server-side API (also from a worker with no sockets: only the broker is needed)
-    def publish(self, channel: str, data: Any, idempotency_key: str | None = None
-                ) -> tuple[Publication, bool]:
+    @overload
+    def publish(self, channel: str, data: Any, idempotency_key: str | None = None, *,
+                session: None = None) -> tuple[Publication, bool]: ...
+    @overload
+    def publish(self, channel: str, data: Any, idempotency_key: str | None = None, *,
+                session: HostSession) -> Queued: ...
+    def publish(self, channel: str, data: Any, idempotency_key: str | None = None, *,
+                session: HostSession | None = None) -> tuple[Publication, bool] | Queued:
         """Publish ``data`` on ``channel`` from the server; returns ``(publication, created)``.
 
         Raises ``RealtimeError`` (``not_found`` for an unknown namespace, ``invalid_payload``
         for a bad name, ``unavailable`` when the broker is down: never a silent loss).
+
+        With ``session=`` (the host's SQLAlchemy session, e.g. Flask-SQLAlchemy's
+        ``db.session``): the channel is checked now, and an outbox row is written in the
+        host's transaction; the relay publishes it once that commits, in commit order per
+        channel, once (the row's id is the idempotency key unless ``idempotency_key`` is
+        given). Returns :class:`~dihya_realtime.kernel.outbox.Queued`. Nothing is published
+        if the transaction rolls back.
         """
-        return self.channels.publish(channel, data, idempotency_key=idempotency_key)
+        if session is None:
+            return self.channels.publish(channel, data, idempotency_key=idempotency_key)
+        ref = self.channels.resolve(channel)  # an unknown namespace or a bad name: refused now
+        payload: dict[str, Any] = {"channel": ref.channel, "data": data}
+        if idempotency_key is not None:
+            payload["idempotency_key"] = idempotency_key
+        return self.outbox.enqueue(session, OUTBOX_PUBLISH, ref.channel, payload)
+
+    # -- what outbox rows do once their transaction committed (kernel/outbox/relay.py)
+    def _publish_from_outbox(self, outbox_id: str, payload: dict[str, Any]) -> None:
+        key = payload.get("idempotency_key") or f"outbox:{outbox_id}"
+        self.channels.publish(payload["channel"], payload.get("data"), idempotency_key=key)
+
+    def _notify_from_outbox(self, outbox_id: str, payload: dict[str, Any]) -> None:
+        if "notifications" not in self.features:
+            raise RealtimeError(ErrorCode.NOT_FOUND, "DIHYA_RT_FEATURES leaves notifications off")
+        fields = {"idempotency_key": f"outbox:{outbox_id}", **payload}
+        self._notification_service().notify(**fields)
+
+    def _system_message_from_outbox(self, outbox_id: str, payload: dict[str, Any]) -> None:
+        chat = getattr(self, "chat", None)
+        if chat is None:
+            if "chat" not in self.features:
+                raise RealtimeError(ErrorCode.NOT_FOUND, "DIHYA_RT_FEATURES leaves chat off")
+            raise RealtimeError(ErrorCode.UNAVAILABLE, "chat is not set up in this process")
+        chat.send_system_message(payload["room_id"], payload["text"], payload.get("data"))
 
     def broadcast(self, channels: Iterable[str], data: Any) -> list[Publication]:
         """Publish the same ``data`` on several channels (every name is checked first)."""
@@ -458,7 +529,10 @@ class Realtime:
 
     def close(self) -> None:
         """Stop background work and flush the audit trail (tests and shutdown)."""
+        self.outbox.stop()
         self.expiry.stop()
+        if (webhooks := getattr(self, "webhooks", None)) is not None:
+            webhooks.stop()
         self.guard.stop()
         self.broker.close()
         self.audit.flush()

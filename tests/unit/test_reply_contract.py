@@ -100,6 +100,43 @@ def _unban(w: World) -> tuple[Client, dict[str, Any]]:
     return w.alice, ref
 
 
+def _with_web_push(payload: Callable[[World], dict[str, Any]]) -> Example:
+    """alice sends ``payload`` to a server with Web Push on (a VAPID key made here)."""
+
+    def example(w: World) -> tuple[Client, dict[str, Any]]:
+        import tempfile
+        from pathlib import Path
+
+        from dihya_realtime.features.notifications.push_service import WebPush
+        from dihya_realtime.features.notifications.push_vapid import (
+            VapidKeys,
+            generate_key_pair,
+        )
+
+        path = Path(tempfile.mkdtemp()) / "vapid.pem"
+        generate_key_pair(path)
+        service = w.rt.notifications
+        service.web_push = WebPush(w.rt, VapidKeys.from_file(path, "mailto:ops@example.com"),
+                                   service.critical)
+        return w.alice, payload(w)
+
+    return example
+
+
+def _push_subscription(w: World) -> dict[str, Any]:
+    import base64
+    import os
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    point = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+    b64 = lambda raw: base64.urlsafe_b64encode(raw).decode().rstrip("=")  # noqa: E731
+    return {"subscription": {"endpoint": "https://fcm.googleapis.com/fcm/send/contract",
+                             "keys": {"p256dh": b64(point), "auth": b64(os.urandom(16))}}}
+
+
 EXAMPLES: dict[str, Example] = {
     # core
     "whoami": _alice(lambda w: None),
@@ -159,6 +196,11 @@ EXAMPLES: dict[str, Example] = {
     "notifications:set_preferences": _alice(
         lambda w: {"preferences": {"builds": {"push": False}}}),
     "notifications:set_digest": _alice(lambda w: {"digest": "daily"}),
+    # Web Push
+    "push:subscribe": _with_web_push(_push_subscription),
+    "push:unsubscribe": _with_web_push(lambda w: {"endpoint": "https://fcm.googleapis.com/x"}),
+    "push:quiet_hours": _with_web_push(lambda w: {"quiet_hours": {
+        "start": "22:00", "end": "07:00", "timezone": "Europe/Paris"}}),
 }
 
 REGISTRY = fresh_registry()

@@ -9,6 +9,7 @@ import { Connection } from "./connection.js";
 import { $ } from "./dom.js";
 import { startLive } from "./live.js";
 import { startNotifications } from "./notifications.js";
+import { startPush } from "./push.js";
 import { claimsOf, clearSession, devSignIn, loadSession, renew, saveSession } from "./session.js";
 
 const config = JSON.parse($("dihya-config").textContent);
@@ -33,8 +34,10 @@ async function start(session) {
   const channels = new Channels(conn);
   if (config.features.chat) startChat(conn, channels, claims.sub);
   else $("main").classList.add("no-chat");
-  if (config.features.notifications) startNotifications(conn);
-  else $("bell").hidden = true;
+  if (config.features.notifications) {
+    startNotifications(conn);
+    startPush(conn);
+  } else $("bell").hidden = true;
   if (config.features.docs) startEditor(conn);
   else $("doc-panel").hidden = true;
   conn.onConnect(({ reconnect }) => {

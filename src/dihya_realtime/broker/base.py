@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from dihya_realtime.broker.values import (
@@ -106,6 +106,7 @@ class Broker(ABC):
         self._handler: Handler | None = None
         self._maintenance: threading.Thread | None = None
         self._maintenance_stop = threading.Event()
+        self._node_reaped: list[Callable[[str], None]] = []
 
     # -- publications -------------------------------------------------------------------------
 
@@ -220,6 +221,19 @@ class Broker(ABC):
         given dead node, however many processes reap at once. Returns the number of
         connections removed.
         """
+
+    def add_node_reaped_hook(self, fn: Callable[[str], None]) -> None:
+        """Call ``fn(node_id)`` when this process reaps a dead node (exactly one process
+        does, see :meth:`reap_dead_nodes`), after its presence entries are removed: state a
+        feature keeps per node elsewhere (webhooks' channel occupancy) is cleaned up once."""
+        self._node_reaped.append(fn)
+
+    def _tell_node_reaped(self, node_id: str) -> None:
+        for fn in list(self._node_reaped):
+            try:
+                fn(node_id)
+            except Exception:
+                log.warning("a node-reaped hook failed for node %s", node_id, exc_info=True)
 
     def run_maintenance(self, node_id: str, interval: float, ttl: float) -> None:
         """Heartbeat ``node_id`` and reap dead nodes every ``interval`` seconds.

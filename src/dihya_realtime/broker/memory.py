@@ -382,10 +382,11 @@ class MemoryBroker(Broker):
             for node_id in dead:
                 del self._heartbeats[node_id]
         removed = 0
-        for _node_id, conns in claimed:
+        for node_id, conns in claimed:
             for channel, conn_id in sorted(conns):
                 if self._remove(channel, conn_id) is not None:
                     removed += 1
+            self._tell_node_reaped(node_id)
         return removed
 
     # -- fan-out ------------------------------------------------------------------------------

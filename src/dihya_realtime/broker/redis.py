@@ -389,6 +389,7 @@ class RedisBroker(Broker):
                 channel, conn_id = orjson.loads(member)
                 if self._remove(channel, conn_id) >= 0:
                     removed += 1
+            self._tell_node_reaped(node_id)
             with _available():
                 if self._lua.release_node(keys=[self._nodes], args=[node_id, lease]):
                     self._redis.delete(self._node_key(node_id))  # drops stale members too

@@ -5,6 +5,8 @@ not get these pages (they are a demo and a reference, not part of a product's UI
 
 - ``GET /``: the demo app (``templates/index.html`` + the esbuild bundle ``static/app.js``
   built from ``web/src`` by ``make web``);
+- ``GET /sw.js``: the demo's service worker (``web/src/sw.js``, bundled with the app), served
+  at the root so that its scope covers the page (Web Push);
 - ``GET /docs/events``: the AsyncAPI document rendered as a page, with no external asset;
 - dev mode only (``DIHYA_RT_DEV`` / ``serve --dev``; absent, hence 404, in production):
   ``POST /dev/token`` mints a short-lived token for any user name and roles, and
@@ -22,7 +24,14 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from flask import Blueprint, Response, jsonify, render_template, request
+from flask import (
+    Blueprint,
+    Response,
+    jsonify,
+    render_template,
+    request,
+    send_from_directory,
+)
 from markupsafe import Markup
 from pydantic import BaseModel, Field
 
@@ -161,6 +170,14 @@ def create_web_blueprint(rt: Realtime) -> Blueprint:
                                "notifications": "notifications:list" in events,
                                "docs": "doc:join" in events}}
         return render_template("index.html", config=config, asset_version=asset_version())
+
+    @bp.get("/sw.js")
+    def service_worker() -> Any:
+        """The demo's service worker (Web Push), at the root so that its scope is the site."""
+        response = send_from_directory(STATIC_DIR, "sw.js", mimetype="text/javascript",
+                                       max_age=0)
+        response.headers["Cache-Control"] = "no-cache"
+        return response
 
     @bp.get("/docs/events")
     def docs_events() -> Any:

@@ -78,9 +78,9 @@ def hidden_feature_modules(requested: list[str]) -> tuple[str, ...]:
 
 
 def migration_branches(requested: list[str]) -> list[str]:
-    """The Alembic branch labels to upgrade: the foundation and each enabled feature's own
-    (a feature without tables has none)."""
-    return ["foundation", *enabled_features(requested)]
+    """The Alembic branch labels to upgrade: the foundation, the outbox (transactional publish,
+    whatever runs) and each enabled feature's own (a feature without tables has none)."""
+    return ["foundation", "outbox", *enabled_features(requested)]
 
 
 def setup_features(rt: Realtime) -> None:

@@ -40,6 +40,34 @@ class Metrics:
             "dihya_rt_publications_total", "Publications made through this process",
             registry=self.registry,
         )
+        # the transactional publish's outbox (kernel/outbox)
+        self.outbox_rows = Gauge(
+            "dihya_rt_outbox_rows", "Outbox rows by state (pending, failed), as last counted",
+            ["state"], registry=self.registry,
+        )
+        self.outbox_published = Counter(
+            "dihya_rt_outbox_published_total", "Outbox rows this process's relay published",
+            registry=self.registry,
+        )
+        self.outbox_failed = Counter(
+            "dihya_rt_outbox_failed_total",
+            "Outbox rows this process's relay set aside as failed (poison rows)",
+            registry=self.registry,
+        )
+
+        # webhooks (features/webhooks): by endpoint name, never its URL nor secret
+        self.webhook_deliveries = Counter(
+            "dihya_rt_webhook_deliveries_total",
+            "Webhook delivery attempts, by endpoint and outcome (sent, retry, failed, dropped)",
+            ["endpoint", "outcome"],
+            registry=self.registry,
+        )
+        self.webhook_pending = Gauge(
+            "dihya_rt_webhook_pending",
+            "Webhook deliveries waiting in the queue (as last seen by this process), by endpoint",
+            ["endpoint"],
+            registry=self.registry,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

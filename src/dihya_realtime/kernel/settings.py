@@ -27,6 +27,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from dihya_realtime.kernel.domain_events import EVENT_TYPES
 from dihya_realtime.kernel.redaction import SECRET_WORDS
 
 ENV_PREFIX = "DIHYA_RT_"
@@ -124,6 +125,59 @@ class RateLimit(BaseModel):
 
     rate: float = Field(gt=0)
     burst: int = Field(ge=1)
+
+
+class WebhookEndpoint(BaseModel):
+    """One webhook receiver (``[webhooks.<name>]``): where, the signing secret, which events.
+
+    The URL must be ``http(s)``; the secret signs every body (``X-Dihya-Signature``) and is
+    never logged, audited nor exported; ``events`` defaults to every type.
+    """
+
+    model_config = {"extra": "forbid"}
+    url: str = Field(min_length=1, max_length=2048)
+    secret: SecretStr
+    events: list[str] = Field(default_factory=lambda: list(EVENT_TYPES))
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("a webhook url must be http:// or https:// with a host")
+        return value
+
+    @field_validator("secret")
+    @classmethod
+    def _long_secret(cls, value: SecretStr) -> SecretStr:
+        if len(value.get_secret_value()) < 16:
+            raise ValueError("a webhook secret must be at least 16 characters")
+        return value
+
+    @field_validator("events")
+    @classmethod
+    def _known_events(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - set(EVENT_TYPES))
+        if unknown:
+            raise ValueError(f"unknown webhook event(s) {', '.join(unknown)}; "
+                             f"known: {', '.join(EVENT_TYPES)}")
+        return list(dict.fromkeys(value))
+
+
+def _parse_table(text: str | bytes, name: str) -> Any:
+    """A table given as text: JSON, else TOML (``DIHYA_RT_WEBHOOKS``)."""
+    import json
+    import tomllib
+
+    raw = text.decode() if isinstance(text, bytes) else text
+    try:
+        return json.loads(raw)
+    except ValueError:
+        pass
+    try:
+        return tomllib.loads(raw)
+    except tomllib.TOMLDecodeError:
+        raise ValueError(f"{name}: neither JSON nor a TOML table") from None
 
 
 class Settings(BaseSettings):
@@ -239,6 +293,25 @@ class Settings(BaseSettings):
     _notifications_retention = field_validator("notifications_retention", mode="before")(
         lambda cls, v: parse_duration(v))
     _notifications_split = field_validator("notifications_critical_categories", mode="before")(
+        lambda cls, v: _split_csv(v))
+
+    # -- Web Push (features/notifications/push_*.py, docs/notifications.md "Web Push")
+    vapid_private_key_file: Path | None = None  # PEM (`dihya-realtime vapid-keys`); unset: off
+    vapid_subject: str | None = None  # "mailto:ops@example.com" or an https URL (RFC 8292)
+    # push services a subscription may point at (host or ".suffix"); "*" = any (not advised)
+    push_allowed_hosts: CsvList = Field(default_factory=lambda: [
+        "fcm.googleapis.com", ".push.services.mozilla.com", ".push.apple.com",
+        ".notify.windows.com"])
+    push_allow_http: bool = False  # accept http:// endpoints (local push services in tests)
+    push_max_subscriptions: int = Field(default=10, ge=1, le=100)  # per user; next: limit
+    push_max_attempts: int = Field(default=8, ge=1, le=50)  # 429/5xx retries, then dropped
+    push_retry_base: float = Field(default=5, gt=0)  # seconds; doubles per attempt
+    push_retry_max: float = Field(default=3600, gt=0)  # cap of one wait (and of Retry-After)
+    push_ttl: int = Field(default=86400, ge=0, le=2419200)  # TTL header: kept while offline
+    push_timeout: float = Field(default=10, gt=0, le=60)  # one request to a push service
+    push_poll_interval: float = Field(default=1, gt=0, le=60)  # queue polling
+    push_lease: float = Field(default=120, gt=0)  # a claimed job is re-claimable after this
+    _push_hosts_split = field_validator("push_allowed_hosts", mode="before")(
         lambda cls, v: _split_csv(v))
 
     # -- notifications: email digest (docs/notifications.md, "Email digest")
@@ -426,6 +499,34 @@ class Settings(BaseSettings):
     # before an event's declared `rate=` and the DIHYA_RT_RATE_LIMIT_EVENT default.
     rate_limit_events: dict[str, RateLimit] = Field(default_factory=dict)
 
+    # -- webhooks (features/webhooks, docs/webhooks.md): endpoints by name, a TOML table
+    # ([webhooks.search] url, secret, events) or JSON in the environment (TOML text too)
+    webhooks: Annotated[dict[str, WebhookEndpoint], NoDecode] = Field(default_factory=dict)
+    webhook_timeout: float = Field(default=5, gt=0, le=60)  # connect + response of one POST
+    webhook_retry_horizon: float = Field(default=86400, gt=0, le=30 * 86400)  # then failed
+    webhook_backoff_base: float = Field(default=1, gt=0, le=3600)  # first retry delay
+    webhook_backoff_max: float = Field(default=3600, gt=0, le=86400)  # cap of one delay
+    webhook_max_pending: int = Field(default=10_000, ge=1, le=10_000_000)  # queued/endpoint
+    webhook_max_response_bytes: int = Field(default=4096, ge=0, le=1024 * 1024)  # read cap
+    webhook_poll_interval: float = Field(default=1, gt=0, le=60)  # due deliveries checked
+    webhook_batch: int = Field(default=50, ge=1, le=1000)  # deliveries claimed per pass
+
+    @field_validator("webhooks", mode="before")
+    @classmethod
+    def _webhooks_text(cls, value: Any) -> Any:
+        if isinstance(value, str | bytes):
+            return _parse_table(value, "webhooks")
+        return value
+
+    @field_validator("webhooks")
+    @classmethod
+    def _webhook_names(cls, value: dict[str, WebhookEndpoint]) -> dict[str, WebhookEndpoint]:
+        for name in value:
+            if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", name):
+                raise ValueError(
+                    f"webhook endpoint name {name!r} must match [A-Za-z0-9_.-]{{1,64}}")
+        return value
+
     _split = field_validator("jwt_algorithms", "allowed_origins", "api_keys", "redact_keys",
                              "features", mode="before")(lambda cls, v: _split_csv(v))
 
@@ -467,6 +568,29 @@ class Settings(BaseSettings):
                 raise SettingsError(f"{ENV_PREFIX}CONFIG: no such file: {config_file}")
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
         return tuple(sources)
+
+    # -- transactional publish (the outbox: kernel/outbox, docs/host-integration.md)
+    # Run the relay in this process (every process may: one leads at a time, by lease).
+    outbox_enabled: bool = True
+    # Seconds between polls for committed rows (SQLite; PostgreSQL's NOTIFY wakes it sooner).
+    outbox_poll_interval: float = Field(default=1.0, gt=0, le=60)
+    # Rows one pass publishes before it looks again.
+    outbox_batch_size: int = Field(default=100, ge=1, le=10000)
+    # Seconds the leading relay holds its lease; a killed leader is replaced after this.
+    outbox_lease: float = Field(default=10, gt=0, le=600)
+    # Longest wait between passes while the broker or the database is unavailable.
+    outbox_retry_max: float = Field(default=30, gt=0, le=3600)
+    # Unexpected errors a row may meet before it is set aside as failed.
+    outbox_max_attempts: int = Field(default=10, ge=1, le=1000)
+    # JSON bytes of one row's payload; over it → payload_too_large when the row is written.
+    outbox_max_payload_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+
+    @model_validator(mode="after")
+    def _outbox_lease_outlasts_a_poll(self) -> Settings:
+        if self.outbox_lease <= 2 * self.outbox_poll_interval:
+            raise ValueError("outbox_lease must be more than twice outbox_poll_interval: the "
+                             "leading relay renews it once per pass")
+        return self
 
     # -- derived views
     @property

@@ -17,7 +17,7 @@ from dihya_realtime.store import Database
 
 def test_all_is_the_default_and_session_always_runs():
     assert enabled_features(["all"]) == ["session", "channels", "chat", "collab",
-                                         "notifications"]
+                                         "notifications", "webhooks"]
     assert enabled_features(["chat"]) == ["session", "chat"]
 
 

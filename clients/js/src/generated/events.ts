@@ -433,6 +433,24 @@ export type PushPreference = {
   push: boolean;
 };
 
+export type QuietHoursIn = {
+  /** local time HH:MM, e.g. 07:00 */
+  end: string;
+  /** local time HH:MM, e.g. 22:00 */
+  start: string;
+  /** IANA, e.g. Europe/Paris */
+  timezone: string;
+};
+
+export type QuietHoursPayload = {
+  /** null turns quiet hours off */
+  quiet_hours: QuietHoursIn | null;
+};
+
+export type QuietHoursReply = {
+  quiet_hours: QuietHoursIn | null;
+};
+
 export type ReactPayload = {
   /** an emoji or a :shortcode: */
   emoji: string;
@@ -654,10 +672,8 @@ export type StateChange = {
 };
 
 export type SubscribePayload = {
-  /** namespace:name */
-  channel: string;
-  /** recover what was missed after it */
-  since?: Since | null;
+  /** the browser's PushSubscription.toJSON() */
+  subscription: SubscriptionIn;
 };
 
 export type SubscribeReply = {
@@ -671,6 +687,27 @@ export type SubscribeReply = {
   publications: Array<PublicationModel>;
   /** true when `since` was given and every missed publication is in `publications` or follows with `history` (see `more`) */
   recovered: boolean;
+};
+
+export type Subscribed = {
+  /** false when this endpoint was known (taken over) */
+  created: boolean;
+  /** the stored subscription */
+  id: string;
+};
+
+/** A browser's ``PushSubscription.toJSON()`` (``expirationTime`` is accepted, unused). */
+export type SubscriptionIn = {
+  endpoint: string;
+  expirationTime?: number | null;
+  keys: SubscriptionKeys;
+};
+
+export type SubscriptionKeys = {
+  /** 16-byte authentication secret, base64url */
+  auth: string;
+  /** the browser's P-256 public key, base64url */
+  p256dh: string;
 };
 
 export type SyncPayload = {
@@ -715,10 +752,18 @@ export type UnbanReply = {
   user_id: string;
 };
 
+export type UnsubscribePayload = {
+  endpoint: string;
+};
+
 export type UnsubscribeReply = {
   channel: string;
   /** false when the connection was not subscribed */
   unsubscribed: boolean;
+};
+
+export type Unsubscribed = {
+  removed: boolean;
 };
 
 export type UnsubscribedEvent = {
@@ -822,6 +867,9 @@ export interface ClientEvents {
   "notifications:unarchive": { payload: IdsPayload; reply: StateChange };
   "presence": { payload: ChannelPayload; reply: PresenceReply };
   "publish": { payload: PublishPayload; reply: PublishReply };
+  "push:quiet_hours": { payload: QuietHoursPayload; reply: QuietHoursReply };
+  "push:subscribe": { payload: SubscribePayload; reply: Subscribed };
+  "push:unsubscribe": { payload: UnsubscribePayload; reply: Unsubscribed };
   "subscribe": { payload: SubscribePayload; reply: SubscribeReply };
   "unsubscribe": { payload: ChannelPayload; reply: UnsubscribeReply };
   "whoami": { payload: EmptyPayload; reply: WhoAmIReply };

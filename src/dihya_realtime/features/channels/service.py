@@ -206,7 +206,9 @@ class ChannelService:
             }
             if ref.policy.presence:
                 user = {"user_id": conn.user_id, "name": conn.principal.display_name}
-                self.broker.presence_add(channel, sid, user, self.node_id)
+                if self.broker.presence_add(channel, sid, user, self.node_id):
+                    self.rt.domain_events.emit("presence.joined", {"channel": channel,
+                                                                   "user": user})
                 reply["presence"] = {"members": self.broker.presence(channel)}
         except BrokerUnavailable as exc:
             self._abort(sid, channel)
@@ -223,6 +225,7 @@ class ChannelService:
             raise RealtimeError(ErrorCode.UNAVAILABLE, "the connection closed")
         top = result.position
         self.catchup.subscribed(channel, top)
+        self.rt.domain_events.emit("channel.subscribed", self._subscription(conn, channel))
 
         def go_live() -> None:
             with self._lock:
@@ -264,12 +267,20 @@ class ChannelService:
             if not pending:
                 self._pending.pop(channel, None)
         self.interest.release(channel)
+        self.rt.domain_events.emit("channel.unsubscribed", self._subscription(conn, channel))
         ref = self.resolve(channel)
         if ref.policy.presence:
             # if the broker is down, the entry goes when this node's heartbeat is reaped
             with contextlib.suppress(BrokerUnavailable):
-                self.broker.presence_remove(channel, conn.sid)
+                if self.broker.presence_remove(channel, conn.sid):
+                    self.rt.domain_events.emit("presence.left", {"channel": channel, "user": {
+                        "user_id": conn.user_id, "name": conn.principal.display_name}})
         return True
+
+    def _subscription(self, conn: Connection, channel: str) -> dict[str, Any]:
+        """The data of ``channel.subscribed`` / ``channel.unsubscribed`` (domain events)."""
+        return {"channel": channel, "sid": conn.sid, "node_id": self.node_id,
+                "user_id": conn.user_id}
 
     def remove(self, conn: Connection, channel: str, reason: str) -> bool:
         """Unsubscribe ``conn`` on the server's decision and tell it with ``unsubscribed``."""

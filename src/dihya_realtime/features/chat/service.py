@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 from sqlalchemy.orm import Session
 
@@ -41,6 +41,8 @@ from dihya_realtime.features.chat.typing_indicator import TypingIndicator, Typin
 if TYPE_CHECKING:
     from dihya_realtime.features.channels.service import ChannelRef
     from dihya_realtime.kernel.connections import Connection
+    from dihya_realtime.kernel.outbox import Queued
+    from dihya_realtime.kernel.outbox.queue import HostSession
     from dihya_realtime.realtime import Realtime
 
 __all__ = ["Actor", "ChatService", "Defer", "parse_mentions"]
@@ -162,22 +164,48 @@ class ChatService:
     def send(self, actor: Actor, room_id: str, text: str, client_msg_id: str,
              reply_to: str | None = None, mentions: Sequence[str] = (),
              defer: Defer | None = None) -> tuple[dict[str, Any], bool]:
-        """Store a message, then push it as ``chat:message``; returns ``(message, created)``."""
-        return self.messages.send(actor, room_id, text, client_msg_id, reply_to, mentions, defer)
+        """Store a message, then push it as ``chat:message``; returns ``(message, created)``.
+        A new one is told as the domain event ``chat.message_sent`` (webhooks hear it)."""
+        message, created = self.messages.send(actor, room_id, text, client_msg_id, reply_to,
+                                              mentions, defer)
+        if created:
+            self.rt.domain_events.emit("chat.message_sent", message)
+        return message, created
 
-    def send_system_message(self, room_id: str, text: str, data: Any = None) -> dict[str, Any]:
-        """Post a server message (no author) to a room and push it to the members."""
-        return self.messages.send_system_message(room_id, text, data)
+    @overload
+    def send_system_message(self, room_id: str, text: str, data: Any = None, *,
+                            session: None = None) -> dict[str, Any]: ...
+    @overload
+    def send_system_message(self, room_id: str, text: str, data: Any = None, *,
+                            session: HostSession) -> Queued: ...
+    def send_system_message(self, room_id: str, text: str, data: Any = None, *,
+                            session: HostSession | None = None) -> dict[str, Any] | Queued:
+        """Post a server message (no author) to a room and push it to the members.
+
+        With ``session=`` (the host's SQLAlchemy session): written as an outbox row in the
+        host's transaction, posted once it commits, in commit order per room.
+        """
+        if session is not None:
+            return self.rt.outbox.enqueue(session, "chat.system_message", f"chat:{room_id}",
+                                          {"room_id": room_id, "text": text, "data": data})
+        message = self.messages.send_system_message(room_id, text, data)
+        self.rt.domain_events.emit("chat.message_sent", message)
+        return message
 
     def edit(self, actor: Actor, message_id: str, text: str,
              defer: Defer | None = None) -> dict[str, Any]:
         """Change the text of one's own message; new ``@mentions`` are recorded and notified."""
-        return self.messages.edit(actor, message_id, text, defer)
+        message = self.messages.edit(actor, message_id, text, defer)
+        self.rt.domain_events.emit("chat.message_edited", message)
+        return message
 
     def delete(self, actor: Actor, message_id: str,
                defer: Defer | None = None) -> tuple[dict[str, Any], bool]:
         """Delete a message (author, room owner/moderator, ``chat:moderate``): a tombstone."""
-        return self.messages.delete(actor, message_id, defer)
+        tombstone, by_moderator = self.messages.delete(actor, message_id, defer)
+        self.rt.domain_events.emit("chat.message_deleted",
+                                   {**tombstone, "deleted_by": actor.user_id})
+        return tombstone, by_moderator
 
     def react(self, actor: Actor, message_id: str, emoji: str, add: bool,
               defer: Defer | None = None) -> dict[str, Any]:

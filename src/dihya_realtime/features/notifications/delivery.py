@@ -10,6 +10,7 @@ Redis is configured, and skips live delivery when there is none.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from dihya_realtime.features.notifications.inbox import Inbox
@@ -29,6 +30,8 @@ class Delivery:
         self.rt = rt
         self.inbox = inbox
         self.preferences = preferences
+        # then, for users with no live connection: Web Push (push_service.WebPush), if on
+        self.after: Callable[[list[dict[str, Any]], set[str]], object] | None = None
 
     def deliver(self, notifications: list[dict[str, Any]]) -> None:
         """Push new notifications (unless muted) and the new counts to their users.
@@ -44,6 +47,8 @@ class Delivery:
                     self.emit_to_user(n["user_id"], "notifications:new", n)
             for user, counts in self.inbox.counts_many(users).items():
                 self.emit_to_user(user, "notifications:counts", counts)
+            if self.after is not None:
+                self.after(notifications, muted)
         except Exception:
             log.exception("live delivery of %d notifications failed (they are stored)",
                           len(notifications))

@@ -16,6 +16,13 @@ from pydantic import BaseModel, Field
 from dihya_realtime.features.notifications.digest_http import register_digest_routes
 from dihya_realtime.features.notifications.digest_selection import Frequency
 from dihya_realtime.features.notifications.http import register_routes
+from dihya_realtime.features.notifications.push_quiet_hours import QuietHoursIn
+from dihya_realtime.features.notifications.push_service import WebPush
+from dihya_realtime.features.notifications.push_subscriptions import (
+    MAX_ENDPOINT,
+    SubscriptionIn,
+    check_subscription,
+)
 from dihya_realtime.features.notifications.schemas import (
     MAX_IDS,
     Category,
@@ -30,6 +37,7 @@ from dihya_realtime.features.notifications.schemas import (
     Updated,
 )
 from dihya_realtime.features.notifications.service import NotificationService
+from dihya_realtime.kernel.errors import ErrorCode, RealtimeError
 from dihya_realtime.kernel.pipeline import EventContext
 from dihya_realtime.kernel.registry import event, server_event
 
@@ -44,6 +52,8 @@ def setup(rt: Realtime) -> None:
     (:mod:`.http`)."""
     service = rt.notifications = NotificationService(rt)
     rt.on_connect(service.on_connect)
+    if service.web_push is not None:
+        service.web_push.start()  # presence hooks and the push queue worker
     register_routes(rt, rt.blueprint)
     register_digest_routes(rt, rt.blueprint, service.digest)
     if rt.socketio is not None:  # a server: send due digests every DIHYA_RT_DIGEST_SCHEDULE
@@ -293,3 +303,90 @@ server_event("notifications:updated", Updated, """
     ``state`` is ``read``, ``unread``, ``seen``, ``archived`` or ``unarchived``. Example:
     ``{"ids": ["9f1c…"], "state": "read"}``; ``notifications:counts`` follows.
 """)
+
+
+# -- Web Push (push_service.py; docs/notifications.md "Web Push")
+
+
+def _web_push(ctx: Ctx) -> WebPush:
+    web_push = _service(ctx).web_push
+    if web_push is None:
+        raise RealtimeError(ErrorCode.UNAVAILABLE, "Web Push is not configured on this server")
+    return web_push
+
+
+class SubscribePayload(BaseModel):
+    subscription: SubscriptionIn = Field(description="the browser's PushSubscription.toJSON()")
+
+
+class Subscribed(BaseModel):
+    id: str = Field(description="the stored subscription")
+    created: bool = Field(description="false when this endpoint was known (taken over)")
+
+
+class UnsubscribePayload(BaseModel):
+    endpoint: str = Field(min_length=1, max_length=MAX_ENDPOINT)
+
+
+class Unsubscribed(BaseModel):
+    removed: bool
+
+
+class QuietHoursPayload(BaseModel):
+    quiet_hours: QuietHoursIn | None = Field(description="null turns quiet hours off")
+
+
+class QuietHoursReply(BaseModel):
+    quiet_hours: QuietHoursIn | None
+
+
+@event("push:subscribe", payload=SubscribePayload, reply=Subscribed, allow_anonymous=False,
+       audit="push_subscribed", audit_details=lambda p, r: {"subscription_id": r["id"]})
+def push_subscribe(ctx: Ctx, payload: SubscribePayload) -> dict:
+    """Receive Web Push on this browser when I have no tab open.
+
+    The subscription is what ``registration.pushManager.subscribe({userVisibleOnly: true,
+    applicationServerKey})`` returned (key from ``GET /api/v1/push/vapid-key``). The endpoint
+    must be https on an allowed push service (``DIHYA_RT_PUSH_ALLOWED_HOSTS``), the keys a
+    P-256 point and 16 bytes: ``invalid_payload`` otherwise. At most
+    ``DIHYA_RT_PUSH_MAX_SUBSCRIPTIONS`` browsers per user: the next → ``conflict`` with
+    ``details.reason = "too_many_push_subscriptions"``. ``unavailable`` when Web Push is off.
+    Payload example::
+
+        {"subscription": {"endpoint": "<the push service's URL for this browser>",
+          "expirationTime": null, "keys": {"p256dh": "BNcR…", "auth": "tBHI…"}}}
+
+    Reply example: ``{"ok": true, "data": {"id": "5b0e…", "created": true}}``.
+    """
+    web_push = _web_push(ctx)
+    settings = ctx.rt.settings
+    sub = check_subscription(payload.subscription, settings.push_allowed_hosts,
+                             settings.push_allow_http)
+    return web_push.subscriptions.subscribe(ctx.user_id, sub)
+
+
+@event("push:unsubscribe", payload=UnsubscribePayload, reply=Unsubscribed,
+       allow_anonymous=False, audit="push_unsubscribed")
+def push_unsubscribe(ctx: Ctx, payload: UnsubscribePayload) -> dict:
+    """Stop Web Push to this browser (call it before ``subscription.unsubscribe()``).
+
+    Only my own subscriptions; an unknown endpoint replies ``removed: false``. Payload
+    example: ``{"endpoint": "<the push service's URL for this browser>"}``; reply:
+    ``{"ok": true, "data": {"removed": true}}``.
+    """
+    return {"removed": _web_push(ctx).subscriptions.unsubscribe(ctx.user_id, payload.endpoint)}
+
+
+@event("push:quiet_hours", payload=QuietHoursPayload, reply=QuietHoursReply,
+       allow_anonymous=False, audit="push_quiet_hours")
+def push_quiet_hours(ctx: Ctx, payload: QuietHoursPayload) -> dict:
+    """Set (or, with ``null``, clear) my daily quiet hours: no Web Push in that window.
+
+    Times are local to ``timezone`` and may wrap midnight; critical categories are pushed
+    anyway; notifications are stored and delivered live as always. Payload example::
+
+        {"quiet_hours": {"start": "22:00", "end": "07:00", "timezone": "Europe/Paris"}}
+
+    Reply: the stored window, ``{"ok": true, "data": {"quiet_hours": {…}}}``.
+    """
+    return {"quiet_hours": _web_push(ctx).quiet_hours.set_window(ctx.user_id, payload.quiet_hours)}

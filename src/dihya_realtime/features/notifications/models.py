@@ -49,7 +49,7 @@ class Notification(Base):
     read_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     archived_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     idempotency_key: Mapped[str | None] = mapped_column(sa.String(128), nullable=True)
-    # when an email digest claimed it (sent at most once; migration 0003_notifications_digest)
+    # when an email digest claimed it (sent at most once; migration 0004_notifications_digest)
     digested_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
@@ -94,3 +94,66 @@ def insert_for(dialect: str) -> Any:
 def chunks(items: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start:start + size]
+
+
+# -- Web Push (docs/notifications.md "Web Push"; migration 0003_notifications_push)
+
+
+class PushSubscription(Base):
+    """One browser (device) of a user that accepted push: its PushSubscription.
+
+    The endpoint is unique: a browser re-subscribing (or another user signing in on the same
+    browser) takes the row over. Removed on ``push:unsubscribe`` or when the push service
+    answers 404/410.
+    """
+
+    __tablename__ = "push_subscriptions"
+    __table_args__ = (sa.Index("ix_push_subscriptions_user", "user_id"),)
+
+    id: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    user_id: Mapped[str] = mapped_column(sa.String(128), nullable=False)
+    endpoint: Mapped[str] = mapped_column(sa.String(1024), nullable=False, unique=True)
+    p256dh: Mapped[str] = mapped_column(sa.String(128), nullable=False)
+    auth: Mapped[str] = mapped_column(sa.String(64), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
+class PushJob(Base):
+    """One push waiting to be sent to one subscription: the persisted queue.
+
+    ``payload`` is the JSON to encrypt (already redacted). A worker claims due rows
+    (``next_attempt_at`` past, ``claimed_until`` empty or past), sends, then deletes the row
+    or moves ``next_attempt_at`` on (429/5xx): a restart loses nothing, a crash mid-send
+    sends again once the lease has run out.
+    """
+
+    __tablename__ = "push_queue"
+    __table_args__ = (sa.Index("ix_push_queue_due", "next_attempt_at"),)
+
+    id: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    subscription_id: Mapped[str] = mapped_column(sa.String(32), nullable=False, index=True)
+    user_id: Mapped[str] = mapped_column(sa.String(128), nullable=False)
+    notification_id: Mapped[str] = mapped_column(sa.String(32), nullable=False)
+    payload: Mapped[str] = mapped_column(sa.Text, nullable=False)
+    attempts: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
+class PushQuietHours(Base):
+    """A user's quiet hours: no Web Push between ``start`` and ``end`` (minutes after local
+    midnight in ``timezone``; may wrap midnight), critical categories excepted."""
+
+    __tablename__ = "push_quiet_hours"
+
+    user_id: Mapped[str] = mapped_column(sa.String(128), primary_key=True)
+    start_minute: Mapped[int] = mapped_column(sa.Integer, nullable=False)
+    end_minute: Mapped[int] = mapped_column(sa.Integer, nullable=False)
+    timezone: Mapped[str] = mapped_column(sa.String(64), nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
+PUSH_SUBSCRIPTIONS = cast(sa.Table, PushSubscription.__table__)
+PUSH_QUEUE = cast(sa.Table, PushJob.__table__)
+PUSH_QUIET_HOURS = cast(sa.Table, PushQuietHours.__table__)

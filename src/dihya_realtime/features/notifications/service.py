@@ -27,14 +27,15 @@ job each:
 - :mod:`.preferences`: per-category push on/off (critical categories always pushed);
 - :mod:`.delivery`: pushing to a user's connections, from a server or a worker;
 - :mod:`.connect_hook`: the batched connect hook (users rows, counts at connect);
-- :mod:`.models`: the tables;
-- :mod:`.digest`: the email digest of unread notifications (``rt.notifications.digest``).
+- :mod:`.push_service`: Web Push to users with no live connection (``push_*`` modules);
+- :mod:`.digest`: the email digest of unread notifications (``rt.notifications.digest``);
+- :mod:`.models`: the tables.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from dihya_realtime.features.notifications.connect_hook import ConnectHook
 from dihya_realtime.features.notifications.creating import (
@@ -47,6 +48,7 @@ from dihya_realtime.features.notifications.digest import DigestService
 from dihya_realtime.features.notifications.inbox import Inbox, decode_cursor, purge_notifications
 from dihya_realtime.features.notifications.models import NOTIFICATIONS, PREFERENCES
 from dihya_realtime.features.notifications.preferences import PushPreferences
+from dihya_realtime.features.notifications.push_service import web_push_of
 from dihya_realtime.features.notifications.schemas import (
     DEFAULT_CATEGORY,
     MAX_IDS,
@@ -66,6 +68,8 @@ from dihya_realtime.features.notifications.schemas import (
 
 if TYPE_CHECKING:
     from dihya_realtime.kernel.connections import Connection
+    from dihya_realtime.kernel.outbox import Queued
+    from dihya_realtime.kernel.outbox.queue import HostSession
     from dihya_realtime.kernel.principal import Principal
     from dihya_realtime.realtime import Realtime
 
@@ -95,6 +99,9 @@ class NotificationService:
         self.delivery = Delivery(rt, self.inbox, self.push_preferences)
         self.creating = Creating(rt, self.delivery, lambda: self.role_resolver)
         self.connect_hook = ConnectHook(rt, self.inbox)
+        self.web_push = web_push_of(rt, self.critical)  # None unless VAPID is configured
+        if self.web_push is not None:
+            self.delivery.after = self.web_push.after_delivery
         self.role_resolver: RoleResolver = self.users_with_role
         app = rt.app  # the host's template folder overrides the digest's templates
         self.digest = DigestService(rt.db, rt.settings, rt.audit.record,
@@ -102,9 +109,26 @@ class NotificationService:
 
     # -- creating (server side only)
 
+    @overload
+    def notify(
+        self, *, session: None = None,
+        user_ids: Sequence[str] | None = None, user_id: str | None = None,
+        role: str | None = None, category: str = DEFAULT_CATEGORY, title: str, body: str = "",
+        data: dict[str, Any] | None = None, action_url: str | None = None,
+        severity: str = "info", idempotency_key: str | None = None,
+    ) -> list[dict[str, Any]]: ...
+    @overload
+    def notify(
+        self, *, session: HostSession,
+        user_ids: Sequence[str] | None = None, user_id: str | None = None,
+        role: str | None = None, category: str = DEFAULT_CATEGORY, title: str, body: str = "",
+        data: dict[str, Any] | None = None, action_url: str | None = None,
+        severity: str = "info", idempotency_key: str | None = None,
+    ) -> Queued: ...
     def notify(
         self,
         *,
+        session: HostSession | None = None,
         user_ids: Sequence[str] | None = None,
         user_id: str | None = None,
         role: str | None = None,
@@ -115,13 +139,16 @@ class NotificationService:
         action_url: str | None = None,
         severity: str = "info",
         idempotency_key: str | None = None,
-    ) -> list[dict[str, Any]]:
+    ) -> list[dict[str, Any]] | Queued:
         """Store a notification for each recipient, then deliver it live; returns them.
 
         Recipients are ``user_ids``, one ``user_id``, or every user holding ``role`` (through
         :attr:`role_resolver`). With an ``idempotency_key``, a repeat returns the notifications
         the first call created and delivers nothing again. Bad fields raise ``invalid_payload``
-        with one detail per field. Example::
+        with one detail per field. With ``session=`` (the host's SQLAlchemy session) nothing
+        is stored yet: an outbox row is written in the host's transaction and the relay
+        notifies once it commits; returns the :class:`~dihya_realtime.kernel.outbox.Queued`
+        row. Example::
 
             rt.notify(user_ids=["17"], category="builds", title="Build 42 finished",
                       data={"build": 42}, action_url="/builds/42", severity="success")
@@ -130,7 +157,13 @@ class NotificationService:
                   "user_id": user_id, "role": role, "category": category, "title": title,
                   "body": body, "data": {} if data is None else data, "action_url": action_url,
                   "severity": severity, "idempotency_key": idempotency_key}
-        request = self.validate({k: v for k, v in fields.items() if v is not None})
+        given = {k: v for k, v in fields.items() if v is not None}
+        request = self.validate(given)
+        if session is not None:
+            # checked now; stored and delivered once the host's transaction commits (the
+            # outbox row's id is the idempotency key unless one is given)
+            self.check_target(request)
+            return self.rt.outbox.enqueue(session, "notify", None, given)
         notifications, _created = self.create(request)
         return notifications
 
@@ -183,12 +216,18 @@ class NotificationService:
 
         All or nothing: an id that is not the user's → ``not_found`` and nothing changes.
         """
-        return self.inbox.mark(user_id, ids, state)
+        changed = self.inbox.mark(user_id, ids, state)
+        if state == "read" and changed:
+            self.rt.domain_events.emit("notification.read", {"user_id": user_id, "ids": changed})
+        return changed
 
     def mark_all(self, user_id: str, state: Literal["read", "seen"],
                  category: str | None = None) -> list[str]:
         """Mark every one of the user's notifications (of ``category``) read or seen."""
-        return self.inbox.mark_all(user_id, state, category)
+        changed = self.inbox.mark_all(user_id, state, category)
+        if state == "read" and changed:
+            self.rt.domain_events.emit("notification.read", {"user_id": user_id, "ids": changed})
+        return changed
 
     def changed(self, user_id: str, ids: list[str], state: State,
                 skip_sid: str | None = None) -> dict[str, int]:

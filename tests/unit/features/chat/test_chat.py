@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from dihya_realtime.features.chat.models import ChatMember
 from dihya_realtime.features.chat.service import Actor, ChatService, parse_mentions
 from dihya_realtime.kernel.auth import hash_api_key
+from dihya_realtime.kernel.domain_events import DomainEvents
 from dihya_realtime.store import Database
 from tests.unit.kernel.test_pipeline import audit_lines
 
@@ -663,6 +664,7 @@ def test_concurrent_sends_from_two_processes_give_one_gap_free_order(crt, users,
             self.settings = crt.settings
             self.emitted: list[dict] = []
             self.relay = self  # a room's pushes are relayed: rt.relay.emit(room, event, data)
+            self.domain_events = DomainEvents()  # what the chat service tells (webhooks)
 
         def emit(self, room, event, data, skip_sid=None, skip_user=None):
             self.emitted.append(data)

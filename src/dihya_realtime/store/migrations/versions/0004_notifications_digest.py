@@ -4,8 +4,8 @@
 digest: a digest run sets it (``UPDATE … WHERE digested_at IS NULL``) before it sends. The
 partial index keeps finding due notifications cheap when most rows were mailed or read.
 
-Revision ID: 0003_notifications_digest
-Revises: 0002_notifications
+Revision ID: 0004_notifications_digest
+Revises: 0003_notifications_push
 Create Date: 2026-11-27
 """
 
@@ -16,8 +16,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0003_notifications_digest"
-down_revision: str | Sequence[str] | None = "0002_notifications"
+revision: str = "0004_notifications_digest"
+down_revision: str | Sequence[str] | None = "0003_notifications_push"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
