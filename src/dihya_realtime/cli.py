@@ -1,4 +1,5 @@
-"""``dihya-realtime serve | token | migrate | audit verify | purge | docs | hash-api-key``.
+"""``dihya-realtime serve | token | migrate | audit verify | purge | digest | docs |
+hash-api-key``.
 
 Imports stay inside the commands: ``serve`` must monkey-patch the standard library for
 gevent before anything else imports ``socket`` or ``threading``.
@@ -203,6 +204,41 @@ def cmd_purge(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_digest(args: argparse.Namespace) -> int:
+    """Send the due email digests once and exit (for cron); prints how many went out."""
+    import logging
+
+    from dihya_realtime.features.notifications.digest import DigestNotConfigured, DigestService
+    from dihya_realtime.features.notifications.digest_tokens import NoSigningKey
+    from dihya_realtime.kernel.audit import AuditLog
+    from dihya_realtime.store import Database
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
+    settings = _settings(dev=args.dev)
+    db = Database(settings.database_url)
+    if not db.has_table("notification_digests"):
+        db.dispose()
+        print("no digest tables in this database: run `dihya-realtime migrate` first",
+              file=sys.stderr)
+        return 2
+    audit = AuditLog(db if settings.audit_db else None, settings.audit_log)
+    try:
+        run = DigestService(db, settings, audit.record).send_due()
+    except (DigestNotConfigured, NoSigningKey) as exc:
+        print(f"dihya-realtime: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the SMTP server did not answer: nothing was claimed
+        print(f"dihya-realtime: SMTP unreachable ({type(exc).__name__}); nothing sent",
+              file=sys.stderr)
+        return 1
+    finally:
+        audit.close()
+        db.dispose()
+    print(f"digests sent: {run.sent} ({run.items} notifications), failed: {run.failed}, "
+          f"without an address: {run.no_address}")
+    return 1 if run.stopped else 0
+
+
 def cmd_docs(args: argparse.Namespace) -> int:
     import dihya_realtime.app  # noqa: F401 - declares every event
     from dihya_realtime.docs import write_docs
@@ -285,6 +321,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--older-than", help="an age such as 30d or 12h "
                    "(default: DIHYA_RT_NOTIFICATIONS_RETENTION, 30d)")
     p.set_defaults(func=cmd_purge)
+
+    p = with_dev(sub.add_parser("digest", help="send the due email digests once (for cron)"))
+    p.set_defaults(func=cmd_digest)
 
     p = sub.add_parser("docs", help="generate the events reference and the AsyncAPI document")
     p.add_argument("--check", action="store_true", help="exit 1 if the generated files are stale")

@@ -196,6 +196,7 @@ EXAMPLES: dict[str, Example] = {
     "notifications:preferences": _alice(lambda w: None),
     "notifications:set_preferences": _alice(
         lambda w: {"preferences": {"builds": {"push": False}}}),
+    "notifications:set_digest": _alice(lambda w: {"digest": "daily"}),
     # Web Push
     "push:subscribe": _with_web_push(_push_subscription),
     "push:unsubscribe": _with_web_push(lambda w: {"endpoint": "https://fcm.googleapis.com/x"}),

@@ -314,6 +314,66 @@ class Settings(BaseSettings):
     _push_hosts_split = field_validator("push_allowed_hosts", mode="before")(
         lambda cls, v: _split_csv(v))
 
+    # -- notifications: email digest (docs/notifications.md, "Email digest")
+    # smtp://[user:password@]host[:port] (add ?starttls=true, or smtp+starttls://) or
+    # smtps:// (implicit TLS). Unset: no digest is ever sent (the command says so).
+    smtp_url: SecretStr | None = None
+    smtp_from: str | None = Field(default=None, max_length=320)  # the From: of every digest
+    smtp_timeout: float = Field(default=10, gt=0, le=300)  # connect and each SMTP command
+    # a user's digest when they never chose: off | hourly | daily
+    digest_default: Literal["off", "hourly", "daily"] = "off"
+    # a notification unread this long (and not archived) may go into a digest
+    digest_delay: float = Field(default=15 * 60, ge=0)
+    # how often `serve` sends due digests; "off" (or 0) leaves it to `dihya-realtime digest`
+    digest_schedule: float = Field(default=300, ge=0)
+    digest_max_items: int = Field(default=20, ge=1, le=500)  # listed per email; "and N more"
+    digest_max_per_run: int = Field(default=500, ge=1, le=100_000)  # emails per run
+    # the public URL of this service, for the unsubscribe link (required with SMTP_URL)
+    digest_base_url: str | None = None
+    # joined to notifications' relative action_url paths (/builds/42) in the email
+    digest_app_url: str | None = None
+    # signs unsubscribe links (default: SECRET_KEY, then JWT_SECRET); links last this long
+    digest_secret: SecretStr | None = None
+    digest_unsubscribe_ttl: float = Field(default=90 * 86400, gt=0)
+    # a folder of templates (digest.txt, digest.html) used before the built-in ones
+    digest_templates: Path | None = None
+    _digest_durations = field_validator("digest_delay", "digest_unsubscribe_ttl", mode="before")(
+        lambda cls, v: parse_duration(v))
+
+    @field_validator("digest_schedule", mode="before")
+    @classmethod
+    def _digest_schedule(cls, value: Any) -> Any:
+        return 0.0 if str(value).strip().lower() == "off" else parse_duration(value)
+
+    @field_validator("digest_base_url", "digest_app_url")
+    @classmethod
+    def _digest_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http(s):// URL")
+        return value.strip().rstrip("/")
+
+    @model_validator(mode="after")
+    def _smtp_complete(self) -> Settings:
+        if self.smtp_url is None:
+            return self
+        scheme = urlsplit(self.smtp_url.get_secret_value()).scheme
+        if scheme not in ("smtp", "smtps", "smtp+starttls"):
+            raise ValueError(f"{ENV_PREFIX}SMTP_URL must start with smtp://, smtp+starttls:// "
+                             "or smtps://")
+        if not self.smtp_from:
+            raise ValueError(f"{ENV_PREFIX}SMTP_FROM is required with {ENV_PREFIX}SMTP_URL "
+                             "(the digest's From:)")
+        if not self.digest_base_url:
+            raise ValueError(f"{ENV_PREFIX}DIGEST_BASE_URL is required with "
+                             f"{ENV_PREFIX}SMTP_URL (the unsubscribe links)")
+        if not (self.digest_secret or self.secret_key or self.jwt_secret):
+            raise ValueError(f"{ENV_PREFIX}DIGEST_SECRET (or SECRET_KEY or JWT_SECRET) is "
+                             f"required with {ENV_PREFIX}SMTP_URL (it signs unsubscribe links)")
+        return self
+
     # -- collab
     docs_compact_every: int = Field(default=200, ge=1)  # updates merged into a snapshot
     docs_compact_idle: float = Field(default=30, ge=0)  # seconds without updates; 0 = never

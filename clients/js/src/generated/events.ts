@@ -381,8 +381,10 @@ export type Page = {
   next_cursor: string | null;
 };
 
-export type Preferences = {
+export type PreferencesWithDigest = {
   critical: Array<string>;
+  /** my email digest of unread notifications: off, hourly or daily (docs/notifications.md) */
+  digest: "off" | "hourly" | "daily";
   /** the categories the user has notifications in, has set, or that are critical; any other category is pushed */
   preferences: Array<CategoryPreference>;
 };
@@ -658,6 +660,10 @@ export type SendReply = {
   text: string | null;
 };
 
+export type SetDigestPayload = {
+  digest: "off" | "hourly" | "daily";
+};
+
 export type SetNotificationsPayload = {
   /** true: this room's mentions and DMs are not pushed to me */
   muted: boolean;
@@ -874,8 +880,9 @@ export interface ClientEvents {
   "notifications:mark_read": { payload: IdsPayload; reply: StateChange };
   "notifications:mark_seen": { payload: IdsPayload; reply: StateChange };
   "notifications:mark_unread": { payload: IdsPayload; reply: StateChange };
-  "notifications:preferences": { payload: EmptyPayload; reply: Preferences };
-  "notifications:set_preferences": { payload: SetPreferencesPayload; reply: Preferences };
+  "notifications:preferences": { payload: EmptyPayload; reply: PreferencesWithDigest };
+  "notifications:set_digest": { payload: SetDigestPayload; reply: PreferencesWithDigest };
+  "notifications:set_preferences": { payload: SetPreferencesPayload; reply: PreferencesWithDigest };
   "notifications:unarchive": { payload: IdsPayload; reply: StateChange };
   "presence": { payload: ChannelPayload; reply: PresenceReply };
   "publish": { payload: PublishPayload; reply: PublishReply };

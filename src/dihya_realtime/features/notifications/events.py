@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
 
+from dihya_realtime.features.notifications.digest_http import register_digest_routes
+from dihya_realtime.features.notifications.digest_selection import Frequency
 from dihya_realtime.features.notifications.http import register_routes
 from dihya_realtime.features.notifications.push_quiet_hours import QuietHoursIn
 from dihya_realtime.features.notifications.push_service import WebPush
@@ -53,6 +55,9 @@ def setup(rt: Realtime) -> None:
     if service.web_push is not None:
         service.web_push.start()  # presence hooks and the push queue worker
     register_routes(rt, rt.blueprint)
+    register_digest_routes(rt, rt.blueprint, service.digest)
+    if rt.socketio is not None:  # a server: send due digests every DIHYA_RT_DIGEST_SCHEDULE
+        service.digest.schedule(rt.socketio.start_background_task, rt.socketio.sleep)
 
 
 def _service(ctx: Ctx) -> NotificationService:
@@ -215,20 +220,31 @@ class SetPreferencesPayload(BaseModel):
     preferences: dict[Category, PushPreference] = Field(min_length=1, max_length=50)
 
 
-@event("notifications:preferences", reply=Preferences, allow_anonymous=False)
+class PreferencesWithDigest(Preferences):
+    digest: Frequency = Field(description="my email digest of unread notifications: off, "
+                                          "hourly or daily (docs/notifications.md)")
+
+
+def _with_digest(ctx: Ctx, prefs: dict) -> dict:
+    return {**prefs, "digest": _service(ctx).digest.frequency(ctx.user_id)}
+
+
+@event("notifications:preferences", reply=PreferencesWithDigest, allow_anonymous=False)
 def preferences(ctx: Ctx, payload: object) -> dict:
-    """My live-push setting per category (any category not listed is pushed).
+    """My live-push setting per category (any category not listed is pushed), and my email
+    digest.
 
     Payload: none. Reply example::
 
-        {"ok": true, "data": {"critical": ["security"], "preferences": [
+        {"ok": true, "data": {"critical": ["security"], "digest": "daily", "preferences": [
           {"category": "marketing", "push": false, "critical": false},
           {"category": "security", "push": true, "critical": true}]}}
     """
-    return _service(ctx).preferences(ctx.user_id)
+    return _with_digest(ctx, _service(ctx).preferences(ctx.user_id))
 
 
-@event("notifications:set_preferences", payload=SetPreferencesPayload, reply=Preferences,
+@event("notifications:set_preferences", payload=SetPreferencesPayload,
+       reply=PreferencesWithDigest,
        allow_anonymous=False, audit="notification_preferences",
        audit_details=lambda p, _: {"categories": sorted(p.preferences)})
 def set_preferences(ctx: Ctx, payload: SetPreferencesPayload) -> dict:
@@ -242,7 +258,26 @@ def set_preferences(ctx: Ctx, payload: SetPreferencesPayload) -> dict:
     Reply: as ``notifications:preferences``.
     """
     push = {category: p.push for category, p in payload.preferences.items()}
-    return _service(ctx).set_preferences(ctx.user_id, push)
+    return _with_digest(ctx, _service(ctx).set_preferences(ctx.user_id, push))
+
+
+class SetDigestPayload(BaseModel):
+    digest: Frequency
+
+
+@event("notifications:set_digest", payload=SetDigestPayload, reply=PreferencesWithDigest,
+       allow_anonymous=False, audit="notification_digest",
+       audit_details=lambda p, _: {"digest": p.digest})
+def set_digest(ctx: Ctx, payload: SetDigestPayload) -> dict:
+    """Choose my email digest of unread notifications: ``off``, ``hourly`` or ``daily``.
+
+    A digest gathers what stayed unread past ``DIHYA_RT_DIGEST_DELAY`` into one email, each
+    notification at most once; every email has a one-click unsubscribe link. Where it goes:
+    the address the host app knows (or stored with ``PUT /api/v1/users/<id>/email``).
+    Payload example: ``{"digest": "daily"}``. Reply: as ``notifications:preferences``.
+    """
+    _service(ctx).digest.set_frequency(ctx.user_id, payload.digest)
+    return _with_digest(ctx, _service(ctx).preferences(ctx.user_id))
 
 
 # -- what the server sends

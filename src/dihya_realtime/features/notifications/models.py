@@ -31,6 +31,9 @@ class Notification(Base):
     __table_args__ = (
         sa.UniqueConstraint("user_id", "idempotency_key", name="uq_notifications_idempotency"),
         sa.Index("ix_notifications_user_created", "user_id", "created_at", "id"),
+        sa.Index("ix_notifications_digest_due", "created_at",
+                 postgresql_where=sa.text("digested_at IS NULL AND read_at IS NULL"),
+                 sqlite_where=sa.text("digested_at IS NULL AND read_at IS NULL")),
     )
 
     id: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
@@ -46,6 +49,8 @@ class Notification(Base):
     read_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     archived_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     idempotency_key: Mapped[str | None] = mapped_column(sa.String(128), nullable=True)
+    # when an email digest claimed it (sent at most once; migration 0004_notifications_digest)
+    digested_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class NotificationPreference(Base):
@@ -59,8 +64,23 @@ class NotificationPreference(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
 
 
+class DigestSubscription(Base):
+    """A user's email digest: how often (absent row or NULL: ``DIHYA_RT_DIGEST_DEFAULT``), the
+    address the standalone service mails (a host app may supply addresses instead) and when
+    the last digest went out (the next one waits an hour or a day after it)."""
+
+    __tablename__ = "notification_digests"
+
+    user_id: Mapped[str] = mapped_column(sa.String(128), primary_key=True)
+    frequency: Mapped[str | None] = mapped_column(sa.String(16), nullable=True)
+    email: Mapped[str | None] = mapped_column(sa.String(320), nullable=True)
+    last_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
 NOTIFICATIONS = cast(sa.Table, Notification.__table__)
 PREFERENCES = cast(sa.Table, NotificationPreference.__table__)
+DIGESTS = cast(sa.Table, DigestSubscription.__table__)
 
 CHUNK = 500
 """Rows per ``IN (...)`` / executemany: well under SQLite's and PostgreSQL's limits."""

@@ -28,6 +28,7 @@ job each:
 - :mod:`.delivery`: pushing to a user's connections, from a server or a worker;
 - :mod:`.connect_hook`: the batched connect hook (users rows, counts at connect);
 - :mod:`.push_service`: Web Push to users with no live connection (``push_*`` modules);
+- :mod:`.digest`: the email digest of unread notifications (``rt.notifications.digest``);
 - :mod:`.models`: the tables.
 """
 
@@ -43,6 +44,7 @@ from dihya_realtime.features.notifications.creating import (
     validate_request,
 )
 from dihya_realtime.features.notifications.delivery import Delivery
+from dihya_realtime.features.notifications.digest import DigestService
 from dihya_realtime.features.notifications.inbox import Inbox, decode_cursor, purge_notifications
 from dihya_realtime.features.notifications.models import NOTIFICATIONS, PREFERENCES
 from dihya_realtime.features.notifications.preferences import PushPreferences
@@ -101,6 +103,9 @@ class NotificationService:
         if self.web_push is not None:
             self.delivery.after = self.web_push.after_delivery
         self.role_resolver: RoleResolver = self.users_with_role
+        app = rt.app  # the host's template folder overrides the digest's templates
+        self.digest = DigestService(rt.db, rt.settings, rt.audit.record,
+                                    [app.jinja_loader] if app and app.jinja_loader else [])
 
     # -- creating (server side only)
 

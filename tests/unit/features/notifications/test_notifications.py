@@ -354,7 +354,7 @@ def test_another_users_ids_are_not_found_and_nothing_changes(nrt, tab):
 def test_preferences_mute_live_push_per_category_but_not_critical_ones(nrt, tab):
     bob1, bob2 = tab(nrt, "bob"), tab(nrt, "bob")
     initial = bob1.call("notifications:preferences")["data"]
-    assert initial == {"critical": ["security"], "preferences": [
+    assert initial == {"critical": ["security"], "digest": "off", "preferences": [
         {"category": "security", "push": True, "critical": True}]}
 
     reply = bob1.call("notifications:set_preferences",
