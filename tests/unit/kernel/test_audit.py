@@ -349,3 +349,24 @@ def test_the_audit_log_opens_nothing_until_started(tmp_path):
     log.record("connect", outcome="ok")
     assert log.started and target.read_text().count('"connect"') == 1
     log.close()
+
+
+def test_a_lone_record_reaches_the_database_within_the_batch_interval(tmp_path: Path) -> None:
+    """Nobody flushes: one record (far below a batch) must still be written after the batch
+    interval. The writer slept until a full batch before, so a quiet server's audit rows
+    never reached the database until shutdown."""
+    database = Database(f"sqlite:///{tmp_path / 'audit.db'}")
+    database.migrate()
+    log = AuditLog(database, "off", batch_interval=0.05)
+    log.record("connect", user_id="alone")
+    deadline = time.monotonic() + 5
+    while not _rows(database) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert [r.user_id for r in _rows(database)] == ["alone"]
+    log.record("connect", user_id="second")  # and again, once the writer slept once more
+    deadline = time.monotonic() + 5
+    while len(_rows(database)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert [r.user_id for r in _rows(database)] == ["alone", "second"]
+    log.close()
+    database.dispose()

@@ -242,7 +242,9 @@ class AuditLog:
                     )
             self._pending.append((fields, ts))
             self._enqueued += 1
-            if len(self._pending) >= self._batch_size:
+            # the writer sleeps until there is something: wake it for the first record (it
+            # then waits up to the batch interval for more) and for a full batch
+            if len(self._pending) in (1, self._batch_size):
                 self._cond.notify_all()
 
     def _run(self) -> None:
