@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 
 PRESENCE_SHOWN = 20
 """Presence members listed per channel (the count is whole)."""
+AUDIT_FLUSH_WAIT = 2.0
+"""Seconds a read of the trail waits for this process's queued records to be written."""
 
 
 class AdminService:
@@ -103,11 +105,12 @@ class AdminService:
     def audit(self, *, filters: dict[str, str | None], before_id: int | None,
               limit: int) -> dict[str, Any]:
         self._require_audit_db()
+        self.rt.audit.flush(AUDIT_FLUSH_WAIT)  # this process's latest records are on the page
         return audit_page(self.rt.db, filters=filters, before_id=before_id, limit=limit)
 
     def verify(self) -> dict[str, Any]:
         self._require_audit_db()
-        self.rt.audit.flush()  # what this process recorded so far is in the walk
+        self.rt.audit.flush(AUDIT_FLUSH_WAIT)  # what this process recorded so far is walked
         return verify_status(self.rt.db)
 
     def _require_audit_db(self) -> None:
