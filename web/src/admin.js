@@ -115,6 +115,10 @@ class Console {
     this.rt.close();
   }
 
+  userId() {
+    return this.session.user_id || claimsOf(this.session.token).sub;
+  }
+
   /** The first refused call decides: this account is no administrator. */
   refused(reply) {
     if (reply.ok || reply.error.code !== "forbidden") return false;
@@ -122,7 +126,7 @@ class Console {
     $("console").hidden = true;
     $("refused").hidden = false;
     $("refused-text").textContent =
-      `This account (${this.session.user_id || claimsOf(this.session.token).sub}) may not use ` +
+      `This account (${this.userId()}) may not use ` +
       `the admin console: ${reply.error.message}. Sign in with the admin role.`;
     return true;
   }
@@ -181,11 +185,11 @@ class Console {
       `${processes.length} ${processes.length === 1 ? "process" : "processes"}` +
       (clustered ? " answered" : "");
     fill($("users-table").tBodies[0], users.map((u) => h("tr", { dataset: { user: u.user_id } },
-      h("th", { scope: "row" }, u.user_id), h("td", {}, u.name || ""),
+      h("th", { scope: "row" }, u.user_id), h("td", { class: "wide-only" }, u.name || ""),
       h("td", {}, u.connections), h("td", {}, u.processes),
-      h("td", {}, h("button", { type: "button", class: "danger",
-                                "aria-label": `Disconnect ${u.user_id}`,
-                                onclick: () => this.disconnect(u.user_id) }, "Disconnect")))));
+      h("td", {}, u.user_id === this.userId() ? h("span", { class: "muted" }, "you")
+        : h("button", { type: "button", class: "danger", "aria-label": `Disconnect ${u.user_id}`,
+                        onclick: () => this.disconnect(u.user_id) }, "Disconnect")))));
     $("processes").replaceChildren(...processes.map((p, i) => {
       const caption = `${p.host} pid ${p.pid}${i === 0 ? " (serving this page)" : ""}: ` +
         `${p.connection_count} connections${p.truncated ? ", the oldest listed" : ""}`;

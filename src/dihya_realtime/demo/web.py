@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from flask import (
     Blueprint,
     Response,
+    abort,
     jsonify,
     render_template,
     request,
@@ -183,9 +184,11 @@ def create_web_blueprint(rt: Realtime) -> Blueprint:
 
     @bp.get("/admin")
     def admin_console() -> Any:
-        """The admin console: served to anyone; every call it makes needs ``admin:read``."""
-        config = {"dev": settings.dev, "roles": sorted(settings.roles),
-                  "available": "admin:connections" in rt.registry.events}
+        """The admin console: served to anyone; every call it makes needs ``admin:read``
+        (absent, 404, when ``DIHYA_RT_FEATURES`` leaves the admin feature off)."""
+        if "admin:connections" not in rt.registry.events:
+            abort(404)
+        config = {"dev": settings.dev, "roles": sorted(settings.roles)}
         return render_template("admin.html", config=config, asset_version=asset_version())
 
     @bp.get("/docs/events")

@@ -161,3 +161,16 @@ def test_admin_payloads_are_bounded(rt, connect) -> None:
                           ("admin:connections", {"user_id": "x" * 200})):
         reply = admin.call(name, payload)
         assert reply["error"]["code"] == "invalid_payload", (name, reply)
+
+
+def test_the_admin_page_is_served_to_anyone_and_absent_with_the_feature_off(make_rt) -> None:
+    from dihya_realtime.demo.web import create_web_blueprint
+
+    on, off = make_rt(), make_rt(features="chat")
+    for rt in (on, off):
+        rt.app.register_blueprint(create_web_blueprint(rt))
+
+    page = on.app.test_client().get("/admin")
+    assert page.status_code == 200 and b'id="signin-form"' in page.data
+    assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+    assert off.app.test_client().get("/admin").status_code == 404
