@@ -78,6 +78,7 @@ from dihya_realtime.transport.websocket import EIO_SID_KEY, adapt_websocket_driv
 if TYPE_CHECKING:
     from flask import Blueprint
 
+    from dihya_realtime.features.admin.service import AdminService
     from dihya_realtime.features.chat.service import ChatService
     from dihya_realtime.features.collab.service import DocService
     from dihya_realtime.features.notifications.service import NotificationService
@@ -107,6 +108,7 @@ class Realtime:
     # Set by each feature's setup (``features.setup_features``), typed here so that the path of
     # an event from the socket to the database is visible to mypy and to readers.
     blueprint: Blueprint
+    admin: AdminService
     chat: ChatService
     docs: DocService
     notifications: NotificationService

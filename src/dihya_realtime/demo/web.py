@@ -8,6 +8,8 @@ not get these pages (they are a demo and a reference, not part of a product's UI
 - ``GET /sw.js``: the demo's service worker (``web/src/sw.js``, bundled with the app), served
   at the root so that its scope covers the page (Web Push);
 - ``GET /docs/events``: the AsyncAPI document rendered as a page, with no external asset;
+- ``GET /admin``: the admin console (``templates/admin.html`` + ``static/admin.js``); the page
+  is public, its data is not: every call is an ``admin:*`` event that needs ``admin:read``;
 - dev mode only (``DIHYA_RT_DEV`` / ``serve --dev``; absent, hence 404, in production):
   ``POST /dev/token`` mints a short-lived token for any user name and roles, and
   ``POST /dev/publish`` publishes on a ``live:`` channel without an API key. Both answer only
@@ -27,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from flask import (
     Blueprint,
     Response,
+    abort,
     jsonify,
     render_template,
     request,
@@ -178,6 +181,15 @@ def create_web_blueprint(rt: Realtime) -> Blueprint:
                                        max_age=0)
         response.headers["Cache-Control"] = "no-cache"
         return response
+
+    @bp.get("/admin")
+    def admin_console() -> Any:
+        """The admin console: served to anyone; every call it makes needs ``admin:read``
+        (absent, 404, when ``DIHYA_RT_FEATURES`` leaves the admin feature off)."""
+        if "admin:connections" not in rt.registry.events:
+            abort(404)
+        config = {"dev": settings.dev, "roles": sorted(settings.roles)}
+        return render_template("admin.html", config=config, asset_version=asset_version())
 
     @bp.get("/docs/events")
     def docs_events() -> Any:

@@ -585,6 +585,13 @@ class Settings(BaseSettings):
     # JSON bytes of one row's payload; over it → payload_too_large when the row is written.
     outbox_max_payload_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
 
+    # -- admin console (features/admin, docs/admin.md)
+    # Connections and channels one process lists in a snapshot; beyond: `truncated`.
+    admin_max_connections: int = Field(default=500, ge=1, le=10000)
+    admin_max_channels: int = Field(default=500, ge=1, le=10000)
+    # Seconds a snapshot waits for the other processes' answers (Redis only).
+    admin_gather_timeout: float = Field(default=0.5, gt=0, le=10)
+
     @model_validator(mode="after")
     def _outbox_lease_outlasts_a_poll(self) -> Settings:
         if self.outbox_lease <= 2 * self.outbox_poll_interval:

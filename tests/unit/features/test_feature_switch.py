@@ -16,7 +16,7 @@ from dihya_realtime.store import Database
 
 
 def test_all_is_the_default_and_session_always_runs():
-    assert enabled_features(["all"]) == ["session", "channels", "chat", "collab",
+    assert enabled_features(["all"]) == ["session", "admin", "channels", "chat", "collab",
                                          "notifications", "webhooks"]
     assert enabled_features(["chat"]) == ["session", "chat"]
 

@@ -25,6 +25,35 @@ export type AccessSubject = {
   user_id?: string | null;
 };
 
+export type AuditPayload = {
+  /** the previous page's next_before_id */
+  before_id?: number | null;
+  event?: string | null;
+  limit?: number;
+  outcome?: string | null;
+  type?: string | null;
+  user_id?: string | null;
+};
+
+export type AuditReply = {
+  /** null on the last page */
+  next_before_id: number | null;
+  /** newest first */
+  rows: Array<AuditRow>;
+};
+
+export type AuditRow = {
+  details: unknown | null;
+  event: string | null;
+  id: number;
+  outcome: string | null;
+  remote_addr: string | null;
+  sid: string | null;
+  ts: number;
+  type: string;
+  user_id: string | null;
+};
+
 export type Author = {
   name: string;
   user_id: string;
@@ -75,15 +104,67 @@ export type CategoryPreference = {
   push: boolean;
 };
 
+export type ChannelInfo = {
+  channel: string;
+  /** at most 20 members; null when the channel's namespace has no presence */
+  presence: Array<PresenceMember> | null;
+  presence_count: number | null;
+  processes: number;
+  /** subscribed connections, every process that answered */
+  subscribers: number;
+};
+
 export type ChannelPayload = {
   /** namespace:name */
   channel: string;
+};
+
+export type ChannelsPayload = {
+  limit?: number;
+  offset?: number;
+};
+
+export type ChannelsReply = {
+  channels: Array<ChannelInfo>;
+  clustered: boolean;
+  /** channels with a subscriber */
+  total: number;
+  /** a process listed only its busiest channels */
+  truncated: boolean;
 };
 
 export type ClosedEvent = {
   doc_id: string;
   /** "forbidden" | "unavailable" */
   reason: string;
+};
+
+export type ConnectionInfo = {
+  /** channels this connection is subscribed to */
+  channels: number;
+  /** UNIX seconds */
+  connected_at: number;
+  name: string | null;
+  remote_addr: string | null;
+  roles: Array<string>;
+  sid: string;
+  /** the first 160 characters */
+  user_agent: string | null;
+  user_id: string;
+};
+
+export type ConnectionsPayload = {
+  /** only this user's connections (exact id) */
+  user_id?: string | null;
+};
+
+export type ConnectionsReply = {
+  /** false: one process (no Redis); true: every process that answered within DIHYA_RT_ADMIN_GATHER_TIMEOUT */
+  clustered: boolean;
+  /** the answering process first */
+  processes: Array<ProcessInfo>;
+  /** by connections, most first */
+  users: Array<UserSummary>;
 };
 
 /** The badges: ``unseen`` and ``unread`` among the user's non-archived notifications. */
@@ -120,6 +201,17 @@ export type DeletedMessage = {
   /** per-room order: 1, 2, 3 … with no gaps */
   seq: number;
   text: string | null;
+};
+
+export type DisconnectPayload = {
+  reason?: string;
+  user_id: string;
+};
+
+export type DisconnectReply = {
+  /** every process was asked to disconnect the user */
+  requested: boolean;
+  user_id: string;
 };
 
 export type DisconnectingEvent = {
@@ -345,6 +437,31 @@ export type MessageRef = {
   message_id: string;
 };
 
+export type MetricsReply = {
+  /** the minute in progress */
+  current: MetricsSample;
+  host: string;
+  /** seconds per sample */
+  interval: number;
+  /** the process these metrics are of: the one serving this connection */
+  node: string;
+  pid: number;
+  /** at most 60, oldest first */
+  samples: Array<MetricsSample>;
+};
+
+export type MetricsSample = {
+  /** UNIX seconds at the end of the minute */
+  at: number;
+  connections: number;
+  /** events answered with an error */
+  errors: number;
+  events: number;
+  events_per_s: number;
+  publications: number;
+  publications_per_s: number;
+};
+
 export type MutePayload = {
   /** a room id */
   room_id: string;
@@ -405,6 +522,18 @@ export type PresenceMember = {
 
 export type PresenceReply = {
   members: Array<PresenceMember>;
+};
+
+export type ProcessInfo = {
+  channel_count: number;
+  connection_count: number;
+  connections: Array<ConnectionInfo>;
+  host: string;
+  /** the process's id (as in presence entries) */
+  node: string;
+  pid: number;
+  /** more than DIHYA_RT_ADMIN_MAX_CONNECTIONS connections or DIHYA_RT_ADMIN_MAX_CHANNELS channels: the busiest are listed */
+  truncated: boolean;
 };
 
 export type PublicationModel = {
@@ -826,6 +955,26 @@ export type UserInfo = {
   user_id: string;
 };
 
+export type UserSummary = {
+  connections: number;
+  name: string | null;
+  processes: number;
+  user_id: string;
+};
+
+export type VerifyReply = {
+  /** records lost before they reached the database */
+  dropped: number;
+  first_bad_id: number | null;
+  /** the hash chain holds */
+  intact: boolean;
+  last_hash: string | null;
+  /** intact and complete */
+  ok: boolean;
+  reason: string | null;
+  rows: number;
+};
+
 export type WhoAmIReply = {
   /** the token's exp, or null */
   expires_at: number | null;
@@ -840,6 +989,12 @@ export type WhoAmIReply = {
 
 /** Each client event: its payload and its reply's `data` (see docs/events.md). */
 export interface ClientEvents {
+  "admin:audit": { payload: AuditPayload; reply: AuditReply };
+  "admin:audit_verify": { payload: EmptyPayload; reply: VerifyReply };
+  "admin:channels": { payload: ChannelsPayload; reply: ChannelsReply };
+  "admin:connections": { payload: ConnectionsPayload; reply: ConnectionsReply };
+  "admin:disconnect_user": { payload: DisconnectPayload; reply: DisconnectReply };
+  "admin:metrics": { payload: EmptyPayload; reply: MetricsReply };
   "auth:refresh": { payload: RefreshPayload; reply: RefreshReply };
   "chat:ban": { payload: BanPayload; reply: BanReply };
   "chat:create_room": { payload: CreateRoomPayload; reply: Room };
