@@ -137,7 +137,23 @@ def _push_subscription(w: World) -> dict[str, Any]:
                              "keys": {"p256dh": b64(point), "auth": b64(os.urandom(16))}}}
 
 
+def _admin(payload: dict[str, Any] | None) -> Example:
+    """An ``admin`` (a new connection: alice and bob are plain users) sends ``payload``."""
+
+    def example(w: World) -> tuple[Client, dict[str, Any] | None]:
+        token = w.make_token("root", ("admin",))
+        return Client(w.rt.app, w.rt.socketio, auth={"token": token}), payload
+
+    return example
+
+
 EXAMPLES: dict[str, Example] = {
+    "admin:connections": _admin({}),
+    "admin:channels": _admin({}),
+    "admin:audit": _admin({}),
+    "admin:audit_verify": _admin(None),
+    "admin:disconnect_user": _admin({"user_id": "bob"}),
+    "admin:metrics": _admin(None),
     # core
     "whoami": _alice(lambda w: None),
     "auth:refresh": _alice(lambda w: {"token": w.make_token("alice", ttl=600)}),

@@ -104,6 +104,12 @@ export type CategoryPreference = {
   push: boolean;
 };
 
+export type ChannelCount = {
+  channel: string;
+  /** this process's connections subscribed to it */
+  subscribers: number;
+};
+
 export type ChannelInfo = {
   channel: string;
   /** at most 20 members; null when the channel's namespace has no presence */
@@ -525,7 +531,11 @@ export type PresenceReply = {
 };
 
 export type ProcessInfo = {
+  /** UNIX seconds: when this process answered */
+  at: number;
   channel_count: number;
+  /** its busiest channels, at most DIHYA_RT_ADMIN_MAX_CHANNELS */
+  channels: Array<ChannelCount>;
   connection_count: number;
   connections: Array<ConnectionInfo>;
   host: string;

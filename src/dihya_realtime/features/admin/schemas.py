@@ -23,15 +23,23 @@ class ConnectionInfo(BaseModel):
     channels: int = Field(description="channels this connection is subscribed to")
 
 
+class ChannelCount(BaseModel):
+    channel: str
+    subscribers: int = Field(description="this process's connections subscribed to it")
+
+
 class ProcessInfo(BaseModel):
     node: str = Field(description="the process's id (as in presence entries)")
     host: str
     pid: int
+    at: float = Field(description="UNIX seconds: when this process answered")
     connection_count: int
     channel_count: int
     truncated: bool = Field(description="more than DIHYA_RT_ADMIN_MAX_CONNECTIONS connections "
                             "or DIHYA_RT_ADMIN_MAX_CHANNELS channels: the busiest are listed")
     connections: list[ConnectionInfo]
+    channels: list[ChannelCount] = Field(description="its busiest channels, at most "
+                                         "DIHYA_RT_ADMIN_MAX_CHANNELS")
 
 
 class UserSummary(BaseModel):
