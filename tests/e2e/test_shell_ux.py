@@ -34,7 +34,8 @@ def context(browsers: Browsers, viewport: dict[str, int]) -> Any:
 def shot(page: Any, screen: str) -> None:
     width = page.viewport_size["width"]
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"shell-{screen}-{'phone' if width < 600 else 'desktop'}.png"))
+    size = "phone" if width < 600 else "desktop"
+    page.screenshot(path=str(ARTIFACTS / f"shell-{screen}-{size}.png"))
 
 
 def scroll_size(page: Any) -> dict[str, int]:
@@ -99,6 +100,7 @@ def test_the_events_page_does_not_scroll_sideways(
     size = scroll_size(page)
     assert size["width"] <= size["innerWidth"], size
     shot(page, "events")
+    page.close()  # too tall for the fixture's full-page screenshot
 
 
 @needs_notifications
