@@ -79,7 +79,7 @@ def test_each_client_event_states_its_errors_and_limits(browsers: Browsers) -> N
     expect(send.locator(".facts")).to_contain_text("65536 bytes")
     expect(send.locator("table").first).to_contain_text("chars")  # the text's bound
     send.locator(".errors summary").click()
-    for code in ("forbidden", "invalid_payload", "rate_limited", "payload_too_large"):
+    for code in ("forbidden", "invalid_payload", "rate_limited"):
         expect(send.locator(".errors li", has_text=code)).to_have_count(1)
     for article in page.locator("article.event[data-event]").all():
         if "client → server" in article.locator(".dir").inner_text():

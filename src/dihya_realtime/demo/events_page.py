@@ -25,11 +25,11 @@ ERROR_ADVICE = {
     "not_found": "what the payload names does not exist (or is not visible to the user)",
     "conflict": "the state changed under the request: read it again, then retry",
     "rate_limited": "too many calls: wait `retry_after` seconds, then retry",
-    "payload_too_large": "the payload is over the size limit: send less",
+    "payload_too_large": "the payload is over one of the event's own caps: send less",
     "unavailable": "the server cannot serve it now (a dependency is down): retry later",
     "internal": "a bug on the server: report it with the time of the call",
 }
-ALWAYS = ("rate_limited", "payload_too_large", "unavailable", "internal")
+ALWAYS = ("rate_limited", "unavailable", "internal")
 
 _INLINE = re.compile(r"``(.+?)``|:[a-z]+:`~?([^`]+?)`|`([^`]+?)`|\*\*(.+?)\*\*")
 
@@ -259,7 +259,8 @@ def error_codes(description: str, permission: str | None, anonymous: bool,
         codes.append("forbidden")
     if has_payload:
         codes.append("invalid_payload")
-    codes += [c for c in ("not_found", "conflict") if f"``{c}``" in description]
+    codes += [c for c in ("not_found", "conflict", "payload_too_large")
+              if f"``{c}``" in description]
     codes += ALWAYS
     return [{"code": c, "advice": inline_html(ERROR_ADVICE[c])} for c in dict.fromkeys(codes)]
 
