@@ -181,7 +181,7 @@ def test_a_click_on_a_notification_leads_to_its_room_or_page(
         "user_id": "dora", "title": "You were mentioned", "data": {"room_id": "r-42"}})["ok"]
     page.click("#bell")
     item = page.locator("#notif-list li", has_text="You were mentioned")
-    item.get_by_role("button", name="Open: You were mentioned").click()
+    item.get_by_role("button", name="Open: You were mentioned").click()  # its accessible name
     page.wait_for_function("() => location.hash === '#room=r-42'")
     expect(page.locator("#notif-panel")).to_be_hidden()
     expect(page.locator("#bell-badge")).to_be_hidden()
@@ -211,7 +211,7 @@ def test_a_direct_message_notification_names_its_sender_and_opens_the_conversati
     item = bob.locator("#notif-list li", has_text="alice sent you a message")
     expect(item).to_contain_text("Direct message")
     expect(item).to_contain_text("are you there?")
-    item.get_by_role("button", name="Open: alice sent you a message").click()
+    item.get_by_role("button", name="Open: Direct message alice sent you a message").click()
     bob.wait_for_function("() => location.hash.startsWith('#room=')")
     shot(bob, "dm-opened")
 

@@ -87,12 +87,13 @@ export function startNotifications(conn) {
     const target = targetOf(n);
     const title = [unread ? h("span", { class: "dot", "aria-hidden": "true" }) : null,
       KIND[n.category] ? h("span", { class: "notif-kind" }, KIND[n.category]) : null,
+      KIND[n.category] ? " " : null,
       h("span", { class: "notif-title-text" }, n.title)];
-    const label = `${n.title}${unread ? " (unread)" : ""}`;
+    if (unread) title.push(h("span", { class: "visually-hidden" }, " (unread)"));
     return h("li", { class: unread ? "notif unread" : "notif", dataset: { id: n.id } },
       target
-        ? h("button", { type: "button", class: "notif-title notif-open", "aria-label": `Open: ${label}`,
-          onclick: () => open(n) }, ...title)
+        ? h("button", { type: "button", class: "notif-title notif-open", onclick: () => open(n) },
+          h("span", { class: "visually-hidden" }, "Open: "), ...title)
         : h("div", { class: "notif-title" }, ...title),
       n.body ? h("div", { class: "notif-body" }, n.body) : null,
       timeAgo(n.created_at),
