@@ -10,9 +10,9 @@ and a Python snippet, and every nested type it mentions is defined once and link
 from __future__ import annotations
 
 import html
-import inspect
 import json
 import re
+import textwrap
 from typing import Any
 
 from markupsafe import Markup
@@ -55,7 +55,7 @@ def doc_html(text: str | None) -> Markup:
     block (``Reply example::`` → "Reply example:" and the indented block under it)."""
     if not text:
         return Markup("")
-    lines = inspect.cleandoc(text).splitlines()
+    lines = textwrap.dedent(text).strip("\n").splitlines()
     out: list[str] = []
     para: list[str] = []
     literal_next = False
@@ -222,6 +222,32 @@ def example_payload(schema: dict[str, Any], schemas: dict[str, Any], depth: int 
             if name in required or sub.get("examples")}
 
 
+_PAYLOAD_INLINE = re.compile(r"Payload example:\s*``(\{.*?\})``", re.S)
+_PAYLOAD_BLOCK = re.compile(r"Payload example::[ \t]*\n\s*\n((?:[ \t]+\S.*(?:\n|$)|[ \t]*\n)+)")
+
+
+def documented_payload(description: str) -> dict[str, Any] | None:
+    """The docstring's own payload example (``Payload example::`` or an inline one), when it
+    is JSON: a better snippet than one made up from the schema."""
+    text = textwrap.dedent(description or "")
+    found = _PAYLOAD_BLOCK.search(text)
+    candidates = []
+    if found:
+        block = textwrap.dedent(found.group(1)).strip()
+        candidates += [block, block.splitlines()[0] if block else ""]
+    found = _PAYLOAD_INLINE.search(text)
+    if found:
+        candidates.append(found.group(1))
+    for candidate in candidates:
+        try:
+            value = json.loads(candidate)
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            return value
+    return None
+
+
 def snippets(name: str, client_event: bool, payload: dict[str, Any] | None) -> dict[str, str]:
     """The JavaScript (dihya-realtime-client) and Python (dihya_realtime.client) snippets."""
     if not client_event:
@@ -305,7 +331,8 @@ def events_page(doc: dict[str, Any], limits: dict[str, str] | None = None,
                  "rate": limits.get(name) if client_event else None,
                  "max_bytes": max_payload_bytes if client_event else None,
                  "snippets": snippets(name, client_event,
-                                      example_payload(payload_schema, schemas)
+                                      (documented_payload(description)
+                                       or example_payload(payload_schema, schemas))
                                       if "$ref" in payload_ref else None)}
         reply = messages.get(key + "_reply")
         if reply:

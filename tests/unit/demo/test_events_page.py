@@ -65,3 +65,16 @@ def test_error_codes_follow_the_event_checks_and_its_text() -> None:
                                             False, True)]
     assert codes[:4] == ["unauthenticated", "forbidden", "invalid_payload", "not_found"]
     assert "rate_limited" in codes and "conflict" not in codes
+
+
+def test_the_docstring_payload_example_is_the_snippet_payload() -> None:
+    from dihya_realtime.demo.events_page import documented_payload
+
+    block = ('Send one.\n\nPayload example::\n\n    {"room_id": "r1", "text": "hi",\n'
+             '     "mentions": []}\n\nThen more.')
+    assert documented_payload(block) == {"room_id": "r1", "text": "hi", "mentions": []}
+    two = 'Payload example::\n\n    {"status": "unread"}\n    {"before": "x"}\n'
+    assert documented_payload(two) == {"status": "unread"}
+    inline = 'Payload example: ``{"channel": "c", "limit": 50}`` (the latest 50).'
+    assert documented_payload(inline) == {"channel": "c", "limit": 50}
+    assert documented_payload("Payload: none.") is None
