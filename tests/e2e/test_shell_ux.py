@@ -86,8 +86,15 @@ def test_the_page_fits_the_screen_with_the_composer_in_view(
             assert size["width"] <= size["innerWidth"] and size["height"] <= size["innerHeight"]
             shot(page, screen)
         page.get_by_role("button", name="Chat", exact=True).click()
+    if feature_available("notifications:list"):  # a long list scrolls inside the panel
+        for i in range(12):
+            assert server.api("POST", "/api/v1/notifications", {
+                "user_id": "alice", "title": f"Build {i} finished", "body": "all green"})["ok"]
+        expect(page.locator("#bell-badge")).to_have_text("12")
     page.click("#bell")
     expect(page.locator("#notif-panel")).to_be_visible()
+    if feature_available("notifications:list"):
+        expect(page.locator("#notif-list li.notif")).to_have_count(12)
     assert inside_viewport(page, "#notif-panel")
     shot(page, "bell")
 
