@@ -2,11 +2,13 @@
 // document over one
 // standard socket.io-client connection. A reference for front-end teams: see docs/web-client.md.
 import "./app.css";
+import { startBanner } from "./banner.js";
 import { Channels } from "./channels.js";
 import { startChat } from "./chat.js";
 import { startEditor } from "./collab.js";
 import { Connection } from "./connection.js";
 import { $ } from "./dom.js";
+import { startLayout } from "./layout.js";
 import { startLive } from "./live.js";
 import { startNotifications } from "./notifications.js";
 import { startPush } from "./push.js";
@@ -14,12 +16,6 @@ import { claimsOf, clearSession, devSignIn, loadSession, renew, saveSession } fr
 
 const config = JSON.parse($("dihya-config").textContent);
 const RENEW_BEFORE_S = 60;
-
-function showState(state, detail) {
-  const el = $("conn-state");
-  el.dataset.state = state;
-  el.textContent = detail ? `${state} (${detail})` : state;
-}
 
 async function start(session) {
   $("signin").hidden = true;
@@ -30,7 +26,7 @@ async function start(session) {
   $("who-roles").textContent = `(${(claims.roles || []).join(", ") || "no roles"})`;
 
   const conn = new Connection(session.token, () => renew(loadSession()).catch(() => null));
-  conn.onState(showState);
+  startBanner(conn);
   const channels = new Channels(conn);
   if (config.features.chat) startChat(conn, channels, claims.sub);
   else $("main").classList.add("no-chat");
@@ -40,6 +36,7 @@ async function start(session) {
   } else $("bell").hidden = true;
   if (config.features.docs) startEditor(conn);
   else $("doc-panel").hidden = true;
+  startLayout();
   conn.onConnect(({ reconnect }) => {
     if (!reconnect) startLive(conn, channels, config.live_channel);
   });

@@ -38,6 +38,13 @@ export class Connection {
     this.rt.close();
   }
 
+  /** The banner's "Retry now": a new attempt at once instead of waiting for the backoff. */
+  retry() {
+    if (this.rt.connected) return;
+    this.rt.socket.disconnect();
+    this.rt.connect();
+  }
+
   /** Calls fn(state, detail) now and at every change; returns a function that stops it. */
   onState(fn) {
     return this.rt.onState(fn);

@@ -2,11 +2,17 @@
 // Publish from the button (dev mode: POST /dev/publish) or, in production, from a worker:
 //   curl -X POST http://127.0.0.1:5000/api/v1/publish -H "Authorization: Bearer $KEY" \
 //        -H 'Content-Type: application/json' -d '{"channel":"live:demo","data":{"text":"hi"}}'
-import { $, clear, formatTime, h, showError } from "./dom.js";
+//
+// Each row is numbered by the publication's own position, `offset` within its `epoch`, never by
+// a counter of the page: a reload shows the same numbers. A server whose history restarted (the
+// in-memory broker after a restart) begins a new epoch at offset 1; the panel says so with a
+// divider instead of showing a second "#1" as if it were the same stream.
+import { $, clear, formatTime, fullTime, h, showError } from "./dom.js";
 
 export function startLive(conn, channels, channel) {
   const list = $("live-list");
   const error = $("live-error");
+  const empty = $("live-empty");
   $("live-channel").textContent = channel;
   clear(list);
 
@@ -14,10 +20,18 @@ export function startLive(conn, channels, channel) {
     const data = pub.data;
     const text = data && typeof data === "object" && "text" in data ? data.text
       : JSON.stringify(data);
-    list.prepend(h("li", { dataset: { offset: pub.offset, id: pub.id } },
+    const newest = list.querySelector("li.pub");
+    if (newest && newest.dataset.epoch !== String(pub.epoch)) {
+      list.prepend(h("li", { class: "epoch-break", dataset: { epoch: pub.epoch } },
+        "The server's history restarted: a new stream begins at #1."));
+    }
+    const stream = String(pub.epoch || "").slice(0, 6);
+    list.prepend(h("li", { class: "pub", dataset: { offset: pub.offset, epoch: pub.epoch, id: pub.id },
+      title: `publication ${pub.offset} of stream ${stream} · ${fullTime(pub.ts)}` },
       h("span", { class: "offset" }, `#${pub.offset}`), " ",
       h("span", { class: "live-text" }, text), " ",
       h("time", { class: "muted" }, formatTime(pub.ts))));
+    if (empty) empty.hidden = true;
   };
 
   channels.subscribe(channel, {

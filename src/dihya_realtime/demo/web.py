@@ -7,7 +7,8 @@ not get these pages (they are a demo and a reference, not part of a product's UI
   built from ``web/src`` by ``make web``);
 - ``GET /sw.js``: the demo's service worker (``web/src/sw.js``, bundled with the app), served
   at the root so that its scope covers the page (Web Push);
-- ``GET /docs/events``: the AsyncAPI document rendered as a page, with no external asset;
+- ``GET /docs/events``: the AsyncAPI document rendered as a page (:mod:`events_page`), with no
+  external asset;
 - ``GET /admin``: the admin console (``templates/admin.html`` + ``static/admin.js``); the page
   is public, its data is not: every call is an ``admin:*`` event that needs ``admin:read``;
 - dev mode only (``DIHYA_RT_DEV`` / ``serve --dev``; absent, hence 404, in production):
@@ -19,9 +20,7 @@ not get these pages (they are a demo and a reference, not part of a product's UI
 
 from __future__ import annotations
 
-import html
 import logging
-import re
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,9 +34,9 @@ from flask import (
     request,
     send_from_directory,
 )
-from markupsafe import Markup
 from pydantic import BaseModel, Field
 
+from dihya_realtime.demo.events_page import doc_html, events_page  # noqa: F401 - doc_html re-exported
 from dihya_realtime.http.api import error_response
 from dihya_realtime.http.bodies import body
 from dihya_realtime.kernel.devmode import is_dev_secret, is_loopback_host
@@ -77,75 +76,6 @@ def asset_version() -> str:
         return str(int((STATIC_DIR / "app.js").stat().st_mtime))
     except FileNotFoundError:
         return "missing"
-
-
-_CODE = re.compile(r"``(.+?)``|`([^`]+?)`")
-
-
-def doc_html(text: str | None) -> Markup:
-    """A docstring as HTML: escaped, ``code`` spans kept, blank lines as paragraphs."""
-    if not text:
-        return Markup("")
-    paragraphs = []
-    for block in re.split(r"\n\s*\n", text.strip()):
-        escaped = html.escape(" ".join(line.strip() for line in block.splitlines()), quote=False)
-        paragraphs.append("<p>" + _CODE.sub(lambda m: f"<code>{m.group(1) or m.group(2)}</code>",
-                                            escaped) + "</p>")
-    return Markup("".join(paragraphs))
-
-
-def _type_of(schema: dict[str, Any]) -> str:
-    if "$ref" in schema:
-        return schema["$ref"].rsplit("/", 1)[-1]
-    if "anyOf" in schema or "oneOf" in schema:
-        options = [_type_of(s) for s in schema.get("anyOf") or schema.get("oneOf") or []]
-        return " | ".join(dict.fromkeys(options))
-    if schema.get("type") == "array":
-        return f"list[{_type_of(schema.get('items') or {})}]"
-    if "const" in schema:
-        return repr(schema["const"])
-    if "enum" in schema:
-        return " | ".join(str(v) for v in schema["enum"])
-    return str(schema.get("type") or "any")
-
-
-def _fields(schema: dict[str, Any]) -> list[dict[str, Any]]:
-    required = set(schema.get("required") or [])
-    return [{"name": name, "type": _type_of(sub), "required": name in required,
-             "description": sub.get("description") or sub.get("title") or ""}
-            for name, sub in (schema.get("properties") or {}).items()]
-
-
-def events_page(doc: dict[str, Any]) -> dict[str, Any]:
-    """The AsyncAPI document arranged for the page: events grouped by feature prefix."""
-    schemas = doc["components"]["schemas"]
-    messages = doc["components"]["messages"]
-
-    def model(ref: dict[str, Any]) -> dict[str, Any] | None:
-        if "$ref" not in ref:
-            return None
-        name = ref["$ref"].rsplit("/", 1)[-1]
-        return {"name": name, "fields": _fields(schemas.get(name, {}))}
-
-    groups: dict[str, list[dict[str, Any]]] = {}
-    for key, op in doc["operations"].items():
-        msg = messages[key]
-        name = msg["name"]
-        entry = {"name": name, "anchor": "ev-" + key,
-                 "direction": ("client → server" if op["action"] == "receive"
-                               else "server → client"),
-                 "summary": msg.get("summary") or "",
-                 "description": doc_html(msg.get("description")),
-                 "permission": msg.get("x-permission"),
-                 "payload": model(msg.get("payload") or {}), "reply": None}
-        reply = messages.get(key + "_reply")
-        if reply:
-            ok = reply["payload"]["oneOf"][0]["properties"]["data"]
-            entry["reply"] = model(ok)
-        feature = name.split(":", 1)[0] if ":" in name else "core"
-        groups.setdefault(feature, []).append(entry)
-    ordered = sorted(groups.items(), key=lambda kv: (kv[0] != "core", kv[0]))
-    return {"info": doc["info"], "servers": doc.get("servers", {}), "groups": ordered}
 
 
 def create_web_blueprint(rt: Realtime) -> Blueprint:
@@ -196,8 +126,12 @@ def create_web_blueprint(rt: Realtime) -> Blueprint:
         """The AsyncAPI document of every Socket.IO event, as a page (no external asset)."""
         from dihya_realtime.docs import asyncapi_document
 
-        return render_template("events.html", page=events_page(asyncapi_document(rt.registry)),
-                               asset_version=asset_version())
+        limits = {}
+        for spec in rt.registry.events.values():
+            limit = rt.pipeline.limit_for(spec)
+            limits[spec.name] = f"{limit.rate:g} calls/s, bursts of {limit.burst}"
+        page = events_page(asyncapi_document(rt.registry), limits, settings.max_payload_bytes)
+        return render_template("events.html", page=page, asset_version=asset_version())
 
     if not settings.dev:
         return bp
