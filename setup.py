@@ -24,7 +24,8 @@ from setuptools.command.build_py import build_py
 from setuptools.command.sdist import sdist
 
 ROOT = Path(__file__).resolve().parent
-BUNDLE_FILES = ("app.js", "app.js.map", "app.css", "app.css.map")
+BUNDLE_FILES = ("app.js", "app.js.map", "app.css", "app.css.map", "sw.js", "events.js",
+                "admin.js", "admin.css")  # every esbuild entry of web/package.json
 STATIC_DIR = Path("src", "dihya_realtime", "static")
 NPM_STEPS = (("ci", "--ignore-scripts", "--no-audit", "--no-fund"), ("run", "--silent", "build"))
 
