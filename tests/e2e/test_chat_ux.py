@@ -225,9 +225,13 @@ def test_reading_a_dm_in_one_tab_clears_the_other_tabs_badge_and_the_bell(
     bob_two = browsers.open(bob_one.context)
     expect(bob_two.locator("#conn-state")).to_have_text("connected")
     alice = browsers.sign_in("alice")
+    alice.fill("#dm-user", "bobb")  # a typo: nobody by that name ever signed in
+    alice.click("#dm-form button[type=submit]")
+    expect(alice.locator("#rooms-error")).to_contain_text("no such user")
     alice.fill("#dm-user", "bob")
     alice.click("#dm-form button[type=submit]")
     expect(alice.locator("#chat-title")).to_have_text("@ bob")
+    expect(alice.locator("#rooms-error")).to_have_text("")
     send(alice, "are you there?")
     for tab in (bob_one, bob_two):
         expect(tab.locator("#room-list button[data-room-name='alice, bob'] .badge")

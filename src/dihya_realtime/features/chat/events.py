@@ -180,9 +180,11 @@ def set_role(ctx: Ctx, p: RolePayload) -> dict:
 def dm(ctx: Ctx, p: DmPayload) -> dict:
     """The direct-message room shared with another user (created once, then always the same).
 
-    Payload example: ``{"user_id": "42"}``. Then ``chat:send`` to its ``id``.
+    Payload example: ``{"user_id": "42"}``. Then ``chat:send`` to its ``id``. Only with a user
+    who has connected at least once: anyone else → ``not_found`` (``details: {"reason":
+    "unknown_user", "user_id"}``), so a typo never opens a room nobody reads.
     """
-    return _chat(ctx).dm(Actor.of(ctx.conn), p.user_id)
+    return _chat(ctx).dm(Actor.of(ctx.conn), p.user_id, known_only=True)
 
 
 # -- messages
@@ -419,5 +421,6 @@ def setup(rt: Realtime) -> None:
     rt.chat = service
     rt.on_disconnect(lambda conn, reason: service.connection_closed(conn.sid))
     service.store.relayed.setup()  # members' connections in their rooms' relays
+    rt.on_connect(service.known_users.connected)  # whom a client may open a DM with
     rt.channels.add_access_check("chat", service.check_channel)
     register_routes(rt, rt.blueprint)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from dihya_realtime.features.chat.service import Actor
 from dihya_realtime.kernel.auth import hash_api_key
 from tests.unit.features.chat.test_chat import cmid, drain, err, make_room, ok
 
@@ -68,3 +69,16 @@ def test_reading_in_one_tab_tells_my_other_tab(crt, connect):
     assert reply["unread_count"] == 0
     assert bob_other_tab.events("chat:read") == [
         {"room_id": dm, "user_id": "bob", "seq": message["seq"]}]
+
+
+def test_a_dm_opens_only_with_a_user_who_connected_once(crt, connect):
+    alice = connect(crt, user="alice")
+    error = err(alice.call("chat:dm", {"user_id": "nobody-by-that-name"}), "not_found")
+    assert error["details"] == {"user_id": "nobody-by-that-name", "reason": "unknown_user"}
+    assert ok(alice.call("chat:rooms"))["rooms"] == []  # nothing was created
+    bob = connect(crt, user="bob")
+    bob.disconnect()  # seen once is enough: bob reads the DM when he is back
+    room = ok(alice.call("chat:dm", {"user_id": "bob"}))
+    assert room["kind"] == "dm" and room["peer"] == "bob"
+    # the host's Python API knows its users: not bound by the rule
+    assert crt.chat.dm(Actor("alice", "Alice"), "carol")["peer"] == "carol"
