@@ -36,7 +36,6 @@ export function startChat(conn, channels, me) {
   const typists = new Map(); // user_id → {name, timer}
   let lastTypingSent = 0;
   let loadingOlder = false;
-  let composerError = null;
 
   // -- the composer's status line: what waits, what failed (next to the composer)
   const renderComposerStatus = () => {
@@ -46,9 +45,8 @@ export function startChat(conn, channels, me) {
     if (conn.state !== "connected") parts.push("Offline: messages are kept and sent when the connection is back.");
     if (waiting) parts.push(`${waiting} message${waiting > 1 ? "s" : ""} waiting to be sent.`);
     if (failed) parts.push(`${failed} message${failed > 1 ? "s" : ""} not sent: see Retry.`);
-    if (composerError) parts.push(`${composerError.code}: ${composerError.message}`);
     composerStatus.textContent = parts.join(" ");
-    composerStatus.dataset.state = failed || composerError ? "error" : parts.length ? "waiting" : "";
+    composerStatus.dataset.state = failed ? "error" : parts.length ? "waiting" : "";
   };
 
   // -- the message list, redrawn from `current`
@@ -119,7 +117,7 @@ export function startChat(conn, channels, me) {
       roomList.append(h("li", { class: "muted empty" }, "No rooms yet: create one below or join a public room."));
     }
     if (others.length) {
-      roomList.append(h("li", { class: "room-group", role: "presentation" }, "Public rooms to join"));
+      roomList.append(h("li", { class: "room-group" }, "Public rooms to join"));
       for (const room of others) roomList.append(roomButton(room));
     }
   };
@@ -626,13 +624,9 @@ export function startChat(conn, channels, me) {
   });
   document.addEventListener("visibilitychange", markRead);
 
-  conn.onState((state) => {
-    if (state === "connected") composerError = null;
-    renderComposerStatus();
-  });
+  conn.onState(() => renderComposerStatus());
   conn.onConnect(async ({ reconnect }) => {
-    composerError = null;
-    showError(chatError, null);
+    showError(chatError, null); // an error from before the break is stale now
     renderComposerStatus();
     await loadRooms();
     if (reconnect && current) catchUp();

@@ -80,11 +80,11 @@ export function renderMessages(list, state, act) {
   let prev = null;
   for (const m of sorted) {
     if (!prev || dayKey(prev.created_at) !== dayKey(m.created_at)) {
-      items.push(h("li", { class: "date-separator", role: "separator" }, h("span", {}, dayLabel(m.created_at))));
+      items.push(h("li", { class: "date-separator" }, h("span", {}, dayLabel(m.created_at))));
       prev = null;
     }
     if (state.unreadFrom !== null && m.seq === state.unreadFrom) {
-      items.push(h("li", { class: "unread-divider", role: "separator", id: "unread-divider" },
+      items.push(h("li", { class: "unread-divider", id: "unread-divider" },
         h("span", {}, "New messages")));
       prev = null;
     }

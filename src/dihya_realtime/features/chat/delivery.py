@@ -104,13 +104,6 @@ class RelayedRooms:
     def connected(self, conn: Connection) -> None:
         """A member's new connection joins the relays of the member's rooms (and, allowed to
         chat, the announcements of new public rooms)."""
-        if conn.can("chat:write"):
-            try:
-                self.rt.relay.join(conn.sid, PUBLIC_ROOMS, keep_pending=True)
-            except (KeyError, ValueError):
-                return  # the sid is gone already
-            with self._lock:
-                self._announced.add(conn.sid)
         cap = self.rt.settings.chat_max_relayed_rooms
         with self.rt.db.session() as s:
             room_ids = list(s.scalars(
@@ -121,7 +114,7 @@ class RelayedRooms:
                         ": live events of the others are not delivered to this connection",
                         conn.user_id, cap)
             room_ids = room_ids[:cap]
-        self._join(conn.sid, room_ids)
+        self._join(conn.sid, room_ids, announced=conn.can("chat:write"))
 
     def disconnected(self, sid: str) -> None:
         with self._lock:
@@ -150,20 +143,25 @@ class RelayedRooms:
             else:
                 self._leave(conn.sid, room_id)
 
-    def _join(self, sid: str, room_ids: str | list[str]) -> None:
-        """Put ``sid`` in the rooms' relays, all with one wait. With the broker down they are
-        kept, pending: relayed here once it is back, when the connection is told to
-        ``resync`` (dropping them would end the rooms' live events for it for good)."""
+    def _join(self, sid: str, room_ids: str | list[str], announced: bool = False) -> None:
+        """Put ``sid`` in the rooms' relays (and, ``announced``, in :data:`PUBLIC_ROOMS`), all
+        with one wait. With the broker down they are kept, pending: relayed here once it is
+        back, when the connection is told to ``resync`` (dropping them would end the rooms'
+        live events for it for good)."""
         room_ids = [room_ids] if isinstance(room_ids, str) else room_ids
-        if not room_ids:
+        if not room_ids and not announced:
             return
         with self._lock:
             self._joined.setdefault(sid, set()).update(room_ids)
+            if announced:
+                self._announced.add(sid)
+        names = [relay_room(r) for r in room_ids] + ([PUBLIC_ROOMS] if announced else [])
         try:
-            self.rt.relay.join(sid, [relay_room(r) for r in room_ids], keep_pending=True)
+            self.rt.relay.join(sid, names, keep_pending=True)
         except (KeyError, ValueError) as exc:  # the sid is gone already
             with self._lock:
                 self._joined.get(sid, set()).difference_update(room_ids)
+                self._announced.discard(sid)
             log.warning("connection %s: rooms not relayed here: %s", sid, exc)
             return
         if self.rt.connections.get(sid) is None:  # closed meanwhile: its disconnect ran
