@@ -176,6 +176,7 @@ def test_a_private_room_invite_brings_someone_in(browsers: Browsers) -> None:
     invited.click()
     expect(bob.locator("#chat-title")).to_have_text("# war-room")
     expect(message(bob, "welcome")).to_have_count(1)
+    expect(bob.locator("#invite-form")).to_be_hidden()  # a plain member does not invite
     send(bob, "thanks")
     expect(message(alice, "thanks")).to_have_count(1)
 
@@ -196,6 +197,10 @@ def test_a_room_link_opens_the_room_and_reload_and_back_keep_the_place(
     bob.goto(f"{server.url}/#room={first}")  # the shared link: bob joins and lands there
     expect(bob.locator("#chat-title")).to_have_text("# first")
     expect(bob.locator("#room-list button[data-room-name=first]")).not_to_contain_text("(join)")
+    bob.fill("#join-room-id", f"{server.url}/#room={second}")  # a link pasted as an id
+    bob.click("#join-room button[type=submit]")
+    expect(bob.locator("#chat-title")).to_have_text("# second")
+    expect(bob.locator("#join-room-id")).to_have_value("")
 
 
 def test_the_first_unread_message_has_a_new_messages_divider(browsers: Browsers) -> None:

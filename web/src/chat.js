@@ -409,7 +409,8 @@ export function startChat(conn, channels, me) {
     $("chat-empty").hidden = true;
     $("room-info").hidden = false;
     $("room-id").textContent = roomId;
-    $("invite-form").hidden = details.data.kind === "dm";
+    // inviting is for the room's owner and moderators (the server checks it too)
+    $("invite-form").hidden = details.data.kind === "dm" || !["owner", "moderator"].includes(details.data.role);
     $("copy-room-status").textContent = "";
     $("invite-status").textContent = "";
     for (const m of page.data.messages) {
@@ -574,12 +575,13 @@ export function startChat(conn, channels, me) {
     rooms.set(reply.data.id, { ...reply.data, unread_count: 0 });
     openRoom(reply.data.id);
   });
-  $("join-room").addEventListener("submit", (e) => {
+  $("join-room").addEventListener("submit", async (e) => {
     e.preventDefault();
     let value = $("join-room-id").value.trim();
-    const fromLink = value.match(/#room=([^&\s]+)/);
+    const fromLink = value.match(/#room=([^&\s]+)/); // a shared link works as well as an id
     if (fromLink) value = decodeURIComponent(fromLink[1]);
-    openRoom(value);
+    await openRoom(value);
+    if (current && current.id === value) $("join-room-id").value = "";
   });
   $("dm-form").addEventListener("submit", async (e) => {
     e.preventDefault();
