@@ -288,6 +288,9 @@ def test_replies_mentions_links_and_multi_line_messages(browsers: Browsers) -> N
     expect(reply.locator(".text")).to_have_text("first line\nsecond line")
     expect(reply.locator(".reply-quote")).to_contain_text("the plan is ready")
     shot(bob, "reply-mention-link")
+    bob.set_viewport_size({"width": 390, "height": 844})
+    message(bob, "first line").hover()
+    shot(bob, "reply-mention-link-phone")
 
 
 def test_escape_cancels_an_edit_and_delete_asks_first(browsers: Browsers) -> None:

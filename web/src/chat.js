@@ -466,7 +466,10 @@ export function startChat(conn, channels, me) {
     if (current && m.room_id === current.id) {
       const gap = m.seq > lastSeq() + 1 && current.messages.size > 0;
       if (aboutMe) current.notificationsToRead = true;
-      list.querySelector("li.empty")?.remove();
+      // the list is redrawn, not appended to: a screen reader hears each new message here
+      if (m.author?.user_id !== me && !current.messages.has(m.seq)) {
+        $("chat-announce").textContent = `${m.author ? m.author.name || m.author.user_id : "system"}: ${snippet(m.text)}`;
+      }
       upsert(m);
       if (gap) catchUp();
       else markRead();
