@@ -108,6 +108,43 @@ def test_sends_made_offline_wait_and_go_out_once_on_reconnect(
     expect(alice.locator("#composer-status")).to_have_text("")
 
 
+def test_a_send_confirmed_by_its_push_or_left_unsent_by_a_reload_appears_once(
+        browsers: Browsers) -> None:
+    alice = browsers.sign_in("alice")
+    bob = browsers.sign_in("bob")
+    room_id = create_room(alice, "lost-acks")
+    join(bob, room_id, "lost-acks")
+    wrap = """(send) => {
+        const conn = window.dihya.conn, call = conn.call.bind(conn);
+        conn.call = (event, payload) => event !== "chat:send" ? call(event, payload)
+            : (send && call(event, payload), new Promise(() => {}));
+    }"""
+    queued = "() => sessionStorage.getItem('dihya-chat-outbox:alice')"
+    # the send reaches the server but its reply never comes: the push confirms it
+    alice.evaluate(wrap, True)
+    alice.fill("#composer-text", "exactly once")
+    alice.press("#composer-text", "Enter")
+    expect(message(bob, "exactly once")).to_have_count(1)
+    expect(message(alice, "exactly once")).to_have_count(1)
+    expect(alice.locator("#messages li.pending")).to_have_count(0)
+    assert alice.evaluate(queued) is None
+
+    # the send never leaves the page: the queue survives a reload and goes out then
+    alice.reload()
+    expect(alice.locator("#chat-title")).to_have_text("# lost-acks")
+    alice.evaluate(wrap, False)
+    alice.fill("#composer-text", "survives a reload")
+    alice.press("#composer-text", "Enter")
+    expect(alice.locator("#messages li.pending", has_text="survives a reload")).to_be_visible()
+    assert "survives a reload" in alice.evaluate(queued)
+    alice.reload()
+    for page in (alice, bob):
+        expect(page.locator("#messages li.message .text")).to_have_text(
+            ["exactly once", "survives a reload"])
+    expect(alice.locator("#messages li.pending")).to_have_count(0)
+    assert alice.evaluate(queued) is None
+
+
 def test_a_refused_send_shows_failed_with_retry_that_resends_it_once(
         browsers: Browsers) -> None:
     alice = browsers.sign_in("alice")

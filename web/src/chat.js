@@ -82,6 +82,7 @@ export function startChat(conn, channels, me) {
       renderComposerStatus();
     },
     onSent: (_item, message) => upsert(message),
+    storageKey: `dihya-chat-outbox:${me}`,
   });
 
   // -- rooms
@@ -461,6 +462,7 @@ export function startChat(conn, channels, me) {
 
   // -- pushes
   conn.on("chat:message", (m) => {
+    if (m.author?.user_id === me && m.client_msg_id) outbox.confirm(m.client_msg_id);
     const room = rooms.get(m.room_id);
     const aboutMe = m.author?.user_id !== me && (room?.kind === "dm" || (m.mentions || []).includes(me));
     if (current && m.room_id === current.id) {

@@ -7,21 +7,44 @@
 // - any other refusal (not a member, muted, too long…) marks the message "failed": the page
 //   shows why, with Retry (same client_msg_id) and Discard.
 // One message is in flight at a time, so the room sees them in the order they were typed.
+// The queue is kept in the tab's sessionStorage: a reload resends what was not confirmed, with
+// the same client_msg_id (a message stored before the reload comes back as a duplicate).
 
 const RETRY_TIMEOUT_MS = 1000;
 
 export class Outbox {
   /**
    * @param conn the Connection (call, onConnect)
-   * @param {{onChange: () => void, onSent: (item, message) => void}} hooks
+   * @param {{onChange: () => void, onSent: (item, message) => void, storageKey: string}} hooks
    */
-  constructor(conn, { onChange, onSent }) {
+  constructor(conn, { onChange, onSent, storageKey }) {
     this.conn = conn;
-    this.onChange = onChange;
+    this.onChange = () => {
+      this.save();
+      onChange();
+    };
     this.onSent = onSent;
-    this.items = []; // {cmid, roomId, text, replyTo, status, error}
+    this.storageKey = storageKey;
+    this.items = this.load(); // {cmid, roomId, text, replyTo, status, error}
     this.running = false;
     conn.onConnect(() => this.pump());
+  }
+
+  load() {
+    try {
+      const saved = JSON.parse(sessionStorage.getItem(this.storageKey) || "[]");
+      return saved.filter((i) => i && typeof i.cmid === "string" && typeof i.text === "string")
+        .map((i) => ({ ...i, status: i.status === "failed" ? "failed" : "waiting" }));
+    } catch {
+      return [];
+    }
+  }
+
+  save() {
+    try {
+      if (this.items.length) sessionStorage.setItem(this.storageKey, JSON.stringify(this.items));
+      else sessionStorage.removeItem(this.storageKey);
+    } catch { /* storage full or disabled: the queue still lives in this page */ }
   }
 
   /** Queue a message; it is shown at once (pending) and sent as soon as possible. */
@@ -44,6 +67,13 @@ export class Outbox {
     Object.assign(item, { status: "sending", error: null });
     this.onChange();
     this.pump();
+  }
+
+  /** The server stored it (its push came before, or instead of, the reply): done with it. */
+  confirm(cmid) {
+    if (!this.items.some((i) => i.cmid === cmid)) return;
+    this.items = this.items.filter((i) => i.cmid !== cmid);
+    this.onChange();
   }
 
   discard(cmid) {
