@@ -350,6 +350,16 @@ def test_escape_cancels_an_edit_and_delete_asks_first(browsers: Browsers) -> Non
     alice.get_by_role("button", name="Confirm delete").click()
     expect(bob.locator("#messages .text", has_text="message deleted")).to_be_visible()
 
+    # the room's owner deletes anyone's message; a member only their own
+    send(bob, "spam spam")
+    expect(message(bob, "keep me")).to_have_count(0)
+    expect(message(bob, "spam spam").get_by_role("button", name="Delete")).to_have_count(1)
+    send(alice, "owner speaking")
+    expect(message(bob, "owner speaking").get_by_role("button", name="Delete")).to_have_count(0)
+    message(alice, "spam spam").get_by_role("button", name="Delete bob's message").click()
+    alice.get_by_role("button", name="Confirm delete").click()
+    expect(bob.locator("#messages .text", has_text="message deleted")).to_have_count(2)
+
 
 def test_grouped_messages_one_receipt_and_arrow_keys_between_messages(
         browsers: Browsers) -> None:

@@ -62,7 +62,7 @@ export function startChat(conn, channels, me) {
     const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
     const top = list.scrollTop;
     renderMessages(list, {
-      me, messages: current.messages, members: current.members, myReactions: current.myReactions,
+      me, moderates: current.moderates, messages: current.messages, members: current.members, myReactions: current.myReactions,
       unreadFrom: current.unreadFrom, editing: current.editing, confirming: current.confirming,
       pending: outbox.forRoom(current.id), focusSeq: current.focusSeq,
     }, actions);
@@ -404,6 +404,7 @@ export function startChat(conn, channels, me) {
       members: new Map(details.data.members.map((m) => [m.user_id, m])), myReactions: new Map(),
       hasMoreBefore: page.data.has_more_before, unreadFrom: firstUnread ? firstUnread.seq : null,
       editing: null, confirming: null, focusSeq: null, replyTo: null,
+      moderates: ["owner", "moderator"].includes(details.data.role),
       notificationsToRead: details.data.kind === "dm" || (rooms.get(roomId)?.mention_count || 0) > 0,
     };
     title.textContent = roomLabel(details.data);

@@ -64,7 +64,7 @@ export function richText(text, mentions, me) {
 
 /**
  * Draw the room into `list`.
- * @param state {me, messages: Map seq→message, members: Map, myReactions: Map id→Set,
+ * @param state {me, moderates, messages: Map seq→message, members: Map, myReactions: Map id→Set,
  *   unreadFrom: seq|null, editing: {id, draft}|null, confirming: id|null,
  *   pending: [outbox items], focusSeq}
  * @param act {react(m, emoji), reply(m), edit(m), cancelEdit(), saveEdit(m, text),
@@ -184,11 +184,12 @@ function messageItem(m, { state, act, grouped, byId, receipt }) {
       actions.append(h("button", { type: "button", class: "reply", tabindex: "-1",
         "aria-label": `Reply to ${about}`, onclick: () => act.reply(m) }, "Reply"));
       if (own) {
-        actions.append(
-          h("button", { type: "button", class: "edit", tabindex: "-1",
-            "aria-label": `Edit ${about}`, onclick: () => act.edit(m) }, "Edit"),
-          h("button", { type: "button", class: "delete", tabindex: "-1",
-            "aria-label": `Delete ${about}`, onclick: () => act.askDelete(m) }, "Delete"));
+        actions.append(h("button", { type: "button", class: "edit", tabindex: "-1",
+          "aria-label": `Edit ${about}`, onclick: () => act.edit(m) }, "Edit"));
+      }
+      if (own || state.moderates) { // a room's owner and moderators delete any message
+        actions.append(h("button", { type: "button", class: "delete", tabindex: "-1",
+          "aria-label": `Delete ${about}`, onclick: () => act.askDelete(m) }, "Delete"));
       }
       li.append(actions);
     }
