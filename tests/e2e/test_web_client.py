@@ -188,6 +188,7 @@ def test_two_users_chat_with_typing_receipts_and_reactions(browsers: Browsers) -
     expect(bob.locator("#messages .text", has_text="hello bob (edited)")).to_be_visible()
     alice.locator("#messages li.own", has_text="(edited)").get_by_role(
         "button", name="Delete").click()
+    alice.get_by_role("button", name="Confirm delete").click()  # asked first
     expect(bob.locator("#messages .text", has_text="message deleted")).to_be_visible()
 
 

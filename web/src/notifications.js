@@ -187,6 +187,12 @@ export function startNotifications(conn) {
     render();
   });
   conn.on("notifications:updated", ({ ids, state }) => apply(ids, state));
+  // another panel of this page changed notifications (the chat marks a room's read): the
+  // server tells the other tabs, this tab learns it from that panel's reply
+  window.addEventListener("dihya:notifications-changed", ({ detail }) => {
+    apply(detail.ids, detail.state);
+    setCounts(detail.counts);
+  });
   conn.onConnect(async ({ resync }) => {
     load();
     if (!resync) return; // a (re)connect pushes the counts; after a resync we ask

@@ -287,7 +287,7 @@ export type History = {
   has_more_after: boolean;
   has_more_before: boolean;
   last_seq: number;
-  messages: Array<Message>;
+  messages: Array<ViewedMessage>;
   room_id: string;
 };
 
@@ -699,6 +699,26 @@ export type Room = {
   visibility: "public" | "private";
 };
 
+export type RoomCreated = {
+  created_at: string;
+  created_by: string | null;
+  id: string;
+  kind: "room" | "dm";
+  last_read_seq: number | null;
+  last_seq: number;
+  member_count: number;
+  muted_until: string | null;
+  name: string;
+  /** mine (chat:set_notifications): mentions and DMs of this room are not pushed to my devices; null: not a member */
+  notifications_muted?: boolean | null;
+  /** a DM: the other user */
+  peer: string | null;
+  /** mine; null: not a member */
+  role: "owner" | "moderator" | "member" | null;
+  topic: string | null;
+  visibility: "public" | "private";
+};
+
 export type RoomDetails = {
   created_at: string;
   created_by: string | null;
@@ -985,6 +1005,32 @@ export type VerifyReply = {
   rows: number;
 };
 
+/** A message as one member reads it in ``chat:history``: with their own reactions. */
+export type ViewedMessage = {
+  /** null for a system message */
+  author: Author | null;
+  client_msg_id: string | null;
+  created_at: string;
+  /** a system message's structured data */
+  data?: unknown;
+  deleted: boolean;
+  deleted_at: string | null;
+  edited_at: string | null;
+  id: string;
+  kind: "user" | "system";
+  /** user ids mentioned (members only) */
+  mentions: Array<string>;
+  /** the emoji the requesting user reacted with (per viewer: never pushed) */
+  my_reactions?: Array<string>;
+  /** emoji → count */
+  reactions: { [key: string]: number };
+  reply_to: string | null;
+  room_id: string;
+  /** per-room order: 1, 2, 3 … with no gaps */
+  seq: number;
+  text: string | null;
+};
+
 export type WhoAmIReply = {
   /** the token's exp, or null */
   expires_at: number | null;
@@ -1071,6 +1117,7 @@ export interface ServerEvents {
   "chat:message_edited": Message;
   "chat:reaction": Reaction;
   "chat:read": ReadMarker;
+  "chat:room_created": RoomCreated;
   "chat:typing": Typing;
   "disconnecting": DisconnectingEvent;
   "doc:awareness": AwarenessState;

@@ -42,6 +42,10 @@ MEMBERSHIP_ACTION = "chat_membership"
 
 ROOM_PREFIX = "chat-room:"
 
+PUBLIC_ROOMS = "chat-public-rooms"
+"""The relayed Socket.IO room of every connection allowed to chat (``chat:write``): where a
+new public room is announced (``chat:room_created``). One name, never a user's choice."""
+
 
 def relay_room(room_id: str) -> str:
     """The relayed Socket.IO room of a chat room (not ``chat:<id>``, the room's channel)."""
@@ -55,6 +59,7 @@ class RelayedRooms:
         self.rt = rt
         self._lock = threading.Lock()
         self._joined: dict[str, set[str]] = {}  # sid → chat room ids it was put in
+        self._announced: set[str] = set()  # sids in PUBLIC_ROOMS
 
     def setup(self) -> None:
         """Register the connect and disconnect hooks and the membership control action."""
@@ -88,8 +93,17 @@ class RelayedRooms:
             log.warning("room %s: membership of %s not sent to the other processes: %s",
                         room_id, users, exc.message)
 
+    def announce_public_room(self, room: dict[str, Any]) -> None:
+        """Tell every connection that may chat, on every process, of a new public room (a
+        courtesy: with the broker down it is logged; ``chat:rooms`` lists it anyway)."""
+        try:
+            self.rt.relay.emit(PUBLIC_ROOMS, "chat:room_created", room)
+        except RealtimeError as exc:
+            log.warning("could not announce room %s: %s", room.get("id"), exc.message)
+
     def connected(self, conn: Connection) -> None:
-        """A member's new connection joins the relays of the member's rooms."""
+        """A member's new connection joins the relays of the member's rooms (and, allowed to
+        chat, the announcements of new public rooms)."""
         cap = self.rt.settings.chat_max_relayed_rooms
         with self.rt.db.session() as s:
             room_ids = list(s.scalars(
@@ -100,11 +114,15 @@ class RelayedRooms:
                         ": live events of the others are not delivered to this connection",
                         conn.user_id, cap)
             room_ids = room_ids[:cap]
-        self._join(conn.sid, room_ids)
+        self._join(conn.sid, room_ids, announced=conn.can("chat:write"))
 
     def disconnected(self, sid: str) -> None:
         with self._lock:
             room_ids = self._joined.pop(sid, set())
+            announced = sid in self._announced
+            self._announced.discard(sid)
+        if announced:
+            self.rt.relay.leave(sid, PUBLIC_ROOMS)
         for room_id in room_ids:
             self.rt.relay.leave(sid, relay_room(room_id))
 
@@ -125,20 +143,25 @@ class RelayedRooms:
             else:
                 self._leave(conn.sid, room_id)
 
-    def _join(self, sid: str, room_ids: str | list[str]) -> None:
-        """Put ``sid`` in the rooms' relays, all with one wait. With the broker down they are
-        kept, pending: relayed here once it is back, when the connection is told to
-        ``resync`` (dropping them would end the rooms' live events for it for good)."""
+    def _join(self, sid: str, room_ids: str | list[str], announced: bool = False) -> None:
+        """Put ``sid`` in the rooms' relays (and, ``announced``, in :data:`PUBLIC_ROOMS`), all
+        with one wait. With the broker down they are kept, pending: relayed here once it is
+        back, when the connection is told to ``resync`` (dropping them would end the rooms'
+        live events for it for good)."""
         room_ids = [room_ids] if isinstance(room_ids, str) else room_ids
-        if not room_ids:
+        if not room_ids and not announced:
             return
         with self._lock:
             self._joined.setdefault(sid, set()).update(room_ids)
+            if announced:
+                self._announced.add(sid)
+        names = [relay_room(r) for r in room_ids] + ([PUBLIC_ROOMS] if announced else [])
         try:
-            self.rt.relay.join(sid, [relay_room(r) for r in room_ids], keep_pending=True)
+            self.rt.relay.join(sid, names, keep_pending=True)
         except (KeyError, ValueError) as exc:  # the sid is gone already
             with self._lock:
                 self._joined.get(sid, set()).difference_update(room_ids)
+                self._announced.discard(sid)
             log.warning("connection %s: rooms not relayed here: %s", sid, exc)
             return
         if self.rt.connections.get(sid) is None:  # closed meanwhile: its disconnect ran
@@ -153,4 +176,4 @@ class RelayedRooms:
         self.rt.relay.leave(sid, relay_room(room_id))
 
 
-__all__ = ["MEMBERSHIP_ACTION", "RelayedRooms", "relay_room"]
+__all__ = ["MEMBERSHIP_ACTION", "PUBLIC_ROOMS", "RelayedRooms", "relay_room"]

@@ -40,6 +40,7 @@ from dihya_realtime.features.chat.schemas import (
     Removed,
     RolePayload,
     Room,
+    RoomCreated,
     RoomDetails,
     RoomList,
     RoomPayload,
@@ -81,12 +82,14 @@ def _room_and_target(p: Any, _reply: Any) -> dict[str, Any]:
 
 @event("chat:create_room", payload=CreateRoomPayload, reply=Room, permission=WRITE,
        rate=RateLimit(rate=0.5, burst=10), audit="chat_room_created",
+       emits=("chat:room_created",),
        audit_details=lambda p, room: {"room_id": room["id"], "visibility": p.visibility})
 def create_room(ctx: Ctx, p: CreateRoomPayload) -> dict:
     """Create a room; you are its owner.
 
     Payload example: ``{"name": "release-train", "topic": "Friday deploys",
-    "visibility": "public"}``. Reply: the room (``role: "owner"``).
+    "visibility": "public"}``. Reply: the room (``role: "owner"``). A public room is
+    announced to everyone connected who may chat (``chat:room_created``).
     """
     return _chat(ctx).create_room(Actor.of(ctx.conn), p.name, p.topic, p.visibility)
 
@@ -177,9 +180,11 @@ def set_role(ctx: Ctx, p: RolePayload) -> dict:
 def dm(ctx: Ctx, p: DmPayload) -> dict:
     """The direct-message room shared with another user (created once, then always the same).
 
-    Payload example: ``{"user_id": "42"}``. Then ``chat:send`` to its ``id``.
+    Payload example: ``{"user_id": "42"}``. Then ``chat:send`` to its ``id``. Only with a user
+    who has connected at least once: anyone else → ``not_found`` (``details: {"reason":
+    "unknown_user", "user_id"}``), so a typo never opens a room nobody reads.
     """
-    return _chat(ctx).dm(Actor.of(ctx.conn), p.user_id)
+    return _chat(ctx).dm(Actor.of(ctx.conn), p.user_id, known_only=True)
 
 
 # -- messages
@@ -208,6 +213,9 @@ def send(ctx: Ctx, p: SendPayload) -> dict:
 @event("chat:history", payload=HistoryPayload, reply=History, permission=WRITE)
 def history(ctx: Ctx, p: HistoryPayload) -> dict:
     """A page of messages in ``seq`` order (private rooms: members only).
+
+    Each message carries ``my_reactions``: the emoji you reacted with (yours only; pushes
+    never carry it: follow ``chat:reaction``, whose ``user_id`` says who reacted).
 
     Payload examples: ``{"room_id": "9f2c…"}`` (latest), ``{"room_id": "9f2c…",
     "before_seq": 120, "limit": 50}`` (older), ``{"after_seq": 120}`` (newer, to fill a gap),
@@ -366,6 +374,12 @@ server_event("chat:message", Message, """
     ``chat:history {"room_id", "after_seq"}``. My own message arrives too (match it by
     ``client_msg_id``).
 """)
+server_event("chat:room_created", RoomCreated, """
+    A new public room was created: sent to every connection allowed to chat (``chat:write``),
+    on every process, so room lists grow without a reload. Private rooms and DMs are never
+    announced (their members hear ``chat:member_joined``). ``role`` and ``last_read_seq`` are
+    null: you are not a member until ``chat:join``. A courtesy: ``chat:rooms`` lists it anyway.
+""")
 server_event("chat:message_edited", Message, """
     A message was edited: the full message with its new ``text`` and ``edited_at``.
 """)
@@ -407,5 +421,6 @@ def setup(rt: Realtime) -> None:
     rt.chat = service
     rt.on_disconnect(lambda conn, reason: service.connection_closed(conn.sid))
     service.store.relayed.setup()  # members' connections in their rooms' relays
+    rt.on_connect(service.known_users.connected)  # whom a client may open a DM with
     rt.channels.add_access_check("chat", service.check_channel)
     register_routes(rt, rt.blueprint)

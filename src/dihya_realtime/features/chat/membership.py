@@ -49,7 +49,10 @@ class Membership:
             self.store.add_member(s, room.id, actor.user_id, "owner", 0)
             member = self.store.member(s, room.id, actor.user_id)
             result = {**room_dict(room, member), "member_count": 1}
+            announced = {**room_dict(room), "member_count": 1}
         self.store.members_changed(room.id, [actor.user_id], True)
+        if visibility == "public":
+            self.store.relayed.announce_public_room(announced)
         return result
 
     def join(self, actor: Actor, room_id: str, defer: Defer | None = None) -> dict[str, Any]:

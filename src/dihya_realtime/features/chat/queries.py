@@ -20,7 +20,13 @@ from dihya_realtime.features.chat.common import (
     table,
 )
 from dihya_realtime.features.chat.messages import Messages
-from dihya_realtime.features.chat.models import ChatMember, ChatMention, ChatMessage, ChatRoom
+from dihya_realtime.features.chat.models import (
+    ChatMember,
+    ChatMention,
+    ChatMessage,
+    ChatReaction,
+    ChatRoom,
+)
 from dihya_realtime.store.models import User
 
 
@@ -151,6 +157,8 @@ class Queries:
                 rows = list(reversed(list(s.scalars(
                     q.order_by(ChatMessage.seq.desc()).limit(limit)))))
             messages = self.messages.dicts(s, rows)
+            if actor is not None:
+                self._add_my_reactions(s, messages, actor.user_id)
             last_seq = room.last_seq
         more_before = bool(rows) and rows[0].seq > 1
         more_after = bool(rows) and rows[-1].seq < last_seq
@@ -163,6 +171,22 @@ class Queries:
         return {"room_id": room_id, "messages": messages, "has_more": has_more,
                 "has_more_before": more_before, "has_more_after": more_after,
                 "last_seq": last_seq}
+
+    @staticmethod
+    def _add_my_reactions(s: Session, messages: list[dict[str, Any]], me: str) -> None:
+        """Each message's ``my_reactions``: the emoji ``me`` reacted with, so a client shows
+        its own reactions after a reload (one query for the page; a per-viewer field, never
+        part of a push)."""
+        ids = [m["id"] for m in messages if m["reactions"]]
+        mine: dict[str, list[str]] = {}
+        if ids:
+            for message_id, emoji in s.execute(
+                    sa.select(ChatReaction.message_id, ChatReaction.emoji)
+                    .where(ChatReaction.message_id.in_(ids), ChatReaction.user_id == me)
+                    .order_by(ChatReaction.message_id, ChatReaction.emoji)):
+                mine.setdefault(message_id, []).append(emoji)
+        for message in messages:
+            message["my_reactions"] = mine.get(message["id"], [])
 
     def mark_read(self, actor: Actor, room_id: str, seq: int,
                   defer: Defer | None = None) -> dict[str, Any]:

@@ -97,13 +97,25 @@ class RoomList(BaseModel):
                                     "this was the last page")
 
 
+class RoomCreated(Room):
+    member_count: int
+
+
 class RoomDetails(Room):
     members: list[Member]
 
 
+class ViewedMessage(Message):
+    """A message as one member reads it in ``chat:history``: with their own reactions."""
+
+    my_reactions: list[str] = Field(
+        default_factory=list,
+        description="the emoji the requesting user reacted with (per viewer: never pushed)")
+
+
 class History(BaseModel):
     room_id: str
-    messages: list[Message]
+    messages: list[ViewedMessage]
     has_more: bool = Field(description="more messages in the paging direction")
     has_more_before: bool
     has_more_after: bool

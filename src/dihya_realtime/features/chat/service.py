@@ -13,6 +13,7 @@ process when the membership changes (:mod:`.delivery`).
 - :mod:`.messages`: storing (the ``seq`` ordering lives there), editing, deleting, reactions;
 - :mod:`.queries`: the rooms list, a room, history, read markers and counts;
 - :mod:`.typing_indicator`: ephemeral typing state and its sweeper;
+- :mod:`.known_users`: the users who connected, the only ones a client may DM;
 - :mod:`.base` and :mod:`.common`: the transactions, lookups, pushes and wire dicts they share;
 - :mod:`.delivery`: which connections are in which room's relay, on every process;
 - :mod:`.models`: the tables; :mod:`.schemas`: the wire schemas; :mod:`.ports`: what chat asks
@@ -30,6 +31,7 @@ from sqlalchemy.orm import Session
 from dihya_realtime.features.chat.access import Access
 from dihya_realtime.features.chat.base import ChatStore
 from dihya_realtime.features.chat.common import Actor, Defer, parse_mentions
+from dihya_realtime.features.chat.known_users import KnownUsers
 from dihya_realtime.features.chat.membership import Membership
 from dihya_realtime.features.chat.messages import Messages
 from dihya_realtime.features.chat.models import ChatMember, ChatRoom
@@ -68,6 +70,7 @@ class ChatService:
         self.membership = Membership(self.store, self.access, self.typing_indicator)
         self.moderation = Moderation(self.store, self.access, self.typing_indicator)
         self.queries = Queries(self.store, self.access, self.messages)
+        self.known_users = KnownUsers(self.store)
 
     @property
     def typing_state(self) -> TypingTracker:
@@ -104,8 +107,15 @@ class ChatService:
         """Add ``user_id`` to a room (owner or moderators; a banned user must be unbanned)."""
         return self.membership.invite(actor, room_id, user_id, defer)
 
-    def dm(self, actor: Actor, user_id: str) -> dict[str, Any]:
-        """The one direct-message room of the actor and ``user_id``, created on first use."""
+    def dm(self, actor: Actor, user_id: str, known_only: bool = False) -> dict[str, Any]:
+        """The one direct-message room of the actor and ``user_id``, created on first use.
+
+        ``known_only`` (a client's ``chat:dm``): ``user_id`` must have connected once
+        (:mod:`.known_users`), else ``not_found``.
+        """
+        if known_only and user_id != actor.user_id:
+            with self.db.session() as s:
+                self.known_users.require_known(s, user_id)
         return self.membership.dm(actor, user_id)
 
     # -- moderation

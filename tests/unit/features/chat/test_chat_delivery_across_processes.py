@@ -197,3 +197,16 @@ def test_a_connection_gets_live_events_of_its_most_recent_rooms_up_to_the_cap(
     ok(bob.client.call("chat:join", {"room_id": rooms[0]}))  # already a member: live again
     send(alice, rooms[0], "now live")
     wait_until(lambda: "now live" in texts(bob, rooms[0]))
+
+
+def test_a_new_public_room_is_announced_on_every_process_a_private_one_nowhere(
+        process, connect) -> None:
+    a, b = process("a"), process("b")
+    alice = connect(a, "alice")
+    bob = Inbox(connect(b, "bob"))
+    time.sleep(0.2)
+    ok(alice.call("chat:create_room", {"name": "hidden", "visibility": "private"}))
+    public = ok(alice.call("chat:create_room", {"name": "open", "visibility": "public"}))["id"]
+    wait_until(lambda: len(bob.events("chat:room_created")) == 1)
+    time.sleep(0.2)
+    assert [(r["id"], r["role"]) for r in bob.events("chat:room_created")] == [(public, None)]
