@@ -18,7 +18,8 @@ def test_a_literal_block_becomes_a_code_block_and_its_colons_one() -> None:
     html = str(doc_html('Read one page.\n\nReply example::\n\n    {"ok": true,\n'
                         '     "data": {"items": []}}\n\nAfter the block.'))
     assert "Reply example:</p>" in html and "example::" not in html
-    assert '<pre tabindex="0"><code class="lang-json">{"ok": true,\n "data": {"items": []}}</code></pre>' in html
+    assert ('<pre tabindex="0"><code class="lang-json">{"ok": true,\n "data": {"items": []}}'
+            '</code></pre>') in html
     assert html.endswith("<p>After the block.</p>")
 
 
