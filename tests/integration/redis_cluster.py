@@ -95,10 +95,20 @@ class RedisCluster:
                     return int(primary[1])
         raise RuntimeError(f"slot of {key!r} not served")
 
-    def replica_of(self, port: int) -> int:
-        rows = self.nodes()
-        primary = next(r["id"] for r in rows if r["port"] == str(port))
-        return next(int(r["port"]) for r in rows if r["primary"] == primary)
+    def replica_of(self, port: int, timeout: float = 10.0) -> int:
+        """The port of a replica of the primary at ``port``. A fresh cluster's nodes learn
+        who replicates whom by gossip: the node asked may not list the replica yet (seen in
+        CI: no row had this primary), so it is asked again until it does."""
+        deadline = time.monotonic() + timeout
+        while True:
+            rows = self.nodes()
+            primary = next(r["id"] for r in rows if r["port"] == str(port))
+            replicas = [int(r["port"]) for r in rows if r["primary"] == primary]
+            if replicas:
+                return replicas[0]
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no replica of {port} in CLUSTER NODES: {rows}")
+            time.sleep(0.1)
 
     def alive(self, port: int) -> bool:
         return self.procs[self.ports.index(port)].poll() is None
