@@ -87,8 +87,8 @@ class AuditPayload(BaseModel):
     user_id: str | None = Field(default=None, max_length=128)
     outcome: str | None = Field(default=None, max_length=64, examples=["forbidden"])
     event: str | None = Field(default=None, max_length=128, examples=["admin:disconnect_user"])
-    before_id: int | None = Field(default=None, ge=1, description="the previous page's "
-                                  "next_before_id")
+    before_id: int | None = Field(default=None, ge=1, le=2**63 - 1,  # a database integer
+                                  description="the previous page's next_before_id")
     limit: int = Field(default=50, ge=1, le=200)
 
 

@@ -174,3 +174,14 @@ def test_the_admin_page_is_served_to_anyone_and_absent_with_the_feature_off(make
     assert page.status_code == 200 and b'id="signin-form"' in page.data
     assert "script-src 'self'" in page.headers["Content-Security-Policy"]
     assert off.app.test_client().get("/admin").status_code == 404
+
+
+def test_a_page_marker_beyond_a_database_integer_is_invalid_not_internal(rt, connect) -> None:
+    """Found by the fuzzer: 2**64 reached SQLite and failed as an internal error."""
+    admin = connect(rt, "root", roles=["admin"])
+
+    reply = admin.call("admin:audit", {"before_id": 2**64})
+
+    assert reply["error"]["code"] == "invalid_payload"
+    assert reply["error"]["details"][0]["field"] == "before_id"
+    assert admin.call("admin:audit", {"before_id": 2**63 - 1})["ok"]
