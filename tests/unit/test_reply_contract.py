@@ -182,6 +182,7 @@ EXAMPLES: dict[str, Example] = {
     "chat:delete": _alice(lambda w: {"message_id": w.message()}),
     "chat:react": _alice(lambda w: {"message_id": w.message(), "emoji": "👍"}),
     "chat:unreact": _unreact,
+    "chat:reactors": _unreact,  # alice's 👍 is there: the page lists her
     "chat:typing": _alice(lambda w: {"room_id": w.room(), "typing": True}),
     "chat:read": _alice(lambda w: {"room_id": w.room(), "seq": 0}),
     "chat:mute": _alice(lambda w: {"room_id": w.room(), "user_id": "bob",

@@ -417,6 +417,11 @@ class Settings(BaseSettings):
     # Rooms whose live events a connection gets from connect (the most recently joined); a
     # member of more gets the others' after `chat:join` on them again (or reads history).
     chat_max_relayed_rooms: int = Field(default=1000, ge=1)
+    # Different emoji on one message; reacting with one more → `conflict`, details
+    # {"reason": "too_many_reactions", "limit": N} (an emoji already there is always accepted).
+    chat_max_reaction_kinds: int = Field(default=20, ge=1, le=1000)
+    # chat:reactors: the page size when the client gives no `limit`, and the largest it may ask
+    chat_reactors_page_limit: int = Field(default=50, ge=1, le=1000)
 
     # -- hostile input: limits that count cost
     # Subscriptions one connection may hold; one more → `forbidden`, details

@@ -625,6 +625,35 @@ export type Reaction = {
   user_id: string;
 };
 
+export type Reactor = {
+  /** the user's display name (their id when unknown) */
+  name: string;
+  user_id: string;
+};
+
+export type Reactors = {
+  /** how many users reacted with this emoji */
+  count: number;
+  emoji: string;
+  message_id: string;
+  /** more users after this page: ask again with after_user_id set to the last user_id */
+  more: boolean;
+  room_id: string;
+  /** a page of them, in user_id order */
+  users: Array<Reactor>;
+};
+
+export type ReactorsPayload = {
+  /** the last user_id of the previous page */
+  after_user_id?: string | null;
+  /** the reaction whose users to list */
+  emoji: string;
+  /** users per page; at most DIHYA_RT_CHAT_REACTORS_PAGE_LIMIT (default and cap: 50) */
+  limit?: number | null;
+  /** a message id */
+  message_id: string;
+};
+
 export type ReadMarker = {
   room_id: string;
   seq: number;
@@ -1064,6 +1093,7 @@ export interface ClientEvents {
   "chat:leave": { payload: RoomPayload; reply: Left };
   "chat:mute": { payload: MutePayload; reply: MemberUpdated };
   "chat:react": { payload: ReactPayload; reply: ReactReply };
+  "chat:reactors": { payload: ReactorsPayload; reply: Reactors };
   "chat:read": { payload: ReadPayload; reply: ReadReply };
   "chat:remove_member": { payload: MemberPayload; reply: Removed };
   "chat:room": { payload: RoomPayload; reply: RoomDetails };

@@ -32,6 +32,8 @@ from dihya_realtime.features.chat.schemas import (
     MutePayload,
     NotificationsSetting,
     Reaction,
+    Reactors,
+    ReactorsPayload,
     ReactPayload,
     ReactReply,
     ReadMarker,
@@ -259,10 +261,25 @@ def delete(ctx: Ctx, p: MessageRef) -> dict:
 def react(ctx: Ctx, p: ReactPayload) -> dict:
     """Add your reaction to a message. Payload example: ``{"message_id": "5d1e…", "emoji": "🎉"}``.
 
-    Reacting twice with the same emoji changes nothing (``changed: false``, no push).
+    Reacting twice with the same emoji changes nothing (``changed: false``, no push). A message
+    holds at most ``DIHYA_RT_CHAT_MAX_REACTION_KINDS`` (20) different emoji: one more →
+    ``conflict`` (``details: {"reason": "too_many_reactions", "limit"}``).
     Muted → ``forbidden`` (``details.reason: "muted"``); ``chat:unreact`` stays allowed.
     """
     return _chat(ctx).react(Actor.of(ctx.conn), p.message_id, p.emoji, True, ctx.after_reply)
+
+
+@event("chat:reactors", payload=ReactorsPayload, reply=Reactors, permission=WRITE)
+def reactors(ctx: Ctx, p: ReactorsPayload) -> dict:
+    """Who reacted to a message with one emoji: a page of users and the total ``count``.
+
+    Payload examples: ``{"message_id": "5d1e…", "emoji": "🎉"}``, then
+    ``{"message_id": "5d1e…", "emoji": "🎉", "after_user_id": "u-77"}`` while ``more``.
+    Readers of the room only (private rooms and DMs: members). ``limit`` defaults to, and is
+    capped by, ``DIHYA_RT_CHAT_REACTORS_PAGE_LIMIT`` (50). An emoji nobody used → ``count: 0``.
+    """
+    return _chat(ctx).reactors(Actor.of(ctx.conn), p.message_id, p.emoji, p.limit,
+                               p.after_user_id)
 
 
 @event("chat:unreact", payload=ReactPayload, reply=ReactReply, permission=WRITE,

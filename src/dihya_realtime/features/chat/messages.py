@@ -251,6 +251,7 @@ class Messages:
                 raise conflict("the message was deleted", {"message_id": message_id})
             reactions = table(ChatReaction)
             if add:
+                self._check_reaction_kinds(s, message_id, emoji)
                 changed = s.execute(self.store.insert()(reactions).values(
                     message_id=message_id, user_id=actor.user_id, emoji=emoji,
                     created_at=utcnow()).on_conflict_do_nothing()
@@ -269,6 +270,19 @@ class Messages:
         if changed:
             self.store.push_room(room.id, "chat:reaction", data, defer)
         return {**data, "changed": bool(changed)}
+
+    def _check_reaction_kinds(self, s: Session, message_id: str, emoji: str) -> None:
+        """A new emoji on a message is refused past ``DIHYA_RT_CHAT_MAX_REACTION_KINDS``:
+        every push and history page carries the message's counts, so a client must not be
+        able to grow them without bound. One more of an emoji already there always fits."""
+        limit = self.store.rt.settings.chat_max_reaction_kinds
+        kinds = set(s.scalars(sa.select(ChatReaction.emoji).distinct()
+                              .where(ChatReaction.message_id == message_id)
+                              .limit(limit + 1)))
+        if emoji not in kinds and len(kinds) >= limit:
+            raise conflict("this message has as many different reactions as it may hold",
+                           {"reason": "too_many_reactions", "limit": limit,
+                            "message_id": message_id})
 
     def dicts(self, s: Session, messages: Sequence[ChatMessage]) -> list[dict]:
         ids = [m.id for m in messages if m.deleted_at is None]

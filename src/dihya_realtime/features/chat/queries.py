@@ -172,6 +172,31 @@ class Queries:
                 "has_more_before": more_before, "has_more_after": more_after,
                 "last_seq": last_seq}
 
+    def reactors(self, actor: Actor, message_id: str, emoji: str, limit: int | None = None,
+                 after_user_id: str | None = None) -> dict[str, Any]:
+        """Who reacted to a message with ``emoji``: a page of users in ``user_id`` order and
+        the total, for readers of the room (one page is bounded by
+        ``DIHYA_RT_CHAT_REACTORS_PAGE_LIMIT``; a message holds at most
+        ``DIHYA_RT_CHAT_MAX_REACTION_KINDS`` different emoji)."""
+        cap = self.store.rt.settings.chat_reactors_page_limit
+        limit = min(limit or cap, cap)
+        with self.store.db.session() as s:
+            message = self.store.message(s, message_id)
+            room = self.store.room(s, message.room_id)
+            self.access.require_reader(s, room, actor)
+            of_it = sa.and_(ChatReaction.message_id == message_id, ChatReaction.emoji == emoji)
+            count = s.scalar(sa.select(sa.func.count()).select_from(ChatReaction)
+                             .where(of_it)) or 0
+            q = (sa.select(ChatReaction.user_id, User.name)
+                 .outerjoin(User, User.id == ChatReaction.user_id).where(of_it))
+            if after_user_id is not None:
+                q = q.where(ChatReaction.user_id > after_user_id)
+            rows = s.execute(q.order_by(ChatReaction.user_id).limit(limit + 1)).all()
+        return {"room_id": room.id, "message_id": message_id, "emoji": emoji, "count": count,
+                "users": [{"user_id": user_id, "name": name or user_id}
+                          for user_id, name in rows[:limit]],
+                "more": len(rows) > limit}
+
     @staticmethod
     def _add_my_reactions(s: Session, messages: list[dict[str, Any]], me: str) -> None:
         """Each message's ``my_reactions``: the emoji ``me`` reacted with, so a client shows

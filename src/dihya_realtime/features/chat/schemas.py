@@ -280,6 +280,31 @@ class ReactPayload(BaseModel):
                        description="an emoji or a :shortcode:")
 
 
+class ReactorsPayload(BaseModel):
+    message_id: str = MessageId
+    emoji: str = Field(min_length=1, max_length=64, pattern=r"^\S+$",
+                       description="the reaction whose users to list")
+    limit: int | None = Field(None, ge=1, le=1000, description="users per page; at most "
+                              "DIHYA_RT_CHAT_REACTORS_PAGE_LIMIT (default and cap: 50)")
+    after_user_id: str | None = Field(None, min_length=1, max_length=128,
+                                      description="the last user_id of the previous page")
+
+
+class Reactor(BaseModel):
+    user_id: str
+    name: str = Field(description="the user's display name (their id when unknown)")
+
+
+class Reactors(BaseModel):
+    room_id: str
+    message_id: str
+    emoji: str
+    count: int = Field(description="how many users reacted with this emoji")
+    users: list[Reactor] = Field(description="a page of them, in user_id order")
+    more: bool = Field(description="more users after this page: ask again with "
+                       "after_user_id set to the last user_id")
+
+
 class TypingPayload(BaseModel):
     room_id: str = RoomId
     typing: bool

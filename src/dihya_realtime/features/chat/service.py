@@ -161,6 +161,11 @@ class ChatService:
         """A page of messages in ``seq`` order (``actor=None``: the server, no checks)."""
         return self.queries.history(actor, room_id, before_seq, after_seq, around_seq, limit)
 
+    def reactors(self, actor: Actor, message_id: str, emoji: str, limit: int | None = None,
+                 after_user_id: str | None = None) -> dict[str, Any]:
+        """Who reacted to a message with ``emoji``: a page of users and the total."""
+        return self.queries.reactors(actor, message_id, emoji, limit, after_user_id)
+
     def mark_read(self, actor: Actor, room_id: str, seq: int,
                   defer: Defer | None = None) -> dict[str, Any]:
         """Move the actor's read marker forward to ``seq`` (clamped to the room's last seq)."""

@@ -82,3 +82,72 @@ def test_a_dm_opens_only_with_a_user_who_connected_once(crt, connect):
     assert room["kind"] == "dm" and room["peer"] == "bob"
     # the host's Python API knows its users: not bound by the rule
     assert crt.chat.dm(Actor("alice", "Alice"), "carol")["peer"] == "carol"
+
+
+def test_reactors_lists_who_reacted_by_name_a_page_at_a_time(make_rt, database_url, connect):
+    crt = make_rt(database_url=database_url, chat_reactors_page_limit=2)
+    alice = connect(crt, user="alice", name="Alice")
+    room = make_room(alice)
+    others = [connect(crt, user=u, name=u.upper()) for u in ("bob", "carol", "dave")]
+    for member in others:
+        ok(member.call("chat:join", {"room_id": room}))
+    message = ok(alice.call("chat:send", {"room_id": room, "text": "vote",
+                                          "client_msg_id": cmid()}))
+    ref = {"message_id": message["id"], "emoji": "👍"}
+    for client in (alice, *others):
+        ok(client.call("chat:react", ref))
+    ok(others[0].call("chat:react", {**ref, "emoji": "🎉"}))
+
+    first = ok(alice.call("chat:reactors", ref))
+    assert (first["count"], first["more"]) == (4, True)
+    assert first["users"] == [{"user_id": "alice", "name": "Alice"},
+                              {"user_id": "bob", "name": "BOB"}]
+    second = ok(alice.call("chat:reactors", {**ref, "after_user_id": "bob"}))
+    assert [u["user_id"] for u in second["users"]] == ["carol", "dave"]
+    assert second["more"] is False
+    # a larger limit is capped by the setting, not refused
+    assert len(ok(alice.call("chat:reactors", {**ref, "limit": 500}))["users"]) == 2
+    party = ok(alice.call("chat:reactors", {**ref, "emoji": "🎉"}))
+    assert (party["count"], party["users"]) == (1, [{"user_id": "bob", "name": "BOB"}])
+    nobody = ok(alice.call("chat:reactors", {**ref, "emoji": "🙃"}))
+    assert (nobody["count"], nobody["users"], nobody["more"]) == (0, [], False)
+
+    ok(others[1].call("chat:unreact", ref))
+    assert [u["user_id"] for u in ok(alice.call("chat:reactors", {**ref, "limit": 2,
+                                                                  "after_user_id": "bob"}))
+            ["users"]] == ["dave"]
+
+
+def test_reactors_of_a_private_room_are_for_its_members_only(crt, connect):
+    alice, mallory = connect(crt, user="alice"), connect(crt, user="mallory")
+    room = make_room(alice, "private", "backroom")
+    message = ok(alice.call("chat:send", {"room_id": room, "text": "secret",
+                                          "client_msg_id": cmid()}))
+    ok(alice.call("chat:react", {"message_id": message["id"], "emoji": "👍"}))
+    err(mallory.call("chat:reactors", {"message_id": message["id"], "emoji": "👍"}),
+        "forbidden")
+    err(alice.call("chat:reactors", {"message_id": "nope", "emoji": "👍"}), "not_found")
+    err(alice.call("chat:reactors", {"message_id": message["id"], "emoji": "a b"}),
+        "invalid_payload")
+
+
+def test_a_message_holds_a_bounded_number_of_different_emoji(make_rt, database_url, connect):
+    crt = make_rt(database_url=database_url, chat_max_reaction_kinds=3)
+    alice, bob = connect(crt, user="alice"), connect(crt, user="bob")
+    room = make_room(alice)
+    ok(bob.call("chat:join", {"room_id": room}))
+    message = ok(alice.call("chat:send", {"room_id": room, "text": "hi",
+                                          "client_msg_id": cmid()}))
+    for emoji in ("👍", "🎉", "❤️"):
+        ok(alice.call("chat:react", {"message_id": message["id"], "emoji": emoji}))
+    drain(alice, bob)
+    error = err(bob.call("chat:react", {"message_id": message["id"], "emoji": ":shortcode:"}),
+                "conflict")
+    assert error["details"] == {"reason": "too_many_reactions", "limit": 3,
+                                "message_id": message["id"]}
+    assert bob.events("chat:reaction") == []  # nothing was stored, nothing pushed
+    # an emoji already on the message still counts one more, and what was there is kept
+    assert ok(bob.call("chat:react", {"message_id": message["id"], "emoji": "🎉"}))[
+        "reactions"] == {"👍": 1, "🎉": 2, "❤️": 1}
+    ok(alice.call("chat:unreact", {"message_id": message["id"], "emoji": "👍"}))
+    ok(bob.call("chat:react", {"message_id": message["id"], "emoji": ":shortcode:"}))
