@@ -162,6 +162,9 @@ class Watched:
         return [e for e in self.errors if not any(p.search(e) for p in self.tolerated)]
 
 
+FULL_PAGE_SHOT_MAX_HEIGHT = 4000  # px
+
+
 class Browsers:
     """Opens pages in separate browser contexts (one per user) and checks them at the end."""
 
@@ -209,8 +212,11 @@ class Browsers:
         problems = []
         for i, watched in enumerate(self.pages):
             if not watched.page.is_closed():
+                # the whole page, unless it is a long one (the events reference): Chromium
+                # takes longer than the timeout to paint it whole, so its first screen is kept
+                height = watched.page.evaluate("() => document.documentElement.scrollHeight")
                 watched.page.screenshot(path=str(ARTIFACTS / f"{self.name}-{i}.png"),
-                                        full_page=True)
+                                        full_page=height <= FULL_PAGE_SHOT_MAX_HEIGHT)
             problems += watched.unexpected_errors()
         for ctx in self.contexts:
             ctx.close()

@@ -12,6 +12,8 @@
 import { $, clear, h, showError } from "./dom.js";
 import { renderMessages, snippet } from "./chat_messages.js";
 import { Outbox } from "./chat_outbox.js";
+import { Reactors } from "./chat_reactors.js";
+import { closeEmojiPicker, openEmojiPicker } from "./emoji_picker.js";
 
 const PAGE = 30;
 const TYPING_RENEW_MS = 3000;
@@ -214,6 +216,7 @@ export function startChat(conn, channels, me) {
   };
 
   // -- what a message's buttons do
+  const reactors = new Reactors(conn, me);
   const actions = {
     react: async (message, emoji) => {
       const mine = current.myReactions.get(message.id) || new Set();
@@ -222,6 +225,16 @@ export function startChat(conn, channels, me) {
       if (!reply.ok) return showError(chatError, reply.error);
       onReaction(reply.data);
     },
+    pickReaction: (button, message, about) => openEmojiPicker(button, {
+      label: `Add a reaction to ${about}`,
+      onPick: (emoji) => {
+        const mine = current?.myReactions.get(message.id);
+        if (!mine?.has(emoji)) actions.react(message, emoji); // picking one of mine keeps it
+      },
+    }),
+    reactorsSummary: (message, emoji) => reactors.summary(message.id, emoji),
+    showReactors: (chip, message, emoji) => reactors.show(chip, message.id, emoji),
+    hideReactors: () => reactors.hide(),
     reply: (message) => {
       current.replyTo = message;
       $("reply-to-text").textContent = `Replying to ${message.author?.name || "system"}: "${snippet(message.text)}"`;
@@ -357,13 +370,15 @@ export function startChat(conn, channels, me) {
 
   const closeRoom = () => {
     if (current) channels.unsubscribe(`chat:${current.id}`);
+    closeEmojiPicker({ restoreFocus: false });
+    reactors.hide();
     current = null;
     clear(list);
     clear(presenceEl);
     typists.clear();
     renderTyping();
     cancelReply();
-    input.disabled = sendButton.disabled = true;
+    input.disabled = sendButton.disabled = $("composer-emoji").disabled = true;
     leaveButton.hidden = true;
     $("room-info").hidden = true;
     $("chat-empty").hidden = false;
@@ -426,7 +441,7 @@ export function startChat(conn, channels, me) {
     if (!page.data.messages.length) {
       list.append(h("li", { class: "empty muted" }, "No messages yet: say hello."));
     }
-    input.disabled = sendButton.disabled = false;
+    input.disabled = sendButton.disabled = $("composer-emoji").disabled = false;
     leaveButton.hidden = details.data.kind === "dm";
     renderRooms();
     markRead();
@@ -487,7 +502,9 @@ export function startChat(conn, channels, me) {
   conn.on("chat:message_edited", upsert);
   conn.on("chat:message_deleted", upsert);
   const onReaction = (r) => {
+    reactors.forget(r.message_id);
     if (!current || r.room_id !== current.id) return;
+    reactors.hide(); // its reaction is redrawn below
     if (r.user_id === me) {
       const mine = current.myReactions.get(r.message_id) || new Set();
       if (r.action === "add") mine.add(r.emoji);
@@ -632,9 +649,23 @@ export function startChat(conn, channels, me) {
   });
   document.addEventListener("visibilitychange", markRead);
 
+  // -- an emoji in the composer, where the caret is
+  const emojiButton = $("composer-emoji");
+  emojiButton.addEventListener("click", () => openEmojiPicker(emojiButton, {
+    label: "Insert an emoji in your message",
+    onPick: (emoji) => {
+      const { selectionStart: start, selectionEnd: end, value } = input;
+      input.value = value.slice(0, start) + emoji + value.slice(end);
+      input.focus();
+      input.setSelectionRange(start + emoji.length, start + emoji.length);
+      input.dispatchEvent(new Event("input", { bubbles: true })); // grows, says "typing"
+    },
+  }));
+
   conn.onState(() => renderComposerStatus());
   conn.onConnect(async ({ reconnect }) => {
     showError(chatError, null); // an error from before the break is stale now
+    reactors.forgetAll(); // reactions may have changed while we were away
     renderComposerStatus();
     await loadRooms();
     if (reconnect && current) catchUp();

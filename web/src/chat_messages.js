@@ -67,7 +67,8 @@ export function richText(text, mentions, me) {
  * @param state {me, moderates, messages: Map seq→message, members: Map, myReactions: Map id→Set,
  *   unreadFrom: seq|null, editing: {id, draft}|null, confirming: id|null,
  *   pending: [outbox items], focusSeq}
- * @param act {react(m, emoji), reply(m), edit(m), cancelEdit(), saveEdit(m, text),
+ * @param act {react(m, emoji), pickReaction(button, m, about), reactorsSummary(m, emoji),
+ *   showReactors(chip, m, emoji), hideReactors(), reply(m), edit(m), cancelEdit(), saveEdit(m, text),
  *   askDelete(m), confirmDelete(m), cancelDelete(), retry(cmid), discard(cmid), draft(text)}
  */
 export function renderMessages(list, state, act) {
@@ -159,13 +160,21 @@ function messageItem(m, { state, act, grouped, byId, receipt }) {
     const counts = m.reactions || {};
     const chips = Object.entries(counts).filter(([, n]) => n > 0);
     if (chips.length) {
-      li.append(h("div", { class: "reactions" }, chips.map(([emoji, n]) => h("button", {
-        type: "button", class: "reaction has", tabindex: "-1",
-        "aria-pressed": String(mine.has(emoji)),
-        "aria-label": `React ${emoji}, ${n}${mine.has(emoji) ? " (yours: click to take it back)" : ""} on ${about}`,
-        title: mine.has(emoji) ? "You reacted: click to take it back" : "React",
-        onclick: () => act.react(m, emoji),
-      }, `${emoji} ${n}`))));
+      li.append(h("div", { class: "reactions" }, chips.map(([emoji, n]) => {
+        const who = act.reactorsSummary(m, emoji); // known once hovered or focused
+        return h("button", {
+          type: "button", class: "reaction has", tabindex: "-1",
+          "aria-pressed": String(mine.has(emoji)),
+          "aria-label": `React ${emoji}, ${n}${who ? ` (${who})` : ""}${mine.has(emoji) ? ", yours: click to take it back" : ""} on ${about}`,
+          title: who || (mine.has(emoji) ? "You reacted: click to take it back" : "React"),
+          dataset: { emoji, focusKey: `reaction ${emoji}` },
+          onclick: () => act.react(m, emoji),
+          onmouseenter: (e) => act.showReactors(e.currentTarget, m, emoji),
+          onfocus: (e) => act.showReactors(e.currentTarget, m, emoji),
+          onmouseleave: () => act.hideReactors(),
+          onblur: () => act.hideReactors(),
+        }, `${emoji} ${n}`);
+      })));
     }
     if (state.confirming === m.id) {
       li.append(h("div", { class: "confirm-delete", role: "group", "aria-label": "Confirm delete" },
@@ -181,6 +190,10 @@ function messageItem(m, { state, act, grouped, byId, receipt }) {
           "aria-label": `React ${emoji} to ${about}`, title: `React ${emoji}`,
           onclick: () => act.react(m, emoji) }, emoji));
       }
+      actions.append(h("button", { type: "button", class: "add-reaction", tabindex: "-1",
+        "aria-haspopup": "dialog", "aria-expanded": "false", dataset: { focusKey: "add-reaction" },
+        "aria-label": `Add a reaction to ${about}`, title: "Add a reaction",
+        onclick: (e) => act.pickReaction(e.currentTarget, m, about) }, "😊+"));
       actions.append(h("button", { type: "button", class: "reply", tabindex: "-1",
         "aria-label": `Reply to ${about}`, onclick: () => act.reply(m) }, "Reply"));
       if (own) {
