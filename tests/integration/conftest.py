@@ -24,8 +24,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -35,6 +33,7 @@ import pytest
 import socketio
 
 from dihya_realtime.kernel.auth import hash_api_key
+from dihya_realtime.testing.server import http_json
 from tests.conftest import free_port
 
 BIN = Path(sys.executable).parent
@@ -205,21 +204,10 @@ class ServerProcess:
              headers: dict[str, str] | None = None, api_key: bool = False,
              timeout: float = 5.0) -> tuple[int, Any]:
         """``(status, parsed JSON or text)``; ``api_key=True`` adds this server's API key."""
-        data = None
         hdrs = dict(headers or {})
-        if body is not None:
-            data = json.dumps(body).encode()
-            hdrs.setdefault("Content-Type", "application/json")
         if api_key:
             hdrs["Authorization"] = f"Bearer {self.api_key}"
-        req = urllib.request.Request(self.url + path, data=data, headers=hdrs, method=method)
-        try:
-            with urllib.request.urlopen(req, timeout=timeout) as resp:
-                status, raw, ctype = resp.status, resp.read(), resp.headers.get_content_type()
-        except urllib.error.HTTPError as exc:
-            status, raw, ctype = exc.code, exc.read(), exc.headers.get_content_type()
-        text = raw.decode(errors="replace")
-        return status, (json.loads(text) if ctype == "application/json" else text)
+        return http_json(method, self.url + path, body, hdrs, timeout)
 
 
 class SioClient:

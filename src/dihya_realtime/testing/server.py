@@ -64,6 +64,25 @@ def settings_environ(settings: dict[str, Any]) -> dict[str, str]:
     return env
 
 
+
+def http_json(method: str, url: str, body: Any = None, headers: dict[str, str] | None = None,
+              timeout: float = 5.0) -> tuple[int, Any]:
+    """One HTTP request with a JSON body (if any): ``(status, parsed JSON or text)``; an
+    error status is returned, not raised, so a test can assert on it."""
+    data = None
+    hdrs = dict(headers or {})
+    if body is not None:
+        data = json.dumps(body).encode()
+        hdrs.setdefault("Content-Type", "application/json")
+    req = urllib.request.Request(url, data=data, headers=hdrs, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            status, raw, ctype = resp.status, resp.read(), resp.headers.get_content_type()
+    except urllib.error.HTTPError as exc:
+        status, raw, ctype = exc.code, exc.read(), exc.headers.get_content_type()
+    text = raw.decode(errors="replace")
+    return status, (json.loads(text) if ctype == "application/json" else text)
+
 class RealtimeServer:
     """One server process; ``url``, ``http(...)`` (with ``api_key=True`` for the HTTP API),
     ``stop()``, ``restart()`` (same port: clients reconnect to the same ``url``)."""
@@ -147,22 +166,11 @@ class RealtimeServer:
              timeout: float = 5.0) -> tuple[int, Any]:
         """``(status, parsed JSON or text)``."""
         headers = {}
-        data = None
-        if body is not None:
-            data = json.dumps(body).encode()
-            headers["Content-Type"] = "application/json"
         if api_key:
             if self.api_key is None:
                 raise ValueError("this server has no API key")
             headers["Authorization"] = f"Bearer {self.api_key}"
-        req = urllib.request.Request(self.url + path, data=data, headers=headers, method=method)
-        try:
-            with urllib.request.urlopen(req, timeout=timeout) as resp:
-                status, raw, ctype = resp.status, resp.read(), resp.headers.get_content_type()
-        except urllib.error.HTTPError as exc:
-            status, raw, ctype = exc.code, exc.read(), exc.headers.get_content_type()
-        text = raw.decode(errors="replace")
-        return status, (json.loads(text) if ctype == "application/json" else text)
+        return http_json(method, self.url + path, body, headers, timeout)
 
     def publish(self, channel: str, data: Any) -> dict[str, Any]:
         """Publish through the HTTP API; the publication's ``{offset, epoch, id, created}``."""
