@@ -279,3 +279,20 @@ def test_a_participant_who_leaves_is_removed(browsers: Browsers, server: ServerP
     alice.close()
     expect(caret(bob, "alice")).to_have_count(0)
     expect(peer(bob, "alice")).to_have_count(0)
+
+
+def test_at_most_twenty_cursors_are_drawn_the_list_says_how_many_more(
+        browsers: Browsers, server: ServerProcess) -> None:
+    shared_doc(server)
+    bob = browsers.sign_in("bob")
+    open_doc(bob, DOC)
+    # 25 participants, as the server would relay them (fed to the provider's own handler)
+    bob.evaluate("""() => {
+        const editor = window.dihya.editor;
+        for (let i = 0; i < 25; i++) editor.onRemoteAwareness({
+            doc_id: editor.docId, client_id: 1000 + i, user: {user_id: `u${i}`, name: `user ${i}`},
+            state: {cursor: {anchor: i, head: i}}});
+    }""")
+    expect(bob.locator(".doc-cursors .doc-caret")).to_have_count(20)
+    expect(bob.locator("#doc-peers li[data-user-id]")).to_have_count(20)
+    expect(bob.locator("#doc-peers .doc-more")).to_have_text("+5 more")

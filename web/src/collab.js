@@ -346,23 +346,27 @@ export function startEditor(conn) {
     mode.dataset.mode = refused ? "refused" : !synced ? "joining" : readOnly ? "read-only" : "editing";
   };
 
+  let listed = ""; // what the list shows now: unchanged, it is not rebuilt (nor re-announced)
   const renderPeers = (peers) => {
-    clear(peersEl);
+    overlay?.render(peers);
     const text = provider ? provider.text.toString() : "";
-    let shown = 0;
-    for (const [clientId, peer] of peers) {
-      if (shown++ >= MAX_DRAWN) break;
-      const name = peer.user.name || peer.user.user_id;
+    const rows = [...peers].slice(0, MAX_DRAWN).map(([clientId, peer]) => {
       const at = provider ? resolveCursor(peer.state, provider.text) : null;
+      return { clientId, peer, where: at ? ` at ${lineColumn(text, at.head)}` : "" };
+    });
+    const key = JSON.stringify([peers.size, rows.map((r) => [r.clientId, r.peer.user, r.where])]);
+    if (key === listed) return;
+    listed = key;
+    clear(peersEl);
+    for (const { clientId, peer, where } of rows) {
+      const name = peer.user.name || peer.user.user_id;
       const color = colorOf(peer.user.user_id);
       const swatch = h("span", { class: "doc-swatch", "aria-hidden": "true" });
       swatch.style.background = color; // through the CSSOM: the page's CSP refuses style attributes
       peersEl.append(h("li", { dataset: { clientId, userId: peer.user.user_id, color } }, swatch,
-        h("strong", {}, name),
-        at ? h("span", { class: "muted" }, ` at ${lineColumn(text, at.head)}`) : null));
+        h("strong", {}, name), where ? h("span", { class: "muted" }, where) : null));
     }
     if (peers.size > MAX_DRAWN) peersEl.append(h("li", { class: "doc-more muted" }, `+${peers.size - MAX_DRAWN} more`));
-    overlay?.render(peers);
   };
 
   const open = (docId) => {

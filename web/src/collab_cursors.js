@@ -86,9 +86,20 @@ export function cursorOverlay(textarea, ytext) {
   let peers = new Map();
   let frame = 0;
 
+  // a label that would leave the box goes below its caret, or ends at it
+  const placeLabels = () => {
+    for (const caret of overlay.querySelectorAll(".doc-caret")) {
+      const label = caret.firstChild;
+      const top = caret.offsetTop - overlay.scrollTop;
+      caret.classList.toggle("label-below", top < label.offsetHeight);
+      caret.classList.toggle("label-left", caret.offsetLeft + label.offsetWidth > overlay.clientWidth);
+    }
+  };
+
   const syncScroll = () => {
     overlay.scrollTop = textarea.scrollTop;
     overlay.scrollLeft = textarea.scrollLeft;
+    placeLabels();
   };
 
   const syncBox = () => {
@@ -120,7 +131,6 @@ export function cursorOverlay(textarea, ytext) {
     for (const c of drawn) { cuts.add(c.anchor); cuts.add(c.head); }
     const points = [...cuts].sort((a, b) => a - b);
     const content = document.createDocumentFragment();
-    const carets = [];
     for (let i = 0; i < points.length; i++) {
       const at = points[i];
       for (const c of drawn) {
@@ -135,7 +145,6 @@ export function cursorOverlay(textarea, ytext) {
         label.textContent = c.user.name || c.user.user_id;
         caret.append(label);
         content.append(caret);
-        carets.push(caret);
       }
       if (i + 1 >= points.length) break;
       let node = document.createTextNode(text.slice(at, points[i + 1]));
@@ -154,13 +163,6 @@ export function cursorOverlay(textarea, ytext) {
     if (text.endsWith("\n")) content.append(" ");
     overlay.replaceChildren(content);
     syncScroll();
-    // a label that would leave the box goes below its caret, or ends at it
-    for (const caret of carets) {
-      const label = caret.firstChild;
-      const top = caret.offsetTop - overlay.scrollTop;
-      caret.classList.toggle("label-below", top < label.offsetHeight);
-      caret.classList.toggle("label-left", caret.offsetLeft + label.offsetWidth > overlay.clientWidth);
-    }
   };
 
   const schedule = () => { if (!frame) frame = requestAnimationFrame(draw); };
