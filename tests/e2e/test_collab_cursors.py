@@ -296,3 +296,42 @@ def test_at_most_twenty_cursors_are_drawn_the_list_says_how_many_more(
     expect(bob.locator(".doc-cursors .doc-caret")).to_have_count(20)
     expect(bob.locator("#doc-peers li[data-user-id]")).to_have_count(20)
     expect(bob.locator("#doc-peers .doc-more")).to_have_text("+5 more")
+
+
+def test_a_caret_in_a_wrapped_line_of_a_scrolling_text(
+        browsers: Browsers, server: ServerProcess) -> None:
+    """One long word wraps anywhere: the mirror must wrap it at the same place as the textarea.
+
+    (Headless Chromium hides scrollbars, so the room a visible scrollbar takes is not tested.)"""
+    text = "x" * 4000
+    shared_doc(server, text)
+    alice, bob = browsers.sign_in("alice"), browsers.sign_in("bob")
+    for page in (alice, bob):
+        open_doc(page, DOC)
+    # characters per row in bob's textarea, from its content width and its font
+    per_row = bob.evaluate("""() => {
+        const ta = document.getElementById("doc-text"), style = getComputedStyle(ta);
+        const ctx = document.createElement("canvas").getContext("2d");
+        ctx.font = `${style.fontStyle} ${style.fontWeight} ${style.fontSize} ${style.fontFamily}`;
+        const width = ta.clientWidth - parseFloat(style.paddingLeft)
+          - parseFloat(style.paddingRight);
+        return Math.floor(width / ctx.measureText("x").width); }""")
+    index = 2 * per_row + 5  # third row, sixth column
+    alice.click("#doc-text")
+    alice.evaluate(f"() => document.getElementById('doc-text').setSelectionRange({index}, {index})")
+    alice.keyboard.press("ArrowRight")
+    alice.keyboard.press("ArrowLeft")
+    wait_text_before_caret(bob, "alice", text[:index])
+    geometry = bob.evaluate("""(user) => {
+        const ta = document.getElementById("doc-text"), style = getComputedStyle(ta);
+        const caret = document.querySelector(`.doc-caret[data-user-id="${user}"]`);
+        const ctx = document.createElement("canvas").getContext("2d");
+        ctx.font = `${style.fontStyle} ${style.fontWeight} ${style.fontSize} ${style.fontFamily}`;
+        const box = ta.getBoundingClientRect(), bar = caret.getBoundingClientRect();
+        const left = box.left + parseFloat(style.borderLeftWidth) + parseFloat(style.paddingLeft);
+        const top = box.top + parseFloat(style.borderTopWidth) + parseFloat(style.paddingTop);
+        const lineHeight = parseFloat(style.lineHeight);
+        return {column: (bar.left - left) / ctx.measureText("x").width,
+                row: ((bar.top + bar.bottom) / 2 - top + ta.scrollTop) / lineHeight}; }""", "alice")
+    assert abs(geometry["column"] - 5) < 0.2, geometry
+    assert 2 < geometry["row"] < 3, geometry

@@ -69,7 +69,7 @@ export function resolveCursor(state, ytext) {
 const MIRRORED = [
   "boxSizing", "fontFamily", "fontSize", "fontWeight", "fontStyle", "fontVariant", "fontStretch",
   "lineHeight", "letterSpacing", "wordSpacing", "textTransform", "textIndent", "textAlign",
-  "tabSize", "direction", "paddingTop", "paddingLeft", "paddingBottom",
+  "tabSize", "direction", "whiteSpace", "overflowWrap", "wordBreak", "paddingTop", "paddingLeft", "paddingBottom",
   "borderTopWidth", "borderRightWidth", "borderBottomWidth", "borderLeftWidth",
   "borderTopStyle", "borderRightStyle", "borderBottomStyle", "borderLeftStyle",
 ];
