@@ -4,15 +4,19 @@
 // - DocProvider: the transport. Join (apply the server's step 2, answer its step 1 with
 //   ours: what the server lacks, e.g. edits made offline), send local changes as
 //   `doc:update` (one in flight at a time, the rest merged), apply the others' `doc:update`,
-//   rejoin after a reconnect, and keep the participants' awareness (cursors, by name).
+//   rejoin after a reconnect, and keep the participants' awareness (cursors, by name). It
+//   announces itself on joining (`{cursor: null}` until the caret moves), so the others
+//   list a newcomer at once.
 // - bindTextarea: a diff of the textarea's value becomes Y.Text delete/insert at the changed
 //   range; a remote change rewrites the value and moves the caret by the change's delta, so
 //   what the others type before my caret does not move me.
-// - startEditor: the page's "Document" panel.
+// - startEditor: the page's "Document" panel: the text, who else is here (a colour each),
+//   and their cursors drawn over the text (collab_cursors.js).
 import * as decoding from "lib0/decoding";
 import * as encoding from "lib0/encoding";
 import * as syncProtocol from "y-protocols/sync";
 import * as Y from "yjs";
+import { colorOf, cursorOverlay, cursorState, MAX_DRAWN, resolveCursor } from "./collab_cursors.js";
 import { $, clear, h, showError } from "./dom.js";
 
 const MESSAGE_SYNC = 0; // y-protocols' outer message type, as the server frames it
@@ -66,7 +70,7 @@ export class DocProvider {
     this.peers = new Map(); // client_id → {user, state, seen}
     this.pending = []; // local updates not sent yet
     this.inflight = false;
-    this.localState = null;
+    this.localState = { cursor: null }; // present, caret not placed yet: sent on join
     this.awarenessTimer = null;
     this.lastAwarenessSent = 0;
     this.destroyed = false;
@@ -143,7 +147,7 @@ export class DocProvider {
     this.onPeers(this.peers);
     this.onError(null);
     this.status();
-    if (this.localState) this.sendAwareness();
+    this.sendAwareness(); // present from the start, even before the caret moves
     this.flush();
     return true;
   }
@@ -185,7 +189,7 @@ export class DocProvider {
     this.flush();
   }
 
-  /** My cursor/selection (or null) for the others; sent at most every 100 ms. */
+  /** My cursor/selection for the others; sent at most every 100 ms. */
   setLocalState(state) {
     this.localState = state;
     if (!this.synced || this.awarenessTimer) return;
@@ -249,6 +253,9 @@ function diff(before, after) {
   return { index: start, remove: before.length - start - end, insert: after.slice(start, after.length - end) };
 }
 
+// the caret may have moved (selectionchange: also a caret moved by a script or by touch)
+const CARET_EVENTS = ["select", "keyup", "mouseup", "focus", "selectionchange"];
+
 /**
  * Keep `textarea` and `provider.text` equal. Returns a function that unbinds them.
  * `onCursor(state)` receives my cursor ({anchor, head}) whenever it may have changed.
@@ -258,7 +265,14 @@ export function bindTextarea(provider, textarea, onCursor = () => {}) {
   let composing = false;
   textarea.value = ytext.toString();
 
-  const cursor = () => onCursor({ cursor: { anchor: textarea.selectionStart, head: textarea.selectionEnd } });
+  const cursor = () => {
+    if (document.activeElement !== textarea) return; // a value rewritten while I'm elsewhere
+    // a backward selection (made from its end) has its head, the caret, at selectionStart
+    const backward = textarea.selectionDirection === "backward";
+    const [anchor, head] = backward ? [textarea.selectionEnd, textarea.selectionStart]
+      : [textarea.selectionStart, textarea.selectionEnd];
+    onCursor(cursorState(ytext, anchor, head));
+  };
   const onInput = () => {
     if (composing) return; // an IME composition: wait for its end
     if (provider.readOnly) {
@@ -291,13 +305,13 @@ export function bindTextarea(provider, textarea, onCursor = () => {}) {
   textarea.addEventListener("input", onInput);
   textarea.addEventListener("compositionstart", onCompositionStart);
   textarea.addEventListener("compositionend", onCompositionEnd);
-  for (const name of ["select", "keyup", "mouseup", "focus"]) textarea.addEventListener(name, cursor);
+  for (const name of CARET_EVENTS) textarea.addEventListener(name, cursor);
   return () => {
     ytext.unobserve(observer);
     textarea.removeEventListener("input", onInput);
     textarea.removeEventListener("compositionstart", onCompositionStart);
     textarea.removeEventListener("compositionend", onCompositionEnd);
-    for (const name of ["select", "keyup", "mouseup", "focus"]) textarea.removeEventListener(name, cursor);
+    for (const name of CARET_EVENTS) textarea.removeEventListener(name, cursor);
   };
 }
 
@@ -317,6 +331,7 @@ export function startEditor(conn) {
   const peersEl = $("doc-peers");
   const error = $("doc-error");
   let provider = null;
+  let overlay = null; // the others' cursors over the text
   let unbind = () => {};
 
   const renderStatus = ({ synced, readOnly, offline, refused }) => {
@@ -331,27 +346,40 @@ export function startEditor(conn) {
     mode.dataset.mode = refused ? "refused" : !synced ? "joining" : readOnly ? "read-only" : "editing";
   };
 
+  let listed = ""; // what the list shows now: unchanged, it is not rebuilt (nor re-announced)
   const renderPeers = (peers) => {
-    clear(peersEl);
+    overlay?.render(peers);
     const text = provider ? provider.text.toString() : "";
-    for (const [clientId, peer] of peers) {
+    const rows = [...peers].slice(0, MAX_DRAWN).map(([clientId, peer]) => {
+      const at = provider ? resolveCursor(peer.state, provider.text) : null;
+      return { clientId, peer, where: at ? ` at ${lineColumn(text, at.head)}` : "" };
+    });
+    const key = JSON.stringify([peers.size, rows.map((r) => [r.clientId, r.peer.user, r.where])]);
+    if (key === listed) return;
+    listed = key;
+    clear(peersEl);
+    for (const { clientId, peer, where } of rows) {
       const name = peer.user.name || peer.user.user_id;
-      const at = peer.state?.cursor;
-      peersEl.append(h("li", { dataset: { clientId, userId: peer.user.user_id } },
-        h("strong", {}, name),
-        at ? h("span", { class: "muted" }, ` at ${lineColumn(text, at.head)}`) : null));
+      const color = colorOf(peer.user.user_id);
+      const swatch = h("span", { class: "doc-swatch", "aria-hidden": "true" });
+      swatch.style.background = color; // through the CSSOM: the page's CSP refuses style attributes
+      peersEl.append(h("li", { dataset: { clientId, userId: peer.user.user_id, color } }, swatch,
+        h("strong", {}, name), where ? h("span", { class: "muted" }, where) : null));
     }
+    if (peers.size > MAX_DRAWN) peersEl.append(h("li", { class: "doc-more muted" }, `+${peers.size - MAX_DRAWN} more`));
   };
 
   const open = (docId) => {
     if (provider) provider.destroy();
     unbind();
+    overlay?.destroy();
     showError(error, null);
     provider = new DocProvider(conn, docId, {
       onStatus: renderStatus,
       onPeers: renderPeers,
       onError: (err) => showError(error, err),
     });
+    overlay = cursorOverlay(textarea, provider.text);
     unbind = bindTextarea(provider, textarea, (state) => provider.setLocalState(state));
     provider.text.observe(() => renderPeers(provider.peers)); // positions read as line/column
     provider.status();
