@@ -30,6 +30,7 @@ from tests.integration.test_features_multiprocess import (
     counts_after_new,
     ok,
     room_messages,
+    send_concurrently,
     settle,
     share,
     wait_until,
@@ -116,23 +117,7 @@ def test_chat_concurrent_senders_on_both_processes_reach_a_member_once_with_one_
         ok(sender, "chat:join", {"room_id": room})
     per_sender = 20  # chat:send's burst per connection
     total = per_sender * len(senders)
-    acks: list[dict] = []
-    errors: list[Any] = []
-    start = threading.Barrier(len(senders))
-
-    def run(client: SioClient, tag: int) -> None:
-        start.wait()
-        for i in range(per_sender):
-            reply = client.call("chat:send", {"room_id": room, "text": f"{tag}-{i}",
-                                              "client_msg_id": str(uuid.uuid4())}, timeout=15)
-            (acks if reply["ok"] else errors).append(reply.get("data") or reply)
-
-    threads = [threading.Thread(target=run, args=(s, n)) for n, s in enumerate(senders)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert errors == []
+    acks = send_concurrently(senders, room, per_sender)
     assert sorted(m["seq"] for m in acks) == list(range(1, total + 1))
     assert wait_until(lambda: len(room_messages(reader, room)) >= total), \
         len(room_messages(reader, room))

@@ -195,6 +195,29 @@ def wait_text(client: SioClient, room_id: str, text: str, timeout: float = 5.0) 
                            lambda m: m["room_id"] == room_id and m["text"] == text, timeout)
 
 
+def send_concurrently(senders: list[SioClient], room_id: str, per_sender: int) -> list[dict]:
+    """Every sender sends ``per_sender`` messages (``"<sender index>-<i>"``) at once, each in
+    its own thread; returns the stored messages (asserting that none was refused)."""
+    acks: list[dict] = []
+    errors: list[Any] = []
+    start = threading.Barrier(len(senders))
+
+    def run(client: SioClient, tag: int) -> None:
+        start.wait()
+        for i in range(per_sender):
+            reply = client.call("chat:send", {"room_id": room_id, "text": f"{tag}-{i}",
+                                              "client_msg_id": str(uuid.uuid4())}, timeout=15)
+            (acks if reply["ok"] else errors).append(reply.get("data") or reply)
+
+    threads = [threading.Thread(target=run, args=(s, n)) for n, s in enumerate(senders)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    return acks
+
+
 def test_chat_concurrent_senders_on_two_processes_give_one_gap_free_order(
         shared_pair: Pair, u: Callable[[str], str], sio_client, token) -> None:
     a, b = shared_pair
@@ -208,23 +231,7 @@ def test_chat_concurrent_senders_on_two_processes_give_one_gap_free_order(
         ok(s, "chat:join", {"room_id": room})
     per_sender = 20
     total = per_sender * len(senders)
-    acks: list[dict] = []
-    errors: list[Any] = []
-    start = threading.Barrier(len(senders))
-
-    def run(client: SioClient, tag: int) -> None:
-        start.wait()
-        for i in range(per_sender):
-            reply = client.call("chat:send", {"room_id": room, "text": f"{tag}-{i}",
-                                              "client_msg_id": str(uuid.uuid4())}, timeout=15)
-            (acks if reply["ok"] else errors).append(reply.get("data") or reply)
-
-    threads = [threading.Thread(target=run, args=(s, n)) for n, s in enumerate(senders)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert errors == []
+    acks = send_concurrently(senders, room, per_sender)
     assert sorted(m["seq"] for m in acks) == list(range(1, total + 1))
     for member in (alice, bob):
         assert wait_until(lambda m=member: len(room_messages(m, room)) >= total), \
