@@ -111,6 +111,9 @@ class ChatReaction(Base):
     """One user's reaction with one emoji on one message."""
 
     __tablename__ = "chat_reactions"
+    # chat:reactors pages and counts one emoji's users; the kinds bound reads the emoji
+    __table_args__ = (sa.Index("ix_chat_reactions_message_emoji_user",
+                               "message_id", "emoji", "user_id"),)
 
     message_id: Mapped[str] = mapped_column(
         sa.String(32), sa.ForeignKey("chat_messages.id", ondelete="CASCADE"), primary_key=True)
