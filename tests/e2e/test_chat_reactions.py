@@ -139,3 +139,19 @@ def test_on_a_phone_the_picker_and_the_tooltip_stay_on_screen(browsers: Browsers
     chip.focus()
     expect(tooltip(alice)).to_have_text("🎉 You")
     assert inside_viewport(alice, ".reactors-tip")
+
+
+
+def test_a_tooltip_does_not_outlive_its_reaction_when_the_message_is_deleted(
+        browsers: Browsers) -> None:
+    alice, bob = browsers.sign_in("alice"), browsers.sign_in("bob")
+    room_id = create_room(alice, "redrawn")
+    join(bob, room_id, "redrawn")
+    send(bob, "hover me")
+    message(bob, "hover me").get_by_role("button", name="React 👀").click()
+    message(alice, "hover me").get_by_role("button", name="React 👀, 1").hover()
+    expect(tooltip(alice)).to_have_text("👀 bob")
+    message(bob, "hover me").get_by_role("button", name="Delete").click()
+    bob.get_by_role("button", name="Confirm delete").click()
+    expect(alice.locator("#messages li.message", has_text="message deleted")).to_have_count(1)
+    expect(tooltip(alice)).to_have_count(0)  # not left floating by a reaction that is gone

@@ -38,6 +38,7 @@ export function startChat(conn, channels, me) {
   const typists = new Map(); // user_id → {name, timer}
   let lastTypingSent = 0;
   let loadingOlder = false;
+  const reactors = new Reactors(conn, me); // who reacted, asked on hover or focus
 
   // -- the composer's status line: what waits, what failed (next to the composer)
   const renderComposerStatus = () => {
@@ -68,6 +69,7 @@ export function startChat(conn, channels, me) {
       unreadFrom: current.unreadFrom, editing: current.editing, confirming: current.confirming,
       pending: outbox.forRoom(current.id), focusSeq: current.focusSeq,
     }, actions);
+    if (reactors.tipFor && !reactors.tipFor.isConnected) reactors.hide(); // its chip was redrawn
     if (focusLi) {
       const li = list.querySelector(`li[data-seq="${focusLi.dataset.seq}"]`);
       const target = li && focusKey
@@ -216,7 +218,6 @@ export function startChat(conn, channels, me) {
   };
 
   // -- what a message's buttons do
-  const reactors = new Reactors(conn, me);
   const actions = {
     react: async (message, emoji) => {
       const mine = current.myReactions.get(message.id) || new Set();
