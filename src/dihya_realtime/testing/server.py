@@ -64,7 +64,6 @@ def settings_environ(settings: dict[str, Any]) -> dict[str, str]:
     return env
 
 
-
 def http_json(method: str, url: str, body: Any = None, headers: dict[str, str] | None = None,
               timeout: float = 5.0) -> tuple[int, Any]:
     """One HTTP request with a JSON body (if any): ``(status, parsed JSON or text)``; an
