@@ -335,3 +335,25 @@ def test_a_caret_in_a_wrapped_line_of_a_scrolling_text(
                 row: ((bar.top + bar.bottom) / 2 - top + ta.scrollTop) / lineHeight}; }""", "alice")
     assert abs(geometry["column"] - 5) < 0.2, geometry
     assert 2 < geometry["row"] < 3, geometry
+
+
+def test_no_copy_of_the_text_is_laid_out_until_someone_elses_caret_is_there(
+        browsers: Browsers, server: ServerProcess) -> None:
+    """The mirror costs a layout of the whole text per frame: alone, it holds nothing."""
+    shared_doc(server)
+    alice = browsers.sign_in("alice")
+    open_doc(alice, DOC)
+    place_caret(alice, 5)
+    alice.keyboard.type(" there")
+    mirror_length = "() => document.querySelector('.doc-cursors').textContent.length"
+    assert alice.evaluate(mirror_length) == 0
+    bob = browsers.sign_in("bob")
+    open_doc(bob, DOC)
+    expect(peer(alice, "bob")).to_have_count(1)
+    assert alice.evaluate(mirror_length) == 0  # bob is here, his caret is not placed
+    place_caret(bob, 3)
+    expect(caret(alice, "bob")).to_have_count(1)
+    wait_text_before_caret(alice, "bob", "hel")
+    bob.close()
+    expect(caret(alice, "bob")).to_have_count(0)
+    alice.wait_for_function(f"() => ({mirror_length})() === 0")

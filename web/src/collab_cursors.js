@@ -126,6 +126,10 @@ export function cursorOverlay(textarea, ytext) {
       const at = resolveCursor(peer.state, ytext);
       if (at) drawn.push({ clientId, user: peer.user, color: colorOf(peer.user.user_id), ...at });
     }
+    if (!drawn.length) { // alone (or nobody's caret placed): no copy of the text to lay out
+      overlay.replaceChildren();
+      return;
+    }
     // boundaries where a selection starts or ends or a caret sits, in text order
     const cuts = new Set([0, text.length]);
     for (const c of drawn) { cuts.add(c.anchor); cuts.add(c.head); }
