@@ -146,6 +146,31 @@ def test_untouched_chain_verifies(audit: AuditLog, database: Database) -> None:
     assert result.last_hash == _rows(database)[-1].hash
 
 
+def test_the_walk_reads_a_page_at_a_time_and_pauses_between_pages(audit, database) -> None:
+    """A server passes its event loop's yield as ``pause``: a long trail must not be walked
+    in one stretch (nor in one open transaction)."""
+    _record_some(audit, 7)
+    walked_at_pause: list[int] = []
+    queries: list[str] = []
+    sa.event.listen(database.engine, "before_cursor_execute",
+                    lambda *a: queries.append(a[2]) if "audit_events" in a[2] else None)
+    result = verify(database, page_rows=3, pause=lambda: walked_at_pause.append(len(queries)))
+    assert len(queries) == 3  # 3 + 3 + 1 rows
+    assert result.ok and result.rows == 7
+    assert result.last_hash == _rows(database)[-1].hash
+    assert walked_at_pause == [1, 2]  # after each full page, before the next query
+
+
+@pytest.mark.parametrize("page_rows", [1, 2, 3, 1000])
+def test_a_change_is_found_whatever_the_page_size(audit, database, page_rows: int) -> None:
+    _record_some(audit, 6)
+    ids = [r.id for r in _rows(database)]
+    _sql(database, "DELETE FROM audit_events WHERE id = :id", id=ids[3])  # a page boundary
+    result = verify(database, page_rows=page_rows)
+    assert (result.ok, result.first_bad_id, result.rows) == (False, ids[4], 4)
+    assert f"does not match row {ids[2]}" in result.reason
+
+
 def test_chain_continues_across_audit_log_instances(database: Database) -> None:
     for _ in range(2):
         log = AuditLog(database, "off")

@@ -88,8 +88,9 @@ def audit(ctx: Ctx, payload: AuditPayload) -> dict:
 def audit_verify(ctx: Ctx, payload: object) -> dict:
     """Walk the stored audit trail as ``dihya-realtime audit verify`` does.
 
-    Reads every row: rate-limited to one call per 10 s (burst 2). ``ok`` is true when the
-    hash chain holds and no record was lost; ``reason`` says what is wrong otherwise.
+    Reads every row: rate-limited to one call per 10 s (burst 2), and one walk at a time per
+    process (who asks during a walk gets its result). ``ok`` is true when the hash chain
+    holds and no record was lost; ``reason`` says what is wrong otherwise.
     """
     return _service(ctx).verify()
 

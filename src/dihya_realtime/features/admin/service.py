@@ -12,7 +12,7 @@ import socket
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
-from dihya_realtime.features.admin.audit_trail import audit_page, verify_status
+from dihya_realtime.features.admin.audit_trail import TrailVerifier, audit_page
 from dihya_realtime.features.admin.metrics_ring import MINUTE, MinuteSamples
 from dihya_realtime.features.admin.snapshot import ClusterSnapshot
 from dihya_realtime.kernel.errors import ErrorCode, RealtimeError
@@ -36,6 +36,8 @@ class AdminService:
         self.minutes = MinuteSamples(rt.metrics)
         self.sample_interval = sample_interval
         self._sampler: Sweeper | None = None
+        # one walk at a time; between pages the event loop serves the other connections
+        self.verifier = TrailVerifier(rt.db, pause=lambda: rt.socketio.sleep(0))
 
     def attach(self) -> None:
         """Answer other processes' snapshot requests; sample metrics while anyone is connected
@@ -111,7 +113,7 @@ class AdminService:
     def verify(self) -> dict[str, Any]:
         self._require_audit_db()
         self.rt.audit.flush(AUDIT_FLUSH_WAIT)  # what this process recorded so far is walked
-        return verify_status(self.rt.db)
+        return self.verifier.status()
 
     def _require_audit_db(self) -> None:
         if not self.rt.settings.audit_db:

@@ -16,6 +16,7 @@ rows were deleted, nor refuse a forged row appended with a correctly computed ha
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,21 +68,37 @@ def _gap_count(row: Any) -> int:
     return count if isinstance(count, int) and count > 0 else 1
 
 
-def verify(database: Database) -> VerifyResult:
+PAGE_ROWS = 1000
+"""Rows read per query: each page is its own short read, so the walk never holds one
+transaction open over the whole trail."""
+
+
+def verify(database: Database, *, page_rows: int = PAGE_ROWS,
+           pause: Callable[[], None] | None = None) -> VerifyResult:
     """Walk the audit trail in id order, recompute every hash and check every link.
 
     A gap row (records a writer lost: a full queue, a record that could not be built) does
     not break the chain but makes the trail incomplete: ``ok`` is ``False``, ``dropped``
     sums the lost records and ``first_bad_id`` names the first gap row.
+
+    The trail is read ``page_rows`` at a time (by id, one query each) and ``pause()`` is
+    called between pages: a server passes its event loop's yield, so a walk over a long
+    trail (CPU-bound: one hash per row) lets the other connections run between pages
+    instead of stalling them all for its whole length.
     """
     prev_hash = GENESIS_HASH
     prev_id: int | None = None
     rows = 0
     dropped = 0
     first_gap: int | None = None
-    stmt = sa.select(AuditEvent).order_by(AuditEvent.id)
-    with database.session() as session:
-        for event in session.execute(stmt.execution_options(yield_per=1000)).scalars():
+    after = None
+    while True:
+        stmt = sa.select(AuditEvent).order_by(AuditEvent.id).limit(page_rows)
+        if after is not None:
+            stmt = stmt.where(AuditEvent.id > after)
+        with database.session() as session:
+            page = list(session.execute(stmt).scalars())
+        for event in page:
             rows += 1
             if event.prev_hash != prev_hash:
                 if prev_id is None:
@@ -103,6 +120,11 @@ def verify(database: Database) -> VerifyResult:
                 first_gap = event.id if first_gap is None else first_gap
             prev_hash = event.hash
             prev_id = event.id
+        if len(page) < page_rows:
+            break
+        after = page[-1].id
+        if pause is not None:
+            pause()
     last = prev_hash if rows else None
     if dropped:
         reason = (f"{dropped} records were dropped before they reached the database "
