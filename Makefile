@@ -62,7 +62,7 @@ test: install services browser $(BENCH_MODULES)
 	$(BIN)/mypy src/dihya_realtime
 	$(BIN)/lint-imports
 	cd clients/js && npm run --silent typecheck
-	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=25 tests
 
 lint: install
 	$(BIN)/ruff check src tests examples setup.py
