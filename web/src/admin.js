@@ -5,29 +5,14 @@
 // permission is refused (`forbidden`) and the page says so. Kept apart from the demo's session
 // (its own storage key), so signing in here never changes who you are on `/`.
 import "./admin.css";
-import { createClient, RealtimeError } from "dihya-realtime-client";
+import { createClient } from "dihya-realtime-client";
+import { envelope } from "./connection.js";
+import { $, h } from "./dom.js";
+import { claimsOf, clearSession, devSignIn, loadSession, saveSession } from "./session.js";
 
 const KEY = "dihya-admin-session";
 const REFRESH_MS = 5000;
 const config = JSON.parse(document.getElementById("admin-config").textContent);
-const $ = (id) => document.getElementById(id);
-
-/** h("td", {class: "x"}, "text", child): user content only ever goes in as text. */
-function h(tag, attrs = {}, ...children) {
-  const el = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    if (value === undefined || value === null || value === false) continue;
-    if (key === "class") el.className = value;
-    else if (key === "dataset") Object.assign(el.dataset, value);
-    else if (key.startsWith("on")) el.addEventListener(key.slice(2), value);
-    else el.setAttribute(key, String(value));
-  }
-  for (const child of children.flat()) {
-    if (child === null || child === undefined || child === false) continue;
-    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
-  }
-  return el;
-}
 
 function fill(tbody, rows) {
   tbody.replaceChildren(...rows);
@@ -35,37 +20,6 @@ function fill(tbody, rows) {
 
 const time = (ts) => new Date(ts * 1000).toLocaleTimeString();
 const dateTime = (ts) => new Date(ts * 1000).toLocaleString();
-
-// -- session (dev: minted by POST /dev/token; production: a pasted token)
-function loadSession() {
-  try {
-    return JSON.parse(localStorage.getItem(KEY) || "null");
-  } catch {
-    return null;
-  }
-}
-
-async function devToken(userId, roles) {
-  const response = await fetch("/dev/token", {
-    method: "POST",
-    headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ user_id: userId, name: userId, roles }),
-  });
-  const body = await response.json().catch(() => null);
-  if (!body || !body.ok) {
-    throw new Error(body ? `${body.error.code}: ${body.error.message}` : `HTTP ${response.status}`);
-  }
-  return { user_id: userId, roles, token: body.data.token, expires_at: body.data.expires_at,
-           dev: true };
-}
-
-function claimsOf(token) {
-  try {
-    return JSON.parse(atob(token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/")));
-  } catch {
-    return {};
-  }
-}
 
 // -- the console
 class Console {
@@ -80,10 +34,10 @@ class Console {
       autoConnect: false,
       getToken: async (reason) => {
         if (reason !== "connect" && this.session.dev) {
-          const fresh = await devToken(this.session.user_id, this.session.roles).catch(() => null);
+          const fresh = await devSignIn(this.session.user_id, this.session.roles).catch(() => null);
           if (fresh) {
             this.session = fresh;
-            localStorage.setItem(KEY, JSON.stringify(fresh));
+            saveSession(fresh, KEY);
           }
         }
         return this.session.token;
@@ -91,13 +45,8 @@ class Console {
     });
   }
 
-  async call(event, payload = {}) {
-    try {
-      return { ok: true, data: await this.rt.call(event, payload) };
-    } catch (err) {
-      if (err instanceof RealtimeError) return { ok: false, error: err.toJSON() };
-      throw err;
-    }
+  call(event, payload = {}) {
+    return envelope(this.rt.call(event, payload));
   }
 
   start() {
@@ -308,7 +257,7 @@ function begin(session) {
   admin.wire();
   $("sign-out").onclick = () => {
     admin.stop();
-    localStorage.removeItem(KEY);
+    clearSession(KEY);
     location.reload();
   };
   window.dihyaAdmin = admin; // for the console and the end-to-end tests
@@ -323,11 +272,11 @@ async function signIn(event) {
     let session;
     if (config.dev) {
       const roles = [...form.querySelectorAll("input[name=roles]:checked")].map((i) => i.value);
-      session = await devToken(form.user.value.trim(), roles);
+      session = await devSignIn(form.user.value.trim(), roles);
     } else {
       session = { token: form.token.value.trim(), dev: false };
     }
-    localStorage.setItem(KEY, JSON.stringify(session));
+    saveSession(session, KEY);
     begin(session);
   } catch (err) {
     $("signin-error").textContent = err.message;
@@ -336,11 +285,11 @@ async function signIn(event) {
 
 async function main() {
   $("signin-form").addEventListener("submit", signIn);
-  let session = loadSession();
+  let session = loadSession(KEY);
   if (session && session.dev && !config.dev) session = null;
   if (session && session.dev && session.expires_at - Date.now() / 1000 < 60) {
-    session = await devToken(session.user_id, session.roles).catch(() => null);
-    if (session) localStorage.setItem(KEY, JSON.stringify(session));
+    session = await devSignIn(session.user_id, session.roles).catch(() => null);
+    if (session) saveSession(session, KEY);
   }
   if (session) begin(session);
   else {

@@ -65,12 +65,18 @@ export class Connection {
 
   /** Emit with an ack; always resolves to an envelope (timeouts and a lost connection
    *  included: codes `timeout`, `disconnected`). */
-  async call(event, payload = {}) {
-    try {
-      return { ok: true, data: await this.rt.call(event, payload) };
-    } catch (err) {
-      if (err instanceof RealtimeError) return { ok: false, error: err.toJSON() };
-      throw err;
-    }
+  call(event, payload = {}) {
+    return envelope(this.rt.call(event, payload));
+  }
+}
+
+/** A client call's promise as an envelope: `{ok: true, data}` or `{ok: false, error}` for a
+ *  refusal, a timeout or a lost connection (anything else still throws). */
+export async function envelope(pending) {
+  try {
+    return { ok: true, data: await pending };
+  } catch (err) {
+    if (err instanceof RealtimeError) return { ok: false, error: err.toJSON() };
+    throw err;
   }
 }

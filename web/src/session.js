@@ -4,20 +4,22 @@
 
 const KEY = "dihya-demo-session";
 
-export function loadSession() {
+// `key`: the admin console keeps its session apart (signing in there never changes who you
+// are on the demo), under a key of its own.
+export function loadSession(key = KEY) {
   try {
-    return JSON.parse(localStorage.getItem(KEY) || "null");
+    return JSON.parse(localStorage.getItem(key) || "null");
   } catch {
     return null;
   }
 }
 
-export function saveSession(session) {
-  localStorage.setItem(KEY, JSON.stringify(session));
+export function saveSession(session, key = KEY) {
+  localStorage.setItem(key, JSON.stringify(session));
 }
 
-export function clearSession() {
-  localStorage.removeItem(KEY);
+export function clearSession(key = KEY) {
+  localStorage.removeItem(key);
 }
 
 /** Ask the dev server for a token; resolves to the session or throws an Error with the reason. */
